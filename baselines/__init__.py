@@ -1,0 +1,1 @@
+"""Denoisers scored by cref-bench, each registered as a method."""

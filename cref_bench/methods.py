@@ -1,0 +1,113 @@
+"""The method protocol and registry.
+
+A *method* turns a half-map pair into a denoised full map and, where it can, denoised
+half-maps. Single-map denoisers subclass :class:`SingleMapMethod` and implement
+:meth:`SingleMapMethod.denoise_map`; they are applied to the average of the halves and to
+each half. Pair-based denoisers (LAFTER, say) subclass :class:`Method` directly and return
+only the full map, with a note saying why the half-map metrics do not apply.
+
+Methods are found by name through the entry-point group ``cref_bench.methods``, or given as
+``package.module:Attribute`` (a class or a factory called with the method's parameters).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+import numpy as np
+
+from cref_bench.volume import Volume
+
+ENTRY_POINT_GROUP = "cref_bench.methods"
+
+
+@dataclass
+class Denoised:
+    """What a method returns for one half-map pair.
+
+    Attributes:
+        full: the denoised full map, on the grid of the halves.
+        half1, half2: the denoised half-maps, or ``None`` when the method cannot make them.
+        note: why the denoised halves are absent (shown beside the half-map metrics).
+    """
+
+    full: Volume
+    half1: Volume | None = None
+    half2: Volume | None = None
+    note: str = ""
+
+
+class Method:
+    """Base class of every method. Subclasses set the class attributes and :meth:`denoise`.
+
+    Attributes:
+        name: the registry name (``cref-bench run --method NAME``).
+        version: bumped whenever results would change; part of the runner's resume key.
+        needs_gpu: whether the method is impractical without a GPU.
+    """
+
+    name: str = "unnamed"
+    version: str = "0"
+    needs_gpu: bool = False
+
+    def params(self) -> dict:
+        """The method's parameters, recorded in the provenance of every result."""
+        return {}
+
+    def denoise(self, half1: Volume, half2: Volume, mask: Volume | None = None) -> Denoised:
+        """Denoise one half-map pair (same grid). Returns a :class:`Denoised`."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, params={self.params()!r})"
+
+
+class SingleMapMethod(Method):
+    """A denoiser of one map, applied to the average of the halves and to each half."""
+
+    def denoise_map(self, volume: Volume, mask: Volume | None = None) -> Volume:
+        """Denoise one map; returns a Volume on the same grid."""
+        raise NotImplementedError
+
+    def denoise(self, half1: Volume, half2: Volume, mask: Volume | None = None) -> Denoised:
+        half1.check_same_grid(half2)
+        average = half1.like((half1.data + half2.data) * np.float32(0.5), source=f"average of {half1.source}")
+        return Denoised(full=self.denoise_map(average, mask),
+                        half1=self.denoise_map(half1, mask),
+                        half2=self.denoise_map(half2, mask))
+
+
+def available_methods() -> dict[str, str]:
+    """Names of the registered methods, mapped to their ``module:attribute`` targets."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_method(spec: str, **params) -> Method:
+    """Build a method from a registry name or a ``package.module:Attribute`` path.
+
+    Args:
+        spec: a name registered under the ``cref_bench.methods`` entry points, or
+            ``package.module:Attribute``.
+        **params: keyword parameters passed to the class or factory.
+
+    Raises:
+        KeyError: no method of that name is registered (the message lists those that are).
+        ImportError, AttributeError: the ``module:attribute`` path does not resolve.
+        TypeError: the target did not produce a :class:`Method`.
+    """
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        target = getattr(importlib.import_module(module_name), attr)
+    else:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
+        if not found:
+            known = ", ".join(sorted(available_methods())) or "none"
+            raise KeyError(f"no method named {spec!r}; registered methods: {known}; "
+                           "or give one as package.module:Attribute")
+        target = found[0].load()
+    method = target(**params)
+    if not isinstance(method, Method):
+        raise TypeError(f"{spec!r} produced {type(method).__name__}, not a cref_bench.methods.Method")
+    return method

@@ -1,0 +1,1 @@
+"""Turning sources (EMDB, procedural phantoms) into a cref-bench corpus store."""

@@ -1,0 +1,1 @@
+"""Turning cref-bench result tables into ranked tables and figures."""
