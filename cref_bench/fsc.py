@@ -1,0 +1,222 @@
+"""Fourier shell correlation: spectra computed once, covariances per shell, FSC curves and
+resolution at a threshold.
+
+:class:`Spectra` holds the ``rfftn`` of several maps on one grid (optionally multiplied by a
+mask in real space first); any number of FSCs and covariances between them then cost one
+pass over the spectra, however many pairs are asked for. Linear combinations of maps (the
+average of two half-maps, say) are defined by their weights and never transformed: their
+covariances follow from those of the maps they combine.
+
+The shells are those of :func:`cref_bench.shells.fourier_shells` (see that module for the
+convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+import pandas as pd
+import scipy.fft
+
+from cref_bench._kernels import shell_pair_sums
+from cref_bench.shells import Shells, fourier_shells
+from cref_bench.volume import Volume
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where a curve first falls below a threshold.
+
+    Attributes:
+        threshold: the threshold (0.143, 0.5, ...).
+        resolution: the crossing in Å, or ``None`` when there is none; ``note`` says why.
+        note: empty when ``resolution`` is a number, else the reason (``"never crosses ..."``).
+    """
+
+    threshold: float
+    resolution: float | None
+    note: str = ""
+
+
+def resolution_at(frequency: np.ndarray, values: np.ndarray, threshold: float) -> Crossing:
+    """The resolution at which a curve first falls below ``threshold``.
+
+    Starting at the lowest-frequency shell, the first shell whose value is below the
+    threshold is found; the crossing frequency is interpolated linearly between it and the
+    shell before. A curve that stays at or above the threshold up to its last shell "never
+    crosses" (the resolution is then at least the Nyquist limit); one that starts below it
+    is "below at the first shell". Neither is reported as a number.
+
+    Args:
+        frequency: increasing shell frequencies, 1/Å.
+        values: the curve, one value per shell (NaN counts as below).
+        threshold: the threshold.
+
+    Returns:
+        A :class:`Crossing`.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    below = ~(values >= threshold)
+    if not below.any():
+        return Crossing(threshold, None,
+                        f"never crosses {threshold:g} up to {1 / frequency[-1]:.3g} Å (Nyquist)")
+    i = int(np.argmax(below))
+    if i == 0:
+        return Crossing(threshold, None,
+                        f"below {threshold:g} already at the first shell ({1 / frequency[0]:.3g} Å)")
+    v0, v1 = values[i - 1], values[i]
+    t = (v0 - threshold) / (v0 - v1) if np.isfinite(v1) else 0.0
+    f = frequency[i - 1] + t * (frequency[i] - frequency[i - 1])
+    return Crossing(threshold, float(1.0 / f))
+
+
+@dataclass(frozen=True, eq=False)
+class FSCCurve:
+    """An FSC curve on the shells of :func:`cref_bench.shells.fourier_shells`.
+
+    Attributes:
+        frequency: shell frequencies, 1/Å.
+        value: the correlation in each shell (NaN where a map has no power in the shell).
+        counts: lattice points of the full transform in each shell.
+    """
+
+    frequency: np.ndarray
+    value: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def resolution(self) -> np.ndarray:
+        """Shell resolutions in Å."""
+        return 1.0 / self.frequency
+
+    def resolution_at(self, threshold: float) -> Crossing:
+        """The first crossing of ``threshold`` (see :func:`resolution_at`)."""
+        return resolution_at(self.frequency, self.value, threshold)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The curve as a table: shell, frequency, resolution, value, count."""
+        return pd.DataFrame({"shell": np.arange(1, self.frequency.size + 1), "frequency": self.frequency,
+                             "resolution": self.resolution, "value": self.value, "count": self.counts})
+
+
+def _correlation(cross: np.ndarray, power_a: np.ndarray, power_b: np.ndarray) -> np.ndarray:
+    denom = np.sqrt(power_a * power_b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, cross / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+class Spectra:
+    """Fourier transforms of maps on one grid, each computed once, and their covariances.
+
+    Args:
+        like: a Volume giving the grid (shape and voxel size) every map must share.
+        mask: optional mask Volume on the same grid; each map is multiplied by it in real
+            space before its transform.
+        shells: the shells to use (default: :func:`cref_bench.shells.fourier_shells` of the grid).
+
+    Maps are added with :meth:`add`; :meth:`combine` defines a linear combination of maps
+    added before. :meth:`cov` and :meth:`fsc` then work on any of these names.
+    """
+
+    def __init__(self, like: Volume, mask: Volume | None = None, shells: Shells | None = None):
+        self.like = like
+        self.shells: Shells = shells or fourier_shells(like.shape, like.voxel_size)
+        if mask is not None:
+            like.check_same_grid(mask)
+        self.mask = mask
+        self._spectra: dict[str, np.ndarray] = {}
+        self._terms: dict[str, dict[str, float]] = {}
+        self._sums: dict[tuple[str, str], np.ndarray] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._terms
+
+    def add(self, name: str, volume: Volume) -> None:
+        """Transform ``volume`` (times the mask, if any) and keep it under ``name``.
+
+        Raises:
+            GeometryMismatch: the volume is not on the grid of ``like``.
+            MapError: the volume has non-finite voxels.
+        """
+        self.like.check_same_grid(volume)
+        volume.check_finite()
+        data = volume.data if self.mask is None else volume.data * self.mask.data
+        self._spectra[name] = scipy.fft.rfftn(data, workers=-1)
+        self._terms[name] = {name: 1.0}
+
+    def combine(self, name: str, weights: dict[str, float]) -> None:
+        """Define ``name`` as ``Σ weight · map`` over maps added before (no transform is made)."""
+        missing = [m for m in weights if m not in self._spectra]
+        if missing:
+            raise KeyError(f"cannot combine maps not added: {missing}")
+        self._terms[name] = dict(weights)
+
+    def _base_sums(self, pairs: set[tuple[str, str]]) -> None:
+        todo = sorted({tuple(sorted(p)) for p in pairs} - set(self._sums))
+        if not todo:
+            return
+        names = sorted({n for p in todo for n in p})
+        position = {n: i for i, n in enumerate(names)}
+        sums = shell_pair_sums([self._spectra[n] for n in names], self.shells.index,
+                               [(position[a], position[b]) for a, b in todo],
+                               self.shells.n, self.like.shape[2])
+        for pair, row in zip(todo, sums):
+            self._sums[pair] = row
+
+    def _pairs_of(self, a: str, b: str):
+        for (ma, wa), (mb, wb) in product(self._terms[a].items(), self._terms[b].items()):
+            yield tuple(sorted((ma, mb))), wa * wb
+
+    def cov(self, *pairs: tuple[str, str]) -> list[np.ndarray]:
+        """Per-shell covariances ``(1/n) Σ Re(F_a · conj(F_b))`` for each ``(a, b)``.
+
+        All base sums not yet known are computed in one pass over the spectra.
+
+        Returns:
+            One float64 array per pair, one value per shell.
+        """
+        for a, b in pairs:
+            for name in (a, b):
+                if name not in self._terms:
+                    raise KeyError(f"no map named {name!r} in these spectra")
+        self._base_sums({p for a, b in pairs for p, _ in self._pairs_of(a, b)})
+        counts = self.shells.counts
+        out = []
+        for a, b in pairs:
+            total = sum(w * self._sums[p] for p, w in self._pairs_of(a, b))
+            out.append(total / np.maximum(counts, 1))
+        return out
+
+    def fsc(self, a: str, b: str) -> FSCCurve:
+        """The FSC between maps ``a`` and ``b``."""
+        cross, pa, pb = self.cov((a, b), (a, a), (b, b))
+        return FSCCurve(self.shells.frequency, _correlation(cross, pa, pb), self.shells.counts)
+
+    def release(self) -> None:
+        """Drop the transforms (the covariances already computed stay available)."""
+        self._spectra.clear()
+
+
+def fsc(a: Volume, b: Volume, mask: Volume | None = None) -> FSCCurve:
+    """The FSC between two maps on one grid, each optionally multiplied by ``mask`` first.
+
+    Args:
+        a, b: the maps.
+        mask: optional real-space mask on the same grid.
+
+    Returns:
+        An :class:`FSCCurve` on the shells of :func:`cref_bench.shells.fourier_shells`.
+
+    Raises:
+        GeometryMismatch: the maps (or mask) are not on one grid.
+        MapError: a map has non-finite voxels.
+    """
+    spectra = Spectra(a, mask)
+    spectra.add("a", a)
+    spectra.add("b", b)
+    return spectra.fsc("a", "b")
+
+
+__all__ = ["Crossing", "FSCCurve", "Spectra", "fsc", "resolution_at"]

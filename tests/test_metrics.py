@@ -1,0 +1,127 @@
+"""The C_ref family of metrics against simulated data with known truth."""
+
+import numpy as np
+import pytest
+
+from cref_bench import Volume
+from cref_bench.errors import GeometryMismatch
+from cref_bench.fsc import Spectra, fsc
+from cref_bench.metrics import c_ref, cref_l1, cref_rmse, evaluate, variance_analysis
+from cref_bench.shells import fourier_shells
+from tests.helpers_fields import expected_ratio, field
+
+SHAPE, VOXEL = (64, 64, 64), (1.0, 1.0, 1.0)
+SIGNAL = lambda k: 30 * np.exp(-((k / 0.12) ** 2)) + 1e-4  # noqa: E731
+NOISE = lambda k: np.ones_like(k)  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def case():
+    rng = np.random.default_rng(11)
+    truth = field(rng, SHAPE, VOXEL, SIGNAL)
+    n1, n2 = field(rng, SHAPE, VOXEL, NOISE), field(rng, SHAPE, VOXEL, NOISE)
+    m1 = Volume(truth + n1, VOXEL)
+    return {"T": m1.like(truth), "M1": m1, "M2": m1.like(truth + n2), "N1": n1, "N2": n2, "rng": rng}
+
+
+def _tolerance(expected, counts, k=5):
+    return k * (1 - np.asarray(expected) ** 2) / np.sqrt(counts / 2) + 2e-3
+
+
+def test_c_ref_values():
+    np.testing.assert_allclose(c_ref(np.array([-0.3, 0.0, 1 / 3, 1.0, 1.2])),
+                               [0.0, 0.0, np.sqrt(0.5), 1.0, 1.0])
+
+
+def test_paper_equation_4_full_map_against_truth_is_c_ref(case):
+    """FSC((M1 + M2)/2, T) = C_ref(FSC(M1, M2)), shell by shell."""
+    average = case["M1"].like((case["M1"].data + case["M2"].data) / 2)
+    measured = fsc(average, case["T"]).value
+    predicted = c_ref(fsc(case["M1"], case["M2"]).value)
+    shells = fourier_shells(SHAPE, VOXEL)
+    expected = np.sqrt(expected_ratio(shells, SIGNAL, lambda k: SIGNAL(k) + NOISE(k) / 2, VOXEL))
+    assert np.all(np.abs(measured - expected) < _tolerance(expected, shells.counts))
+    # The prediction has the noise of two estimates; away from the noise floor it agrees.
+    informative = expected > 0.3
+    assert np.all(np.abs(measured - predicted)[informative] < 2 * _tolerance(expected, shells.counts)[informative])
+
+
+def test_scores_rank_the_ideal_denoiser_first(case):
+    m1, m2, truth = case["M1"], case["M2"], case["T"]
+    average = m1.like((m1.data + m2.data) / 2)
+    cref = c_ref(fsc(m1, m2).value)
+    ideal = cref_rmse(fsc(truth, average).value, cref)
+    noisy = cref_rmse(fsc(average, average).value, cref)
+    assert ideal < 0.05 < 0.3 < noisy
+    assert cref_l1(fsc(truth, average).value, cref) < 0.05
+    # Leaving all the noise in has FSC_FD = 1, so the L1 score is the mean of 1 - C_ref.
+    assert cref_l1(np.ones_like(cref), cref) == pytest.approx(np.mean(1 - cref))
+
+
+def test_variance_analysis_recovers_constructed_variances(case):
+    """D_i = a·S + B + c·N_i + E_i: var(S), var(N), var(B) = (a-1)²S + B, var(N^d) = c²N + E."""
+    rng = case["rng"]
+    a, c = 0.8, 0.3
+    bias_power = lambda k: 0.5 * np.exp(-((k / 0.2) ** 2))  # noqa: E731
+    fresh_power = lambda k: 0.2 * np.ones_like(k)  # noqa: E731
+    bias = field(rng, SHAPE, VOXEL, bias_power)
+    m1 = case["M1"]
+    d1 = m1.like(a * case["T"].data + bias + c * case["N1"] + field(rng, SHAPE, VOXEL, fresh_power))
+    d2 = m1.like(a * case["T"].data + bias + c * case["N2"] + field(rng, SHAPE, VOXEL, fresh_power))
+    spectra = Spectra(m1)
+    for name, vol in (("M1", m1), ("M2", case["M2"]), ("D1", d1), ("D2", d2)):
+        spectra.add(name, vol)
+    curves = variance_analysis(spectra)
+    shells = spectra.shells
+    one = lambda k: np.ones_like(k)  # noqa: E731
+    mean_of = lambda p: expected_ratio(shells, p, one, VOXEL)  # noqa: E731  (shell mean of a power)
+    expected = {
+        "var_signal": mean_of(SIGNAL),
+        "var_noise": mean_of(NOISE),
+        "var_bias": mean_of(lambda k: (a - 1) ** 2 * SIGNAL(k) + bias_power(k)),
+        "var_leftover_noise": mean_of(lambda k: c**2 * NOISE(k) + fresh_power(k)),
+    }
+    # The unit of cov is the power of unit white noise times the voxel count (numpy's rfftn).
+    unit = np.prod(SHAPE)
+    scale = mean_of(lambda k: SIGNAL(k) + NOISE(k))  # the spread of each estimate per shell
+    for name, want in expected.items():
+        got = curves[name] / unit
+        err = np.abs(got - want) / scale
+        assert np.all(err < 8 / np.sqrt(shells.counts / 2) + 1e-3), name
+
+
+def test_evaluate_reports_every_metric_or_why_not(case):
+    m1, m2 = case["M1"], case["M2"]
+    average = m1.like((m1.data + m2.data) / 2)
+    mask = m1.like(np.ones(SHAPE))
+    report = evaluate(m1, m2, average, mask=mask, truth=case["T"])
+    assert set(report.scalars) == {"unmasked", "masked"}
+    unmasked = report.scalars["unmasked"]
+    assert unmasked["cref_rmse"] > 0.3  # the noisy map keeps all its noise
+    assert unmasked["fsc05_change"] is None and "denoised half-maps" in report.notes["unmasked"]["fsc05_change"]
+    assert unmasked["d_fsc_model_0143"] is None and report.notes["unmasked"]["d_fsc_model_0143"] == "no model given"
+    assert unmasked["truth_corr"] == pytest.approx(np.corrcoef(average.data.ravel(), case["T"].data.ravel())[0, 1], abs=1e-6)
+    # A mask of ones changes nothing.
+    for key in ("cref_rmse", "res_half_0143", "truth_res_05"):
+        assert report.scalars["masked"][key] == pytest.approx(unmasked[key], rel=1e-5)
+    curves = report.curves
+    assert {"fsc_half", "c_ref", "fsc_fd", "fsc_truth"} <= set(curves["curve"])
+    assert len(report.rows()) == 2
+
+
+def test_evaluate_with_halves_gives_fsc05_change(case):
+    m1, m2 = case["M1"], case["M2"]
+    report = evaluate(m1, m2, case["T"], denoised_half1=case["T"], denoised_half2=case["T"])
+    after = report.scalars["unmasked"]["res_d2m1_05"]
+    before = report.scalars["unmasked"]["res_half_05"]
+    assert report.scalars["unmasked"]["fsc05_change"] == pytest.approx(after - before)
+    assert after < before  # the truth correlates better with M1 than M2 does
+    assert "masked" not in report.scalars  # no mask, no model: no masked row
+
+
+def test_evaluate_refuses_mismatched_grids(case):
+    m1 = case["M1"]
+    with pytest.raises(GeometryMismatch):
+        evaluate(m1, case["M2"], Volume(np.zeros((64, 64, 60)), VOXEL))
+    with pytest.raises(ValueError, match="both denoised half-maps"):
+        evaluate(m1, case["M2"], m1, denoised_half1=m1)
