@@ -1,7 +1,13 @@
-"""The ``cref-bench`` command line, assembled from the modules of :mod:`cref_bench.commands`.
+"""The ``cref-bench`` command line, assembled from command modules.
 
-Each module there is one sub-command (``import_weights`` becomes ``import-weights``) and
-defines ``HELP`` (one line), ``add_args(parser)`` and ``main(args) -> int``.
+A command module defines ``HELP`` (one line), ``add_args(parser)``, ``main(args) -> int``
+and a module docstring (the command's description). Commands come from two places:
+
+* the modules of :mod:`cref_bench.commands` (``import_weights`` becomes ``import-weights``);
+* the entry-point group ``cref_bench.commands`` (name -> module), through which the other
+  packages (``dataset_builder``, ``baselines``, ``leaderboard``) and third parties add
+  commands without ``cref_bench`` importing them. A command whose module fails to import is
+  left out with a warning, so one broken plug-in does not disable the rest.
 """
 
 from __future__ import annotations
@@ -11,15 +17,28 @@ import importlib
 import logging
 import pkgutil
 import sys
+import warnings
+from importlib.metadata import entry_points
 
 import cref_bench
 from cref_bench import commands
+
+
+COMMAND_GROUP = "cref_bench.commands"
+"""Entry-point group of commands contributed by other packages."""
 
 
 def _command_modules():
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
         if not info.name.startswith("_"):
             yield info.name.replace("_", "-"), importlib.import_module(f"{commands.__name__}.{info.name}")
+    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken plug-in must not take the whole CLI down
+            warnings.warn(f"command {ep.name!r} ({ep.value}) is unavailable: {exc}", stacklevel=2)
+            continue
+        yield ep.name, module
 
 
 def build_parser() -> argparse.ArgumentParser:
