@@ -213,3 +213,48 @@ def test_3j5p_model_map_on_a_coarse_box(model_3j5p):
     inside = float((density.data * (mask.data > 0.5)).sum(dtype=np.float64)) * 8.0
     assert inside > 0.97 * integral
     assert 0.02 < float(mask.data.mean()) < 0.6
+
+
+def _lowpass(volume: Volume, d: float) -> Volume:
+    """``volume`` with every Fourier component beyond 1/d Å⁻¹ removed (hard spherical edge)."""
+    shape = volume.data.shape
+    axes = [np.fft.fftfreq(n, a) for n, a in zip(shape[:2], volume.voxel_size[:2])]
+    axes.append(np.fft.rfftfreq(shape[2], volume.voxel_size[2]))
+    kz, ky, kx = np.meshgrid(*axes, indexing="ij")
+    keep = kz**2 + ky**2 + kx**2 <= 1.0 / d**2
+    data = np.fft.irfftn(np.fft.rfftn(volume.data) * keep, s=shape)
+    return volume.like(data.astype(np.float32))
+
+
+def _random_atoms(n: int, low: float, high: float, seed: int = 3) -> gemmi.Structure:
+    rng = np.random.default_rng(seed)
+    elements = rng.choice(["C", "N", "O", "S"], size=n, p=[0.6, 0.2, 0.18, 0.02])
+    return make_structure([(str(e), tuple(rng.uniform(low, high, 3)), rng.uniform(5, 40), 1.0)
+                           for e in elements])
+
+
+@pytest.mark.parametrize("source", ["random atoms", "3j5p"])
+def test_model_map_against_itself_lowpassed_at_4A_crosses_near_4A(source):
+    from cref_bench.fsc import fsc
+
+    # The whole model lies inside the box, so that no density is cut at the box edge.
+    if source == "3j5p":
+        if not MODEL_3J5P.is_file():
+            pytest.skip(f"reference model absent: {MODEL_3J5P}")
+        structure = read_model(MODEL_3J5P, remove_waters=True)
+        n, voxel = 96, 1.5  # TRPV1 spans about 100 Å
+    else:
+        structure = _random_atoms(400, 10.0, 70.0)
+        n, voxel = 80, 1.0
+    xyz = np.array([cra.atom.pos.tolist() for cra in structure[0].all()])
+    centre_zyx = ((xyz.min(axis=0) + xyz.max(axis=0)) / 2)[::-1]
+    like = Volume(np.zeros((n, n, n), np.float32), voxel_size=voxel,
+                  origin=tuple(centre_zyx - n * voxel / 2))
+    sharp = model_map(structure, like)
+    tolerance = 1.5 / (n * voxel)  # one and a half shell widths, Å⁻¹
+    low, high = 1 / (0.25 + tolerance), 1 / (0.25 - tolerance)
+    crossing = fsc(sharp, _lowpass(sharp, 4.0)).resolution_at(0.143).resolution
+    assert crossing is not None and low <= crossing <= high
+    # d_min=4 in model_map itself band-limits the map the same way.
+    crossing_dmin = fsc(sharp, model_map(structure, like, d_min=4.0)).resolution_at(0.143).resolution
+    assert crossing_dmin is not None and low <= crossing_dmin <= high
