@@ -222,7 +222,7 @@ def _lowpass(volume: Volume, d: float) -> Volume:
     axes.append(np.fft.rfftfreq(shape[2], volume.voxel_size[2]))
     kz, ky, kx = np.meshgrid(*axes, indexing="ij")
     keep = kz**2 + ky**2 + kx**2 <= 1.0 / d**2
-    data = np.fft.irfftn(np.fft.rfftn(volume.data) * keep, s=shape)
+    data = np.fft.irfftn(np.fft.rfftn(volume.data) * keep, s=shape, axes=(0, 1, 2))
     return volume.like(data.astype(np.float32))
 
 
