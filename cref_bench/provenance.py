@@ -1,0 +1,94 @@
+"""What a results folder records about where its numbers came from.
+
+Helpers that describe the software (package versions), the hardware (CPU, memory, GPU) and
+the memory a process used, for the ``provenance.json`` the runner writes beside every
+results table (see :mod:`cref_bench.runner`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import socket
+import sys
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+
+PACKAGES = ("cref-bench", "numpy", "scipy", "torch", "zarr", "dask", "distributed", "pandas",
+            "gemmi", "mrcfile", "numba")
+"""Distributions whose versions every results folder records."""
+
+
+def now_utc() -> str:
+    """The current time, ISO 8601 in UTC with seconds (``2026-01-31T12:00:00+00:00``)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions(names=PACKAGES) -> dict[str, str | None]:
+    """The installed version of each distribution.
+
+    Args:
+        names: distribution names as pip knows them.
+
+    Returns:
+        ``{name: version}``, ``None`` for a distribution that is not installed.
+    """
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpus() -> list[str]:
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def hardware() -> dict:
+    """The machine this process runs on.
+
+    Returns:
+        ``host``, ``platform``, ``python``, ``cpu_model``, ``cpu_cores`` (logical),
+        ``memory_bytes`` (physical total, ``None`` if unknown) and ``gpus`` (CUDA device
+        names, empty without one).
+    """
+    try:
+        import psutil
+
+        memory = int(psutil.virtual_memory().total)
+    except ImportError:
+        memory = None
+    return {"host": socket.gethostname(), "platform": platform.platform(),
+            "python": sys.version.split()[0], "cpu_model": _cpu_model(),
+            "cpu_cores": os.cpu_count(), "memory_bytes": memory, "gpus": _gpus()}
+
+
+def peak_rss_bytes() -> int:
+    """The peak resident set size of this process so far, in bytes (Linux and macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def process_identity() -> dict:
+    """Host name and process id of this process (to tell workers apart)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
