@@ -1,0 +1,1 @@
+"""Command-line commands contributed by the baselines package (registered as entry points)."""
