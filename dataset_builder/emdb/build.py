@@ -1,0 +1,442 @@
+"""Building the EMDB half-map corpus: the per-entry pipeline and the dask build driver.
+
+:func:`process_entry` takes one entry from accession to store: download and parse its v3.0
+header, refuse a box over ``max_box`` before downloading the maps, download the half-maps
+and the first mask (and, optionally, the fitted models) into ``<download_dir>/EMD-N``,
+read and validate them (:mod:`dataset_builder.emdb.validate`), and write the entry with
+:func:`dataset_builder.store.write_entry` -- or record why not with
+:func:`dataset_builder.store.record_rejection`. Its downloads are deleted afterwards unless
+they are to be kept.
+
+:func:`build` runs one such task per entry on a dask cluster (a local one by default, or
+an existing one given by its scheduler address), each keyed by the entry id and retried by
+dask if it raises, shows progress, and finalises the store.
+
+Resumption: a build killed at any moment and run again does only what is unfinished.
+An entry is skipped when it is complete in the store (the writer marks completion last, so
+a half-written entry is not complete and is rewritten) or when the manifest holds a
+permanent rejection of it (status ``rejected``); entries that failed for a transient
+reason (status ``failed``: a network failure, an unexpected error) are tried again, and so
+is an entry rejected only for its box when ``max_box`` now allows it. Downloads kept with
+``keep_downloads`` are reused, and partial ones resumed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cref_bench.dataset import list_complete_entries, read_manifest_rows
+from cref_bench.errors import GeometryMismatch, MapError
+from dataset_builder.emdb.download import (DEFAULT_EMDB_MIRRORS, DEFAULT_MODEL_SOURCES, DownloadError,
+                                           Downloader, NotFoundError, RetryPolicy, fetch_entry_files,
+                                           fetch_header, fetch_model)
+from dataset_builder.emdb.header import EntryHeader, HeaderError
+from dataset_builder.emdb.layout import normalize_id
+from dataset_builder.emdb.listing import ListedEntry
+from dataset_builder.emdb.validate import Rejection, check_box, expected_shape, load_maps
+from dataset_builder.store import Store, finalize, is_complete, open_store, record_rejection, write_entry
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "emdb"
+"""The ``source`` recorded for every entry this builder writes or rejects."""
+
+STORE_DESCRIPTION = "EMDB half-map pairs with masks (cref-bench build)"
+"""The store description given when the build creates the store."""
+
+TASK_PREFIX = "cref-bench-build"
+"""Dask keys are ``<TASK_PREFIX>-<entry id>``."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How each entry is fetched and checked.
+
+    Attributes:
+        mirrors: archive mirrors (names of :data:`~dataset_builder.emdb.download.EMDB_MIRRORS`
+            or base URLs, ``file://`` included), tried in order for every file.
+        model_sources: sources of fitted models (see :func:`~dataset_builder.emdb.download.model_urls`).
+        download_dir: where downloads go (``<download_dir>/EMD-N/...``); ``None``: a
+            ``cref-bench-downloads`` folder in the worker's temporary directory.
+        keep_downloads: keep the downloaded files (else each entry's are deleted once it is done).
+        max_box: the largest box edge accepted, voxels; ``None`` for no limit.
+        with_models: also fetch and store the fitted models (mmCIF).
+        retry: the download retry policy.
+        timeout: seconds a connection may stay silent.
+    """
+
+    mirrors: tuple[str, ...] = DEFAULT_EMDB_MIRRORS
+    model_sources: tuple[str, ...] = DEFAULT_MODEL_SOURCES
+    download_dir: str | None = None
+    keep_downloads: bool = False
+    max_box: int | None = None
+    with_models: bool = False
+    retry: RetryPolicy = RetryPolicy()
+    timeout: float = 60.0
+
+    def cache_root(self) -> Path:
+        """The download folder (see ``download_dir``)."""
+        if self.download_dir is not None:
+            return Path(self.download_dir)
+        return Path(tempfile.gettempdir()) / "cref-bench-downloads"
+
+
+@dataclass(frozen=True)
+class EntryOutcome:
+    """What became of one entry.
+
+    Attributes:
+        entry_id: the accession.
+        status: ``"ok"`` (written), ``"rejected"`` (permanently turned down), ``"failed"``
+            (a transient failure: tried again next run) or ``"skipped"`` (done by an earlier run).
+        code: the reason code (:data:`~dataset_builder.emdb.validate.REASONS`), or ``None``.
+        detail: the reason in words, or ``None``.
+        downloaded_bytes: bytes received for this entry.
+        seconds: wall time spent on it.
+    """
+
+    entry_id: str
+    status: str
+    code: str | None = None
+    detail: str | None = None
+    downloaded_bytes: int = 0
+    seconds: float = 0.0
+
+
+class _ByteCounter:
+    """A download progress callback that adds up the bytes received."""
+
+    def __init__(self):
+        self.total = 0
+
+    def __call__(self, count: int, _total: int | None) -> None:
+        self.total += count
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _listing_metadata(listed: ListedEntry) -> dict:
+    return {"source": SOURCE, "resolution": listed.resolution, "release_date": listed.release_date,
+            "method": listed.method, "fitted_models": list(listed.fitted_pdbs)}
+
+
+def _header_metadata(header: EntryHeader) -> dict:
+    return {"source": SOURCE, "resolution": header.resolution, "release_date": header.release_date,
+            "method": header.method, "fitted_models": list(header.fitted_pdbs),
+            "contour_level": header.contour_level,
+            "half_map_files": list(header.half_map_files[:2]),
+            "mask_file": header.mask_files[0] if header.masks else None}
+
+
+def _write_error_code(error: MapError) -> str:
+    """The reason code of an error :func:`~dataset_builder.store.write_entry` raised on the maps."""
+    fault = error.fault.lower()
+    if isinstance(error, GeometryMismatch):
+        return "mask_mismatch"
+    if "non-finite" in fault:
+        return "non_finite"
+    if "mask" in fault:
+        return "bad_mask"
+    if "constant" in fault:
+        return "constant_map"
+    return "unreadable_map"
+
+
+def _fetch(action: Callable):
+    """Run a download, turning its failures into rejections (404: permanent; others: transient)."""
+    try:
+        return action()
+    except NotFoundError as error:
+        raise Rejection("missing_file", str(error)) from error
+    except DownloadError as error:
+        raise Rejection("download_failed", str(error)) from error
+
+
+def _read_models(header: EntryHeader, cache: Path, options: BuildOptions, downloader: Downloader,
+                 counter: _ByteCounter) -> tuple[dict[str, str], list[str]]:
+    """The fitted models as ``{pdb id: mmCIF text}``, and the ids no source had or that were unreadable."""
+    models, unavailable = {}, []
+    for pdb_id in header.fitted_pdbs:
+        try:
+            path = fetch_model(pdb_id, cache, sources=options.model_sources, downloader=downloader,
+                               progress=counter)
+            with gzip.open(path, "rt", encoding="utf-8") as handle:
+                models[pdb_id] = handle.read()
+        except NotFoundError:
+            unavailable.append(pdb_id)
+        except DownloadError as error:
+            raise Rejection("download_failed", str(error)) from error
+        except (OSError, EOFError, UnicodeDecodeError, ValueError) as error:
+            logger.warning("%s: model %s unreadable: %s", header.emdb_id, pdb_id, error)
+            unavailable.append(pdb_id)
+    return models, unavailable
+
+
+def _ingest(listed: ListedEntry, store: Store, options: BuildOptions, cache: Path, counter: _ByteCounter,
+            metadata: dict) -> None:
+    """Fetch, validate and write one entry; raises :class:`Rejection` when it is turned down.
+    ``metadata`` is updated in place as more becomes known (for the rejection record)."""
+    downloader = Downloader(options.retry, timeout=options.timeout)
+    mirrors = options.mirrors
+    try:
+        header = _fetch(lambda: fetch_header(listed.emdb_id, cache, mirrors=mirrors, downloader=downloader,
+                                                     require_half_maps=False, require_mask=False))
+    except HeaderError as error:
+        raise Rejection("bad_header", str(error)) from error
+    metadata.update(_header_metadata(header))
+    if len(header.half_maps) < 2:
+        raise Rejection("no_half_maps", f"{header.emdb_id}: the header lists {len(header.half_maps)} half-map(s)")
+    if not header.masks:
+        raise Rejection("no_mask", f"{header.emdb_id}: the header lists no mask")
+    described = header.half_maps[0] if header.half_maps[0].dimensions is not None else header.map
+    metadata.update(box=list(expected_shape(described)),
+                    voxel_size=list(reversed(described.pixel_spacing or header.map.pixel_spacing)))
+    check_box(header, options.max_box)
+    files = _fetch(lambda: fetch_entry_files(header, cache, mirrors=mirrors, downloader=downloader,
+                                                     progress=counter))
+    maps = load_maps(header, files.half_maps, files.masks[0], options.max_box)
+    metadata.update(voxel_size=list(maps.half1.voxel_size), box=list(maps.half1.shape))
+    models: dict[str, str] = {}
+    if options.with_models:
+        models, unavailable = _read_models(header, cache, options, downloader, counter)
+        metadata["models_unavailable"] = unavailable
+    written = {key: value for key, value in metadata.items() if key not in ("voxel_size", "box")}
+    written["source_sha256"] = {p.name: _sha256(p) for p in (*files.half_maps, files.masks[0])}
+    try:
+        write_entry(store, listed.emdb_id, half1=maps.half1, half2=maps.half2, mask=maps.mask,
+                    models=models, metadata=written)
+    except MapError as error:
+        raise Rejection(_write_error_code(error), str(error)) from error
+
+
+def process_entry(entry: ListedEntry | str, store: Store, options: BuildOptions = BuildOptions()) -> EntryOutcome:
+    """Take one entry from the archive into the store, or record why not (one dask task).
+
+    Idempotent: an entry already complete in the store is skipped; one written halfway by an
+    interrupted run is rewritten from scratch.
+
+    Args:
+        entry: the listed entry (its listing metadata is recorded if the header is unusable),
+            or an accession.
+        store: the store, opened for writing (:func:`dataset_builder.store.open_store`).
+        options: see :class:`BuildOptions`.
+
+    Returns:
+        The :class:`EntryOutcome`; its verdict is also in the store's manifest.
+
+    Raises:
+        Exception: an unexpected error (a bug, a full disk, the store unreachable), for dask to
+            retry; :func:`build` records it as ``failed`` / ``error`` when retries run out.
+    """
+    start = time.perf_counter()
+    listed = entry if isinstance(entry, ListedEntry) else ListedEntry(normalize_id(entry))
+    if is_complete(store, listed.emdb_id):
+        return EntryOutcome(listed.emdb_id, "skipped", seconds=time.perf_counter() - start)
+    cache = options.cache_root()
+    counter = _ByteCounter()
+    metadata = _listing_metadata(listed)
+    try:
+        _ingest(listed, store, options, cache, counter, metadata)
+    except Rejection as rejection:
+        status = "rejected" if rejection.permanent else "failed"
+        record_rejection(store, listed.emdb_id, str(rejection), {**metadata, "reason_code": rejection.code},
+                         status=status)
+        logger.info("%s %s: %s", listed.emdb_id, status, rejection)
+        return EntryOutcome(listed.emdb_id, status, rejection.code, rejection.detail, counter.total,
+                            time.perf_counter() - start)
+    finally:
+        if not options.keep_downloads:
+            shutil.rmtree(cache / listed.emdb_id, ignore_errors=True)
+    return EntryOutcome(listed.emdb_id, "ok", downloaded_bytes=counter.total, seconds=time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------- the driver
+
+@dataclass
+class BuildReport:
+    """The result of :func:`build`.
+
+    Attributes:
+        listed: entries asked for.
+        outcomes: one per entry considered by this run (``skipped`` for those done earlier).
+        content_hash: the store's content hash after finalisation.
+        seconds: wall time of the run.
+    """
+
+    listed: int
+    outcomes: list[EntryOutcome] = field(default_factory=list)
+    content_hash: str | None = None
+    seconds: float = 0.0
+
+    def counts(self) -> Counter:
+        """Entries per status (``ok``, ``rejected``, ``failed``, ``skipped``)."""
+        return Counter(o.status for o in self.outcomes)
+
+    def reasons(self) -> Counter:
+        """Rejected and failed entries per reason code."""
+        return Counter(o.code for o in self.outcomes if o.code is not None)
+
+    @property
+    def downloaded_bytes(self) -> int:
+        """Bytes downloaded by this run."""
+        return sum(o.downloaded_bytes for o in self.outcomes)
+
+    def format(self) -> str:
+        """A few lines for the terminal: counts per status and reason, bytes, time, hash."""
+        counts = self.counts()
+        lines = [f"{self.listed} entries listed: " + ", ".join(
+            f"{counts.get(s, 0)} {s}" for s in ("ok", "skipped", "rejected", "failed"))]
+        lines += [f"  {code}: {n}" for code, n in sorted(self.reasons().items())]
+        rate = self.downloaded_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+        lines.append(f"{self.downloaded_bytes / 1e6:.1f} MB downloaded in {self.seconds:.1f} s "
+                     f"({rate:.2f} MB/s)")
+        lines.append(f"content hash {self.content_hash}")
+        return "\n".join(lines)
+
+
+def plan(store: Store, entries: Sequence[ListedEntry], max_box: int | None = None
+         ) -> tuple[list[ListedEntry], list[str]]:
+    """Split the entries into those to process and those an earlier run finished.
+
+    Args:
+        store: the store.
+        entries: the listed entries (duplicates dropped, first kept).
+        max_box: the run's ``max_box``: entries rejected only for their box are tried again
+            when their box fits it.
+
+    Returns:
+        ``(to_process, done_ids)``.
+    """
+    root = store.root("r")
+    complete = set(list_complete_entries(root))
+    rows = {row["id"]: row for row in read_manifest_rows(root)}
+    todo, done, seen = [], [], set()
+    for entry in entries:
+        if entry.emdb_id in seen:
+            continue
+        seen.add(entry.emdb_id)
+        row = rows.get(entry.emdb_id, {})
+        box = row.get("box") or []
+        box_now_fits = (row.get("reason_code") == "box_too_large" and box
+                        and (max_box is None or max(box) <= max_box))
+        if entry.emdb_id in complete or (row.get("status") == "rejected" and not box_now_fits):
+            done.append(entry.emdb_id)
+        else:
+            todo.append(entry)
+    return todo, done
+
+
+@contextmanager
+def dask_client(workers: int = 1, scheduler: str | None = None, processes: bool = True) -> Iterator:
+    """A dask client: on an existing cluster, or on a local one made (and closed) here.
+
+    Args:
+        workers: local workers (one thread each).
+        scheduler: the address of an existing scheduler (``tcp://host:8786``); ``None``
+            starts a :class:`dask.distributed.LocalCluster`.
+        processes: local workers are processes (else threads of this process).
+
+    Yields:
+        The :class:`dask.distributed.Client`.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _record_lost(store: Store, entry: ListedEntry, error: BaseException) -> EntryOutcome:
+    """Record a task that raised through all its retries (or whose worker died) as failed."""
+    detail = f"{type(error).__name__}: {error}"
+    record_rejection(store, entry.emdb_id, f"error: {detail}",
+                     {**_listing_metadata(entry), "reason_code": "error"}, status="failed")
+    logger.error("%s failed: %s", entry.emdb_id, detail)
+    return EntryOutcome(entry.emdb_id, "failed", "error", detail)
+
+
+def build(entries: Sequence[ListedEntry | str], out: str, *, options: BuildOptions = BuildOptions(),
+          workers: int = 1, scheduler: str | None = None, processes: bool = True, task_retries: int = 2,
+          storage_options: dict | None = None, progress: bool = True,
+          on_outcome: Callable[[EntryOutcome], None] | None = None) -> BuildReport:
+    """Build (or complete) the corpus store from EMDB entries, one dask task per entry.
+
+    Args:
+        entries: the entries (from :func:`~dataset_builder.emdb.listing.select_entries`) or
+            accessions.
+        out: the store: a local path or fsspec URL; created if absent, completed if present.
+        options: see :class:`BuildOptions`.
+        workers: local workers when no ``scheduler`` is given.
+        scheduler: the address of an existing dask scheduler.
+        processes: local workers are processes (else threads).
+        task_retries: dask retries of a task that raises.
+        storage_options: fsspec options for a URL store.
+        progress: show a progress bar (done, failed, skipped, MB/s, ETA).
+        on_outcome: called with each :class:`EntryOutcome` as it arrives, in this process.
+
+    Returns:
+        The :class:`BuildReport` (the store is finalised).
+
+    Raises:
+        CorpusError: ``out`` holds something that is not a corpus store of this version.
+        Exception: whatever ``on_outcome`` raises (the cluster is shut down first; a rerun
+            completes the build).
+    """
+    start = time.perf_counter()
+    listed = [e if isinstance(e, ListedEntry) else ListedEntry(normalize_id(e)) for e in entries]
+    store = open_store(out, mode="a", source=STORE_DESCRIPTION, storage_options=storage_options)
+    todo, done = plan(store, listed, options.max_box)
+    report = BuildReport(listed=len({e.emdb_id for e in listed}),
+                         outcomes=[EntryOutcome(i, "skipped") for i in done])
+    logger.info("%d entries: %d done earlier, %d to process", report.listed, len(done), len(todo))
+    bar = tqdm(total=report.listed, initial=len(done), unit="entry", desc="build", disable=not progress)
+    with bar:
+        if todo:
+            _run(todo, store, options, workers, scheduler, processes, task_retries, report, bar, start,
+                 on_outcome)
+        report.content_hash = finalize(store)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _run(todo, store, options, workers, scheduler, processes, task_retries, report, bar, start,
+         on_outcome) -> None:
+    """Submit the tasks and gather their outcomes into ``report`` as they complete."""
+    from dask.distributed import as_completed
+
+    with dask_client(workers, scheduler, processes) as client:
+        futures = {client.submit(process_entry, entry, store, options, key=f"{TASK_PREFIX}-{entry.emdb_id}",
+                                 retries=task_retries, pure=False): entry for entry in todo}
+        for future in as_completed(futures):
+            entry = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as error:  # retries exhausted, or the worker died
+                outcome = _record_lost(store, entry, error)
+            report.outcomes.append(outcome)
+            counts = report.counts()
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(ok=counts["ok"], failed=counts["failed"] + counts["rejected"],
+                            skipped=counts["skipped"], MBps=f"{report.downloaded_bytes / 1e6 / elapsed:.2f}")
+            bar.update()
+            if on_outcome is not None:
+                on_outcome(outcome)

@@ -1,0 +1,215 @@
+"""Validating an EMDB entry's downloaded maps before they enter the corpus.
+
+An entry is turned down with a :class:`Rejection` that carries a short reason code (one of
+:data:`REASONS`) and the detail (the file and the fault). The checks, in order:
+
+1. before any download (:func:`check_box`): the box the header states is at most
+   ``max_box`` voxels along every axis;
+2. reading (:func:`load_maps`, with :func:`cref_bench.mapio.read_map`, strict): every file
+   exists, is an MRC/CCP4 map, is not truncated, its gzip stream is whole, and its voxels
+   are finite;
+3. the two half-maps share shape, voxel size and origin;
+4. each half-map agrees with what the XML header says of it: the same shape (the header's
+   ``dimensions`` are along the file's fast/medium/slow axes, mapped to space through its
+   ``axis_order``) and the same voxel size (``pixel_spacing``, to :data:`SPACING_RTOL`);
+   a half-map the header gives no geometry for is held to the primary map's;
+5. the box read is at most ``max_box``;
+6. the mask lies on the half-maps' grid, and agrees with its own description in the
+   header, if any.
+
+Axis permutations and non-zero ``nxstart``/``nystart``/``nzstart`` are not faults:
+:func:`~cref_bench.mapio.read_map` returns every map in ``(z, y, x)`` order with its origin,
+so they land with the right geometry. Origins are not compared with the XML (the file's
+origin header, which wins when set, has no counterpart there); the half-maps' and the
+mask's origins must agree to half a voxel (:meth:`cref_bench.volume.Volume.check_same_grid`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cref_bench.errors import GeometryMismatch, MapError
+from cref_bench.mapio import read_map
+from cref_bench.volume import Volume
+from dataset_builder.emdb.header import EntryHeader, MapInfo
+
+SPACING_RTOL = 2e-3
+"""Relative tolerance between a file's voxel size and the header's pixel spacing (the
+header rounds to a few decimals)."""
+
+REASONS: dict[str, str] = {
+    "bad_header": "the XML header is malformed or lacks the map geometry",
+    "no_half_maps": "the header lists fewer than two half-maps",
+    "no_mask": "the header lists no mask",
+    "missing_file": "a file the header names is on no mirror",
+    "box_too_large": "the box exceeds --max-box voxels along an axis",
+    "corrupt_gzip": "a gzip file is truncated or corrupt",
+    "truncated_map": "a map file is shorter than its header needs",
+    "unreadable_map": "a file is not a usable MRC/CCP4 map",
+    "non_finite": "a map holds NaN or infinite voxels",
+    "header_mismatch": "a file's shape or voxel size is at odds with the XML header",
+    "half_map_mismatch": "the half-maps differ in shape, voxel size or origin",
+    "mask_mismatch": "the mask is not on the half-maps' grid",
+    "bad_mask": "the mask is empty or has values outside [0, 1]",
+    "constant_map": "a half-map is constant",
+    "download_failed": "a download failed (network); retried on the next run",
+    "error": "an unexpected error; retried on the next run",
+}
+"""Reason codes recorded in the manifest, with their meaning."""
+
+TRANSIENT_REASONS = frozenset({"download_failed", "error"})
+"""Codes recorded with status ``failed``: the entry is tried again by the next run."""
+
+
+class Rejection(Exception):
+    """An entry turned down, with a reason code of :data:`REASONS` and the detail.
+
+    Args:
+        code: the reason code.
+        detail: what is wrong, naming the file where there is one.
+
+    Raises:
+        ValueError: an unknown code.
+    """
+
+    def __init__(self, code: str, detail: str):
+        if code not in REASONS:
+            raise ValueError(f"unknown rejection reason {code!r}")
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}")
+
+    @property
+    def permanent(self) -> bool:
+        """Whether a rerun would reach the same verdict (the entry is then not tried again)."""
+        return self.code not in TRANSIENT_REASONS
+
+
+@dataclass(frozen=True)
+class EntryMaps:
+    """The validated maps of an entry, all on one grid, ``(z, y, x)``."""
+
+    half1: Volume
+    half2: Volume
+    mask: Volume
+
+
+def expected_shape(info: MapInfo) -> tuple[int, int, int] | None:
+    """The ``(z, y, x)`` array shape the header states for a file, or ``None`` if it states none.
+
+    Args:
+        info: the file's description in the header.
+
+    Returns:
+        The shape, from ``dimensions`` (fast, medium, slow) and ``axis_order``
+        (X, Y, Z assumed when absent).
+    """
+    if info.dimensions is None:
+        return None
+    order = info.axis_order or ("X", "Y", "Z")
+    along = dict(zip(order, info.dimensions))
+    return (along["Z"], along["Y"], along["X"])
+
+
+def check_box(header: EntryHeader, max_box: int | None) -> None:
+    """Refuse an entry whose header states a box larger than ``max_box`` (before downloading).
+
+    Args:
+        header: the entry's header.
+        max_box: the largest box edge allowed, voxels; ``None`` for no limit.
+
+    Raises:
+        Rejection: ``box_too_large``.
+    """
+    if max_box is None:
+        return
+    for info in (header.map, *header.half_maps[:2]):
+        shape = expected_shape(info)
+        if shape is not None and max(shape) > max_box:
+            raise Rejection("box_too_large", f"{header.emdb_id}: {info.file} is {shape} voxels "
+                                             f"(z, y, x), over --max-box {max_box}")
+
+
+def classify_map_error(error: MapError) -> str:
+    """The reason code of a :class:`~cref_bench.errors.MapError` raised while reading a map.
+
+    Args:
+        error: the error.
+
+    Returns:
+        ``missing_file``, ``corrupt_gzip``, ``truncated_map``, ``non_finite`` or ``unreadable_map``.
+    """
+    fault = error.fault.lower()
+    if "non-finite" in fault:
+        return "non_finite"
+    if "gzip" in fault:
+        return "corrupt_gzip"
+    if fault.startswith("truncated"):
+        return "truncated_map"
+    if "not found" in fault:
+        return "missing_file"
+    return "unreadable_map"
+
+
+def _read(path: Path) -> Volume:
+    try:
+        return read_map(path)
+    except MapError as error:
+        raise Rejection(classify_map_error(error), str(error)) from error
+
+
+def _check_against_header(volume: Volume, info: MapInfo, fallback: MapInfo) -> None:
+    """The file's shape and voxel size agree with the header's description of it."""
+    described = info if info.dimensions is not None else fallback
+    shape = expected_shape(described)
+    if shape is not None and volume.shape != shape:
+        raise Rejection("header_mismatch", f"{volume.source}: shape {volume.shape} (z, y, x) but "
+                                           f"the XML header says {shape}")
+    if described.pixel_spacing is not None:
+        spacing = tuple(reversed(described.pixel_spacing))
+        if not np.allclose(volume.voxel_size, spacing, rtol=SPACING_RTOL, atol=0):
+            raise Rejection("header_mismatch", f"{volume.source}: voxel size {volume.voxel_size} Å "
+                                               f"(z, y, x) but the XML header says {spacing}")
+
+
+def load_maps(header: EntryHeader, half_maps: Sequence[Path], mask: Path,
+              max_box: int | None = None) -> EntryMaps:
+    """Read and check an entry's half-maps and mask (see the module docstring).
+
+    Args:
+        header: the entry's parsed XML header (describes the files).
+        half_maps: the two half-map files, in the header's order.
+        mask: the mask file (the header's first segmentation).
+        max_box: the largest box edge allowed, voxels; ``None`` for no limit.
+
+    Returns:
+        The :class:`EntryMaps`.
+
+    Raises:
+        Rejection: any check failed; ``code`` says which (see :data:`REASONS`).
+        ValueError: not two half-maps given.
+    """
+    if len(half_maps) != 2:
+        raise ValueError(f"{header.emdb_id}: need two half-map files, got {len(half_maps)}")
+    half1, half2 = (_read(path) for path in half_maps)
+    try:
+        half1.check_same_grid(half2)
+    except GeometryMismatch as error:
+        raise Rejection("half_map_mismatch", str(error)) from error
+    for volume, info in zip((half1, half2), header.half_maps):
+        _check_against_header(volume, info, header.map)
+    if max_box is not None and max(half1.shape) > max_box:
+        raise Rejection("box_too_large", f"{half1.source}: {half1.shape} voxels (z, y, x), over "
+                                         f"--max-box {max_box}")
+    mask_volume = _read(mask)
+    try:
+        half1.check_same_grid(mask_volume)
+    except GeometryMismatch as error:
+        raise Rejection("mask_mismatch", str(error)) from error
+    if header.masks and header.masks[0].dimensions is not None:
+        _check_against_header(mask_volume, header.masks[0], header.masks[0])
+    return EntryMaps(half1, half2, mask_volume)
