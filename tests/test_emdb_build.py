@@ -11,6 +11,10 @@ the same store.
 from __future__ import annotations
 
 import gzip
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -356,3 +360,54 @@ def test_cli_refuses_bad_arguments(tmp_path, capsys):
     assert cli.main(["build", "--out", out, "--ids", str(ids), "--mirror", str(tmp_path / "nothing")]) == 2
     assert "neither a known mirror" in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+def test_build_on_an_existing_cluster(archive, tmp_path):
+    from dask.distributed import LocalCluster
+
+    server, good, bad = archive
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        report = build(["EMD-1005", "EMD-2003"], str(tmp_path / "corpus.zarr"),
+                       options=_options(tmp_path, mirrors=(server.mirror_url,)),
+                       scheduler=cluster.scheduler_address, progress=False)
+        assert cluster.scheduler_address.startswith("inproc://")
+    assert report.counts() == {"ok": 1, "rejected": 1}
+    _check_store(tmp_path / "corpus.zarr", {"EMD-1005": good["EMD-1005"]}, {"EMD-2003": bad["EMD-2003"]})
+
+
+@pytest.mark.slow
+def test_killed_build_process_resumes_to_the_same_store(archive, tmp_path):
+    """A ``cref-bench build`` process killed with SIGKILL mid-way, then rerun, gives the same store."""
+    server, good, bad = archive
+    ids = sorted([*good, *bad])
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    options = _options(tmp_path, mirrors=(server.mirror_url,))
+    reference = build(ids, str(tmp_path / "reference.zarr"), options=options, workers=1, processes=False,
+                      progress=False)
+    # hold the third entry up (the default retry policy waits 1 s, then 2 s) to kill inside the run
+    server.fail("EMD-1003/header/emd-1003-v30.xml", times=2, status=503)
+    out = tmp_path / "corpus.zarr"
+    command = [sys.executable, "-m", "cref_bench.cli", "build", "--out", str(out), "--ids", str(tmp_path / "ids.txt"),
+               "--mirror", server.mirror_url, "--threads", "--workers", "1", "--max-box", "40", "--no-progress",
+               "--keep-downloads", str(tmp_path / "kept")]
+    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if (out / "zarr.json").exists() and len(open_store(out).root("r")["entries"]) >= 2:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the build ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    todo, done = plan(open_store(out), [ListedEntry(i) for i in ids], options.max_box)
+    assert done and todo
+    rerun = build(ids, str(out), options=options, workers=1, processes=False, progress=False)
+    assert rerun.counts()["skipped"] == len(done)
+    assert rerun.content_hash == reference.content_hash
+    _check_store(out, good, bad)
