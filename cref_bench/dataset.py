@@ -21,6 +21,18 @@ layout names, the content hash) live here because ``cref_bench`` may not import
   The mask patch is returned as stored (values in ``[0, 1]``). With ``augment=True`` the three
   arrays of an item get the same rotation, drawn uniformly from the 24 proper rotations of
   the cube by a generator seeded with ``(seed, epoch, index)``.
+
+Typical use::
+
+    corpus = open_corpus("corpus.zarr")           # or "s3://bucket/corpus.zarr", ...
+    corpus.content_hash, corpus.format_version    # provenance (corpus.version: short label)
+    for entry_id in corpus.ids("test-50"):        # train | valid | test | test-50 | all
+        entry = corpus.entry(entry_id)            # or: for entry in corpus.entries("test")
+        entry.half1, entry.half2, entry.mask      # Volumes (data, voxel_size, origin)
+        entry.truth                               # a Volume for phantoms, else None
+        entry.resolution, entry.metadata          # reported resolution (Å), all attributes
+    corpus.manifest                               # DataFrame, one row per entry considered
+    patches = corpus.patch_dataset("train", augment=True, seed=0)  # a torch Dataset
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def rank_key(entry_id: str) -> bytes:
     return hashlib.sha256(_RANK_SALT + _check_id(entry_id)).digest()
 
 
-def choose_test50(entry_ids: Iterable[str], size: int = TEST50_SIZE,
+def choose_test50(entry_ids: Iterable[str], size: int | None = None,
                   previous: Iterable[str] = ()) -> list[str]:
     """The ``test-50`` subset of a set of ids, in rank order (see the module docstring).
 
@@ -110,7 +110,7 @@ def choose_test50(entry_ids: Iterable[str], size: int = TEST50_SIZE,
 
     Args:
         entry_ids: ids of the corpus (any split; non-test ids are ignored, duplicates too).
-        size: how many to keep at most (50 for the paper's evaluation).
+        size: how many to keep at most (default :data:`TEST50_SIZE`, 50, as in the paper).
         previous: the list recorded before (e.g. at the last finalisation); its members that
             are still test ids of the corpus are kept (the first ``size`` of them).
 
@@ -121,6 +121,7 @@ def choose_test50(entry_ids: Iterable[str], size: int = TEST50_SIZE,
     Raises:
         ValueError: an id is not a non-empty string.
     """
+    size = TEST50_SIZE if size is None else size
     tests = {i for i in entry_ids if split_of(i) == "test"}
     kept = list(dict.fromkeys(i for i in previous if i in tests))[:size]
     others = sorted(tests.difference(kept), key=rank_key)
