@@ -1,12 +1,14 @@
 """Tests of the corpus store writer (dataset_builder.store) read back through
 cref_bench.dataset: zarr v3 layout, bit-exact round trip, attributes and statistics, the
 manifest, the patch index, finalisation and the content hash, interrupted writes, bad input,
-and an fsspec ``memory://`` store."""
+concurrent writers, and an fsspec ``memory://`` store."""
 
 import hashlib
 import itertools
+import pickle
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -466,5 +468,37 @@ def test_memory_url_store_round_trip():
         assert np.array_equal(got.data, vol.data)
         assert got.voxel_size == VOXEL and got.origin == ORIGIN
     assert list(corpus.manifest["status"]) == ["ok", "rejected"]
-    assert len(corpus.patch_dataset("all", progress=False)) == len(entry.patches) > 0
     assert entry.metadata["array_sha256"] == {n: sha256_of(v.data) for n, v in maps.items()}
+    patches = corpus.patch_dataset("all", progress=False)
+    assert len(patches) == len(entry.patches) > 0
+    assert patches[0][2].shape == (1, PATCH, PATCH, PATCH)
+    # overwrite and removal work through fsspec too
+    other = make_maps(10, truth=False)
+    write_entry(store, "EMD-1", **other, overwrite=True)
+    write_entry(store, "EMD-3", **other)
+    record_rejection(store, "EMD-3", "withdrawn")
+    corpus = open_corpus(location, warn_stale=False)
+    assert corpus.ids() == ["EMD-1"] and corpus.entry("EMD-1").truth is None
+    assert np.array_equal(corpus.entry("EMD-1").half1.data, other["half1"].data)
+    assert finalize(store) != digest
+
+
+def test_concurrent_writers_of_different_entries(tmp_path):
+    store = pickle.loads(pickle.dumps(new_store(tmp_path)))  # as dask ships it to workers
+    ids = [f"EMD-{k}" for k in range(1, 7)]
+
+    def work(index: int) -> dict:
+        entry_id = ids[index]
+        if index % 3 == 2:
+            return record_rejection(store, entry_id, "no mask")
+        return write_entry(store, entry_id, **make_maps(index, shape=(32, 32, 32),
+                                                        truth=False))
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        rows = list(pool.map(work, range(len(ids))))
+    assert [r["status"] for r in rows] == ["ok", "ok", "rejected"] * 2
+    finalize(store)
+    corpus = read(store.location)
+    assert corpus.ids() == [i for k, i in enumerate(ids) if k % 3 != 2]
+    assert list(corpus.manifest["id"]) == ids
+    assert list(corpus.manifest["status"]) == ["ok", "ok", "rejected"] * 2
