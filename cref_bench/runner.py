@@ -15,12 +15,13 @@ writes a results folder (layout: :mod:`cref_bench.results`).
   driver, atomically). A rerun skips an entry whose record finished ``ok`` for the same
   method name, version and parameters and the same corpus content hash; failed entries and
   records of another version, parameters or corpus are recomputed.
-* **Parallelism.** ``workers=1`` and no scheduler: in this process. Otherwise dask: a
-  ``LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)``, or the
-  existing cluster at ``scheduler``. The method is sent to each worker once; workers read
-  their entry from the corpus location themselves (maps are never shipped). With
-  ``save_maps`` the workers write ``maps/`` themselves, so on a remote cluster the results
-  folder must be reachable at the same path from the workers.
+* **Parallelism.** ``workers=1`` and no scheduler (or at most one entry to do): in this
+  process. Otherwise dask: a ``LocalCluster(n_workers=min(workers, entries to do),
+  threads_per_worker=1, dashboard_address=None)``, or the existing cluster at
+  ``scheduler``. The method is sent to each worker once; workers read their entry from the
+  corpus location themselves (maps are never shipped). With ``save_maps`` the workers write
+  ``maps/`` themselves, so on a remote cluster the results folder must be reachable at the
+  same path from the workers.
 * **Reproducibility.** Before each entry the numpy, ``random`` and torch generators are
   seeded from ``(seed, entry id)``, so results do not depend on scheduling.
   ``provenance.json`` records the dataset (location, format version, content hash, split,
@@ -294,10 +295,11 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
     split_of = {i: corpus.entry(i).split for i in todo}
     options = {"storage_options": corpus.storage_options, "seed": seed,
                "maps_dir": None if maps_dir is None else str(maps_dir.resolve())}
-    if scheduler is None and workers == 1:
+    if scheduler is None and (workers == 1 or len(todo) <= 1):
         stream = _in_process(method, corpus.location, todo, options)
     else:
-        stream = _on_dask(method, corpus.location, todo, options, workers, scheduler)
+        stream = _on_dask(method, corpus.location, todo, options, min(workers, len(todo)),
+                          scheduler)
 
     fresh, failed = [], 0
     bar = tqdm(total=len(todo), unit="entry", disable=not progress,

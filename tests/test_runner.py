@@ -9,6 +9,10 @@ control file tells them to fail on an entry or to interrupt the run (KeyboardInt
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +41,9 @@ def _entry_of(volume: Volume) -> str:
 class Blur(SingleMapMethod):
     """Gaussian smoothing; logs finished entries to ``log``; obeys the ``control`` file.
 
-    The control file (JSON) may hold ``fail_on`` (entry ids that raise RuntimeError) and
-    ``stop_after`` (raise KeyboardInterrupt when the log already has that many lines).
+    The control file (JSON) may hold ``fail_on`` (entry ids that raise RuntimeError),
+    ``stop_after`` (raise KeyboardInterrupt when the log already has that many lines) and
+    ``hang_after`` (sleep for a minute then, for a test to kill the process).
     """
 
     name = "blur-test"
@@ -63,6 +68,8 @@ class Blur(SingleMapMethod):
         done = Path(self.log).read_text().split() if self.log and Path(self.log).exists() else []
         if "stop_after" in orders and len(done) >= orders["stop_after"]:
             raise KeyboardInterrupt
+        if "hang_after" in orders and len(done) >= orders["hang_after"]:
+            time.sleep(60)
         if entry in orders.get("fail_on", []):
             raise RuntimeError(f"refusing entry {entry}")
         result = super().denoise(half1, half2, mask)
@@ -351,6 +358,22 @@ def test_save_maps(corpus_path, tmp_path):
     assert saved.voxel_size == pytest.approx(entry.voxel_size)
 
 
+def test_registered_noisy_baseline_known_answers(corpus_path, tmp_path, monkeypatch):
+    pytest.importorskip("baselines.classic", reason="classic baselines not installed")
+    monkeypatch.chdir(tmp_path)
+    run = run_method("noisy", corpus_path, progress=False, limit=2)
+    assert run.out == Path("results") / "noisy"
+    assert (tmp_path / "results" / "noisy" / "scalars.csv").exists()
+    # D = M and D2 = M2: FSC(D, M) = 1, so cref_l1 = mean(1 - C_ref); the FSC-0.5 change is 0
+    assert (run.scalars["fsc05_change"] == 0).all()
+    for (entry, masking), part in run.curves.groupby(["entry", "masking"]):
+        cref = part[part["curve"] == "c_ref"]["value"].to_numpy()
+        fsc_fd = part[part["curve"] == "fsc_fd"]["value"].to_numpy()
+        np.testing.assert_allclose(fsc_fd, 1.0, atol=1e-6)
+        row = run.scalars[(run.scalars["entry"] == entry) & (run.scalars["masking"] == masking)]
+        assert row["cref_l1"].item() == pytest.approx(np.mean(1 - cref), abs=1e-6)
+
+
 def test_bad_arguments(corpus_path, tmp_path):
     with pytest.raises(KeyError, match="no method named"):
         run_method("no-such-method", corpus_path, out=tmp_path / "x", progress=False)
@@ -400,3 +423,41 @@ def test_existing_dask_scheduler_gives_same_results(corpus_path, tmp_path):
     workers = remote.provenance["peak_memory"]["workers_rss_bytes"]
     assert 1 <= len(workers) <= 2 and all(v > 0 for v in workers.values())
     assert remote.provenance["execution"]["scheduler"] == cluster.scheduler_address
+
+
+@pytest.mark.slow
+def test_local_cluster_workers(corpus_path, tmp_path):
+    local = run_method(SPEC, corpus_path, out=tmp_path / "one", progress=False, limit=3)
+    two = run_method(SPEC, corpus_path, out=tmp_path / "two", progress=False, limit=3, workers=2)
+    pd.testing.assert_frame_equal(two.scalars, local.scalars)
+    assert len(two.provenance["peak_memory"]["workers_rss_bytes"]) >= 1
+    assert two.provenance["execution"]["workers"] == 2
+
+
+@pytest.mark.slow
+def test_resume_after_the_process_is_killed(corpus_path, tmp_path, files):
+    out = tmp_path / "killed"
+    Path(files["control"]).write_text(json.dumps({"hang_after": 2}))
+    command = [sys.executable, "-m", "cref_bench.cli", "run", "--method", SPEC, "--corpus",
+               corpus_path, "--out", str(out), "--no-progress",
+               "--param", f"log={files['log']}", "--param", f"control={files['control']}"]
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list((out / "entries").glob("*.json"))) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the run did not get through two entries"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert len(_logged(files["log"])) == 2 and not (out / "scalars.csv").exists()
+
+    Path(files["control"]).write_text("{}")
+    run = run_method(SPEC, corpus_path, out=out, params=files, progress=False)
+    assert run.counts == {"entries": 5, "evaluated": 3, "resumed": 2, "failed": 0}
+    assert sorted(_logged(files["log"])) == sorted(TEST_IDS)
