@@ -280,3 +280,28 @@ def test_cli_reports_refusals(evaluated, tmp_path, capsys):
     assert main(["leaderboard", str(evaluated[0]), str(other), "--allow-mixed-corpora",
                  "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("rank,method,version,n,reference,cref_rmse_mean")
+
+
+def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
+    """The real pipeline: a three-entry corpus, the runner on each classic baseline, the CLI."""
+    from dataset_builder.store import create_store, finalize, write_entry
+    from cref_bench.runner import run_method
+
+    rng = np.random.default_rng(12)
+    shape, voxel = (32, 32, 32), (1.5, 1.5, 1.5)
+    store = create_store(tmp_path / "corpus.zarr", source="leaderboard test phantoms", patch_size=16)
+    grid = np.indices(shape) - 15.5
+    sphere = np.clip((12 - np.sqrt((grid ** 2).sum(axis=0))) / 3, 0, 1).astype(np.float32)
+    for i in range(3):
+        truth = field(rng, shape, voxel, lambda k: 30 * np.exp(-(k / 0.08) ** 2)) * sphere
+        halves = [Volume(truth + field(rng, shape, voxel, np.ones_like), voxel) for _ in range(2)]
+        write_entry(store, f"PH-{i:04d}", half1=halves[0], half2=halves[1], mask=halves[0].like(sphere),
+                    truth=halves[0].like(truth))
+    finalize(store)
+    folders = [str(run_method(name, tmp_path / "corpus.zarr", split="all", out=tmp_path / name,
+                              progress=False).out) for name in ("noisy", "lowpass", "fsc-weight", "wiener")]
+    table = leaderboard_table(load_results(folders), primary="truth_corr")
+    assert table.attrs["n_entries"] == 3 and table["method"].iloc[-1] == "noisy"
+    assert main(["leaderboard", *folders]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\n| ") == 5 and "noisy (reference)" in printed
