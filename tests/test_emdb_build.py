@@ -217,6 +217,10 @@ def test_build_lands_good_entries_and_rejects_bad_ones(archive, tmp_path):
     _check_store(out, good, bad)
     assert report.counts() == {"ok": len(good), "rejected": len(bad)}
     assert report.reasons() == {code: 1 for code in bad.values()}
+    by_id = {o.entry_id: o for o in report.outcomes}
+    assert all(set(by_id[i].phases) == {"fetch", "read", "write"} for i in good)
+    assert set(by_id["EMD-2008"].phases) == {"fetch"}            # turned down before reading anything
+    assert "worker time: fetch" in report.format()
     assert report.content_hash == open_corpus(out).content_hash
     # the faults on the wire were met: retried after 500s, resumed after the cut
     assert [r.status for r in server.requests_for("EMD-1002/other/emd_1002_half_map_1.map.gz")] == [500, 500, 200]

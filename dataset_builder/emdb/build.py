@@ -105,6 +105,8 @@ class EntryOutcome:
         detail: the reason in words, or ``None``.
         downloaded_bytes: bytes received for this entry.
         seconds: wall time spent on it.
+        phases: seconds per phase reached: ``fetch`` (header, files and models), ``read``
+            (reading and validating the maps), ``write`` (checksums and the store write).
     """
 
     entry_id: str
@@ -113,6 +115,7 @@ class EntryOutcome:
     detail: str | None = None
     downloaded_bytes: int = 0
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 class _ByteCounter:
@@ -187,15 +190,26 @@ def _read_models(header: EntryHeader, cache: Path, options: BuildOptions, downlo
     return models, unavailable
 
 
+@contextmanager
+def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+
+
 def _ingest(listed: ListedEntry, store: Store, options: BuildOptions, cache: Path, counter: _ByteCounter,
-            metadata: dict) -> None:
+            metadata: dict, phases: dict[str, float]) -> None:
     """Fetch, validate and write one entry; raises :class:`Rejection` when it is turned down.
-    ``metadata`` is updated in place as more becomes known (for the rejection record)."""
+    ``metadata`` is updated in place as more becomes known (for the rejection record), and
+    ``phases`` with the seconds spent per phase."""
     downloader = Downloader(options.retry, timeout=options.timeout)
     mirrors = options.mirrors
     try:
-        header = _fetch(lambda: fetch_header(listed.emdb_id, cache, mirrors=mirrors, downloader=downloader,
-                                                     require_half_maps=False, require_mask=False))
+        with _timed(phases, "fetch"):
+            header = _fetch(lambda: fetch_header(listed.emdb_id, cache, mirrors=mirrors, downloader=downloader,
+                                                 require_half_maps=False, require_mask=False))
     except HeaderError as error:
         raise Rejection("bad_header", str(error)) from error
     metadata.update(_header_metadata(header))
@@ -207,21 +221,25 @@ def _ingest(listed: ListedEntry, store: Store, options: BuildOptions, cache: Pat
     metadata.update(box=list(expected_shape(described)),
                     voxel_size=list(reversed(described.pixel_spacing or header.map.pixel_spacing)))
     check_box(header, options.max_box)
-    files = _fetch(lambda: fetch_entry_files(header, cache, mirrors=mirrors, downloader=downloader,
-                                                     progress=counter))
-    maps = load_maps(header, files.half_maps, files.masks[0], options.max_box)
+    with _timed(phases, "fetch"):
+        files = _fetch(lambda: fetch_entry_files(header, cache, mirrors=mirrors, downloader=downloader,
+                                                 progress=counter))
+    with _timed(phases, "read"):
+        maps = load_maps(header, files.half_maps, files.masks[0], options.max_box)
     metadata.update(voxel_size=list(maps.half1.voxel_size), box=list(maps.half1.shape))
     models: dict[str, str] = {}
     if options.with_models:
-        models, unavailable = _read_models(header, cache, options, downloader, counter)
+        with _timed(phases, "fetch"):
+            models, unavailable = _read_models(header, cache, options, downloader, counter)
         metadata["models_unavailable"] = unavailable
     written = {key: value for key, value in metadata.items() if key not in ("voxel_size", "box")}
-    written["source_sha256"] = {p.name: _sha256(p) for p in (*files.half_maps, files.masks[0])}
-    try:
-        write_entry(store, listed.emdb_id, half1=maps.half1, half2=maps.half2, mask=maps.mask,
-                    models=models, metadata=written)
-    except MapError as error:
-        raise Rejection(_write_error_code(error), str(error)) from error
+    with _timed(phases, "write"):
+        written["source_sha256"] = {p.name: _sha256(p) for p in (*files.half_maps, files.masks[0])}
+        try:
+            write_entry(store, listed.emdb_id, half1=maps.half1, half2=maps.half2, mask=maps.mask,
+                        models=models, metadata=written)
+        except MapError as error:
+            raise Rejection(_write_error_code(error), str(error)) from error
 
 
 def process_entry(entry: ListedEntry | str, store: Store, options: BuildOptions = BuildOptions()) -> EntryOutcome:
@@ -250,19 +268,21 @@ def process_entry(entry: ListedEntry | str, store: Store, options: BuildOptions 
     cache = options.cache_root()
     counter = _ByteCounter()
     metadata = _listing_metadata(listed)
+    phases: dict[str, float] = {}
     try:
-        _ingest(listed, store, options, cache, counter, metadata)
+        _ingest(listed, store, options, cache, counter, metadata, phases)
     except Rejection as rejection:
         status = "rejected" if rejection.permanent else "failed"
         record_rejection(store, listed.emdb_id, str(rejection), {**metadata, "reason_code": rejection.code},
                          status=status)
         logger.info("%s %s: %s", listed.emdb_id, status, rejection)
         return EntryOutcome(listed.emdb_id, status, rejection.code, rejection.detail, counter.total,
-                            time.perf_counter() - start)
+                            time.perf_counter() - start, phases)
     finally:
         if not options.keep_downloads:
             shutil.rmtree(cache / listed.emdb_id, ignore_errors=True)
-    return EntryOutcome(listed.emdb_id, "ok", downloaded_bytes=counter.total, seconds=time.perf_counter() - start)
+    return EntryOutcome(listed.emdb_id, "ok", downloaded_bytes=counter.total, seconds=time.perf_counter() - start,
+                        phases=phases)
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -305,6 +325,12 @@ class BuildReport:
         rate = self.downloaded_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
         lines.append(f"{self.downloaded_bytes / 1e6:.1f} MB downloaded in {self.seconds:.1f} s "
                      f"({rate:.2f} MB/s)")
+        phases = Counter()
+        for outcome in self.outcomes:
+            phases.update(outcome.phases)
+        if phases:
+            lines.append("worker time: " + ", ".join(f"{name} {phases[name]:.1f} s"
+                                                     for name in ("fetch", "read", "write") if name in phases))
         lines.append(f"content hash {self.content_hash}")
         return "\n".join(lines)
 
