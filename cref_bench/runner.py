@@ -231,6 +231,32 @@ def _peak_memory(records: Iterable[dict]) -> dict:
             "max_rss_bytes": max([driver, *workers.values()])}
 
 
+def _build(method: str | Method, params: dict | None) -> Method:
+    if isinstance(method, str):
+        return load_method(method, **(params or {}))
+    if params:
+        raise ValueError("params can only be given with a method given by name")
+    if not isinstance(method, Method):
+        raise TypeError(f"expected a method name or a cref_bench.methods.Method, got {method!r}")
+    return method
+
+
+def _record_all(stream: Iterable[dict], out: Path, header: dict, split_of: dict[str, str],
+                total: int, desc: str, progress: bool) -> list[dict]:
+    """Write each outcome as its entry record as soon as it arrives; returns the records."""
+    fresh, failed = [], 0
+    with tqdm(total=total, unit="entry", desc=desc, disable=not progress) as bar:
+        for outcome in stream:
+            record = {**header, "split": split_of[outcome["entry"]], **outcome,
+                      "finished_at": provenance.now_utc()}
+            results.write_record(out, record)
+            fresh.append(record)
+            failed += record["status"] != "ok"
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.update()
+    return fresh
+
+
 def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: str = "test",
                out: str | os.PathLike | None = None, *, workers: int = 1,
                scheduler: str | None = None, limit: int | None = None,
@@ -268,12 +294,7 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
     """
     started_at, start = provenance.now_utc(), time.perf_counter()
     spec = method if isinstance(method, str) else None
-    if spec is not None:
-        method = load_method(spec, **(params or {}))
-    elif params:
-        raise ValueError("params can only be given with a method given by name")
-    if not isinstance(method, Method):
-        raise TypeError(f"expected a method name or a cref_bench.methods.Method, got {method!r}")
+    method = _build(method, params)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if limit is not None and limit < 0:
@@ -291,8 +312,6 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
     key = _method_key(method, corpus)
     records = {i: results.read_record(out, i) for i in ids}
     todo = [i for i in ids if not results.is_reusable(records[i], key)]
-    resumed = len(ids) - len(todo)
-    split_of = {i: corpus.entry(i).split for i in todo}
     options = {"storage_options": corpus.storage_options, "seed": seed,
                "maps_dir": None if maps_dir is None else str(maps_dir.resolve())}
     if scheduler is None and (workers == 1 or len(todo) <= 1):
@@ -300,30 +319,19 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
     else:
         stream = _on_dask(method, corpus.location, todo, options, min(workers, len(todo)),
                           scheduler)
+    header = {"schema": results.RECORD_SCHEMA, **key}
+    desc = method.name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")
+    fresh = _record_all(stream, out, header, {i: corpus.entry(i).split for i in todo},
+                        len(todo), desc, progress)
+    records.update((rec["entry"], rec) for rec in fresh)
 
-    fresh, failed = [], 0
-    bar = tqdm(total=len(todo), unit="entry", disable=not progress,
-               desc=f"{method.name} ({resumed} resumed)" if resumed else method.name)
-    with bar:
-        for outcome in stream:
-            record = {"schema": results.RECORD_SCHEMA, **key, "split": split_of[outcome["entry"]],
-                      **outcome, "finished_at": provenance.now_utc()}
-            results.write_record(out, record)
-            records[record["entry"]] = record
-            fresh.append(record)
-            failed += record["status"] != "ok"
-            bar.set_postfix(failed=failed)
-            bar.update()
-
-    ordered = [records[i] for i in ids]
-    tables = results.assemble_tables(ordered)
+    tables = results.assemble_tables([records[i] for i in ids])
     n_failed = len(tables["failures"])
     summary = results.summarise(tables["scalars"], n_failed)
     title = (f"{method.name} {method.version} on {corpus.location} [{split}]: "
              f"{len(ids) - n_failed} of {len(ids)} entries ok")
-    counts = {"entries": len(ids), "evaluated": len(todo), "resumed": resumed,
+    counts = {"entries": len(ids), "evaluated": len(todo), "resumed": len(ids) - len(todo),
               "failed": n_failed}
-    finished_at = provenance.now_utc()
     record_of_run = {
         "dataset": {"location": corpus.location, "format_version": corpus.format_version,
                     "content_hash": corpus.content_hash, "version": corpus.version,
@@ -337,7 +345,7 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
         "seed": seed,
         "counts": counts,
         "started_at": started_at,
-        "finished_at": finished_at,
+        "finished_at": provenance.now_utc(),
         "wall_seconds": time.perf_counter() - start,
         "peak_memory": _peak_memory(fresh),
         "command_line": list(sys.argv if command_line is None else command_line),
