@@ -1,0 +1,193 @@
+"""Tests for the phantom corpus: procedural models, phantoms (FSC calibration, truth, mask,
+determinism), the corpus writer and the ``cref-bench synth`` command."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.fft
+from scipy.spatial.distance import cdist
+
+from cref_bench.fsc import fsc
+from dataset_builder.phantom_models import build_model
+from dataset_builder.synthetic import make_phantom
+
+MODEL_3J5P = Path(__file__).resolve().parents[2] / "shared" / "reference" / "models" / "3j5p.pdb"
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(11, box=64, voxel_size=1.2, resolution=4.0)
+
+
+def _crossing(p) -> float:
+    return fsc(p.half1, p.half2).resolution_at(0.143).resolution
+
+
+# --------------------------------------------------------------------------- FSC calibration
+
+@pytest.mark.parametrize("seed, box, voxel, resolution", [
+    (0, 64, 1.2, 4.0),
+    (1, 64, 2.0, 8.0),
+    (2, 64, 0.8, 2.0),
+    (3, 80, 0.9, 3.1),
+    (4, 48, 1.5, 6.5),
+])
+def test_half_map_fsc_crosses_at_target(seed, box, voxel, resolution):
+    p = make_phantom(seed, box=box, voxel_size=voxel, resolution=resolution)
+    assert p.half1.shape == (box,) * 3 and p.half1.voxel_size == (voxel,) * 3
+    assert abs(_crossing(p) - resolution) <= 0.3
+    assert p.resolution == resolution and p.metadata["resolution"] == resolution
+    curve = fsc(p.half1, p.half2)
+    low = curve.frequency < 1.0 / (3.0 * resolution)
+    assert low.sum() >= 2 and np.all(curve.value[low] > 0.95)
+    # Well beyond the crossing the halves share (almost) nothing.
+    assert np.all(curve.value[curve.frequency > 1.5 / resolution] < 0.05)
+
+
+def test_given_b_factor_is_the_envelope_of_the_truth():
+    sharp = make_phantom(5, b_factor=0.0)
+    blurred = make_phantom(5, b_factor=120.0)
+    assert blurred.metadata["b_factor"] == 120.0
+    a = scipy.fft.rfftn(sharp.truth.data.astype(np.float64))
+    b = scipy.fft.rfftn(blurred.truth.data.astype(np.float64))
+    freq = np.fft.fftfreq(64, 1.2)
+    s2 = freq[:, None, None] ** 2 + freq[None, :, None] ** 2 + np.abs(freq[:33]) ** 2
+    strong = (np.abs(a) > 1e-2 * np.abs(a).max()) & (s2 < 0.2**2)
+    assert strong.sum() > 100
+    np.testing.assert_allclose(b[strong] / a[strong], np.exp(-30.0 * s2[strong]), rtol=2e-3,
+                               atol=2e-4)
+
+
+# --------------------------------------------------------------------------- truth and noise
+
+def test_average_of_halves_is_truth_plus_average_noise(phantom):
+    average_noise = (phantom.half1.data.astype(np.float64) + phantom.half2.data) / 2 \
+        - phantom.truth.data
+    difference = (phantom.half1.data.astype(np.float64) - phantom.half2.data) / 2
+    assert abs(average_noise.mean()) < 1e-3 * average_noise.std()
+    # Equal-power noises orthogonal to each other within the Nyquist sphere (not in the
+    # corners beyond it): (N1 + N2)/2 and (N1 - N2)/2 have (nearly) one power.
+    assert average_noise.std() == pytest.approx(difference.std(), rel=1e-2)
+    assert average_noise.std() > 0.1 * phantom.truth.data.std()
+
+
+def test_noise_is_stronger_outside_the_particle():
+    p = make_phantom(3)
+    ratio = p.metadata["noise_outside_ratio"]
+    noise = p.half1.data - p.truth.data
+    inside, outside = noise[p.mask.data > 0.99].std(), noise[p.mask.data < 0.01].std()
+    assert 1.0 <= ratio <= 1.5
+    assert outside / inside == pytest.approx(ratio, rel=0.15)
+
+
+def test_mask_is_soft_covers_the_particle_and_is_small(phantom):
+    mask, truth = phantom.mask.data, phantom.truth.data
+    assert mask.min() >= 0.0 and mask.max() <= 1.0
+    assert np.any((mask > 0.05) & (mask < 0.95))  # a soft edge
+    assert truth[mask > 0.5].sum() > 0.99 * truth.sum()
+    assert (mask > 0.5).mean() < 0.35
+
+
+def test_same_seed_same_maps_other_seed_other_maps(phantom):
+    again = make_phantom(11, box=64, voxel_size=1.2, resolution=4.0)
+    for name in ("half1", "half2", "mask", "truth"):
+        assert np.array_equal(getattr(phantom, name).data, getattr(again, name).data), name
+    assert again.metadata == phantom.metadata
+    other = make_phantom(12, box=64, voxel_size=1.2, resolution=4.0)
+    assert not np.array_equal(other.truth.data, phantom.truth.data)
+    assert not np.array_equal(other.half1.data - other.truth.data,
+                              phantom.half1.data - phantom.truth.data)
+
+
+def test_metadata_for_the_store(phantom):
+    meta = phantom.metadata
+    assert meta["source"] == "synthetic" and meta["seed"] == 11
+    assert meta["phantom_box"] == 64 and meta["phantom_voxel_size"] == 1.2
+    assert meta["b_factor"] > 0 and meta["model"] == "procedural"
+    assert meta["atoms"] == phantom.structure[0].count_atom_sites() > 0
+    assert not {"id", "shape", "voxel_size", "box", "origin", "stats"} & set(meta)
+
+
+def test_one_small_phantom_is_fast():
+    make_phantom(0)  # warm caches
+    start = time.perf_counter()
+    make_phantom(1)
+    assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("kwargs, fault", [
+    ({"resolution": 2.0}, "resolution"),          # below 2.5 voxels of 1.2 Å
+    ({"resolution": 12.0}, "resolution"),         # above a 76.8 Å box / 8
+    ({"box": 16}, "box"),
+    ({"voxel_size": -1.0}, "voxel_size"),
+    ({"b_factor": -5.0}, "b_factor"),
+])
+def test_bad_arguments_are_refused(kwargs, fault):
+    with pytest.raises(ValueError, match=fault):
+        make_phantom(0, **kwargs)
+
+
+def test_negative_seed_is_refused():
+    with pytest.raises(ValueError, match="seed"):
+        make_phantom(-1)
+
+
+# --------------------------------------------------------------------------- a given model
+
+def test_given_model_file():
+    if not MODEL_3J5P.is_file():
+        pytest.skip(f"reference model not found at {MODEL_3J5P} (../shared/reference absent)")
+    p = make_phantom(0, box=64, voxel_size=2.0, resolution=6.0, model=MODEL_3J5P)
+    assert p.structure[0].count_atom_sites() == p.metadata["atoms"] > 10000
+    assert abs(_crossing(p) - 6.0) <= 0.3
+    assert p.truth.data[p.mask.data > 0.5].sum() > 0.99 * p.truth.data.sum()
+    xyz = np.array([cra.atom.pos.tolist() for cra in p.structure[0].all()])
+    centre_zyx = np.asarray(p.truth.origin) + 32 * 2.0
+    np.testing.assert_allclose((xyz.min(0) + xyz.max(0))[::-1] / 2, centre_zyx, atol=1e-6)
+    with pytest.raises(ValueError, match="box edge"):
+        make_phantom(0, box=40, voxel_size=2.0, resolution=6.0, model=MODEL_3J5P)
+
+
+# --------------------------------------------------------------------------- models
+
+def _chains(structure):
+    return [(chain.name[0], np.array([res["CA"][0].pos.tolist() for res in chain]))
+            for chain in structure[0]]
+
+
+def _distances(ca: np.ndarray, k: int) -> np.ndarray:
+    return np.linalg.norm(ca[k:] - ca[:-k], axis=1)
+
+
+def test_model_geometry_and_packing():
+    kinds = set()
+    for seed, radius in [(0, 25.0), (1, 40.0), (2, 40.0), (4, 25.0), (7, 60.0)]:
+        structure = build_model(np.random.default_rng(seed), radius, centre=(5.0, -3.0, 2.0))
+        chains = _chains(structure)
+        for kind, ca in chains:
+            kinds.add(kind)
+            np.testing.assert_allclose(_distances(ca, 1), 3.8, atol=0.1)
+            if kind == "h":
+                assert np.all((_distances(ca, 3) > 5.0) & (_distances(ca, 3) < 5.4))
+            else:
+                assert np.all((_distances(ca, 2) > 6.4) & (_distances(ca, 2) < 7.0))
+        for i in range(len(chains)):
+            for j in range(i):
+                assert cdist(chains[i][1], chains[j][1]).min() >= 3.0
+        atoms = [cra.atom for cra in structure[0].all()]
+        xyz = np.array([a.pos.tolist() for a in atoms])
+        assert np.linalg.norm(xyz - [5.0, -3.0, 2.0], axis=1).max() <= radius
+        b = np.array([a.b_iso for a in atoms])
+        assert b.min() > 0 and b.std() > 1.0
+        assert {a.name for a in atoms} == {"N", "CA", "C", "O", "CB"}
+    assert kinds == {"h", "s"}
+
+
+def test_model_is_deterministic():
+    one = build_model(np.random.default_rng(3), 30.0)
+    two = build_model(np.random.default_rng(3), 30.0)
+    assert one.make_pdb_string() == two.make_pdb_string()
