@@ -100,7 +100,8 @@ def main(args) -> int:
     print(f"{len(entries)} entries listed" + (f" by preset {preset}" if preset else f" in {args.ids}"))
     if args.limit is not None:
         entries = entries[:args.limit]
-    options = BuildOptions(mirrors=mirrors, download_dir=args.keep_downloads,
+    kept = str(Path(args.keep_downloads).resolve()) if args.keep_downloads else None
+    options = BuildOptions(mirrors=mirrors, download_dir=kept,
                            keep_downloads=args.keep_downloads is not None, max_box=args.max_box,
                            with_models=args.with_models)
     report = build(entries, args.out, options=options, workers=args.workers, scheduler=args.scheduler,

@@ -429,6 +429,8 @@ def build(entries: Sequence[ListedEntry | str], out: str, *, options: BuildOptio
     """
     start = time.perf_counter()
     listed = [e if isinstance(e, ListedEntry) else ListedEntry(normalize_id(e)) for e in entries]
+    if "://" not in str(out):
+        out = str(Path(out).resolve())      # workers may run in another folder
     store = open_store(out, mode="a", source=STORE_DESCRIPTION, storage_options=storage_options)
     todo, done = plan(store, listed, options.max_box)
     report = BuildReport(listed=len({e.emdb_id for e in listed}),
