@@ -2,6 +2,8 @@
 bit-identically, the metrics log, the checkpoints the method loads, and the command line."""
 
 import csv
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -185,12 +187,11 @@ def test_resume_matches_an_uninterrupted_run(run, corpus, tmp_path, capsys):
     assert "seed" in capsys.readouterr().err
     assert cli.main(["train", *common, "--epochs", "3", "--resume"]) == 0
     resumed, uninterrupted = _weights(tmp_path / "resumed" / "last.pt"), _weights(run.last)
-    for key, value in uninterrupted.items():
-        torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6)
+    assert all(torch.equal(resumed[key], value) for key, value in uninterrupted.items())
     history = load_checkpoint(tmp_path / "resumed" / "last.pt")["training"]["history"]
     for mine, theirs in zip(history, run.history):
-        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-6)
-        assert mine["valid_loss"] == pytest.approx(theirs["valid_loss"], abs=1e-6)
+        assert (mine["train_loss"], mine["valid_loss"]) == (theirs["train_loss"],
+                                                             theirs["valid_loss"])
     with open(tmp_path / "resumed" / "metrics.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 3
 
@@ -203,3 +204,28 @@ def test_holdout_when_there_is_no_valid_split(tmp_path):
                                    batch_size=2, steps_per_epoch=1, progress=False))
     assert any(issubclass(w.category, NoValidationWarning) for w in caught)
     assert len(result.history) == 1 and np.isfinite(result.history[0]["valid_loss"])
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_with_the_whole_batch(run, corpus, tmp_path):
+    """torchrun with two CPU processes (gloo) of batch 2 sees, step by step, the same four
+    patches as one process of batch 4, so its first epoch moves the weights the same way up
+    to rounding (a process of batch 2 alone differs by ~100 %)."""
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", "-m", "cref_bench.cli", "train", "--corpus", corpus,
+               "--out", str(out), "--epochs", "1", "--batch-size", "2", "--lr", "1e-3",
+               "--steps-per-epoch", "4", "--device", "cpu", "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (mine,) = load_checkpoint(out / "last.pt")["training"]["history"]
+    theirs = run.history[0]
+    assert mine["step"] == theirs["step"] == 4
+    assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-4)
+    assert mine["valid_loss"] == pytest.approx(theirs["valid_loss"], rel=3e-3)
+    torch.manual_seed(0)
+    initial = CrefUNet().state_dict()
+    two, one = _weights(out / "last.pt"), _weights(run.out / "epoch-0001.pt")
+    moved_two, moved_one = (torch.cat([(w[k] - initial[k]).flatten() for k in initial])
+                            for w in (two, one))
+    assert float((moved_two - moved_one).norm() / moved_one.norm()) < 0.05

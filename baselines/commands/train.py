@@ -73,7 +73,8 @@ def main(args) -> int:
         resume=args.resume)
     try:
         result = train(config)
-    except (CorpusError, CheckpointError, FileExistsError, ValueError, OSError) as exc:
+    except (CorpusError, CheckpointError, FileExistsError, FloatingPointError, ValueError,
+            OSError) as exc:
         print(f"cref-bench train: {exc}", file=sys.stderr)
         return 1
     if result.history:

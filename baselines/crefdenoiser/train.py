@@ -243,6 +243,7 @@ class _Data:
     valid: torch.utils.data.Dataset
     augmenting: PatchDataset  # the dataset whose epoch seeds the rotations
     holdout: bool
+    corpus_version: str
 
 
 def _datasets(config: TrainConfig) -> _Data:
@@ -264,7 +265,8 @@ def _datasets(config: TrainConfig) -> _Data:
     train_idx = train_idx[evenly_spaced(len(train_idx), config.patch_limit)]
     valid_sub = evenly_spaced(len(valid), config.valid_limit)
     return _Data(train=Subset(train, train_idx.tolist()),
-                 valid=Subset(valid, valid_sub.tolist()), augmenting=train, holdout=holdout)
+                 valid=Subset(valid, valid_sub.tolist()), augmenting=train, holdout=holdout,
+                 corpus_version=corpus.version)
 
 
 def _pick_device(config: TrainConfig, local_rank: int) -> torch.device:
@@ -422,6 +424,35 @@ def _validate(model, loader, config, device, autocast, env: _Distributed) -> flo
     return total / count
 
 
+def _train_epoch(net, loader, steps, optimizer, scaler, config, epoch, device, autocast,
+                 env: _Distributed) -> tuple[float, float]:
+    """One epoch of ``steps`` optimiser steps; returns (mean patch loss, last rate)."""
+    net.train()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count, lr = 0, config.lr
+    bar = tqdm(islice(loader, steps), total=steps, desc=f"epoch {epoch + 1}/{config.epochs}",
+               disable=not (config.progress and env.rank == 0), leave=False)
+    for k, (half1, half2, _) in enumerate(bar):
+        lr = learning_rate(config, epoch, k, steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        losses = patch_losses(config.loss, net, half1.to(device, non_blocking=True),
+                              half2.to(device, non_blocking=True), autocast)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(losses.mean()).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += losses.detach().double().sum()
+        count += len(losses)
+        if k % 10 == 9:
+            bar.set_postfix(loss=f"{float(total) / count:.4f}")
+    total, count = env.sum([float(total), float(count)], device)
+    if not math.isfinite(total):
+        raise FloatingPointError(f"the training loss became {total / count} in epoch "
+                                 f"{epoch + 1}; lower --lr (or leave out --amp)")
+    return total / count, lr
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train the crefDenoiser network (see the module docstring for every rule).
 
@@ -434,6 +465,7 @@ def train(config: TrainConfig) -> TrainResult:
     Raises:
         ValueError: bad settings, a resume with different settings, or a train split with
             fewer than two patches and no valid split.
+        FloatingPointError: the training loss became NaN or infinite.
         FileExistsError: ``out`` holds a run already and ``resume`` is false.
         CorpusError: the corpus cannot be opened or has no training patches.
         CheckpointError: ``resume`` and ``out/last.pt`` is missing or unusable.
@@ -459,16 +491,18 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device) -> TrainResult:
+    saved = None
+    if config.resume:
+        saved = load_checkpoint(out / "last.pt")
+        _check_resumable(config, saved["training"]["config"], out / "last.pt")
     data = _datasets(config)
     torch.manual_seed(config.seed)
     model = CrefUNet().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     history, best, start_epoch, step = [], {"epoch": 0, "valid_loss": math.inf}, 0, 0
-    if config.resume:
-        saved = load_checkpoint(out / "last.pt")
+    if saved is not None:
         training = saved["training"]
-        _check_resumable(config, training["config"], out / "last.pt")
         model.load_state_dict(saved["state_dict"])
         optimizer.load_state_dict(training["optimizer"])
         scaler.load_state_dict(training["scaler"])
@@ -500,28 +534,11 @@ def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         data.augmenting.set_epoch(epoch)
-        net.train()
-        total, count, lr = 0.0, 0, config.lr
-        bar = tqdm(islice(loader, steps), total=steps, desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=not (config.progress and is_main), leave=False)
-        for k, (half1, half2, _) in enumerate(bar):
-            lr = learning_rate(config, epoch, k, steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            losses = patch_losses(config.loss, net, half1.to(device, non_blocking=True),
-                                  half2.to(device, non_blocking=True), autocast)
-            loss = losses.mean()
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            total += float(losses.detach().double().sum())
-            count += len(losses)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        total, count = env.sum([total, float(count)], device)
+        train_loss, lr = _train_epoch(net, loader, steps, optimizer, scaler, config, epoch,
+                                      device, autocast, env)
+        step += steps
         valid_loss = _validate(net, valid_loader, config, device, autocast, env)
-        row = {"epoch": epoch + 1, "step": step, "train_loss": total / count,
+        row = {"epoch": epoch + 1, "step": step, "train_loss": train_loss,
                "valid_loss": valid_loss, "lr": lr, "seconds": time.perf_counter() - started}
         history.append(row)
         improved = valid_loss < best["valid_loss"]
@@ -529,7 +546,7 @@ def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device
             best = {"epoch": epoch + 1, "valid_loss": valid_loss}
         if is_main:
             payload = _checkpoint(model, optimizer, scaler, config, history, best, epoch + 1,
-                                  step)
+                                  step, data.corpus_version)
             _save(payload, out / f"epoch-{epoch + 1:04d}.pt")
             _save(payload, out / "last.pt")
             if improved:
@@ -541,12 +558,14 @@ def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device
                        best_valid_loss=best["valid_loss"])
 
 
-def _checkpoint(model, optimizer, scaler, config, history, best, epoch, step) -> dict:
+def _checkpoint(model, optimizer, scaler, config, history, best, epoch, step,
+                corpus_version) -> dict:
     record = _config_record(config)
     return {
         "format": FILE_FORMAT, "format_version": FORMAT_VERSION, "architecture": ARCHITECTURE,
         "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
-        "metadata": {"source": "cref-bench train", "corpus": config.corpus, "loss": config.loss,
+        "metadata": {"source": "cref-bench train", "corpus": config.corpus,
+                     "corpus_version": corpus_version, "loss": config.loss,
                      "epoch": epoch, "step": step, "valid_loss": history[-1]["valid_loss"],
                      "config": record},
         "training": {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
