@@ -91,7 +91,7 @@ def test_layout_is_zarr_v3_chunked_and_compressed(tmp_path):
         assert array.metadata.zarr_format == 3
         assert array.dtype == np.float32 and array.chunks == (24, 24, 24)
         codec, = array.compressors
-        assert isinstance(codec, zarr.codecs.BloscCodec) and codec.cname.value == "zstd"
+        assert isinstance(codec, zarr.codecs.BloscCodec) and codec.cname.value == "lz4"
     # compressed on disk: the mask (three values) takes far less than its raw 256 KB
     mask_dir = tmp_path / "corpus.zarr" / "entries" / "EMD-1001" / "mask"
     stored = sum(p.stat().st_size for p in mask_dir.rglob("*") if p.is_file())
