@@ -282,8 +282,8 @@ def build_model(rng: np.random.Generator, particle_radius: float,
     for c, r in zip(centres, radii):
         semi_axes = np.sort(r * rng.uniform(0.6, 1.0, size=3))[::-1] * np.array([1.4, 1, 1])
         _fill_domain(rng, packer, c, np.minimum(semi_axes, r * 1.4))
-    if not packer.elements:
-        raise RuntimeError("no element could be placed")  # cannot happen: first try is free
+    if not packer.elements:  # nothing fitted: a short helix at the centre always does
+        packer.try_place("h", [_ideal_element(8, *HELIX_PHI_PSI)], np.eye(3), np.zeros(3))
     structure = _structure(packer.elements, float(rng.uniform(15, 30)),
                            float(rng.uniform(40, 80)), rng)
     shift = gemmi.Transform()

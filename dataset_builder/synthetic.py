@@ -1,7 +1,7 @@
 """Phantoms with known truth: half-maps, mask and noise-free map from an atomic model.
 
 :func:`make_phantom` makes one phantom; :func:`write_phantom_corpus` writes many into a
-corpus store. A phantom is built in five steps, all determined by the seed:
+corpus store. A phantom is built in four steps, all determined by the seed:
 
 1. **Model.** A protein-like model built by :mod:`dataset_builder.phantom_models` (ideal
    helices and strands packed into domains, centred in the box), or a given model, whose
@@ -11,24 +11,14 @@ corpus store. A phantom is built in five steps, all determined by the seed:
    B-factor envelope ``exp(-B s² / 4)`` in Fourier space.
 3. **Mask.** The truth low-passed (Gaussian, sigma 3 Å), thresholded where it holds 90 % of
    its positive mass, dilated by 3 Å, with a 5 Å raised-cosine soft edge: values in [0, 1].
-4. **Noise.** Each half-map is ``truth + noise``. Noise starts as white Gaussian noise times
-   a smooth spatial envelope: amplitude 1 inside the mask rising to ``noise_outside_ratio``
-   (drawn in [1, 1.5]) outside it, so the solvent is noisier than the particle. In Fourier
-   space, per shell of :func:`cref_bench.shells.fourier_shells`, each half's noise is then
-   made orthogonal to the truth (and half 2's to half 1's) and scaled to the power
-   ``N = S (1 - f) / f``, where ``S`` is the truth's own power in the shell and ``f`` the
-   designed FSC. The projections remove 1-2 of the thousands of degrees of freedom in a
-   shell; they take away the sampling scatter of the FSC (up to +-0.03 per shell in small
-   boxes), so the half-map FSC *is* the designed curve and crosses 0.143 exactly where
-   asked. Beyond the Nyquist shell (the corners) noise has the last shell's power; the
-   mean (DC) carries no noise.
-5. **Designed FSC.** ``f(s) = 1 / (1 + 6^u)``, ``u = (s - s_half) / (s_t - s_half)``:
-   1 at low resolution, 0.5 at ``s_half = s_t / ratio`` (ratio drawn in [1.1, 1.3], the
-   ratio of the 0.5 and 0.143 resolutions), 0.143 at ``s_t``, floored at 0.02. ``s_t`` is
-   tuned so that the FSC interpolated linearly between shells (as
-   :func:`cref_bench.fsc.resolution_at` does) crosses 0.143 at the requested resolution.
-   Beyond the crossing the noise power never decreases with frequency (the truth's power
-   falls with the B-factor; the noise levels off instead of following it).
+4. **Noise.** Each half-map is ``truth + noise``: white Gaussian noise times a smooth
+   spatial envelope (amplitude 1 inside the mask rising to ``noise_outside_ratio``, drawn in
+   [1, 1.5], outside it: the solvent is noisier than the particle), then calibrated in
+   Fourier space, shell by shell, so that FSC(half1, half2) follows a designed curve that
+   is about 1 at low resolution, 0.5 at ``ratio`` times the requested resolution (``ratio``
+   drawn in [1.1, 1.3]) and crosses 0.143 exactly at the requested resolution; the noise
+   power is set from the truth's own power in each shell and levels off to a white plateau
+   beyond the resolution. :mod:`dataset_builder.phantom_noise` describes how.
 
 Limits: boxes of 32 to 512 voxels a side; the resolution must be at least 2.5 voxels (so
 the crossing is below the model map's band-limit roll-off) and at most 1/8 of the box
@@ -37,6 +27,7 @@ edge (at least 8 shells before the crossing).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,25 +36,28 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from cref_bench.fsc import resolution_at
 from cref_bench.model_map import model_map, read_model
-from cref_bench.shells import fourier_shells, friedel_weights
+from cref_bench.shells import fourier_shells
 from cref_bench.volume import Volume
 from dataset_builder.phantom_models import build_model
+from dataset_builder.phantom_noise import calibrated_noise, designed_fsc, noise_power, shell_sums
+
+logger = logging.getLogger(__name__)
 
 PHANTOM_VERSION = 1
 """Version of the phantom recipe; stored with every phantom."""
 
-FSC_THRESHOLD = 0.143
 MIN_RESOLUTION_VOXELS = 2.5
 MIN_SHELLS_TO_CROSSING = 8
-FSC_FLOOR = 0.02
 MASK_LOWPASS_SIGMA = 3.0
 MASK_MASS_FRACTION = 0.9
 MASK_DILATION = 3.0
 MASK_SOFT_EDGE = 5.0
 MODEL_MARGIN = 14.0
 """Å kept free between a procedural model and the box edge (low-pass, dilation, soft edge)."""
+MIN_PARTICLE_RADIUS = 10.0
+MIN_BOX_EDGE = 2 * (MIN_PARTICLE_RADIUS + MODEL_MARGIN)
+"""Smallest box edge (Å) of a procedural phantom."""
 GIVEN_MODEL_MARGIN = 8.0
 """Å a given model must keep from the box edge (the mask's dilation and soft edge)."""
 
@@ -126,43 +120,6 @@ def _given_model(model: gemmi.Structure | str | Path, edge: float) -> tuple[gemm
     return structure, (centre_xyz - edge / 2)[::-1]
 
 
-def _shell_sum(values: np.ndarray, index: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
-    """Friedel-weighted per-shell sums of a half-space array (corners left out)."""
-    inside = index >= 0
-    return np.bincount(index[inside], weights=(values * weights)[inside], minlength=n)
-
-
-def _designed_fsc(frequency: np.ndarray, ratio: float, s_crossing: float) -> np.ndarray:
-    u = (frequency * ratio / s_crossing - 1.0) / (ratio - 1.0)
-    return np.maximum(1.0 / (1.0 + np.power(6.0, np.minimum(u, 60.0))), FSC_FLOOR)
-
-
-def _tuned_fsc(frequency: np.ndarray, resolution: float, ratio: float) -> np.ndarray:
-    """The designed FSC per shell, tuned so its interpolated 0.143 crossing is ``resolution``."""
-    s_target = 1.0 / resolution
-    low, high = 0.8 * s_target, 1.25 * s_target
-    for _ in range(50):
-        middle = 0.5 * (low + high)
-        crossing = resolution_at(frequency, _designed_fsc(frequency, ratio, middle),
-                                 FSC_THRESHOLD).resolution
-        if crossing is not None and 1.0 / crossing < s_target:
-            low = middle
-        else:
-            high = middle
-    return _designed_fsc(frequency, ratio, 0.5 * (low + high))
-
-
-def _noise_power(signal: np.ndarray, fsc: np.ndarray) -> np.ndarray:
-    """Per-shell noise power giving ``fsc`` up to the 0.143 crossing; beyond it, the power
-    that would give ``fsc`` had the signal stayed at its crossing level, or more (never
-    decreasing), so the noise rises to a white plateau while the signal fades."""
-    power = signal * (1.0 - fsc) / fsc
-    crossed = int(np.argmax(fsc < FSC_THRESHOLD))
-    plateau = signal[crossed] * (1.0 - fsc[crossed:]) / fsc[crossed:]
-    power[crossed:] = np.maximum.accumulate(np.maximum(power[crossed:], plateau))
-    return power
-
-
 def soft_mask(truth: Volume) -> Volume:
     """The phantom mask of a truth map (see the module docstring, step 3).
 
@@ -195,29 +152,6 @@ def soft_mask(truth: Volume) -> Volume:
     return truth.like(mask, source=f"mask of {truth.source}")
 
 
-def _shaped_noise(rng: np.random.Generator, envelope: np.ndarray, against: list[np.ndarray],
-                  power: np.ndarray, index: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Noise spectrum: white noise times ``envelope``, orthogonal per shell to each
-    spectrum in ``against``, scaled to ``power`` per shell (corners: the last shell's)."""
-    n = power.size
-    counts = _shell_sum(np.ones(index.shape), index, weights, n)
-    spectrum = scipy.fft.rfftn(rng.standard_normal(envelope.shape) * envelope, workers=-1)
-    spectrum[0, 0, 0] = 0.0
-    for other in against:
-        dot = _shell_sum(spectrum.real * other.real + spectrum.imag * other.imag,
-                         index, weights, n)
-        norm = _shell_sum(other.real**2 + other.imag**2, index, weights, n)
-        coefficient = np.append(np.divide(dot, norm, out=np.zeros(n), where=norm > 0), 0.0)
-        spectrum -= coefficient[index] * other  # index -1 (corners) picks the appended 0
-    current = _shell_sum(np.abs(spectrum) ** 2, index, weights, n) / np.maximum(counts, 1)
-    corners = index < 0
-    corner_power = np.mean(np.abs(spectrum[corners]) ** 2) if corners.any() else 1.0
-    scale = np.sqrt(np.append(np.divide(power, current, out=np.zeros(n), where=current > 0),
-                              power[-1] / corner_power if corner_power > 0 else 0.0))
-    spectrum *= scale[index]
-    return spectrum
-
-
 def make_phantom(seed: int, *, box: int = 64, voxel_size: float = 1.2,
                  resolution: float = 4.0, b_factor: float | None = None,
                  model: gemmi.Structure | str | Path | None = None) -> Phantom:
@@ -227,7 +161,8 @@ def make_phantom(seed: int, *, box: int = 64, voxel_size: float = 1.2,
 
     Args:
         seed: the random seed (non-negative integer).
-        box: edge of the cubic box, voxels (32 to 512).
+        box: edge of the cubic box, voxels (32 to 512); with a procedural model the box
+            must be at least 48 Å wide.
         voxel_size: Å per voxel.
         resolution: where FSC(half1, half2) crosses 0.143, Å; from 2.5 voxels to 1/8 of the
             box edge.
@@ -252,7 +187,10 @@ def make_phantom(seed: int, *, box: int = 64, voxel_size: float = 1.2,
         np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(4))
     edge = box * voxel_size
     if model is None:
-        radius = max(10.0, min(0.3 * edge, 0.5 * edge - MODEL_MARGIN))
+        if edge < MIN_BOX_EDGE:
+            raise ValueError(f"box edge {edge:.1f} Å ({box} x {voxel_size} Å) is below the "
+                             f"{MIN_BOX_EDGE:.0f} Å a procedural phantom needs")
+        radius = max(MIN_PARTICLE_RADIUS, min(0.3 * edge, 0.5 * edge - MODEL_MARGIN))
         structure = build_model(model_rng, radius, centre=(edge / 2,) * 3)
         origin = np.zeros(3)
         model_name = "procedural"
@@ -268,27 +206,23 @@ def make_phantom(seed: int, *, box: int = 64, voxel_size: float = 1.2,
                   source=f"phantom {seed}")
     density = model_map(structure, like).data
     shells = fourier_shells(like.shape, like.voxel_size)
-    index, n = shells.index, shells.n
-    weights = friedel_weights(box)[None, None, :]
     freq = np.fft.fftfreq(box, voxel_size)
     s2 = freq[:, None, None] ** 2 + freq[None, :, None] ** 2 + np.abs(freq[: box // 2 + 1]) ** 2
     truth_spectrum = scipy.fft.rfftn(density, workers=-1) * np.exp(-b_factor / 4.0 * s2)
     del density, s2
     truth = like.like(scipy.fft.irfftn(truth_spectrum, s=like.shape, workers=-1),
                       source=f"phantom {seed} truth")
-    signal = (_shell_sum(np.abs(truth_spectrum) ** 2, index, weights, n)
-              / np.maximum(shells.counts, 1))
-    fsc = _tuned_fsc(shells.frequency, resolution, ratio)
-    power = _noise_power(signal, fsc)
+    signal = shell_sums(np.abs(truth_spectrum) ** 2, shells) / np.maximum(shells.counts, 1)
+    power = noise_power(signal, designed_fsc(shells.frequency, resolution, ratio))
 
     mask = soft_mask(truth)
     envelope = outside_ratio - (outside_ratio - 1.0) * mask.data.astype(np.float64)
-    noise1 = _shaped_noise(noise1_rng, envelope, [truth_spectrum], power, index, weights)
-    noise2 = _shaped_noise(noise2_rng, envelope, [truth_spectrum, noise1], power, index,
-                           weights)
+    noise1 = calibrated_noise(noise1_rng, envelope, [truth_spectrum], power, shells)
+    noise2 = calibrated_noise(noise2_rng, envelope, [truth_spectrum, noise1], power, shells)
     del truth_spectrum, envelope
     halves = [like.like(truth.data + scipy.fft.irfftn(noise, s=like.shape, workers=-1),
-                        source=f"phantom {seed} half{k}") for k, noise in ((1, noise1), (2, noise2))]
+                        source=f"phantom {seed} half{k}")
+              for k, noise in ((1, noise1), (2, noise2))]
     metadata = {
         "resolution": float(resolution), "source": "synthetic", "seed": int(seed),
         "phantom_version": PHANTOM_VERSION, "phantom_box": int(box),
@@ -299,4 +233,161 @@ def make_phantom(seed: int, *, box: int = 64, voxel_size: float = 1.2,
     return Phantom(halves[0], halves[1], mask, truth, float(resolution), structure, metadata)
 
 
-__all__ = ["PHANTOM_VERSION", "Phantom", "make_phantom", "soft_mask"]
+# --------------------------------------------------------------------------- corpus
+
+def _range(name: str, values, kind=float) -> tuple:
+    low, high = (kind(v) for v in values)
+    if not 0 < low <= high:
+        raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {tuple(values)}")
+    return low, high
+
+
+def entry_parameters(seed: int, index: int, boxes=(64, 96), voxel_sizes=(0.8, 2.0),
+                     resolutions=(2.0, 8.0)) -> dict:
+    """The :func:`make_phantom` arguments of corpus entry ``index``, drawn from ``(seed, index)``.
+
+    The box is drawn among the multiples of 8 in ``boxes`` (all integers there if none);
+    then the resolution, within ``resolutions`` and what the box can hold at some voxel size
+    in ``voxel_sizes``; then the voxel size, within ``voxel_sizes`` and what the box and
+    resolution allow (see :func:`make_phantom`).
+
+    Args:
+        seed: the corpus seed.
+        index: the entry index (0-based).
+        boxes, voxel_sizes, resolutions: (low, high) ranges, voxels, Å, Å.
+
+    Returns:
+        ``{"seed", "box", "voxel_size", "resolution"}``.
+
+    Raises:
+        ValueError: a bad range, or ranges no phantom can satisfy.
+    """
+    box_low, box_high = _range("boxes", boxes, int)
+    v_low, v_high = _range("voxel_sizes", voxel_sizes)
+    r_low, r_high = _range("resolutions", resolutions)
+    rng = np.random.default_rng([seed, index])
+    choices = [b for b in range(box_low, box_high + 1) if b % 8 == 0] or \
+        list(range(box_low, box_high + 1))
+    box = int(rng.choice(choices))
+    v_floor = max(v_low, MIN_BOX_EDGE / box)
+    low = max(r_low, MIN_RESOLUTION_VOXELS * v_floor)
+    high = min(r_high, box * v_high / MIN_SHELLS_TO_CROSSING)
+    if low > high or v_floor > v_high:
+        raise ValueError(f"no phantom of box {box} can have a resolution in [{r_low}, {r_high}] "
+                         f"Å with voxels in [{v_low}, {v_high}] Å (it needs resolution >= "
+                         f"{MIN_RESOLUTION_VOXELS} voxels and <= box edge / "
+                         f"{MIN_SHELLS_TO_CROSSING}, and a box edge >= {MIN_BOX_EDGE:.0f} Å)")
+    resolution = round(float(rng.uniform(low, high)), 2)
+    resolution = min(max(resolution, low), high)
+    v_min = max(v_floor, resolution * MIN_SHELLS_TO_CROSSING / box)
+    v_max = min(v_high, resolution / MIN_RESOLUTION_VOXELS)
+    voxel = min(max(round(float(rng.uniform(v_min, v_max)), 3), v_min), v_max)
+    phantom_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+    return {"seed": phantom_seed, "box": box, "voxel_size": voxel, "resolution": resolution}
+
+
+def _write_one(location: str, entry_id: str, parameters: dict, extra: dict) -> str | None:
+    """Make and store one phantom, or record why not; returns the error text or None."""
+    from dataset_builder import store
+
+    try:
+        phantom = make_phantom(**parameters)
+        text = phantom.structure.make_mmcif_document().as_string()
+        store.write_entry(location, entry_id, half1=phantom.half1, half2=phantom.half2,
+                          mask=phantom.mask, truth=phantom.truth, models={"model": text},
+                          metadata={**phantom.metadata, **extra})
+        return None
+    except Exception as error:  # recorded per entry; the build carries on
+        store.record_rejection(location, entry_id, error, {**parameters, **extra,
+                                                           "source": "synthetic"},
+                               status="failed")
+        return f"{type(error).__name__}: {error}"
+
+
+def _report(entry_id: str, error: str | None) -> None:
+    if error is not None:
+        logger.warning("%s failed (recorded in the manifest): %s", entry_id, error)
+
+
+def _open_corpus_store(out, seed: int):
+    from dataset_builder import store
+
+    source = f"synthetic phantoms v{PHANTOM_VERSION} (seed {seed})"
+    location = str(out)
+    if "://" not in location:
+        path = Path(location).resolve()
+        if path.exists() and not (path.is_dir() and (path / "zarr.json").is_file()) and \
+                not (path.is_dir() and not any(path.iterdir())):
+            raise FileExistsError(f"{path}: exists and is not a corpus store; refusing to "
+                                  f"write phantoms over it")
+        location = str(path)
+    handle = store.open_store(location, mode="a", source=source, patch_size=64)
+    if handle.attrs.get("source") != source:
+        raise ValueError(f"{location}: a store of {handle.attrs.get('source')!r}, not of "
+                         f"{source!r}; choose another output")
+    return handle
+
+
+def write_phantom_corpus(out, entries: int, *, seed: int = 0, boxes=(64, 96),
+                         voxel_sizes=(0.8, 2.0), resolutions=(2.0, 8.0), workers: int = 1,
+                         progress: bool = True) -> str:
+    """Write ``entries`` phantoms ``SYN-0001``, ``SYN-0002``, ... into a corpus store.
+
+    Entry ``k`` (1-based) is ``make_phantom(**entry_parameters(seed, k - 1, ...))`` with its
+    model stored as ``models/model`` (mmCIF) and metadata extended by ``corpus_seed`` and
+    ``corpus_index``. Resumable: entries already complete are skipped, so a killed run
+    continues where it stopped. An entry that fails is recorded as failed in the manifest
+    and the others go on. The store is finalised at the end. Patches of the patch index
+    are 64³ (boxes of phantoms are small).
+
+    Args:
+        out: the store, a local path or fsspec URL: absent, an empty folder, or a store
+            written by an earlier call with the same seed.
+        entries: number of entries (at least 1).
+        seed: the corpus seed.
+        boxes, voxel_sizes, resolutions: (low, high) ranges of box edge (voxels), voxel
+            size (Å) and resolution (Å) the entries are drawn from.
+        workers: parallel processes (1: in this process).
+        progress: show a progress bar.
+
+    Returns:
+        The store location.
+
+    Raises:
+        FileExistsError: ``out`` exists and is not a corpus store.
+        ValueError: bad ranges or counts, or a store of another seed at ``out``.
+        CorpusError: ``out`` is a zarr group that is not a corpus store.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    if not isinstance(entries, (int, np.integer)) or entries < 1:
+        raise ValueError(f"entries must be a positive integer, got {entries!r}")
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    width = max(4, len(str(entries)))
+    jobs = [(f"SYN-{k + 1:0{width}d}", entry_parameters(seed, k, boxes, voxel_sizes, resolutions),
+             {"corpus_seed": int(seed), "corpus_index": k}) for k in range(entries)]
+    handle = _open_corpus_store(out, seed)
+    jobs = [job for job in jobs if not handle.is_complete(job[0])]
+    bar = tqdm(total=entries, initial=entries - len(jobs), desc="phantoms", unit="entry",
+               disable=not progress)
+    with bar:
+        if workers == 1:
+            for job in jobs:
+                _report(job[0], _write_one(handle.location, *job))
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(_write_one, handle.location, *job): job[0] for job in jobs}
+                for future in as_completed(futures):
+                    _report(futures[future], future.result())
+                    bar.update()
+    handle.finalize()
+    return handle.location
+
+
+__all__ = ["PHANTOM_VERSION", "Phantom", "entry_parameters", "make_phantom", "soft_mask",
+           "write_phantom_corpus"]

@@ -6,14 +6,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import gemmi
 import numpy as np
 import pytest
 import scipy.fft
 from scipy.spatial.distance import cdist
 
+from cref_bench import cli, splits
+from cref_bench.dataset import open_corpus
 from cref_bench.fsc import fsc
 from dataset_builder.phantom_models import build_model
-from dataset_builder.synthetic import make_phantom
+from dataset_builder.synthetic import entry_parameters, make_phantom, write_phantom_corpus
 
 MODEL_3J5P = Path(__file__).resolve().parents[2] / "shared" / "reference" / "models" / "3j5p.pdb"
 
@@ -191,3 +194,89 @@ def test_model_is_deterministic():
     one = build_model(np.random.default_rng(3), 30.0)
     two = build_model(np.random.default_rng(3), 30.0)
     assert one.make_pdb_string() == two.make_pdb_string()
+
+
+# --------------------------------------------------------------------------- corpus
+
+TINY = {"boxes": (32, 40), "voxel_sizes": (1.5, 2.0), "resolutions": (4.0, 8.0)}
+
+
+def test_entry_parameters_respect_ranges_and_limits():
+    for k in range(200):
+        p = entry_parameters(9, k, (64, 96), (0.8, 2.0), (2.0, 8.0))
+        assert p["box"] in (64, 72, 80, 88, 96)
+        assert 0.8 <= p["voxel_size"] <= 2.0 and 2.0 <= p["resolution"] <= 8.0
+        assert 2.5 * p["voxel_size"] <= p["resolution"] + 1e-9
+        assert p["resolution"] <= p["box"] * p["voxel_size"] / 8 + 1e-9
+        assert p["box"] * p["voxel_size"] >= 48.0 - 1e-9
+    assert entry_parameters(9, 5) == entry_parameters(9, 5) != entry_parameters(9, 6)
+    with pytest.raises(ValueError, match="no phantom"):
+        entry_parameters(0, 0, (64, 64), (0.8, 0.85), (7.5, 8.0))  # needs edge >= 8 x 7.5 Å
+    with pytest.raises(ValueError, match="boxes"):
+        entry_parameters(0, 0, (96, 64))
+
+
+def test_corpus_is_written_readable_and_resumable(tmp_path):
+    location = write_phantom_corpus(tmp_path / "c.zarr", 3, seed=2, progress=False, **TINY)
+    corpus = open_corpus(location)
+    ids = corpus.ids()
+    assert ids == ["SYN-0001", "SYN-0002", "SYN-0003"]
+    assert sorted(corpus.ids("train") + corpus.ids("valid") + corpus.ids("test")) == ids
+    for k, entry_id in enumerate(ids):
+        entry = corpus.entry(entry_id)
+        assert entry.split == splits.split_of(entry_id)
+        params = entry_parameters(2, k, **TINY)
+        phantom = make_phantom(**params)
+        for name in ("half1", "half2", "mask", "truth"):
+            assert np.array_equal(getattr(entry, name).data, getattr(phantom, name).data), name
+        assert entry.resolution == params["resolution"]
+        assert entry.metadata["source"] == "synthetic"
+        assert entry.metadata["corpus_seed"] == 2 and entry.metadata["corpus_index"] == k
+        assert abs(fsc(entry.half1, entry.half2).resolution_at(0.143).resolution
+                   - params["resolution"]) <= 0.3
+        model = gemmi.cif.read_string(entry.model("model"))
+        assert gemmi.make_structure_from_block(model.sole_block())[0].count_atom_sites() \
+            == phantom.metadata["atoms"]
+    written = {i: corpus.entry(i).metadata["written_at"] for i in ids}
+    digest = corpus.content_hash
+    again = write_phantom_corpus(tmp_path / "c.zarr", 4, seed=2, progress=False, **TINY)
+    grown = open_corpus(again)
+    assert grown.ids() == ids + ["SYN-0004"]
+    assert {i: grown.entry(i).metadata["written_at"] for i in ids} == written
+    assert grown.content_hash != digest
+
+
+def test_corpus_refuses_what_it_must_not_overwrite(tmp_path):
+    (tmp_path / "file").write_text("not a store")
+    with pytest.raises(FileExistsError, match="not a corpus store"):
+        write_phantom_corpus(tmp_path / "file", 1, progress=False, **TINY)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a corpus store"):
+        write_phantom_corpus(tmp_path / "folder", 1, progress=False, **TINY)
+    assert (tmp_path / "folder" / "notes.txt").read_text() == "keep me"
+    write_phantom_corpus(tmp_path / "c.zarr", 1, seed=0, progress=False, **TINY)
+    with pytest.raises(ValueError, match="seed 0"):
+        write_phantom_corpus(tmp_path / "c.zarr", 1, seed=1, progress=False, **TINY)
+
+
+def test_parallel_workers_write_the_same_corpus(tmp_path):
+    one = write_phantom_corpus(tmp_path / "one.zarr", 2, seed=4, progress=False, **TINY)
+    two = write_phantom_corpus(tmp_path / "two.zarr", 2, seed=4, workers=2, progress=False,
+                               **TINY)
+    assert open_corpus(one).content_hash == open_corpus(two).content_hash
+
+
+def test_synth_command(tmp_path, capsys):
+    out = tmp_path / "demo.zarr"
+    argv = ["synth", "--out", str(out), "--entries", "2", "--box-range", "32", "40",
+            "--voxel-range", "1.5", "2.0", "--resolution-range", "4", "8", "--no-progress"]
+    assert cli.main(argv) == 0
+    assert "2 entries written, 0 failed" in capsys.readouterr().out
+    assert open_corpus(out).ids() == ["SYN-0001", "SYN-0002"]
+    assert cli.main(argv[:-1] + ["--seed", "3", "--no-progress"]) == 2
+    assert "not of" in capsys.readouterr().err
+    (tmp_path / "file.txt").write_text("x")
+    assert cli.main(["synth", "--out", str(tmp_path / "file.txt"), "--entries", "1",
+                     "--no-progress"]) == 2
+    assert "not a corpus store" in capsys.readouterr().err
