@@ -197,13 +197,19 @@ def test_resume_matches_an_uninterrupted_run(run, corpus, tmp_path, capsys):
 
 
 def test_holdout_when_there_is_no_valid_split(tmp_path):
+    """A train-only corpus warns and validates on held-out train patches (here also with
+    bfloat16 autocast and an ablation loss, the other code paths of a step)."""
     corpus = _write_corpus(tmp_path / "train-only.zarr", TRAIN_IDS[:1])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = train(TrainConfig(corpus=corpus, out=str(tmp_path / "out"), epochs=1,
-                                   batch_size=2, steps_per_epoch=1, progress=False))
-    assert any(issubclass(w.category, NoValidationWarning) for w in caught)
-    assert len(result.history) == 1 and np.isfinite(result.history[0]["valid_loss"])
+                                   batch_size=2, steps_per_epoch=1, loss="n2n-fsc", amp=True,
+                                   progress=False))
+    assert [str(w.message) for w in caught if w.category is NoValidationWarning] == [
+        f"{corpus}: no valid patches; validating on 1 held-out train patch(es) instead"]
+    (row,) = result.history
+    assert row["step"] == 1 and 0 < row["valid_loss"] < 2 and np.isfinite(row["train_loss"])
+    assert read_weights_file(result.best)[1]["loss"] == "n2n-fsc"
 
 
 @pytest.mark.slow

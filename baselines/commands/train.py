@@ -8,8 +8,8 @@ epoch, last.pt, best.pt (lowest validation loss) and metrics.csv (epoch, step, t
 valid_loss, lr, seconds). best.pt plugs into the crefdenoiser method (--weights
 DIR/best.pt); --resume continues from last.pt with the same result as an uninterrupted run.
 
-Several GPUs: torchrun --nproc_per_node=N $(which cref-bench) train ... (--batch-size is
-per process).
+Several GPUs: torchrun --nproc_per_node=N -m cref_bench.cli train ... (or the path of the
+cref-bench script instead of -m cref_bench.cli); --batch-size is per process.
 
 Example:
     cref-bench train --corpus corpus.zarr --out runs/cref --epochs 50

@@ -38,7 +38,7 @@ default), and validates on the ``valid`` split after every epoch.
   runs are not bit-reproducible (3D max-pooling has no deterministic CUDA backward).
 * **Mixed precision** (``amp``): the forward pass under ``torch.autocast`` (float16 with a
   gradient scaler on CUDA, bfloat16 on the CPU); the loss is computed in float32.
-* **Several GPUs**: start with ``torchrun --nproc_per_node=N $(which cref-bench) train ...``.
+* **Several GPUs**: start with ``torchrun --nproc_per_node=N -m cref_bench.cli train ...``.
   When ``WORLD_SIZE`` > 1 the process group is initialised (NCCL on CUDA, else gloo), the
   model is wrapped in DistributedDataParallel, each process reads its share of every epoch
   (``batch_size`` is per process), losses are averaged over all processes, and only rank 0
