@@ -11,13 +11,14 @@ phantom's truth is known exactly:
 * An α-helix has phi -57.8°, psi -47.0° (1.5 Å rise and 3.6 residues per turn, CA on a
   2.3 Å radius); a β-strand has phi -120°, psi 130° (about 3.3 Å rise per residue).
   Consecutive CA atoms are 3.8 Å apart in both.
-* A domain is an ellipsoid with a random orientation, holding either a bundle of helices
-  roughly along its long axis (up-down, tilted by up to 25°) or one or two antiparallel
-  β-sheets (strands 4.8 Å apart, sheets stacked 10 Å apart), plus a few helices. Elements
-  are placed by rejection sampling: a candidate is kept only when all its atoms lie at
-  least 3 Å from every atom of the elements already placed (strands of one sheet are
-  placed together, 4.8 Å apart). Domains touch their neighbours, so the particle is one
-  connected body inside a sphere that fits the box.
+* A domain is an ellipsoid with a random orientation. 40 % of domains first get one or two
+  antiparallel β-sheets (strands 4.8 Å apart, sheets stacked 10 Å apart); then helices
+  are laid on a hexagonal lattice (about 10.5 Å between axes, as in packed helix bundles)
+  across the domain, along its long axis (up or down, tilted by up to about 12°), as long as the
+  domain's chord allows. A candidate is kept only when all its atoms lie at least 3 Å
+  from every atom already placed and inside the particle's sphere (strands of one sheet
+  are placed together). Domains touch their neighbours, so the particle is one connected
+  body.
 * Each element is one chain, named ``h<k>`` for a helix and ``s<k>`` for a strand.
   B-factors rise from the particle's core to its surface (plus 5 Å² on CB), as in real
   models.
@@ -38,7 +39,9 @@ STRAND_SPACING = 4.8
 """Å between neighbouring strands of a sheet."""
 SHEET_SPACING = 10.0
 """Å between the two sheets of a β-sandwich."""
-MAX_DOMAINS = 8
+HELIX_SPACING = 10.5
+"""Å between neighbouring helix axes of a bundle (drawn within +-0.5 Å of this)."""
+MAX_DOMAINS = 16
 MIN_ATOM_DISTANCE = 3.0
 """Smallest distance (Å) kept between atoms of different placed groups."""
 
@@ -160,24 +163,29 @@ class _Packer:
         return True
 
 
-def _inside_ellipsoid(rng: np.random.Generator, semi_axes: np.ndarray) -> np.ndarray:
-    direction = rng.normal(size=3)
-    direction /= np.linalg.norm(direction)
-    return direction * rng.uniform() ** (1 / 3) * semi_axes
+def _bundle_axes(rng: np.random.Generator, semi_axes: np.ndarray) -> list[tuple[float, float, float]]:
+    """Helix axes of a bundle filling an ellipsoid: ``(y, z, half-length)`` in the domain
+    frame, on a hexagonal lattice of the (y, z) cross-section, in random order."""
+    spacing = rng.uniform(HELIX_SPACING - 0.5, HELIX_SPACING + 0.5)
+    _, b, c = semi_axes
+    rows = int(np.ceil(c / (spacing * np.sqrt(3) / 2)))
+    columns = int(np.ceil(b / spacing)) + 1
+    axes = []
+    for j in range(-rows, rows + 1):
+        for i in range(-columns, columns + 1):
+            y, z = (i + 0.5 * (j % 2)) * spacing, j * spacing * np.sqrt(3) / 2
+            inside = 1.0 - (y / b) ** 2 - (z / c) ** 2
+            if inside > 0:
+                axes.append((y, z, semi_axes[0] * np.sqrt(inside)))
+    return [axes[k] for k in rng.permutation(len(axes))]
 
 
 def _fill_domain(rng: np.random.Generator, packer: _Packer, centre: np.ndarray,
                  semi_axes: np.ndarray) -> None:
-    """Pack one domain: a helix bundle, or one or two sheets and a few helices.
-
-    Helices are added until about half the domain's volume is taken or ``_MAX_TRIES``
-    candidates in a row have been refused.
-    """
+    """Pack one domain: one or two β-sheets (40 % of domains), then helices on a
+    hexagonal lattice across the domain (roughly along its long axis, up or down, tilted
+    by about 10°) wherever they do not clash."""
     orientation = Rotation.random(random_state=rng).as_matrix()
-    long_axis = orientation[:, 0]
-    length = 2.0 * semi_axes[0]
-    volume = 4.0 / 3.0 * np.pi * np.prod(semi_axes)
-    n_helices = max(1, int(volume / (np.pi * 4.5**2 * 0.7 * length)))
     if rng.uniform() < 0.4:
         n_sheets = 1 + int(rng.uniform() < 0.5)
         for s in range(n_sheets):
@@ -187,19 +195,18 @@ def _fill_domain(rng: np.random.Generator, packer: _Packer, centre: np.ndarray,
                 twist = Rotation.from_rotvec([rng.normal(0, 0.15), 0.0, 0.0]).as_matrix()
                 if packer.try_place("s", strands, orientation @ twist, centre + offset):
                     break
-        n_helices = int(rng.integers(1, 4))
-    placed, refused = 0, 0
-    while placed < n_helices and refused < _MAX_TRIES:
-        residues = int(np.clip(rng.uniform(0.5, 0.9) * length / 1.5, 8, 30))
+    for y, z, half_length in _bundle_axes(rng, semi_axes):
+        residues = int(np.clip(2.0 * half_length * rng.uniform(0.7, 1.0) / 1.5, 7, 40))
         helix = _ideal_element(residues, *HELIX_PHI_PSI)
-        tilt = Rotation.from_rotvec(rng.normal(size=3) * np.radians(15)).as_matrix()
-        direction = tilt @ long_axis * rng.choice([-1.0, 1.0])
-        position = orientation @ _inside_ellipsoid(rng, semi_axes * np.array([0.5, 1, 1]))
-        if packer.try_place("h", [helix], _frame_to(direction, rng.uniform(0, 2 * np.pi)),
-                            centre + position):
-            placed, refused = placed + 1, 0
-        else:
-            refused += 1
+        sense = rng.choice([-1.0, 1.0])
+        for attempt in range(6):  # ever straighter: a tilted long helix may not fit
+            spread = np.radians(12.0) * (1.0 - attempt / 6)
+            tilt = Rotation.from_rotvec(rng.normal(size=3) * spread).as_matrix()
+            direction = orientation @ tilt @ np.array([sense, 0.0, 0.0])
+            position = orientation @ np.array([rng.normal(0, 1.5), y, z])
+            if packer.try_place("h", [helix], _frame_to(direction, rng.uniform(0, 2 * np.pi)),
+                                centre + position):
+                break
 
 
 def _domain_centres(rng: np.random.Generator, radii: list[float],
@@ -256,7 +263,7 @@ def _structure(elements: list[tuple[str, np.ndarray]], b_core: float, b_surface:
 
 def build_model(rng: np.random.Generator, particle_radius: float,
                 centre: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> gemmi.Structure:
-    """A protein-like model of 1 to 8 domains that fits in a sphere.
+    """A protein-like model of 1 to 16 domains that fits in a sphere.
 
     Args:
         rng: the random generator (the model is a deterministic function of its state).
@@ -274,7 +281,7 @@ def build_model(rng: np.random.Generator, particle_radius: float,
         raise ValueError(f"a phantom particle needs a radius of at least 10 Å, "
                          f"got {particle_radius:.3g} Å")
     largest = min(float(rng.uniform(12.0, 25.0)), particle_radius)
-    crowd = (particle_radius / largest) ** 3 * rng.uniform(0.15, 0.5)
+    crowd = (particle_radius / largest) ** 3 * rng.uniform(0.6, 1.2)
     n_domains = int(np.clip(round(crowd), 1, MAX_DOMAINS))
     radii = [largest] + [float(rng.uniform(0.6, 1.0) * largest) for _ in range(n_domains - 1)]
     centres = _domain_centres(rng, radii, particle_radius)

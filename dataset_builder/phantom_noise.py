@@ -29,6 +29,8 @@ transform.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import scipy.fft
 
@@ -50,9 +52,14 @@ def shell_sums(values: np.ndarray, shells: Shells) -> np.ndarray:
     Returns:
         float64 sums, one per shell.
     """
-    inside = shells.index >= 0
     weighted = values * friedel_weights(shells.shape[2])
-    return np.bincount(shells.index[inside], weights=weighted[inside], minlength=shells.n)
+    return np.bincount(_bins(shells), weights=weighted.ravel(), minlength=shells.n + 1)[:-1]
+
+
+@lru_cache(maxsize=4)
+def _bins(shells: Shells) -> np.ndarray:
+    """The shell index of every half-space voxel, flat, with the corners in bin ``n``."""
+    return np.where(shells.index >= 0, shells.index, shells.n).astype(np.intp).ravel()
 
 
 def _fsc_curve(frequency: np.ndarray, ratio: float, s_crossing: float) -> np.ndarray:

@@ -155,6 +155,18 @@ def test_given_model_file():
         make_phantom(0, box=40, voxel_size=2.0, resolution=6.0, model=MODEL_3J5P)
 
 
+def test_given_structure_anywhere_in_space():
+    structure = build_model(np.random.default_rng(8), 20.0, centre=(100.0, -250.0, 40.0))
+    before = structure.make_pdb_string()
+    p = make_phantom(2, box=64, voxel_size=1.0, resolution=3.0, model=structure)
+    assert structure.make_pdb_string() == before  # the caller's model is left alone
+    xyz = np.array([cra.atom.pos.tolist() for cra in p.structure[0].all()])
+    np.testing.assert_allclose((xyz.min(0) + xyz.max(0))[::-1] / 2,
+                               np.asarray(p.truth.origin) + 32.0, atol=1e-6)
+    assert p.truth.data[p.mask.data > 0.5].sum() > 0.99 * p.truth.data.sum()
+    assert abs(_crossing(p) - 3.0) <= 0.3
+
+
 # --------------------------------------------------------------------------- models
 
 def _chains(structure):
