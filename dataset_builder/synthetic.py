@@ -28,13 +28,16 @@ edge (at least 8 shells before the crossing).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 import gemmi
 import numpy as np
 import scipy.fft
 from scipy import ndimage
+from tqdm.auto import tqdm
 
 from cref_bench.model_map import model_map, read_model
 from cref_bench.shells import fourier_shells
@@ -47,6 +50,8 @@ logger = logging.getLogger(__name__)
 PHANTOM_VERSION = 1
 """Version of the phantom recipe; stored with every phantom."""
 
+PATCH_SIZE = 96
+"""Largest patch edge of a new phantom store's patch index (the crefDenoiser patches)."""
 MIN_RESOLUTION_VOXELS = 2.5
 MIN_SHELLS_TO_CROSSING = 8
 MASK_LOWPASS_SIGMA = 3.0
@@ -286,6 +291,9 @@ def entry_parameters(seed: int, index: int, boxes=(64, 96), voxel_sizes=(0.8, 2.
     return {"seed": phantom_seed, "box": box, "voxel_size": voxel, "resolution": resolution}
 
 
+# The store writer is imported where it is used: it imports the corpus reader, and with it
+# torch, which making a phantom does not need.
+
 def _write_one(location: str, entry_id: str, parameters: dict, extra: dict) -> str | None:
     """Make and store one phantom, or record why not; returns the error text or None."""
     from dataset_builder import store
@@ -309,7 +317,8 @@ def _report(entry_id: str, error: str | None) -> None:
         logger.warning("%s failed (recorded in the manifest): %s", entry_id, error)
 
 
-def _open_corpus_store(out, seed: int):
+def _open_corpus_store(out, seed: int, patch_size: int):
+    """The store at ``out``, created if absent; refuses anything else there."""
     from dataset_builder import store
 
     source = f"synthetic phantoms v{PHANTOM_VERSION} (seed {seed})"
@@ -321,7 +330,7 @@ def _open_corpus_store(out, seed: int):
             raise FileExistsError(f"{path}: exists and is not a corpus store; refusing to "
                                   f"write phantoms over it")
         location = str(path)
-    handle = store.open_store(location, mode="a", source=source, patch_size=64)
+    handle = store.open_store(location, mode="a", source=source, patch_size=patch_size)
     if handle.attrs.get("source") != source:
         raise ValueError(f"{location}: a store of {handle.attrs.get('source')!r}, not of "
                          f"{source!r}; choose another output")
@@ -337,8 +346,8 @@ def write_phantom_corpus(out, entries: int, *, seed: int = 0, boxes=(64, 96),
     model stored as ``models/model`` (mmCIF) and metadata extended by ``corpus_seed`` and
     ``corpus_index``. Resumable: entries already complete are skipped, so a killed run
     continues where it stopped. An entry that fails is recorded as failed in the manifest
-    and the others go on. The store is finalised at the end. Patches of the patch index
-    are 64³ (boxes of phantoms are small).
+    and the others go on. The store is finalised at the end. The patches of a new store's
+    patch index are 96³, or as large as the smallest box when that is smaller.
 
     Args:
         out: the store, a local path or fsspec URL: absent, an empty folder, or a store
@@ -358,19 +367,13 @@ def write_phantom_corpus(out, entries: int, *, seed: int = 0, boxes=(64, 96),
         ValueError: bad ranges or counts, or a store of another seed at ``out``.
         CorpusError: ``out`` is a zarr group that is not a corpus store.
     """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
-
-    from tqdm.auto import tqdm
-
     if not isinstance(entries, (int, np.integer)) or entries < 1:
         raise ValueError(f"entries must be a positive integer, got {entries!r}")
     if not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    width = max(4, len(str(entries)))
-    jobs = [(f"SYN-{k + 1:0{width}d}", entry_parameters(seed, k, boxes, voxel_sizes, resolutions),
+    jobs = [(f"SYN-{k + 1:04d}", entry_parameters(seed, k, boxes, voxel_sizes, resolutions),
              {"corpus_seed": int(seed), "corpus_index": k}) for k in range(entries)]
-    handle = _open_corpus_store(out, seed)
+    handle = _open_corpus_store(out, seed, min(PATCH_SIZE, _range("boxes", boxes, int)[0]))
     jobs = [job for job in jobs if not handle.is_complete(job[0])]
     bar = tqdm(total=entries, initial=entries - len(jobs), desc="phantoms", unit="entry",
                disable=not progress)

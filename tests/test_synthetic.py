@@ -234,6 +234,7 @@ def test_corpus_is_written_readable_and_resumable(tmp_path):
     ids = corpus.ids()
     assert ids == ["SYN-0001", "SYN-0002", "SYN-0003"]
     assert sorted(corpus.ids("train") + corpus.ids("valid") + corpus.ids("test")) == ids
+    assert corpus.patch_size == 32  # the smallest box: every entry has patches
     for k, entry_id in enumerate(ids):
         entry = corpus.entry(entry_id)
         assert entry.split == splits.split_of(entry_id)
@@ -242,6 +243,7 @@ def test_corpus_is_written_readable_and_resumable(tmp_path):
         for name in ("half1", "half2", "mask", "truth"):
             assert np.array_equal(getattr(entry, name).data, getattr(phantom, name).data), name
         assert entry.resolution == params["resolution"]
+        assert len(entry.patches) >= 1
         assert entry.metadata["source"] == "synthetic"
         assert entry.metadata["corpus_seed"] == 2 and entry.metadata["corpus_index"] == k
         assert abs(fsc(entry.half1, entry.half2).resolution_at(0.143).resolution
