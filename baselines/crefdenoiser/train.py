@@ -34,8 +34,9 @@ default), and validates on the ``valid`` split after every epoch.
   rotations only on ``(seed, epoch, index)``; everything else is restored. Settings that
   change the result must equal those of the checkpoint; ``epochs`` may grow.
 * **Determinism.** On the CPU, with ``torch.use_deterministic_algorithms`` (restored
-  afterwards), two runs with the same seed and configuration give the same weights. GPU
-  runs are not bit-reproducible (3D max-pooling has no deterministic CUDA backward).
+  afterwards), two runs with the same seed and configuration give the same weights (on one
+  machine, same thread count; DataLoader workers change nothing). GPU runs are not
+  bit-reproducible (3D max-pooling has no deterministic CUDA backward).
 * **Mixed precision** (``amp``): the forward pass under ``torch.autocast`` (float16 with a
   gradient scaler on CUDA, bfloat16 on the CPU); the loss is computed in float32.
 * **Several GPUs**: start with ``torchrun --nproc_per_node=N -m cref_bench.cli train ...``.
