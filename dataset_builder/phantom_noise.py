@@ -8,7 +8,7 @@ transform.
 * **Designed FSC** (:func:`designed_fsc`): ``f(s) = 1 / (1 + 6^u)`` with
   ``u = (s - s_half) / (s_c - s_half)`` and ``s_half = s_c / ratio``: about 1 at low
   resolution, 0.5 at ``s_half``, 0.143 at ``s_c``, floored at 0.02. ``ratio`` is the ratio of
-  the 0.5 and 0.143 resolutions (1.1 to 1.3 in real maps). ``s_c`` is tuned by bisection so
+  the 0.5 and 0.143 resolutions (the phantoms draw it in [1.1, 1.3]). ``s_c`` is tuned so
   that the curve, interpolated linearly between shells as
   :func:`cref_bench.fsc.resolution_at` does, crosses 0.143 exactly at the requested
   resolution.

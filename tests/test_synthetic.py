@@ -178,6 +178,26 @@ def _distances(ca: np.ndarray, k: int) -> np.ndarray:
     return np.linalg.norm(ca[k:] - ca[:-k], axis=1)
 
 
+def _dihedral(p0, p1, p2, p3) -> float:
+    b1 = (p2 - p1) / np.linalg.norm(p2 - p1)
+    v = (p0 - p1) - np.dot(p0 - p1, b1) * b1
+    w = (p3 - p2) - np.dot(p3 - p2, b1) * b1
+    return float(np.degrees(np.arctan2(np.dot(np.cross(b1, v), w), np.dot(v, w))))
+
+
+def test_helices_are_right_handed_and_residues_are_l():
+    structure = build_model(np.random.default_rng(0), 30.0)
+    for chain in structure[0]:
+        atoms = {name: np.array([res[name][0].pos.tolist() for res in chain])
+                 for name in ("N", "CA", "C", "CB")}
+        n, ca, c, cb = atoms["N"], atoms["CA"], atoms["C"], atoms["CB"]
+        # Signed volume (N - CA) . ((C - CA) x (CB - CA)): about +2.5 Å^3 for L residues.
+        volume = np.einsum("ij,ij->i", n - ca, np.cross(c - ca, cb - ca))
+        np.testing.assert_allclose(volume, 2.5, atol=0.2)
+        if chain.name.startswith("h"):  # CA pseudo-torsion of a right-handed α-helix: ~ +50°
+            assert 45.0 < _dihedral(*ca[:4]) < 55.0
+
+
 def test_model_geometry_and_packing():
     kinds = set()
     for seed, radius in [(0, 25.0), (1, 40.0), (2, 40.0), (4, 25.0), (7, 60.0)]:
