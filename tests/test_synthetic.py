@@ -14,7 +14,7 @@ from scipy.spatial.distance import cdist
 
 from cref_bench import cli, splits
 from cref_bench.dataset import open_corpus
-from cref_bench.fsc import fsc
+from cref_bench.fsc import Spectra, fsc
 from dataset_builder.phantom_models import build_model
 from dataset_builder.synthetic import entry_parameters, make_phantom, write_phantom_corpus
 
@@ -49,6 +49,20 @@ def test_half_map_fsc_crosses_at_target(seed, box, voxel, resolution):
     assert low.sum() >= 2 and np.all(curve.value[low] > 0.95)
     # Well beyond the crossing the halves share (almost) nothing.
     assert np.all(curve.value[curve.frequency > 1.5 / resolution] < 0.05)
+
+
+def test_fsc_curve_has_the_designed_shape(phantom):
+    curve = fsc(phantom.half1, phantom.half2)
+    ratio = phantom.metadata["fsc_half_ratio"]
+    half = curve.resolution_at(0.5).resolution
+    assert half == pytest.approx(ratio * phantom.resolution, rel=0.03)
+    # Noise power over signal power rises with frequency up to the crossing (then plateaus).
+    spectra = Spectra(phantom.truth)
+    spectra.add("t", phantom.truth)
+    spectra.add("n", phantom.half1.like(phantom.half1.data - phantom.truth.data))
+    power_t, power_n = spectra.cov(("t", "t"), ("n", "n"))
+    below = spectra.shells.frequency < 1.0 / phantom.resolution
+    assert np.all(np.diff((power_n / power_t)[below]) > 0)
 
 
 def test_given_b_factor_is_the_envelope_of_the_truth():
