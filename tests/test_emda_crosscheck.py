@@ -34,47 +34,59 @@ def halves():
 
 
 def _emda_bins(arr: np.ndarray):
+    """EMDA's transform of ``arr``, its bins and each bin's mean frequency (1/Å)."""
     unit_cell = np.array([N * VOXEL] * 3 + [90.0] * 3)
     spectrum = np.fft.fftshift(np.fft.fftn(arr))
-    nbin, res_arr, bin_idx = emda_restools.get_resolution_array(unit_cell, spectrum)
-    return unit_cell, spectrum, nbin, np.asarray(res_arr, float), bin_idx
+    nbin, _, bin_idx = emda_restools.get_resolution_array(unit_cell, spectrum)
+    bin_idx = np.asarray(bin_idx)
+    axis = np.fft.fftshift(np.fft.fftfreq(N, VOXEL))
+    kz, ky, kx = np.meshgrid(axis, axis, axis, indexing="ij")
+    radius = np.sqrt(kz**2 + ky**2 + kx**2)
+    inside = bin_idx >= 0
+    counts = np.bincount(bin_idx[inside], minlength=nbin)[:nbin]
+    sums = np.bincount(bin_idx[inside], weights=radius[inside], minlength=nbin)[:nbin]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frequency = sums / counts
+    return spectrum, nbin, bin_idx, frequency
 
 
-def _inside(ours_frequency: np.ndarray, res_arr: np.ndarray) -> np.ndarray:
-    """EMDA bins whose frequency lies within our shells (no extrapolation)."""
-    freq = 1.0 / res_arr
-    return (freq >= ours_frequency[0]) & (freq <= ours_frequency[-1])
+def _comparable(ours_frequency: np.ndarray, frequency: np.ndarray) -> np.ndarray:
+    """EMDA bins whose mean frequency lies within our shells (no extrapolation)."""
+    return np.isfinite(frequency) & (frequency >= ours_frequency[0]) & (frequency <= ours_frequency[-1])
 
 
 def test_fsc_matches_emda_get_fsc(halves):
     a, b = halves
     unit_cell = np.array([N * VOXEL] * 3 + [90.0] * 3)
-    res_arr, emda_curve = emda_methods.get_fsc(a.data, b.data, unit_cell)
-    res_arr, emda_curve = np.asarray(res_arr, float), np.asarray(emda_curve, float)
+    _, emda_curve = emda_methods.get_fsc(a.data, b.data, unit_cell)
+    _, nbin, _, frequency = _emda_bins(a.data)
+    emda_curve = np.asarray(emda_curve, float)[:nbin]
     ours = fsc(a, b)
-    keep = _inside(ours.frequency, res_arr)
-    assert keep.sum() > 10
-    interpolated = np.interp(1.0 / res_arr[keep], ours.frequency, ours.value)
-    np.testing.assert_allclose(interpolated, emda_curve[keep], atol=0.03)
+    keep = _comparable(ours.frequency, frequency)
+    assert keep.sum() > 20
+    interpolated = np.interp(frequency[keep], ours.frequency, ours.value)
+    np.testing.assert_allclose(interpolated, emda_curve[keep], atol=0.01)
 
 
 def test_signal_to_noise_matches_emda_halfmaps_fsc_variance(halves):
     a, b = halves
-    _, f1, nbin, res_arr, bin_idx = _emda_bins(a.data)
+    f1, nbin, bin_idx, frequency = _emda_bins(a.data)
     f2 = np.fft.fftshift(np.fft.fftn(b.data))
     bin_fsc, noisevar, signalvar, *_ = emda_fsc.halfmaps_fsc_variance(f1, f2, bin_idx, nbin)
+    bin_fsc, noisevar, signalvar = (np.asarray(x, float)[:nbin] for x in (bin_fsc, noisevar, signalvar))
     spectra = Spectra(a)
     spectra.add("M1", a)
     spectra.add("M2", b)
     ours = variance_analysis(spectra, d1="M1", d2="M2")
-    frequency = fsc(a, b).frequency
-    keep = _inside(frequency, res_arr) & (np.asarray(noisevar, float) > 0)
-    emda_snr = np.asarray(signalvar, float)[keep] / np.asarray(noisevar, float)[keep]
-    our_snr = np.interp(1.0 / res_arr[keep], frequency, ours["snr"])
-    # EMDA's noise variance may be that of the full map rather than of a half-map (a constant
-    # factor of 2): compare the curves' shapes, i.e. their ratio is one constant across bins.
-    log_ratio = np.log(our_snr) - np.log(emda_snr)
-    assert np.std(log_ratio) < 0.1
-    assert np.min(np.abs(np.median(log_ratio) - np.log([0.5, 1.0, 2.0]))) < 0.1
-    np.testing.assert_allclose(np.interp(1.0 / res_arr[keep], frequency, fsc(a, b).value),
-                               np.asarray(bin_fsc, float)[keep], atol=0.03)
+    curve = fsc(a, b)
+    keep = _comparable(curve.frequency, frequency) & (noisevar > 0)
+    assert keep.sum() > 20
+    np.testing.assert_allclose(np.interp(frequency[keep], curve.frequency, curve.value), bin_fsc[keep],
+                               atol=0.01)
+    # EMDA's noise variance is that of the full map (M1 + M2) / 2, half that of a half-map:
+    # its S/N is twice ours, bin by bin. Compared where FSC < 0.95: above, the noise variance
+    # is a small difference of large numbers in both programs and not precisely estimated.
+    keep &= bin_fsc < 0.95
+    log_ratio = np.log(signalvar[keep] / noisevar[keep]) - np.log(np.interp(frequency[keep], curve.frequency,
+                                                                            ours["snr"]))
+    np.testing.assert_allclose(log_ratio, np.log(2.0), atol=0.1)
