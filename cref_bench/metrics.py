@@ -11,7 +11,11 @@ an atomic model; a reference map (a higher-resolution map of the same specimen).
 * ``FSC_FD = FSC(D, M)``. A good denoiser keeps ``FSC_FD`` equal to ``C_ref``: above it is
   noise left in, below it is signal lost. Scores: ``cref_rmse``, the RMSE between
   ``FSC_FD²`` and ``C_ref²`` over the shells up to Nyquist (the benchmark score), and
-  ``cref_l1``, the mean ``|C_ref - FSC_FD|`` (the training loss, on our shells).
+  ``cref_l1``, the mean ``|C_ref - FSC_FD|`` (the training loss, on our shells). A shell
+  where ``D`` keeps no power above float32 rounding (mean power per voxel below
+  :data:`NO_POWER` times ``D``'s mean over all shells) has ``FSC_FD = 0``: the denoiser
+  removed everything there, signal included, and is scored for it (a filter that zeroes
+  shells would otherwise leave rounding noise there, or NaN, and skip them).
 * ``fsc05_change = res_0.5(FSC(D2, M1)) - res_0.5(FSC(M1, M2))`` in Å; negative is better.
 * The per-shell variance analysis (paper eqs. 12-16, Palovcak et al. 2020), with
   ``cov[F1, F2](s) = (1/n) Σ Re(F1 F2*)`` over shell ``s``:
@@ -54,6 +58,29 @@ def c_ref(fsc_half: np.ndarray) -> np.ndarray:
     """
     f = np.clip(np.asarray(fsc_half, dtype=np.float64), 0.0, 1.0)
     return np.sqrt(2.0 * f / (1.0 + f))
+
+
+NO_POWER = 1e-12
+"""Relative per-voxel power below which a shell of the denoised map counts as empty
+(float32 rounding leaves about 1e-14 of the map's power in every shell)."""
+
+
+def fsc_fd_curve(spectra: Spectra, denoised: str = "D", average: str = "M") -> FSCCurve:
+    """``FSC_FD = FSC(D, M)``, with shells where ``D`` holds no power (see :data:`NO_POWER`) set to 0.
+
+    Args:
+        spectra: spectra holding the denoised map and the average of the half-maps.
+        denoised, average: their names in ``spectra``.
+
+    Returns:
+        The curve.
+    """
+    curve = spectra.fsc(denoised, average)
+    (power,) = spectra.cov((denoised, denoised))
+    counts = curve.counts.astype(np.float64)
+    mean_power = float(np.sum(power * counts) / np.sum(counts))
+    empty = power <= NO_POWER * mean_power
+    return FSCCurve(curve.frequency, np.where(empty, 0.0, curve.value), curve.counts)
 
 
 def cref_rmse(fsc_fd: np.ndarray, cref: np.ndarray) -> float:
@@ -196,7 +223,7 @@ def _evaluate_masking(rec: _Recorder, spectra: Spectra, maps: dict[str, Volume |
                       weight: np.ndarray | None, why_no_halves: str) -> None:
     fsc_half = spectra.fsc("M1", "M2")
     cref = c_ref(fsc_half.value)
-    fsc_fd = spectra.fsc("D", "M")
+    fsc_fd = fsc_fd_curve(spectra)
     rec.curve("fsc_half", fsc_half.value)
     rec.curve("c_ref", cref)
     rec.curve("fsc_fd", fsc_fd.value)

@@ -125,3 +125,24 @@ def test_evaluate_refuses_mismatched_grids(case):
         evaluate(m1, case["M2"], Volume(np.zeros((64, 64, 60)), VOXEL))
     with pytest.raises(ValueError, match="both denoised half-maps"):
         evaluate(m1, case["M2"], m1, denoised_half1=m1)
+
+
+def test_shells_a_filter_empties_count_as_lost_signal(case):
+    """A hard low-pass keeps FSC_FD = 1 below its edge and is scored 0 beyond, not skipped."""
+    m1, m2 = case["M1"], case["M2"]
+    average = (m1.data.astype(np.float64) + m2.data) / 2
+    shells = fourier_shells(m1.shape, m1.voxel_size)
+    keep_shells = shells.n // 2
+    spectrum = np.fft.rfftn(average)
+    keep = (shells.index >= 0) & (shells.index < keep_shells)  # index 0 is shell 1
+    keep[0, 0, 0] = True  # the mean
+    lowpassed = np.fft.irfftn(spectrum * keep, s=m1.shape, axes=(0, 1, 2))
+    report = evaluate(m1, m2, m1.like(lowpassed.astype(np.float32)))
+    curves = report.curves.set_index(["masking", "curve", "shell"]).sort_index()["value"]
+    fsc_fd = curves.loc[("unmasked", "fsc_fd")].to_numpy()
+    cref = curves.loc[("unmasked", "c_ref")].to_numpy()
+    np.testing.assert_allclose(fsc_fd[:keep_shells], 1.0, atol=1e-4)
+    np.testing.assert_array_equal(fsc_fd[keep_shells:], 0.0)
+    expected = np.sqrt(np.mean((fsc_fd ** 2 - cref ** 2) ** 2))
+    assert report.scalars["unmasked"]["cref_rmse"] == pytest.approx(expected, rel=1e-9)
+    assert report.scalars["unmasked"]["cref_l1"] == pytest.approx(np.mean(np.abs(cref - fsc_fd)), rel=1e-9)
