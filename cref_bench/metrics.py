@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import gemmi
 import numpy as np
 import pandas as pd
 
@@ -303,7 +304,7 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
     if model is not None:
         from cref_bench import model_map as mm
 
-        structure = mm.read_model(model) if not hasattr(model, "models") else model
+        structure = model if isinstance(model, gemmi.Structure) else mm.read_model(model)
         model_volume = mm.model_map(structure, half1, d_min=model_resolution)
         model_mask = mm.atom_mask(structure, half1)
 

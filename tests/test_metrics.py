@@ -146,3 +146,31 @@ def test_shells_a_filter_empties_count_as_lost_signal(case):
     expected = np.sqrt(np.mean((fsc_fd ** 2 - cref ** 2) ** 2))
     assert report.scalars["unmasked"]["cref_rmse"] == pytest.approx(expected, rel=1e-9)
     assert report.scalars["unmasked"]["cref_l1"] == pytest.approx(np.mean(np.abs(cref - fsc_fd)), rel=1e-9)
+
+
+def test_evaluate_model_map_fsc_finds_the_resolution_of_a_lowpassed_model_map(tmp_path):
+    """D = the model map low-passed at 4 Å: d_fsc_model at 0.143 is 4 Å, for a structure or a file."""
+    from cref_bench.model_map import model_map
+    from tests.test_model_map import _lowpass, _random_atoms
+
+    structure = _random_atoms(300, 12.0, 52.0, seed=5)
+    like = Volume(np.zeros((64, 64, 64), np.float32), 1.0, origin=(0.0, 0.0, 0.0))
+    rng = np.random.default_rng(2)
+    sharp = model_map(structure, like, d_min=2.0)
+    denoised = _lowpass(sharp, 4.0)
+    halves = [sharp.like(sharp.data + rng.standard_normal(sharp.shape).astype(np.float32)) for _ in range(2)]
+    path = tmp_path / "model.cif"
+    structure.setup_entities()
+    structure.make_mmcif_document().write_file(str(path))
+    reports = [evaluate(*halves, denoised, model=m, model_resolution=2.0) for m in (structure, str(path))]
+    width = 1.0 / 64
+    for report in reports:
+        d = report.scalars["unmasked"]["d_fsc_model_0143"]
+        assert 1 / (0.25 + 1.5 * width) <= d <= 1 / (0.25 - 1.5 * width)
+        # The masked row uses a soft mask around the atoms: it leaves out the noise of the
+        # solvent, so the noisy input agrees with the model to a far better resolution.
+        masked, unmasked = report.scalars["masked"], report.scalars["unmasked"]
+        assert masked["d_fsc_model_0143_input"] < 0.5 * unmasked["d_fsc_model_0143_input"]
+    for masking in ("unmasked", "masked"):  # the file keeps coordinates to 1e-3 Å
+        for name, value in reports[0].scalars[masking].items():
+            assert reports[1].scalars[masking][name] == pytest.approx(value, rel=1e-5)
