@@ -13,7 +13,8 @@ last, which is linear. Shapes below are for a 96^3 input.
 
 18 convolutions, 322,881 parameters. Five poolings make the network equivariant to shifts
 by multiples of :data:`SIZE_MULTIPLE` = 32 only, and every side of the input must be such a
-multiple. :meth:`CrefUNet.keras_order` lists the convolutions in the order Keras created
+multiple. An output voxel depends on input voxels up to :data:`RECEPTIVE_RADIUS` = 158
+away along each axis. :meth:`CrefUNet.keras_order` lists the convolutions in the order Keras created
 them, which is the order of the checkpoint keys ``layer_with_weights-{0..17}``.
 """
 
@@ -29,6 +30,10 @@ ARCHITECTURE = "crefdenoiser-unet3d"
 SIZE_MULTIPLE = 32
 NEGATIVE_SLOPE = 0.1
 PARAMETER_COUNT = 322_881
+# Farthest input voxel (along one axis) any output voxel depends on, over all alignments to
+# the pooling grid: three convolutions at full resolution plus the deeper levels, counted
+# through each 3-wide convolution, 2-wide pooling and nearest upsampling of the graph.
+RECEPTIVE_RADIUS = 158
 
 # (in, out) channels in Keras creation order: encoder, decoder, output.
 _ENCODER = [(1, 16)] + [(16, 16)] * 6
