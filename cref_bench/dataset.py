@@ -51,6 +51,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from cref_bench import splits
+from cref_bench.errors import SourceError
 from cref_bench.volume import Volume
 
 FORMAT_VERSION = 1
@@ -72,18 +73,18 @@ MANIFEST_COLUMNS = ("id", "status", "reason", "split", "source", "resolution", "
 _FACE_MOVES = ((0, (0, 1)), (1, (0, 1)), (2, (0, 1)), (3, (0, 1)), (1, (0, 2)), (3, (0, 2)))
 
 
-class CorpusError(ValueError):
+class CorpusError(SourceError):
     """A corpus store that cannot be used, or a request it cannot answer.
 
     Args:
-        location: the store path or URL.
+        location: the store path or URL (also available as ``.location``).
         fault: what is wrong, in words.
     """
 
-    def __init__(self, location: object, fault: str):
-        self.location = str(location)
-        self.fault = fault
-        super().__init__(f"{self.location}: {fault}")
+    @property
+    def location(self) -> str:
+        """The store path or URL."""
+        return self.source
 
 
 class StaleCorpusWarning(UserWarning):
@@ -507,6 +508,28 @@ def _open_root(location: str, storage_options: dict | None) -> zarr.Group:
         raise CorpusError(location, "this is a zarr array, not a corpus store") from err
 
 
+def check_store_root(location: str, root: zarr.Group) -> None:
+    """Check that ``root`` is a corpus store of the format and split rule of this package.
+
+    Args:
+        location: the store path or URL (for the message).
+        root: the store's root group.
+
+    Raises:
+        CorpusError: not a cref-bench store, or another format or split-rule version.
+    """
+    attrs = root.attrs.asdict()
+    if "format_version" not in attrs or ENTRIES_GROUP not in root:
+        raise CorpusError(location, "a zarr group but not a cref-bench corpus store "
+                          "(no format_version attribute or entries group)")
+    if attrs["format_version"] != FORMAT_VERSION:
+        raise CorpusError(location, f"store format version {attrs['format_version']}, but this "
+                          f"cref_bench reads and writes version {FORMAT_VERSION}")
+    if attrs.get("split_rule_version") != splits.SPLIT_RULE_VERSION:
+        raise CorpusError(location, f"split rule version {attrs.get('split_rule_version')}, "
+                          f"but this cref_bench uses version {splits.SPLIT_RULE_VERSION}")
+
+
 def open_corpus(path: str | os.PathLike, *, storage_options: dict | None = None,
                 warn_stale: bool = True) -> Corpus:
     """Open a corpus store for reading.
@@ -526,16 +549,7 @@ def open_corpus(path: str | os.PathLike, *, storage_options: dict | None = None,
     """
     location = normalise_location(path)
     root = _open_root(location, storage_options)
-    attrs = root.attrs.asdict()
-    if "format_version" not in attrs or ENTRIES_GROUP not in root:
-        raise CorpusError(location, "a zarr group but not a cref-bench corpus store "
-                          "(no format_version attribute or entries group)")
-    if attrs["format_version"] != FORMAT_VERSION:
-        raise CorpusError(location, f"store format version {attrs['format_version']}, but this "
-                          f"cref_bench reads version {FORMAT_VERSION}")
-    if attrs.get("split_rule_version") != splits.SPLIT_RULE_VERSION:
-        raise CorpusError(location, f"split rule version {attrs.get('split_rule_version')}, "
-                          f"but this cref_bench uses version {splits.SPLIT_RULE_VERSION}")
+    check_store_root(location, root)
     corpus = Corpus(root, location, storage_options)
     if warn_stale:
         if corpus.content_hash is None:

@@ -7,11 +7,11 @@ a user reading a log of a thousand-entry build knows which file to look at and w
 from __future__ import annotations
 
 
-class MapError(ValueError):
-    """A map that cannot be used: unreadable, truncated, inconsistent or non-finite.
+class SourceError(ValueError):
+    """Something at a named place (a file, a store, a URL) that cannot be used.
 
     Args:
-        source: the file path, or a short description of an in-memory map.
+        source: the file path or location, or a short description of an in-memory object.
         fault: what is wrong, in words.
     """
 
@@ -19,6 +19,10 @@ class MapError(ValueError):
         self.source = str(source)
         self.fault = fault
         super().__init__(f"{self.source}: {fault}")
+
+
+class MapError(SourceError):
+    """A map that cannot be used: unreadable, truncated, inconsistent or non-finite."""
 
 
 class GeometryMismatch(MapError):

@@ -27,11 +27,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from cref_bench import atomic
 
 RECORD_SCHEMA = 1
 """Version of the entry-record layout; records of another version are recomputed."""
@@ -49,31 +50,6 @@ SUMMARY_METRICS = ("cref_rmse", "cref_l1", "fsc05_change", "res_half_0143", "tru
 SUMMARY_COLUMNS = ("masking", "metric", "mean", "std", "median", "n", "failed")
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file atomically: a temporary file in the same folder, then a rename.
-
-    Args:
-        path: the target file (its folder must exist).
-        text: the content (UTF-8).
-
-    Returns:
-        The target path.
-
-    Raises:
-        OSError: the folder is missing or not writable (no partial target is left).
-    """
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_table(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
     """Write a DataFrame as CSV (no index), atomically.
 
@@ -85,9 +61,9 @@ def write_table(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
         The target path.
 
     Raises:
-        OSError: as :func:`atomic_write_text`.
+        OSError: as :func:`cref_bench.atomic.write_text`.
     """
-    return atomic_write_text(path, frame.to_csv(index=False))
+    return atomic.write_text(path, frame.to_csv(index=False))
 
 
 def _finite_or_none(value):
@@ -136,7 +112,7 @@ def write_record(out: str | os.PathLike, record: dict) -> Path:
     clean = dict(record)
     clean["scalars"] = {m: {k: _finite_or_none(v) for k, v in values.items()}
                         for m, values in record.get("scalars", {}).items()}
-    return atomic_write_text(path, json.dumps(clean, allow_nan=False, separators=(",", ":")))
+    return atomic.write_text(path, json.dumps(clean, allow_nan=False, separators=(",", ":")))
 
 
 def read_record(out: str | os.PathLike, entry_id: str) -> dict | None:

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cref_bench import provenance, results
+from cref_bench import atomic, provenance, results
 from cref_bench.dataset import Corpus, open_corpus
 from cref_bench.mapio import write_map
 from cref_bench.methods import Denoised, Method, load_method
@@ -352,7 +352,7 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
     }
     for name, frame in tables.items():
         results.write_table(out / f"{name}.csv", frame)
-    results.atomic_write_text(out / "provenance.json", json.dumps(record_of_run, indent=2))
+    atomic.write_text(out / "provenance.json", json.dumps(record_of_run, indent=2))
     return RunResult(out=out, summary=summary,
                      summary_text=results.format_summary(summary, title),
                      provenance=record_of_run, counts=counts, **tables)

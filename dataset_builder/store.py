@@ -82,8 +82,8 @@ from zarr.codecs import BloscCodec, ZstdCodec
 import cref_bench
 from cref_bench import splits
 from cref_bench.dataset import (ENTRIES_GROUP, FORMAT_VERSION, MANIFEST_GROUP, MODELS_GROUP,
-                                PATCHES_ARRAY, CorpusError, content_hash, list_complete_entries,
-                                normalise_location, read_manifest_rows)
+                                PATCHES_ARRAY, CorpusError, check_store_root, content_hash,
+                                list_complete_entries, normalise_location, read_manifest_rows)
 from cref_bench.errors import GeometryMismatch, MapError
 from cref_bench.volume import Volume
 
@@ -183,18 +183,6 @@ def _as_store(store: Store | str | os.PathLike, storage_options: dict | None = N
     if isinstance(store, Store):
         return store
     return open_store(store, mode="r+", storage_options=storage_options)
-
-
-def _check_existing(location: str, root: zarr.Group) -> None:
-    attrs = root.attrs.asdict()
-    if "format_version" not in attrs or ENTRIES_GROUP not in root:
-        raise CorpusError(location, "a zarr group but not a cref-bench corpus store")
-    if attrs["format_version"] != FORMAT_VERSION:
-        raise CorpusError(location, f"store format version {attrs['format_version']}, "
-                          f"this writer writes version {FORMAT_VERSION}")
-    if attrs.get("split_rule_version") != splits.SPLIT_RULE_VERSION:
-        raise CorpusError(location, f"split rule version {attrs.get('split_rule_version')}, "
-                          f"this writer uses version {splits.SPLIT_RULE_VERSION}")
 
 
 def _check_replaceable(location: str, overwrite: bool, storage_options: dict | None) -> None:
@@ -303,7 +291,7 @@ def open_store(path: str | os.PathLike, mode: str = "a", *, source: str | None =
             if mode == "r+":
                 raise CorpusError(location, f"no corpus store here ({err})") from err
         else:
-            _check_existing(location, root)
+            check_store_root(location, root)
             return store
     if source is None:
         raise ValueError(f"{location}: creating a store needs a source description")

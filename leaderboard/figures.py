@@ -26,6 +26,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from cref_bench.atomic import atomic_path
+
 FORMATS = ("png", "pdf")
 GRID_POINTS = 100
 
@@ -49,12 +51,8 @@ def save_figure(figure: Figure, out_dir: str | os.PathLike, stem: str) -> list[P
     written = []
     for fmt in FORMATS:
         target = out_dir / f"{stem}.{fmt}"
-        temp = out_dir / f".{stem}.{fmt}.tmp"
-        try:
+        with atomic_path(target) as temp:
             figure.savefig(temp, format=fmt, dpi=200, bbox_inches="tight")
-            os.replace(temp, target)
-        finally:
-            temp.unlink(missing_ok=True)
         written.append(target)
     return written
 

@@ -22,7 +22,6 @@ import html
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -421,28 +420,3 @@ def to_csv(table: pd.DataFrame) -> str:
 RENDERERS = {"md": to_markdown, "latex": to_latex, "csv": to_csv, "html": to_html}
 """Renderers by format name (as ``cref-bench leaderboard --format`` takes them)."""
 
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file atomically (a temporary file in the same folder, then a rename).
-
-    Args:
-        path: the target file; its folder is created if needed.
-        text: the content (UTF-8).
-
-    Returns:
-        The target path.
-
-    Raises:
-        OSError: the folder cannot be created or written (no partial target is left).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 HELP = "compute every metric for one half-map pair and its denoised map(s)"
 
@@ -61,6 +60,7 @@ def format_report(report) -> str:
 
 
 def main(args) -> int:
+    from cref_bench.atomic import write_text
     from cref_bench.errors import MapError
     from cref_bench.mapio import read_map
     from cref_bench.metrics import evaluate
@@ -79,7 +79,7 @@ def main(args) -> int:
         return 1
     print(format_report(report))
     if args.json:
-        Path(args.json).write_text(json.dumps({"scalars": report.scalars, "notes": report.notes}, indent=2))
+        write_text(args.json, json.dumps({"scalars": report.scalars, "notes": report.notes}, indent=2))
     if args.curves:
-        report.curves.to_csv(args.curves, index=False)
+        write_text(args.curves, report.curves.to_csv(index=False))
     return 0

@@ -59,6 +59,7 @@ def run_demo(out: str | Path, *, entries: int = 12, seed: int = 0, methods=DEFAU
     """
     from dataset_builder.synthetic import write_phantom_corpus
     from cref_bench.runner import run_method
+    from cref_bench.atomic import write_text
     from leaderboard import tables
 
     methods = list(methods)
@@ -76,8 +77,8 @@ def run_demo(out: str | Path, *, entries: int = 12, seed: int = 0, methods=DEFAU
         results.append(result.out)
     frame = tables.load_results(results)
     table = tables.leaderboard_table(frame, masking="masked")
-    tables.write_text(out / "leaderboard.md", tables.to_markdown(table))
-    tables.write_text(out / "leaderboard.tex", tables.to_latex(table))
+    write_text(out / "leaderboard.md", tables.to_markdown(table))
+    write_text(out / "leaderboard.tex", tables.to_latex(table))
     if figures:
         from leaderboard.figures import write_figures
 

@@ -38,6 +38,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> int:
+    from cref_bench.atomic import write_text
     from leaderboard import tables
 
     metrics = (tables.DEFAULT_METRICS if args.metrics is None
@@ -48,7 +49,7 @@ def main(args) -> int:
                                          primary=args.primary, reference=args.reference)
         text = tables.RENDERERS[args.format](table)
         if args.out:
-            tables.write_text(args.out, text)
+            write_text(args.out, text, make_parents=True)
         else:
             sys.stdout.write(text)
         if args.figures:

@@ -1,0 +1,78 @@
+"""Atomic file writes: write under a temporary name in the target's folder, then rename.
+
+A reader (or a process killed mid-write) never sees a partial file: the target holds either
+its old content or the whole new one. Used for result tables, provenance, leaderboards,
+figures and checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; moved onto ``path`` when the block succeeds.
+
+    Args:
+        path: the target file.
+        make_parents: create the target's folder if it is missing.
+
+    Yields:
+        The temporary path (an empty file exists there; write over it).
+
+    Raises:
+        OSError: the folder is missing (without ``make_parents``) or not writable. If the
+            block raises, the temporary file is removed and the target is left untouched.
+    """
+    path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        yield Path(temp)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, *, make_parents: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically.
+
+    Args:
+        path: the target file.
+        data: the content.
+        make_parents: create the target's folder if it is missing.
+
+    Returns:
+        The target path.
+
+    Raises:
+        OSError: as :func:`atomic_path`.
+    """
+    with atomic_path(path, make_parents=make_parents) as temp:
+        temp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str, *, make_parents: bool = False) -> Path:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically.
+
+    Args:
+        path: the target file.
+        text: the content.
+        make_parents: create the target's folder if it is missing.
+
+    Returns:
+        The target path.
+
+    Raises:
+        OSError: as :func:`atomic_path`.
+    """
+    return write_bytes(path, text.encode("utf-8"), make_parents=make_parents)
