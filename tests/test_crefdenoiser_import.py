@@ -15,7 +15,7 @@ from baselines.crefdenoiser.checkpoint import (load_weights, read_weights_file, 
 from baselines.crefdenoiser.errors import CheckpointError
 from baselines.crefdenoiser.network import CrefUNet
 from baselines.crefdenoiser.sstable import crc32c, read_table
-from baselines.crefdenoiser.tf_bundle import TensorBundle
+from baselines.crefdenoiser.tf_bundle import TensorBundle, parse_entry
 from cref_bench.cli import main as cli_main
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "crefdenoiser"
@@ -54,6 +54,17 @@ def _forward(model, array: np.ndarray) -> np.ndarray:
 def test_crc32c_known_answer():
     # The standard check value of CRC-32C.
     assert crc32c(b"123456789") == 0xE3069283
+
+
+def test_parse_bundle_entry_known_answer():
+    # dtype 1 (float32); shape {dim {size 3} dim {size 4}}; offset 7; size 48; crc32c.
+    shape = bytes([0x12, 2, 0x08, 3, 0x12, 2, 0x08, 4])
+    message = (bytes([0x08, 1, 0x12, len(shape)]) + shape + bytes([0x20, 7, 0x28, 48, 0x35])
+               + (0x12345678).to_bytes(4, "little"))
+    entry = parse_entry(message)
+    assert (entry.dtype, entry.shape, entry.offset, entry.size, entry.crc32c) == (1, (3, 4), 7, 48, 0x12345678)
+    with pytest.raises(ValueError, match="wire type"):
+        parse_entry(bytes([0x30, 5]))  # crc32c written as a varint
 
 
 @needs_reference

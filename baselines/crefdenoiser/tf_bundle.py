@@ -31,6 +31,8 @@ from baselines.crefdenoiser.sstable import crc32c, mask_crc, read_table, read_va
 # TensorFlow DataType enum values of the numeric types read here.
 _NUMPY_DTYPES = {1: "f4", 2: "f8", 3: "i4", 9: "i8", 19: "f2"}
 _DT_STRING = 7
+# Python type each BundleEntryProto field decodes to (varints as int, the rest as bytes).
+_ENTRY_FIELD_TYPES = {1: int, 2: bytes, 3: int, 4: int, 5: int, 6: bytes}
 _SHARD_NAME = re.compile(r"\.data-\d{5}-of-\d{5}$")
 
 
@@ -103,6 +105,9 @@ def parse_entry(value: bytes) -> BundleEntry:
     found = {"dtype": 0, "shape": (), "shard_id": 0, "offset": 0, "size": 0, "crc32c": None,
              "sliced": False}
     for field, item in _fields(value):
+        expected = _ENTRY_FIELD_TYPES.get(field)
+        if expected is not None and not isinstance(item, expected):
+            raise ValueError(f"field {field} has the wrong wire type")
         if field == 1:
             found["dtype"] = item
         elif field == 2:
@@ -110,6 +115,8 @@ def parse_entry(value: bytes) -> BundleEntry:
         elif field in (3, 4, 5):
             found[("shard_id", "offset", "size")[field - 3]] = item
         elif field == 6:
+            if len(item) != 4:
+                raise ValueError("the crc32c field is not 4 bytes")
             (found["crc32c"],) = struct.unpack("<I", item)
         elif field == 7:
             found["sliced"] = True
