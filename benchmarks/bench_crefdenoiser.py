@@ -72,7 +72,7 @@ def test_inference_128(benchmark, matmul_flops_per_second):
 
 
 _TILED_SCRIPT = """
-import json, math, resource, sys, time
+import json, resource, sys, time
 import numpy as np, torch
 torch.set_num_threads({threads})
 from baselines.crefdenoiser.inference import (DEFAULT_MARGIN, DEFAULT_MEMORY_BUDGET,

@@ -170,7 +170,7 @@ def test_method_denoises_average_and_halves(random_weights, random_model):
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(result.half2.data, denoise_array(random_model, half2.data, progress=False),
                                rtol=1e-5, atol=1e-5)
-    for out, source in ((result.full, half1), (result.half1, half1), (result.half2, half2)):
+    for out in (result.full, result.half1, result.half2):
         out.check_same_grid(half1)
         assert out.origin == half1.origin
     assert result.half1.data.std() == pytest.approx(half1.data.std(), rel=1e-5)
