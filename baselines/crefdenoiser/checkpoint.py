@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from baselines.crefdenoiser.errors import CheckpointError
+from cref_bench.atomic import atomic_path
 from baselines.crefdenoiser.network import ARCHITECTURE, CrefUNet
 from baselines.crefdenoiser.tf_bundle import TensorBundle
 
@@ -100,25 +100,20 @@ def save_weights(model: CrefUNet, path: str | os.PathLike, metadata: dict | None
                "state_dict": {k: v.detach().to("cpu", torch.float32).contiguous()
                               for k, v in model.state_dict().items()},
                "metadata": dict(metadata or {})}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as temp:
+        torch.save(payload, temp)
     return path
 
 
-def read_weights_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read our ``.pt`` weights file without building a network.
+def read_payload(path: str | os.PathLike) -> dict:
+    """Read and check a file of our format (weights, and training state if the trainer wrote it).
 
     Args:
-        path: a file written by :func:`save_weights`.
+        path: a file written by :func:`save_weights` or the trainer.
 
     Returns:
-        ``(state_dict, metadata)``.
+        The file's dictionary (CPU tensors): ``format``, ``format_version``,
+        ``architecture``, ``state_dict``, ``metadata`` and any further keys.
 
     Raises:
         CheckpointError: the file is missing, not a torch file, not of our format, or for
@@ -141,6 +136,22 @@ def read_weights_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
     if payload.get("architecture") != ARCHITECTURE:
         raise CheckpointError(source, f"weights for architecture {payload.get('architecture')!r}, "
                               f"not {ARCHITECTURE!r}")
+    return payload
+
+
+def read_weights_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read our ``.pt`` weights file without building a network.
+
+    Args:
+        path: a file written by :func:`save_weights` or the trainer.
+
+    Returns:
+        ``(state_dict, metadata)``.
+
+    Raises:
+        CheckpointError: as :func:`read_payload`.
+    """
+    payload = read_payload(path)
     return payload["state_dict"], payload.get("metadata", {})
 
 

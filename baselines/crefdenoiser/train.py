@@ -48,14 +48,12 @@ default), and validates on the ``valid`` split after every epoch.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
 import math
 import os
 import random
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -68,10 +66,11 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
-from baselines.crefdenoiser.checkpoint import FILE_FORMAT, FORMAT_VERSION
+from baselines.crefdenoiser.checkpoint import FILE_FORMAT, FORMAT_VERSION, read_payload
 from baselines.crefdenoiser.errors import CheckpointError
 from baselines.crefdenoiser.losses import check_loss, patch_losses
 from baselines.crefdenoiser.network import ARCHITECTURE, CrefUNet, check_input_shape
+from cref_bench import atomic
 from cref_bench.dataset import CorpusError, PatchDataset, open_corpus
 
 log = logging.getLogger(__name__)
@@ -283,18 +282,6 @@ def _pick_device(config: TrainConfig, local_rank: int) -> torch.device:
     return device
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_metrics(path: str | os.PathLike, history: list[dict]) -> None:
     """Write the metrics history as CSV (:data:`METRICS_COLUMNS`), atomically.
 
@@ -309,7 +296,7 @@ def write_metrics(path: str | os.PathLike, history: list[dict]) -> None:
     writer = csv.DictWriter(text, fieldnames=METRICS_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: row[k] for k in METRICS_COLUMNS} for row in history)
-    _atomic_write(Path(path), lambda handle: handle.write(text.getvalue().encode("utf-8")))
+    atomic.write_text(path, text.getvalue())
 
 
 def _rng_states() -> dict:
@@ -351,18 +338,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         CheckpointError: missing, unreadable, of another format, or without training state
             (e.g. a weights file from ``import-weights``).
     """
-    source = os.fspath(path)
-    try:
-        payload = torch.load(source, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(source, "checkpoint not found") from None
-    except Exception as err:  # torch raises several unrelated types for a bad file
-        raise CheckpointError(source, f"not a readable torch checkpoint ({err})") from None
-    if (not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT
-            or payload.get("architecture") != ARCHITECTURE):
-        raise CheckpointError(source, f"not a {FILE_FORMAT} file of the {ARCHITECTURE} network")
+    payload = read_payload(path)
     if "training" not in payload:
-        raise CheckpointError(source, "weights only, no training state to resume from")
+        raise CheckpointError(path, "weights only, no training state to resume from")
     return payload
 
 
@@ -577,4 +555,5 @@ def _checkpoint(model, optimizer, scaler, config, history, best, epoch, step,
 
 
 def _save(payload: dict, path: Path) -> None:
-    _atomic_write(path, lambda handle: torch.save(payload, handle))
+    with atomic.atomic_path(path) as temp:
+        torch.save(payload, temp)
