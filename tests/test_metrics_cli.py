@@ -65,10 +65,11 @@ def test_metrics_cli_prints_and_writes_what_evaluate_computes(case, tmp_path, ca
     written = json.loads(out_json.read_text())
     for masking in ("unmasked", "masked"):
         for name, value in expected.scalars[masking].items():
-            assert written["scalars"][masking][name] == pytest.approx(value, rel=1e-6, abs=1e-9)
             if value is None:
+                assert written["scalars"][masking][name] is None
                 assert table[name][masking] == "n/a"
             else:
+                assert written["scalars"][masking][name] == pytest.approx(value, rel=1e-6, abs=1e-9)
                 assert float(table[name][masking]) == pytest.approx(value, rel=1e-3, abs=1e-9)
     curves = pd.read_csv(out_csv)
     pd.testing.assert_frame_equal(curves, expected.curves.reset_index(drop=True), check_dtype=False)
