@@ -86,6 +86,7 @@ from cref_bench.dataset import (ENTRIES_GROUP, FORMAT_VERSION, MANIFEST_GROUP, M
                                 list_complete_entries, normalise_location, read_manifest_rows)
 from cref_bench.errors import GeometryMismatch, MapError
 from cref_bench.volume import Volume
+from dataset_builder._moments import masked_moments
 
 PATCH_SIZE = 96
 """Default patch edge in voxels (the crefDenoiser training patches)."""
@@ -404,34 +405,6 @@ def _check_models(entry_id: str, models: Mapping[str, str] | None) -> dict[str, 
 
 # --------------------------------------------------------------------------- scanning
 
-class _Moments:
-    """Streaming count / mean / sum of squared deviations / min / max (Chan's merge)."""
-
-    def __init__(self):
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
-        self.lo, self.hi = math.inf, -math.inf
-
-    def add(self, values: np.ndarray) -> None:
-        n = values.size
-        if n == 0:
-            return
-        mean = float(values.mean())
-        m2 = float(np.square(values - mean).sum())
-        total = self.n + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.n * n / total
-        self.n = total
-        self.lo = min(self.lo, float(values.min()))
-        self.hi = max(self.hi, float(values.max()))
-
-    def summary(self) -> dict:
-        if self.n == 0:
-            return {"count": 0, "mean": None, "std": None, "min": None, "max": None}
-        return {"count": self.n, "mean": self.mean, "std": math.sqrt(self.m2 / self.n),
-                "min": self.lo, "max": self.hi}
-
-
 def _slabs(shape: tuple[int, int, int]):
     step = max(1, _SLAB_VOXELS // max(1, shape[1] * shape[2]))
     for z in range(0, shape[0], step):
@@ -466,24 +439,15 @@ def _scan_mask(entry_id: str, mask: Volume) -> tuple[str, dict]:
 
 
 def _scan_map(entry_id: str, name: str, vol: Volume, mask: Volume) -> tuple[str, dict]:
-    """sha256 and box / inside / outside statistics of a map, one bounded slab at a time."""
-    digest = hashlib.sha256()
-    box, inside, outside = _Moments(), _Moments(), _Moments()
-    for sl in _slabs(vol.shape):
-        part = vol.data[sl]
-        digest.update(part.astype("<f4", copy=False))
-        values = part.astype(np.float64)
-        box.add(values)
-        if not math.isfinite(box.m2):  # a NaN or inf anywhere in the slab propagates here
-            raise _non_finite_error(entry_id, name, vol)
-        within = mask.data[sl] > MASK_THRESHOLD
-        inside.add(values[within])
-        outside.add(values[~within])
-    stats = {"box": box.summary(), "inside": inside.summary(), "outside": outside.summary()}
+    """sha256 and box / inside / outside statistics of a map (one compiled pass, no copies)."""
+    digest = hashlib.sha256(np.ascontiguousarray(vol.data, dtype="<f4").data).hexdigest()
+    stats = masked_moments(vol.data, mask.data, MASK_THRESHOLD)
+    if stats is None:
+        raise _non_finite_error(entry_id, name, vol)
     if not stats["box"]["std"] > 0:
         raise MapError(f"entry {entry_id} {name} ({vol.source})",
                        "constant map (standard deviation 0): cannot be standardised")
-    return digest.hexdigest(), stats
+    return digest, stats
 
 
 def grid_origins(length: int, size: int, stride: int) -> list[int]:
