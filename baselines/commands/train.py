@@ -23,6 +23,7 @@ HELP = "train the crefDenoiser network on a corpus (C_ref loss)"
 
 
 def add_args(parser) -> None:
+    """Add this command's arguments to ``parser``."""
     from baselines.crefdenoiser.losses import LOSSES
     from baselines.crefdenoiser.train import TrainConfig as D
 
@@ -60,6 +61,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status."""
     from baselines.crefdenoiser.errors import CheckpointError
     from baselines.crefdenoiser.train import TrainConfig, train
     from cref_bench.dataset import CorpusError

@@ -96,10 +96,12 @@ def format_methods(rows: list[dict]) -> str:
 
 
 def add_args(parser) -> None:
+    """Add this command's arguments to ``parser``."""
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
 
 
 def main(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status."""
     rows = [describe(name, target) for name, target in sorted(available_methods().items())]
     print(json.dumps(rows, indent=2) if args.json else format_methods(rows))
     return 0

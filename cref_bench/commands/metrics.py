@@ -19,6 +19,7 @@ HELP = "compute every metric for one half-map pair and its denoised map(s)"
 
 
 def add_args(parser) -> None:
+    """Add this command's arguments to ``parser``."""
     parser.add_argument("half1", help="first half-map (MRC/CCP4, gzip allowed)")
     parser.add_argument("half2", help="second half-map")
     parser.add_argument("--denoised", required=True, help="the denoised full map D((M1 + M2) / 2)")
@@ -60,6 +61,7 @@ def format_report(report) -> str:
 
 
 def main(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.atomic import write_text
     from cref_bench.errors import MapError
     from cref_bench.mapio import read_map

@@ -49,6 +49,7 @@ def parse_param(text: str) -> tuple[str, object]:
 
 
 def add_args(parser) -> None:
+    """Add this command's arguments to ``parser``."""
     parser.add_argument("--method", required=True,
                         help="a registered method name (see `cref-bench methods`) or "
                              "package.module:Attribute")
@@ -71,6 +72,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.dataset import CorpusError
     from cref_bench.runner import run_method
 

@@ -26,6 +26,7 @@ DEFAULT_METHODS = ("noisy", "lowpass", "fsc-weight", "wiener")
 
 
 def add_args(parser) -> None:
+    """Add this command's arguments to ``parser``."""
     parser.add_argument("--out", default="cref-bench-demo",
                         help="folder for the corpus, results, tables and figures (default: cref-bench-demo)")
     parser.add_argument("--entries", type=int, default=12, help="phantoms in the corpus (default: 12)")
@@ -88,6 +89,7 @@ def run_demo(out: str | Path, *, entries: int = 12, seed: int = 0, methods=DEFAU
 
 
 def main(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status."""
     from leaderboard import tables
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

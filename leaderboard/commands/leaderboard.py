@@ -23,6 +23,7 @@ FORMATS = ("md", "latex", "csv", "html")
 
 
 def add_args(parser) -> None:
+    """Add this command's arguments to ``parser``."""
     parser.add_argument("results", nargs="+", metavar="RESULTS_DIR", help="results folder(s) of cref-bench run")
     parser.add_argument("--masking", choices=("masked", "unmasked"), default="masked",
                         help="which rows to compare (default: masked)")
@@ -38,6 +39,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.atomic import write_text
     from leaderboard import tables
 
