@@ -42,16 +42,12 @@ import numpy as np
 import scipy.fft
 
 from cref_bench.fsc import FSCCurve, fsc
-from cref_bench.methods import Denoised, Method
+from cref_bench.methods import Denoised, Method, average_halves
 from cref_bench.metrics import c_ref
 from cref_bench.shells import Shells, fourier_shells
 from cref_bench.volume import Volume
 
 _AXES = (0, 1, 2)
-
-
-def _average(half1: Volume, half2: Volume) -> Volume:
-    return half1.like((half1.data + half2.data) * np.float32(0.5), source=f"average of {half1.source}")
 
 
 def shell_weight_array(shells: Shells, weights: np.ndarray) -> np.ndarray:
@@ -126,8 +122,7 @@ class Noisy(Method):
         Raises:
             GeometryMismatch: the halves are not on one grid.
         """
-        half1.check_same_grid(half2)
-        return Denoised(full=_average(half1, half2), half1=half1, half2=half2)
+        return Denoised(full=average_halves(half1, half2), half1=half1, half2=half2)
 
 
 class _ShellWeighting(Method):
@@ -151,7 +146,6 @@ class _ShellWeighting(Method):
             GeometryMismatch: the maps are not on one grid.
             MapError: a map has non-finite voxels.
         """
-        half1.check_same_grid(half2)
         full_weights, half_weights = self.weights(fsc(half1, half2, mask))
         return filter_halves(half1, half2, full_weights, half_weights, self.name)
 

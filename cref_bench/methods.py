@@ -64,6 +64,16 @@ class Method:
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, params={self.params()!r})"
 
 
+def average_halves(half1: Volume, half2: Volume) -> Volume:
+    """The full map ``(M1 + M2) / 2`` of two half-maps.
+
+    Raises:
+        GeometryMismatch: the halves are not on one grid.
+    """
+    half1.check_same_grid(half2)
+    return half1.like((half1.data + half2.data) * np.float32(0.5), source=f"average of {half1.source}")
+
+
 class SingleMapMethod(Method):
     """A denoiser of one map, applied to the average of the halves and to each half."""
 
@@ -72,9 +82,7 @@ class SingleMapMethod(Method):
         raise NotImplementedError
 
     def denoise(self, half1: Volume, half2: Volume, mask: Volume | None = None) -> Denoised:
-        half1.check_same_grid(half2)
-        average = half1.like((half1.data + half2.data) * np.float32(0.5), source=f"average of {half1.source}")
-        return Denoised(full=self.denoise_map(average, mask),
+        return Denoised(full=self.denoise_map(average_halves(half1, half2), mask),
                         half1=self.denoise_map(half1, mask),
                         half2=self.denoise_map(half2, mask))
 
