@@ -21,7 +21,7 @@ from cref_bench.metrics import evaluate
 N = 256
 
 
-def _case(n: int, seed: int = 0) -> dict[str, Volume]:
+def make_case(n: int, seed: int = 0) -> dict[str, Volume]:
     rng = np.random.default_rng(seed)
     maps = {}
     for name in ("M1", "M2", "D", "D1", "D2"):
@@ -34,7 +34,7 @@ def _case(n: int, seed: int = 0) -> dict[str, Volume]:
 
 @pytest.fixture(scope="module")
 def case256():
-    return _case(N)
+    return make_case(N)
 
 
 def test_fsc_256_vs_two_rfftn(benchmark, case256):
@@ -68,9 +68,9 @@ def test_metric_set_256_vs_minimum_ffts(benchmark, case256):
 _PEAK_SCRIPT = """
 import json, resource, sys
 import numpy as np
-from benchmarks.bench_metrics import _case
+from benchmarks.bench_metrics import make_case
 from cref_bench.metrics import evaluate
-m = _case({n})
+m = make_case({n})
 inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 evaluate(m["M1"], m["M2"], m["D"], denoised_half1=m["D1"], denoised_half2=m["D2"], mask=m["mask"])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -41,11 +41,12 @@ import gemmi
 import numpy as np
 import pandas as pd
 
+from cref_bench.errors import InputError
 from cref_bench.fsc import Crossing, FSCCurve, Spectra
+from cref_bench.metric_facts import MASKINGS
 from cref_bench.volume import Volume
 
 THRESHOLDS = (0.143, 0.5)
-MASKINGS = ("unmasked", "masked")
 
 
 def c_ref(fsc_half: np.ndarray) -> np.ndarray:
@@ -293,10 +294,10 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
     Raises:
         GeometryMismatch: a map is not on the grid of ``half1``.
         MapError: a map has non-finite voxels.
-        ValueError: only one of the denoised halves is given.
+        InputError: only one of the denoised halves is given.
     """
     if (denoised_half1 is None) != (denoised_half2 is None):
-        raise ValueError("give both denoised half-maps or neither")
+        raise InputError("give both denoised half-maps or neither")
     maps = {"M1": half1, "M2": half2, "D": denoised, "D1": denoised_half1, "D2": denoised_half2,
             "T": truth, "R": reference}
     why_no_halves = halves_note or "no denoised half-maps given"

@@ -106,7 +106,7 @@ def header_xml(emdb_id: str, *, map_file: str, half_map_files: tuple[str, ...], 
                     f"</segmentation>" for f in mask_files)
     interpretation = ""
     if halves or masks:
-        interpretation = (f"<interpretation>"
+        interpretation = ("<interpretation>"
                           + (f"<segmentation_list>{masks}</segmentation_list>" if masks else "")
                           + (f"<half_map_list>{halves}</half_map_list>" if halves else "")
                           + "</interpretation>")
@@ -350,10 +350,10 @@ class LoggedRequest:
 class _Handler(BaseHTTPRequestHandler):
     timeout = 5
 
-    def log_message(self, format, *args):  # noqa: A002 -- silence the default stderr log
+    def log_message(self, format, *args):
         pass
 
-    def do_GET(self):  # noqa: N802 -- the http.server naming
+    def do_GET(self):
         self.server.stand_in._handle(self)
 
 
@@ -380,7 +380,7 @@ class EmdbStandIn:
         self._thread: threading.Thread | None = None
 
     # -- life cycle
-    def start(self) -> "EmdbStandIn":
+    def start(self) -> EmdbStandIn:
         """Start serving in a background thread; returns ``self``."""
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
@@ -398,7 +398,7 @@ class EmdbStandIn:
             self._thread.join(timeout=5)
             self._httpd = self._thread = None
 
-    def __enter__(self) -> "EmdbStandIn":
+    def __enter__(self) -> EmdbStandIn:
         return self.start()
 
     def __exit__(self, *exc) -> None:

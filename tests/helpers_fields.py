@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from cref_bench.shells import _half_space_radius2
+from cref_bench.shells import half_space_radius2
 
 
 def radial_frequency(shape, voxel_size) -> np.ndarray:
     """|k| in 1/Å over the rfftn half-space."""
     steps = [1.0 / (n * a) for n, a in zip(shape, voxel_size)]
-    return np.sqrt(_half_space_radius2(shape, steps))
+    return np.sqrt(half_space_radius2(shape, steps))
 
 
 def field(rng: np.random.Generator, shape, voxel_size, power) -> np.ndarray:

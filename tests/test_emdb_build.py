@@ -24,8 +24,18 @@ import pytest
 from scipy import ndimage
 
 from cref_bench import cli
-from cref_bench.dataset import open_corpus, read_manifest_rows
-from cref_bench.errors import MapError
+from cref_bench.dataset import open_corpus
+from cref_bench.errors import (
+    BadMask,
+    ConstantMap,
+    CorruptGzip,
+    GeometryMismatch,
+    MapError,
+    MapNotFound,
+    NonFiniteMap,
+    TruncatedMap,
+)
+from cref_bench.store_layout import read_manifest_rows
 from cref_bench.volume import Volume
 from dataset_builder.emdb.build import BuildOptions, build, plan, process_entry
 from dataset_builder.emdb.download import RetryPolicy
@@ -316,17 +326,17 @@ def test_mirror_fallback_local_mirror_and_kept_downloads(archive, tmp_path):
 
 
 def test_reason_codes():
-    assert classify_map_error(_map_error("truncated gzip stream (the compressed file ends early)")) == "corrupt_gzip"
-    assert classify_map_error(_map_error("truncated data: the file has 10 bytes")) == "truncated_map"
-    assert classify_map_error(_map_error("3 non-finite voxel(s) (NaN or inf)")) == "non_finite"
-    assert classify_map_error(_map_error("bad MAP stamp")) == "unreadable_map"
+    known = {CorruptGzip: "corrupt_gzip", TruncatedMap: "truncated_map",
+             NonFiniteMap: "non_finite", MapNotFound: "missing_file",
+             GeometryMismatch: "mask_mismatch", BadMask: "bad_mask", ConstantMap: "constant_map",
+             MapError: "unreadable_map"}
+    for kind, code in known.items():
+        assert classify_map_error(kind("f.map", "whatever the words")) == code
+        assert code in REASONS
     with pytest.raises(ValueError, match="unknown rejection reason"):
         Rejection("because", "x")
-    assert all(Rejection(code, "x").permanent == (code not in ("download_failed", "error")) for code in REASONS)
-
-
-def _map_error(fault: str) -> MapError:
-    return MapError("f.map", fault)
+    assert all(Rejection(code, "x").permanent == (code not in ("download_failed", "error"))
+               for code in REASONS)
 
 
 def test_expected_shape_follows_the_axis_order():

@@ -14,9 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset_builder.emdb.download import (Downloader, DownloadError, NotFoundError, RetryPolicy,
-                                           SizeMismatchError, fetch_entry_files, fetch_header,
-                                           fetch_model, mirror_urls, model_urls)
+from dataset_builder.emdb.download import (
+    Downloader,
+    DownloadError,
+    NotFoundError,
+    RetryPolicy,
+    SizeMismatchError,
+    fetch_entry_files,
+    fetch_header,
+    fetch_model,
+    mirror_urls,
+    model_urls,
+)
 from tests.emdb_server import make_entry_files, unused_url
 
 RELPATH = "EMD-1234/other/emd_1234_half_map_1.map.gz"

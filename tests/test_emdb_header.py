@@ -13,11 +13,11 @@ from datetime import date
 
 import numpy as np
 import pytest
-from tests.emdb_server import header_xml, make_entry_files
 
-from cref_bench.errors import MapError
+from cref_bench.errors import InputError, MapError
 from dataset_builder.emdb.header import HeaderError, parse_header, read_header
 from dataset_builder.emdb.layout import entry_relpath, header_relpath, id_number, normalize_id
+from tests.emdb_server import header_xml, make_entry_files
 
 REALISTIC_HEADER = """<?xml version="1.0" encoding="UTF-8"?>
 <emd emdb_id="EMD-11638" version="3.0.2.5" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
@@ -230,7 +230,7 @@ def test_malformed_xml_names_the_entry():
         parse_header(b"<emd emdb_id='EMD-1234'><map>", source="cache/emd-1234-v30.xml", emdb_id="1234")
     message = str(info.value)
     assert "EMD-1234" in message and "malformed XML" in message and "cache/emd-1234-v30.xml" in message
-    assert isinstance(info.value, MapError)
+    assert isinstance(info.value, InputError) and not isinstance(info.value, MapError)
 
 
 def test_missing_half_maps_and_mask():

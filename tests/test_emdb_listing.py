@@ -13,8 +13,15 @@ from datetime import date
 
 import pytest
 
-from dataset_builder.emdb.listing import (PRESETS, ListedEntry, ListingError, parse_search_csv,
-                                          read_id_list, search, select_entries)
+from dataset_builder.emdb.listing import (
+    PRESETS,
+    ListedEntry,
+    ListingError,
+    parse_search_csv,
+    read_id_list,
+    search,
+    select_entries,
+)
 from tests.emdb_server import EmdbStandIn, query_matches
 
 

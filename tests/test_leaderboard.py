@@ -13,13 +13,22 @@ import pytest
 from baselines.classic import Noisy, Wiener
 from cref_bench import Volume
 from cref_bench.cli import main
+from cref_bench.errors import InputError, ResultsError
+from cref_bench.metric_facts import METRICS as FACTS
 from cref_bench.metrics import evaluate
+from cref_bench.results import CURVE_COLUMNS, FAILURE_COLUMNS
 from leaderboard.figures import mean_curve, write_figures
-from leaderboard.tables import (DIRECTIONS, ResultsError, leaderboard_table, load_curves, load_results,
-                                to_csv, to_html, to_latex, to_markdown)
+from leaderboard.tables import (
+    leaderboard_table,
+    load_curves,
+    load_results,
+    to_csv,
+    to_html,
+    to_latex,
+    to_markdown,
+)
 from tests.helpers_fields import field
 
-ID = ["method", "method_version", "entry", "split", "masking"]
 METRICS = ["cref_rmse", "cref_l1", "fsc05_change", "truth_corr", "truth_rmse"]
 
 
@@ -32,12 +41,11 @@ def write_folder(folder, method, scalars: pd.DataFrame, content_hash="abc123", c
     scalars.insert(3, "split", "test")
     scalars.to_csv(folder / "scalars.csv", index=False)
     if curves is None:
-        curves = pd.DataFrame(columns=["entry", "masking", "curve", "shell", "frequency", "value"])
+        curves = pd.DataFrame(columns=[c for c in CURVE_COLUMNS if c != "method"])
     curves = curves.copy()
     curves.insert(0, "method", method)
     curves.to_csv(folder / "curves.csv", index=False)
-    pd.DataFrame(columns=["method", "method_version", "entry", "error_type", "message"]).to_csv(
-        folder / "failures.csv", index=False)
+    pd.DataFrame(columns=list(FAILURE_COLUMNS)).to_csv(folder / "failures.csv", index=False)
     (folder / "provenance.json").write_text(json.dumps(
         {"dataset": {"content_hash": content_hash}, "method": {"name": method, "version": version}}))
     return folder
@@ -105,7 +113,7 @@ def test_ranking_paired_statistics_and_directions(frame):
             assert row[f"{metric}_n"] == values.size
         assert row["fsc05_change_n"] == 3  # e00 has no value
     by_corr = leaderboard_table(frame, metrics=METRICS, primary="truth_corr")
-    assert DIRECTIONS["truth_corr"] == "higher"
+    assert FACTS["truth_corr"].better == "max"
     assert by_corr["method"].tolist() == ["wiener", "mine", "noisy"]
 
 
@@ -117,15 +125,16 @@ def test_unmasked_rows_are_ranked_separately(frame):
 
 
 def test_bad_requests_are_refused(frame):
-    with pytest.raises(ValueError, match="masking"):
+    with pytest.raises(InputError, match="masking"):
         leaderboard_table(frame, masking="both")
-    with pytest.raises(ValueError, match="no direction known"):
+    with pytest.raises(InputError, match="no metric named 'my_metric'; known metrics: cref_rmse"):
         leaderboard_table(frame, metrics=["my_metric"])
-    with pytest.raises(ValueError, match="primary metric 'truth_rmse' has no value"):
+    with pytest.raises(InputError, match="primary metric 'truth_rmse' has no value"):
         leaderboard_table(frame, primary="truth_rmse")
-    lonely = frame[~((frame["method"] == "mine") & frame["entry"].isin(["e00", "e01", "e02", "e03"]))]
+    lonely = frame[~((frame["method"] == "mine")
+                     & frame["entry"].isin(["e00", "e01", "e02", "e03"]))]
     lonely = pd.concat([lonely, frame[(frame["method"] == "mine")].assign(entry="e99")])
-    with pytest.raises(ValueError, match="no entry was finished by every method"):
+    with pytest.raises(InputError, match="no entry was finished by every method"):
         leaderboard_table(lonely)
 
 
@@ -275,7 +284,7 @@ def test_cli_end_to_end(evaluated, tmp_path, capsys):
 def test_cli_reports_refusals(evaluated, tmp_path, capsys):
     other = write_folder(tmp_path / "other", "other", pd.read_csv(evaluated[0] / "scalars.csv").drop(
         columns=["method", "method_version", "split"]), content_hash="different")
-    assert main(["leaderboard", str(evaluated[0]), str(other)]) == 1
+    assert main(["leaderboard", str(evaluated[0]), str(other)]) == 2
     assert "different corpus content" in capsys.readouterr().err
     assert main(["leaderboard", str(evaluated[0]), str(other), "--allow-mixed-corpora",
                  "--format", "csv"]) == 0
@@ -284,8 +293,8 @@ def test_cli_reports_refusals(evaluated, tmp_path, capsys):
 
 def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
     """The real pipeline: a three-entry corpus, the runner on each classic baseline, the CLI."""
-    from dataset_builder.store import create_store, finalize, write_entry
     from cref_bench.runner import run_method
+    from dataset_builder.store import create_store, finalize, write_entry
 
     rng = np.random.default_rng(12)
     shape, voxel = (32, 32, 32), (1.5, 1.5, 1.5)

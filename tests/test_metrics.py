@@ -148,16 +148,16 @@ def test_shells_a_filter_empties_count_as_lost_signal(case):
     assert report.scalars["unmasked"]["cref_l1"] == pytest.approx(np.mean(np.abs(cref - fsc_fd)), rel=1e-9)
 
 
-def test_evaluate_model_map_fsc_finds_the_resolution_of_a_lowpassed_model_map(tmp_path):
+def test_evaluate_model_map_fsc_finds_the_resolution_of_alowpassed_model_map(tmp_path):
     """D = the model map low-passed at 4 Å: d_fsc_model at 0.143 is 4 Å, for a structure or a file."""
     from cref_bench.model_map import model_map
-    from tests.test_model_map import _lowpass, _random_atoms
+    from tests.test_model_map import lowpass, random_atoms
 
-    structure = _random_atoms(300, 12.0, 52.0, seed=5)
+    structure = random_atoms(300, 12.0, 52.0, seed=5)
     like = Volume(np.zeros((64, 64, 64), np.float32), 1.0, origin=(0.0, 0.0, 0.0))
     rng = np.random.default_rng(2)
     sharp = model_map(structure, like, d_min=2.0)
-    denoised = _lowpass(sharp, 4.0)
+    denoised = lowpass(sharp, 4.0)
     halves = [sharp.like(sharp.data + rng.standard_normal(sharp.shape).astype(np.float32)) for _ in range(2)]
     path = tmp_path / "model.cif"
     structure.setup_entities()

@@ -90,11 +90,11 @@ def test_metrics_cli_explains_what_cannot_be_computed(case, capsys):
 def test_metrics_cli_names_the_bad_file(case, tmp_path, capsys):
     _, paths = case
     missing = tmp_path / "nowhere.mrc"
-    assert main(["metrics", str(paths["half1"]), str(missing), "--denoised", str(paths["denoised"])]) == 1
+    assert main(["metrics", str(paths["half1"]), str(missing), "--denoised", str(paths["denoised"])]) == 2
     assert str(missing) in capsys.readouterr().err
 
     other = tmp_path / "other_grid.mrc"
     write_map(other, Volume(np.zeros((32, 36, 40), np.float32), 2.0, ORIGIN))
-    assert main(["metrics", str(paths["half1"]), str(paths["half2"]), "--denoised", str(other)]) == 1
+    assert main(["metrics", str(paths["half1"]), str(paths["half2"]), "--denoised", str(other)]) == 2
     err = capsys.readouterr().err
     assert "voxel" in err.lower()

@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from cref_bench import cli, results
 from cref_bench.dataset import open_corpus
+from cref_bench.errors import CorpusError, MethodError
 from cref_bench.mapio import read_map
 from cref_bench.methods import Denoised, Method, SingleMapMethod
 from cref_bench.metrics import evaluate
@@ -375,11 +376,18 @@ def test_registered_noisy_baseline_known_answers(corpus_path, tmp_path, monkeypa
 
 
 def test_bad_arguments(corpus_path, tmp_path):
-    with pytest.raises(KeyError, match="no method named"):
+    with pytest.raises(MethodError, match="no method named"):
         run_method("no-such-method", corpus_path, out=tmp_path / "x", progress=False)
-    with pytest.raises(ValueError, match="params"):
+    with pytest.raises(MethodError, match="params"):
         run_method(Blur(), corpus_path, out=tmp_path / "x", params={"sigma": 1}, progress=False)
-    with pytest.raises(ValueError, match="unknown split"):
+    with pytest.raises(MethodError, match="sigma"):  # the method refuses the parameter's value
+        run_method(SPEC, corpus_path, out=tmp_path / "x", params={"sigma": "wide"},
+                   progress=False)
+    with pytest.raises(MethodError, match="unexpected keyword argument 'radius'"):
+        run_method(SPEC, corpus_path, out=tmp_path / "x", params={"radius": 2}, progress=False)
+    with pytest.raises(MethodError, match="no attribute 'Sharpen'"):
+        run_method("tests.test_runner:Sharpen", corpus_path, out=tmp_path / "x", progress=False)
+    with pytest.raises(CorpusError, match="unknown split"):
         run_method(SPEC, corpus_path, split="nope", out=tmp_path / "x", progress=False)
 
 

@@ -8,9 +8,8 @@ maps/<entry>_denoised.mrc. A rerun skips the entries already finished for the sa
 version, parameters and corpus content; failed entries are retried. A summary table
 (mean ± std, median, n per metric) is printed at the end.
 
-Exit status: 0 when every entry was scored, 1 when some entries failed (they are listed in
-failures.csv, the others are scored), 2 when the run could not start (unknown method,
-missing corpus, bad arguments).
+Exit status 1 means that some entries failed: they are listed in failures.csv, the others
+are scored.
 
 Examples:
     cref-bench run --method lowpass --corpus corpus.zarr
@@ -22,7 +21,8 @@ Examples:
 from __future__ import annotations
 
 import json
-import sys
+
+from cref_bench.errors import InputError
 
 HELP = "evaluate a method on a corpus split and write the results tables"
 
@@ -37,11 +37,11 @@ def parse_param(text: str) -> tuple[str, object]:
         ``(key, value)``.
 
     Raises:
-        ValueError: no ``=`` or an empty key.
+        InputError: no ``=`` or an empty key.
     """
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"a parameter must look like KEY=VALUE, got {text!r}")
+        raise InputError(f"a parameter must look like KEY=VALUE, got {text!r}")
     try:
         return key.strip(), json.loads(value)
     except ValueError:
@@ -73,20 +73,14 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
-    from cref_bench.dataset import CorpusError
     from cref_bench.runner import run_method
 
-    try:
-        params = dict(parse_param(p) for p in args.param)
-        result = run_method(args.method, args.corpus, split=args.split, out=args.out,
-                            workers=args.workers, scheduler=args.scheduler, limit=args.limit,
-                            save_maps=args.save_maps, params=params,
-                            progress=not args.no_progress, seed=args.seed,
-                            command_line=command_line(args))
-    except (KeyError, ImportError, AttributeError, TypeError, ValueError, CorpusError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"cref-bench run: {message}", file=sys.stderr)
-        return 2
+    params = dict(parse_param(p) for p in args.param)
+    result = run_method(args.method, args.corpus, split=args.split, out=args.out,
+                        workers=args.workers, scheduler=args.scheduler, limit=args.limit,
+                        save_maps=args.save_maps, params=params,
+                        progress=not args.no_progress, seed=args.seed,
+                        command_line=command_line(args))
     print(result.summary_text)
     print(f"results: {result.out}")
     if result.exit_status:
@@ -106,7 +100,8 @@ def command_line(args) -> list[str]:
     """
     words = ["cref-bench", "run", "--method", args.method, "--corpus", str(args.corpus),
              "--split", args.split, "--seed", str(args.seed)]
-    for flag, value in (("--out", args.out), ("--limit", args.limit), ("--scheduler", args.scheduler)):
+    for flag, value in (("--out", args.out), ("--limit", args.limit),
+                        ("--scheduler", args.scheduler)):
         if value is not None:
             words += [flag, str(value)]
     if args.workers != 1:

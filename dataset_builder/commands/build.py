@@ -9,8 +9,7 @@ mask on different grids, non-finite voxels, header at odds with the XML, box ove
 existing one (--scheduler). A build killed at any moment and run again redoes only the
 unfinished entries; entries that failed for a transient reason (network) are tried again.
 
-Exit status: 0 when every entry was written or turned down, 1 when some failed for a
-transient reason (run again to retry them), 2 on bad arguments or a failed listing.
+Entries that failed for a transient reason (exit status 1) are tried again by the next run.
 
 Examples:
     cref-bench build --out corpus.zarr --preset paper2023 --workers 8
@@ -21,9 +20,10 @@ Examples:
 from __future__ import annotations
 
 import logging
-import sys
 from datetime import date
 from pathlib import Path
+
+from cref_bench.errors import InputError
 
 HELP = "build the EMDB half-map corpus into a store (resumable, on dask)"
 
@@ -76,35 +76,34 @@ def _mirror(text: str) -> str:
         return text
     folder = Path(text)
     if not folder.is_dir():
-        raise ValueError(f"--mirror {text!r}: neither a known mirror, a URL nor a folder")
+        raise InputError(f"--mirror {text!r}: neither a known mirror, a URL nor a folder")
     return folder.resolve().as_uri()
 
 
 def main(args) -> int:
-    """Run the build; see the module docstring for the exit status."""
+    """Run the build; returns the exit status."""
     from dataset_builder.emdb.build import BuildOptions, build
     from dataset_builder.emdb.download import DEFAULT_EMDB_MIRRORS
-    from dataset_builder.emdb.listing import ListingError, select_entries
+    from dataset_builder.emdb.listing import select_entries
 
-    try:
-        for name in ("workers", "max_box", "limit"):
-            value = getattr(args, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        mirrors = tuple(_mirror(m) for m in args.mirror) if args.mirror else DEFAULT_EMDB_MIRRORS
-        preset = None if args.ids else (args.preset or "paper2023")
-        entries = select_entries(preset, id_file=args.ids, released_before=args.released_before, api=args.api)
-    except (ValueError, OSError, ListingError) as error:
-        print(f"cref-bench build: {error}", file=sys.stderr)
-        return 2
-    print(f"{len(entries)} entries listed" + (f" by preset {preset}" if preset else f" in {args.ids}"))
+    for name in ("workers", "max_box", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    mirrors = tuple(_mirror(m) for m in args.mirror) if args.mirror else DEFAULT_EMDB_MIRRORS
+    preset = None if args.ids else (args.preset or "paper2023")
+    entries = select_entries(preset, id_file=args.ids, released_before=args.released_before,
+                             api=args.api)
+    print(f"{len(entries)} entries listed"
+          + (f" by preset {preset}" if preset else f" in {args.ids}"))
     if args.limit is not None:
         entries = entries[:args.limit]
     kept = str(Path(args.keep_downloads).resolve()) if args.keep_downloads else None
     options = BuildOptions(mirrors=mirrors, download_dir=kept,
                            keep_downloads=args.keep_downloads is not None, max_box=args.max_box,
                            with_models=args.with_models)
-    report = build(entries, args.out, options=options, workers=args.workers, scheduler=args.scheduler,
-                   processes=not args.threads, progress=not args.no_progress)
+    report = build(entries, args.out, options=options, workers=args.workers,
+                   scheduler=args.scheduler, processes=not args.threads,
+                   progress=not args.no_progress)
     print(report.format())
     return 1 if report.counts().get("failed") else 0

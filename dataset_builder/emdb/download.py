@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cref_bench.errors import InputError, UnavailableError
 from dataset_builder.emdb.header import EntryHeader, read_header
 from dataset_builder.emdb.layout import header_relpath, normalize_id
 
@@ -58,13 +59,8 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.I
 _PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")
 
 
-class DownloadError(OSError):
+class DownloadError(UnavailableError):
     """A file could not be downloaded; the message names the URL(s) or file and the fault."""
-
-    def __init__(self, target: object, fault: str):
-        self.target = str(target)
-        self.fault = fault
-        super().__init__(f"{self.target}: {fault}")
 
 
 class NotFoundError(DownloadError):
@@ -359,7 +355,8 @@ def resolve_sources(sources: Sequence[str], known: Mapping[str, str]) -> list[st
         elif source.startswith(("http://", "https://", "file://")):
             resolved.append(source)
         else:
-            raise ValueError(f"unknown mirror {source!r}; give a URL or one of {', '.join(known)}")
+            raise InputError(f"unknown mirror {source!r}; give a URL or one of "
+                             f"{', '.join(known)}")
     return resolved
 
 

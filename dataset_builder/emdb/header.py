@@ -36,13 +36,20 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from cref_bench.errors import MapError
-from dataset_builder.emdb.layout import (HALF_MAP_FOLDER, MAP_FOLDER, MASK_FOLDER, check_file_name,
-                                         entry_relpath, normalize_id)
+from cref_bench.errors import InputError
+from dataset_builder.emdb.layout import (
+    HALF_MAP_FOLDER,
+    MAP_FOLDER,
+    MASK_FOLDER,
+    check_file_name,
+    entry_relpath,
+    normalize_id,
+)
 
 
-class HeaderError(MapError):
-    """An EMDB header that cannot be used: malformed XML, a missing field, or no half-maps / mask."""
+class HeaderError(InputError):
+    """An EMDB header that cannot be used: malformed XML, a missing field, or no half-maps or
+    mask."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from cref_bench.errors import InputError
+
 _ID_PATTERN = re.compile(r"^(?:EMD[-_]?)?(\d{4,})$", re.IGNORECASE)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -39,7 +41,8 @@ def normalize_id(text: str) -> str:
     """
     match = _ID_PATTERN.match(str(text).strip())
     if not match:
-        raise ValueError(f"not an EMDB accession code: {text!r} (expected 'EMD-1234' or '1234')")
+        raise InputError(f"not an EMDB accession code: {text!r} (expected 'EMD-1234' or "
+                         "'1234')")
     return f"EMD-{match.group(1)}"
 
 
@@ -62,7 +65,7 @@ def check_file_name(name: str, where: str) -> str:
         ValueError: the name is empty, contains a path separator or starts with a dot.
     """
     if not _SAFE_NAME.match(name or ""):
-        raise ValueError(f"{where}: unsafe or empty file name {name!r}")
+        raise InputError(where, f"unsafe or empty file name {name!r}")
     return name
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from cref_bench.errors import InputError, UnavailableError
 from dataset_builder.emdb.layout import normalize_id
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ _BASE_QUERY = ('current_status:"REL" AND half_map_filename:[* TO *] AND segmenta
 _LIST_SEPARATORS = re.compile(r"[\s,;]+")
 
 
-class ListingError(RuntimeError):
+class ListingError(UnavailableError):
     """The search API could not be reached or answered something that is not the expected CSV."""
 
 
@@ -277,7 +278,8 @@ def read_id_list(path: str | Path) -> list[str]:
         The accessions as ``'EMD-1234'``, in file order, without duplicates.
 
     Raises:
-        ValueError: a line holds something that is not an accession (names the file and line).
+        InputError: a line holds something that is not an accession (names the file and
+            line).
         OSError: the file cannot be read.
     """
     ids: dict[str, None] = {}
@@ -289,7 +291,7 @@ def read_id_list(path: str | Path) -> list[str]:
             try:
                 ids[normalize_id(text)] = None
             except ValueError as exc:
-                raise ValueError(f"{path}: line {number}: {exc}") from None
+                raise InputError(path, f"line {number}: {exc}") from None
     return list(ids)
 
 
@@ -308,20 +310,21 @@ def select_entries(preset: str | None = None, *, id_file: str | Path | None = No
         The selected entries (the count is logged).
 
     Raises:
-        ValueError: not exactly one of ``preset`` and ``id_file`` given, an unknown preset,
+        InputError: not exactly one of ``preset`` and ``id_file`` given, an unknown preset,
             or ``released_before`` combined with an ID list (the list is taken as given).
         ListingError: the search failed.
     """
     if (preset is None) == (id_file is None):
-        raise ValueError("give exactly one of a preset and an ID-list file")
+        raise InputError("give exactly one of a preset and an ID-list file")
     if id_file is not None:
         if released_before is not None:
-            raise ValueError("--released-before applies to presets; an ID list is taken as given")
+            raise InputError("--released-before applies to presets; an ID list is taken as "
+                             "given")
         entries = [ListedEntry(emdb_id) for emdb_id in read_id_list(id_file)]
         logger.info("%s: %d entries listed", id_file, len(entries))
         return entries
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     chosen = PRESETS[preset]
     found = search(chosen.query(released_before), api=api, rows=rows, timeout=timeout)
     entries = [e for e in found if chosen.accepts(e, released_before)]
