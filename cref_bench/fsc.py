@@ -64,7 +64,8 @@ def resolution_at(frequency: np.ndarray, values: np.ndarray, threshold: float) -
     i = int(np.argmax(below))
     if i == 0:
         return Crossing(threshold, None,
-                        f"below {threshold:g} already at the first shell ({1 / frequency[0]:.3g} Å)")
+                        f"below {threshold:g} already at the first shell "
+                        f"({1 / frequency[0]:.3g} Å)")
     v0, v1 = values[i - 1], values[i]
     t = (v0 - threshold) / (v0 - v1) if np.isfinite(v1) else 0.0
     f = frequency[i - 1] + t * (frequency[i] - frequency[i - 1])

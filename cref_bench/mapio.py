@@ -230,8 +230,9 @@ def write_map(path: str | os.PathLike, volume: Volume, *, compress: bool | None 
 
     The file is written under a temporary name in the target's folder, flushed to disk, and
     moved into place (:func:`cref_bench.atomic.atomic_path`), so the target path never holds
-    a partial file (an existing file there is left untouched if writing fails). The header gets the cell and
-    sampling (``mx, my, mz = nx, ny, nz``), ``mapc/mapr/maps = 1, 2, 3``, the origin encoded
+    a partial file (an existing file there is left untouched if writing fails). The header
+    gets the cell and sampling (``mx, my, mz = nx, ny, nz``), ``mapc/mapr/maps = 1, 2, 3``,
+    the origin encoded
     as the module docstring describes, the statistics ``dmin/dmax/dmean/rms`` and a label.
 
     Args:

@@ -134,7 +134,7 @@ def _resolve(spec: str):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            if not (module_name == exc.name or module_name.startswith(f"{exc.name}.")):
                 raise  # the module exists, but something it imports does not
             raise MethodError(spec, f"no module {module_name!r}") from exc
         try:

@@ -43,7 +43,17 @@ class MetricFacts:
     description: str
 
 
-def _facts(*rows: tuple) -> dict[str, MetricFacts]:
+def _crossings(prefix: str, curve: str, *, suffix: str = "", shown: str = "",
+               summary: str = "") -> list[tuple]:
+    """The rows of the resolutions where ``curve`` crosses 0.143 and 0.5 (``<prefix>_0143``
+    and ``<prefix>_05``, then ``suffix``); ``shown`` and ``summary`` name the thresholds
+    (``"0143"``, ``"05"``) a leaderboard shows by default and the summary includes."""
+    return [(f"{prefix}_{tag}{suffix}", "Å", "min", tag == shown, tag == summary,
+             f"resolution where {curve} crosses {threshold}")
+            for tag, threshold in (("0143", "0.143"), ("05", "0.5"))]
+
+
+def _table(*rows: tuple) -> dict[str, MetricFacts]:
     table = {}
     for row in rows:
         facts = MetricFacts(*row)
@@ -53,7 +63,7 @@ def _facts(*rows: tuple) -> dict[str, MetricFacts]:
     return table
 
 
-METRICS: dict[str, MetricFacts] = _facts(
+METRICS: dict[str, MetricFacts] = _table(
     # name, unit, better, shown, summary, description
     ("cref_rmse", "", "min", True, True,
      "RMSE between FSC_FD² and C_ref² over the shells (the benchmark score)"),
@@ -61,27 +71,16 @@ METRICS: dict[str, MetricFacts] = _facts(
      "mean |C_ref - FSC_FD| over the shells (the training loss)"),
     ("fsc05_change", "Å", "min", True, True,
      "FSC-0.5 resolution of FSC(D2, M1) minus that of FSC(M1, M2)"),
-    ("res_half_0143", "Å", "min", False, True, "resolution where FSC(M1, M2) crosses 0.143"),
-    ("res_half_05", "Å", "min", False, False, "resolution where FSC(M1, M2) crosses 0.5"),
+    *_crossings("res_half", "FSC(M1, M2)", summary="0143"),
     ("res_d2m1_05", "Å", "min", False, False, "resolution where FSC(D2, M1) crosses 0.5"),
     ("truth_corr", "", "max", True, True,
      "correlation of D with the truth T (weighted by the mask in the masked row)"),
     ("truth_rmse", "map units", "min", True, False,
      "RMSE between D and the truth T (weighted by the mask in the masked row)"),
-    ("truth_res_0143", "Å", "min", False, False, "resolution where FSC(D, T) crosses 0.143"),
-    ("truth_res_05", "Å", "min", False, False, "resolution where FSC(D, T) crosses 0.5"),
-    ("reference_res_0143", "Å", "min", False, False,
-     "resolution where FSC(D, reference map) crosses 0.143"),
-    ("reference_res_05", "Å", "min", False, False,
-     "resolution where FSC(D, reference map) crosses 0.5"),
-    ("d_fsc_model_0143", "Å", "min", True, False,
-     "resolution where FSC(D, model map) crosses 0.143 (as phenix.mtriage)"),
-    ("d_fsc_model_05", "Å", "min", False, False,
-     "resolution where FSC(D, model map) crosses 0.5 (as phenix.mtriage)"),
-    ("d_fsc_model_0143_input", "Å", "min", False, False,
-     "resolution where FSC(M, model map) crosses 0.143 (the input, for comparison)"),
-    ("d_fsc_model_05_input", "Å", "min", False, False,
-     "resolution where FSC(M, model map) crosses 0.5 (the input, for comparison)"),
+    *_crossings("truth_res", "FSC(D, T)"),
+    *_crossings("reference_res", "FSC(D, reference map)"),
+    *_crossings("d_fsc_model", "FSC(D, model map)", shown="0143"),
+    *_crossings("d_fsc_model", "FSC(M, model map)", suffix="_input"),
 )
 """Every scalar metric, by name."""
 

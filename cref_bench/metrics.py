@@ -68,7 +68,8 @@ NO_POWER = 1e-12
 
 
 def fsc_fd_curve(spectra: Spectra, denoised: str = "D", average: str = "M") -> FSCCurve:
-    """``FSC_FD = FSC(D, M)``, with shells where ``D`` holds no power (see :data:`NO_POWER`) set to 0.
+    """``FSC_FD = FSC(D, M)``, with shells where ``D`` holds no power (see :data:`NO_POWER`)
+    set to 0.
 
     Args:
         spectra: spectra holding the denoised map and the average of the half-maps.
@@ -121,7 +122,8 @@ def variance_analysis(spectra: Spectra, m1: str = "M1", m2: str = "M2",
             "var_leftover_noise": var_nd, "snr": snr, "sbr": sbr}
 
 
-def weighted_agreement(a: np.ndarray, b: np.ndarray, weight: np.ndarray | None) -> tuple[float, float]:
+def weighted_agreement(a: np.ndarray, b: np.ndarray,
+                       weight: np.ndarray | None) -> tuple[float, float]:
     """Pearson correlation and RMSE between two arrays, optionally weighted per voxel.
 
     Args:
@@ -209,7 +211,8 @@ TRUTH_METRICS = tuple(f"truth_res_{_tag(t)}" for t in THRESHOLDS) + ("truth_corr
 REFERENCE_METRICS = tuple(f"reference_res_{_tag(t)}" for t in THRESHOLDS)
 
 
-def _model_part(rec: _Recorder, spectra: Spectra, model_volume: Volume | None, why_not: str) -> None:
+def _model_part(rec: _Recorder, spectra: Spectra, model_volume: Volume | None,
+                why_not: str) -> None:
     if model_volume is None:
         rec.missing(MODEL_METRICS, why_not)
         return
@@ -317,7 +320,8 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
             continue
         rec = _Recorder(masking, Spectra(half1).shells.frequency)
         if masked and mask is None:
-            rec.missing(CORE_METRICS + HALF_METRICS + TRUTH_METRICS + REFERENCE_METRICS, "no mask given")
+            rec.missing(CORE_METRICS + HALF_METRICS + TRUTH_METRICS + REFERENCE_METRICS,
+                        "no mask given")
         else:
             spectra = Spectra(half1, mask if masked else None)
             for name, volume in maps.items():

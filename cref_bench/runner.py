@@ -2,8 +2,9 @@
 
 :func:`run_method` denoises every entry of a split with one method, scores it with the
 whole metric set of :func:`cref_bench.metrics.evaluate` (unmasked and masked; the truth
-metrics where the entry has a truth map; the model-map FSC where it has a fitted model) and
-writes a results folder (layout: :mod:`cref_bench.results`).
+metrics where the entry has a truth map, the reference metrics where it has a reference map;
+the model-map FSC where it has a fitted model) and writes a results folder (layout:
+:mod:`cref_bench.results`).
 
 * **Methods.** A :class:`~cref_bench.methods.SingleMapMethod` yields denoised halves, so the
   half-map metrics (FSC-0.5 change, variance analysis) are computed; a pair method gives the
@@ -139,7 +140,7 @@ def _score(method: Method, entry, maps_dir: str | None) -> dict:
         write_map(Path(maps_dir) / f"{entry.id}_denoised.mrc", denoised.full)
     report = evaluate(half1, half2, denoised.full, denoised_half1=denoised.half1,
                       denoised_half2=denoised.half2, mask=mask, model=_first_model(entry),
-                      truth=entry.truth, halves_note=denoised.note)
+                      truth=entry.truth, reference=entry.reference, halves_note=denoised.note)
     return {"status": "ok", "scalars": report.scalars, "notes": report.notes,
             "curves": results.curves_to_columns(report.curves)}
 

@@ -80,8 +80,8 @@ class Volume:
         Origins may differ by less than half a voxel (rounding in headers); more is a mismatch.
         """
         if other.shape != self.shape:
-            raise GeometryMismatch(other.source,
-                                   f"shape {other.shape} differs from {self.shape} of {self.source}")
+            raise GeometryMismatch(other.source, f"shape {other.shape} differs from "
+                                   f"{self.shape} of {self.source}")
         if not np.allclose(other.voxel_size, self.voxel_size, rtol=rtol, atol=0):
             raise GeometryMismatch(other.source, f"voxel size {other.voxel_size} Å differs from "
                                    f"{self.voxel_size} Å of {self.source}")

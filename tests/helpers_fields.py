@@ -17,7 +17,8 @@ def field(rng: np.random.Generator, shape, voxel_size, power) -> np.ndarray:
     """A real Gaussian field whose expected power at frequency |k| is ``power(|k|)`` (times
     the power of unit white noise)."""
     white = np.fft.rfftn(rng.standard_normal(shape))
-    return np.fft.irfftn(white * np.sqrt(power(radial_frequency(shape, voxel_size))), s=shape, axes=(0, 1, 2))
+    return np.fft.irfftn(white * np.sqrt(power(radial_frequency(shape, voxel_size))), s=shape,
+                         axes=(0, 1, 2))
 
 
 def expected_ratio(shells, numerator, denominator, voxel_size) -> np.ndarray:
@@ -27,6 +28,8 @@ def expected_ratio(shells, numerator, denominator, voxel_size) -> np.ndarray:
     k = radial_frequency(shells.shape, voxel_size)
     w = np.broadcast_to(friedel_weights(shells.shape[2]), k.shape)
     inside = shells.index >= 0
-    num = np.bincount(shells.index[inside], weights=(w * numerator(k))[inside], minlength=shells.n)
-    den = np.bincount(shells.index[inside], weights=(w * denominator(k))[inside], minlength=shells.n)
+    num = np.bincount(shells.index[inside], weights=(w * numerator(k))[inside],
+                      minlength=shells.n)
+    den = np.bincount(shells.index[inside], weights=(w * denominator(k))[inside],
+                      minlength=shells.n)
     return num / den

@@ -32,7 +32,8 @@ from tests.helpers_fields import field
 METRICS = ["cref_rmse", "cref_l1", "fsc05_change", "truth_corr", "truth_rmse"]
 
 
-def write_folder(folder, method, scalars: pd.DataFrame, content_hash="abc123", curves=None, version="1"):
+def write_folder(folder, method, scalars: pd.DataFrame, content_hash="abc123", curves=None,
+                 version="1"):
     """A results folder in the runner's schema from a scalars table (entry, masking, metrics)."""
     folder.mkdir(parents=True)
     scalars = scalars.copy()
@@ -47,7 +48,8 @@ def write_folder(folder, method, scalars: pd.DataFrame, content_hash="abc123", c
     curves.to_csv(folder / "curves.csv", index=False)
     pd.DataFrame(columns=list(FAILURE_COLUMNS)).to_csv(folder / "failures.csv", index=False)
     (folder / "provenance.json").write_text(json.dumps(
-        {"dataset": {"content_hash": content_hash}, "method": {"name": method, "version": version}}))
+        {"dataset": {"content_hash": content_hash},
+         "method": {"name": method, "version": version}}))
     return folder
 
 
@@ -60,8 +62,10 @@ def _scalars(rng, method, entries):
     for entry in entries:
         for masking in ("unmasked", "masked"):
             rmse, corr = LEVELS[method]
-            rows.append({"entry": entry, "masking": masking, "cref_rmse": rmse + 0.05 * rng.random(),
-                         "cref_l1": 2 * rmse + 0.05 * rng.random(), "fsc05_change": -rmse * rng.random(),
+            rows.append({"entry": entry, "masking": masking,
+                         "cref_rmse": rmse + 0.05 * rng.random(),
+                         "cref_l1": 2 * rmse + 0.05 * rng.random(),
+                         "fsc05_change": -rmse * rng.random(),
                          "truth_corr": corr + 0.02 * rng.random(), "truth_rmse": np.nan})
     frame = pd.DataFrame(rows)
     frame.loc[0, "fsc05_change"] = np.nan  # one entry without a value (unmasked e00)
@@ -101,7 +105,8 @@ def test_ranking_paired_statistics_and_directions(frame):
     assert table["n"].tolist() == [4, 4, 4]
     assert table.attrs["missing_metrics"] == ["truth_rmse"]  # no value anywhere: left out
     assert "truth_rmse_mean" not in table
-    assert table.set_index("method")["reference"].to_dict() == {"mine": False, "wiener": False, "noisy": True}
+    assert table.set_index("method")["reference"].to_dict() == {"mine": False, "wiener": False,
+                                                                "noisy": True}
     paired = frame[(frame["masking"] == "masked") & (frame["entry"] != "e04")]
     for method in LEVELS:
         row = table.set_index("method").loc[method]
@@ -140,7 +145,8 @@ def test_bad_requests_are_refused(frame):
 
 def test_mixed_corpora_are_refused_unless_allowed(folders, tmp_path):
     rng = np.random.default_rng(4)
-    other = write_folder(tmp_path / "other", "other", _scalars(rng, "wiener", ["e00"]), content_hash="zzz999")
+    other = write_folder(tmp_path / "other", "other", _scalars(rng, "wiener", ["e00"]),
+                         content_hash="zzz999")
     with pytest.raises(ResultsError, match="different corpus content") as info:
         load_results([folders["noisy"], other])
     assert "abc123" in str(info.value) and "zzz999" in str(info.value)
@@ -155,7 +161,8 @@ def test_malformed_folders_are_named(folders, tmp_path):
         load_results([tmp_path])
     with pytest.raises(ResultsError, match="more than one result"):
         load_results([folders["noisy"], folders["noisy"]])
-    broken = write_folder(tmp_path / "broken", "x", pd.DataFrame({"entry": ["e00"], "masking": ["masked"]}))
+    broken = write_folder(tmp_path / "broken", "x",
+                          pd.DataFrame({"entry": ["e00"], "masking": ["masked"]}))
     pd.DataFrame({"method": ["x"], "entry": ["e00"]}).to_csv(broken / "scalars.csv", index=False)
     with pytest.raises(ResultsError, match=r"scalars.csv: missing column"):
         load_results([broken])
@@ -195,7 +202,8 @@ def test_latex_is_booktabs_and_escaped(frame):
     assert "_" not in "".join(body).replace(r"\_", "")
     mine = body[1].split(" & ")
     assert mine[1] == "mine" and mine[3].startswith(r"\textbf{") and r"$\pm$" in mine[3]
-    assert text.count(r"\textbf{") == len(table.attrs["metrics"])  # one best per column, no ties here
+    # one best per column, no ties here
+    assert text.count(r"\textbf{") == len(table.attrs["metrics"])
 
 
 def test_html_and_csv(frame):
@@ -211,7 +219,8 @@ def test_html_and_csv(frame):
 
 def test_mean_curve_on_different_grids():
     """Two entries of different shell counts: mean of FSC² on the frequency/Nyquist grid."""
-    a = pd.DataFrame({"entry": "a", "frequency": np.arange(1, 11) / 20.0, "value": np.full(10, 0.5)})
+    a = pd.DataFrame({"entry": "a", "frequency": np.arange(1, 11) / 20.0,
+                      "value": np.full(10, 0.5)})
     b = pd.DataFrame({"entry": "b", "frequency": np.arange(1, 21) / 10.0,
                       "value": np.sqrt(np.linspace(0.05, 1.0, 20))})
     grid = np.array([0.05, 0.5, 0.75, 1.0])
@@ -282,8 +291,9 @@ def test_cli_end_to_end(evaluated, tmp_path, capsys):
 
 
 def test_cli_reports_refusals(evaluated, tmp_path, capsys):
-    other = write_folder(tmp_path / "other", "other", pd.read_csv(evaluated[0] / "scalars.csv").drop(
-        columns=["method", "method_version", "split"]), content_hash="different")
+    scalars = pd.read_csv(evaluated[0] / "scalars.csv").drop(
+        columns=["method", "method_version", "split"])
+    other = write_folder(tmp_path / "other", "other", scalars, content_hash="different")
     assert main(["leaderboard", str(evaluated[0]), str(other)]) == 2
     assert "different corpus content" in capsys.readouterr().err
     assert main(["leaderboard", str(evaluated[0]), str(other), "--allow-mixed-corpora",
@@ -298,17 +308,19 @@ def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
 
     rng = np.random.default_rng(12)
     shape, voxel = (32, 32, 32), (1.5, 1.5, 1.5)
-    store = create_store(tmp_path / "corpus.zarr", source="leaderboard test phantoms", patch_size=16)
+    store = create_store(tmp_path / "corpus.zarr", source="leaderboard test phantoms",
+                         patch_size=16)
     grid = np.indices(shape) - 15.5
     sphere = np.clip((12 - np.sqrt((grid ** 2).sum(axis=0))) / 3, 0, 1).astype(np.float32)
     for i in range(3):
         truth = field(rng, shape, voxel, lambda k: 30 * np.exp(-(k / 0.08) ** 2)) * sphere
         halves = [Volume(truth + field(rng, shape, voxel, np.ones_like), voxel) for _ in range(2)]
-        write_entry(store, f"PH-{i:04d}", half1=halves[0], half2=halves[1], mask=halves[0].like(sphere),
-                    truth=halves[0].like(truth))
+        write_entry(store, f"PH-{i:04d}", half1=halves[0], half2=halves[1],
+                    mask=halves[0].like(sphere), truth=halves[0].like(truth))
     finalize(store)
     folders = [str(run_method(name, tmp_path / "corpus.zarr", split="all", out=tmp_path / name,
-                              progress=False).out) for name in ("noisy", "lowpass", "fsc-weight", "wiener")]
+                              progress=False).out)
+               for name in ("noisy", "lowpass", "fsc-weight", "wiener")]
     table = leaderboard_table(load_results(folders), primary="truth_corr")
     assert table.attrs["n_entries"] == 3 and table["method"].iloc[-1] == "noisy"
     assert main(["leaderboard", *folders]) == 0

@@ -181,7 +181,8 @@ def test_read_model_errors_name_the_file(tmp_path):
 
 
 def test_read_model_round_trip_keeps_b_factors(tmp_path):
-    structure = make_structure([("C", (1.0, 2.0, 3.0), 42.5, 0.75), ("O", (4.0, 5.0, 6.0), 17.0, 1.0)])
+    structure = make_structure([("C", (1.0, 2.0, 3.0), 42.5, 0.75),
+                                ("O", (4.0, 5.0, 6.0), 17.0, 1.0)])
     structure.setup_entities()
     path = tmp_path / "two.pdb"
     structure.write_pdb(str(path))
@@ -234,7 +235,7 @@ def random_atoms(n: int, low: float, high: float, seed: int = 3) -> gemmi.Struct
 
 
 @pytest.mark.parametrize("source", ["random atoms", "3j5p"])
-def test_model_map_against_itselflowpassed_at_4A_crosses_near_4A(source):
+def test_model_map_against_itself_lowpassed_at_4A_crosses_near_4A(source):
     from cref_bench.fsc import fsc
 
     # The whole model lies inside the box, so that no density is cut at the box edge.
@@ -256,5 +257,6 @@ def test_model_map_against_itselflowpassed_at_4A_crosses_near_4A(source):
     crossing = fsc(sharp, lowpass(sharp, 4.0)).resolution_at(0.143).resolution
     assert crossing is not None and low <= crossing <= high
     # d_min=4 in model_map itself band-limits the map the same way.
-    crossing_dmin = fsc(sharp, model_map(structure, like, d_min=4.0)).resolution_at(0.143).resolution
+    band_limited = model_map(structure, like, d_min=4.0)
+    crossing_dmin = fsc(sharp, band_limited).resolution_at(0.143).resolution
     assert crossing_dmin is not None and low <= crossing_dmin <= high

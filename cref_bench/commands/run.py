@@ -1,15 +1,13 @@
 """Evaluate a denoising method on every entry of a corpus split.
 
 Each entry's half-maps are denoised by the method and scored with the whole metric set
-(unmasked and masked; truth metrics where the entry has a truth map). The results folder
-(default results/<method>) gets scalars.csv, notes.csv, curves.csv, failures.csv,
-provenance.json and, per entry, entries/<entry>.json; with --save-maps also
-maps/<entry>_denoised.mrc. A rerun skips the entries already finished for the same method
+(unmasked and masked; truth and reference metrics where the entry has those maps). The
+results folder (default results/<method>) gets scalars.csv, notes.csv, curves.csv,
+failures.csv, provenance.json and, per entry, entries/<entry>.json; with --save-maps also
+maps/<entry>_denoised.mrc. An entry that fails is listed in failures.csv and the others are
+scored (exit status 1). A rerun skips the entries already finished for the same method
 version, parameters and corpus content; failed entries are retried. A summary table
 (mean ± std, median, n per metric) is printed at the end.
-
-Exit status 1 means that some entries failed: they are listed in failures.csv, the others
-are scored.
 
 Examples:
     cref-bench run --method lowpass --corpus corpus.zarr

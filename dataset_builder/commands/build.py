@@ -42,29 +42,40 @@ def add_args(parser) -> None:
     from dataset_builder.emdb.download import DEFAULT_EMDB_MIRRORS, EMDB_MIRRORS
     from dataset_builder.emdb.listing import DEFAULT_API, PRESETS
 
-    parser.add_argument("--out", required=True, help="the store: a local path or fsspec URL (created or completed)")
+    parser.add_argument("--out", required=True,
+                        help="the store: a local path or fsspec URL (created or completed)")
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--preset", choices=sorted(PRESETS),
                         help="entries to list from the search API (default: paper2023); "
                              + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
-    chosen.add_argument("--ids", metavar="FILE", help="a file of EMDB accessions, one per line ('#' comments)")
+    chosen.add_argument("--ids", metavar="FILE",
+                        help="a file of EMDB accessions, one per line ('#' comments)")
     parser.add_argument("--released-before", metavar="DATE", type=_date,
                         help="with a preset: only entries released before this ISO date")
-    parser.add_argument("--api", default=DEFAULT_API, metavar="URL", help=f"the EMDB API base (default {DEFAULT_API})")
+    parser.add_argument("--api", default=DEFAULT_API, metavar="URL",
+                        help=f"the EMDB API base (default {DEFAULT_API})")
     parser.add_argument("--mirror", action="append", metavar="URL",
                         help="an archive mirror, tried in the order given (repeatable): "
-                             f"{', '.join(EMDB_MIRRORS)}, a base URL of pub/.../emdb/structures, or a local "
-                             f"folder laid out like it (default: {', '.join(DEFAULT_EMDB_MIRRORS)})")
-    parser.add_argument("--workers", type=int, default=2, metavar="N", help="local dask workers (default 2)")
+                             f"{', '.join(EMDB_MIRRORS)}, a base URL of "
+                             "pub/.../emdb/structures, or a local folder laid out like it "
+                             f"(default: {', '.join(DEFAULT_EMDB_MIRRORS)})")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="local dask workers (default 2)")
     parser.add_argument("--threads", action="store_true",
-                        help="run the local workers as threads of this process instead of processes")
-    parser.add_argument("--scheduler", metavar="ADDRESS", help="use an existing dask cluster (tcp://host:8786)")
-    parser.add_argument("--max-box", type=int, metavar="N", help="turn down entries with a box edge over N voxels")
+                        help="run the local workers as threads of this process instead of "
+                             "processes")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="use an existing dask cluster (tcp://host:8786)")
+    parser.add_argument("--max-box", type=int, metavar="N",
+                        help="turn down entries with a box edge over N voxels")
     parser.add_argument("--keep-downloads", metavar="DIR",
-                        help="download into DIR and keep the files (reused by later runs); by default "
-                             "downloads go to a temporary folder and are deleted entry by entry")
-    parser.add_argument("--with-models", action="store_true", help="also store the fitted models (mmCIF)")
-    parser.add_argument("--limit", type=int, metavar="K", help="build only the first K entries listed")
+                        help="download into DIR and keep the files (reused by later runs); by "
+                             "default downloads go to a temporary folder and are deleted entry "
+                             "by entry")
+    parser.add_argument("--with-models", action="store_true",
+                        help="also store the fitted models (mmCIF)")
+    parser.add_argument("--limit", type=int, metavar="K",
+                        help="build only the first K entries listed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -47,7 +47,8 @@ def normalize_id(text: str) -> str:
 
 
 def id_number(emdb_id: str) -> str:
-    """The digits of an accession (``'EMD-1234'`` gives ``'1234'``); accepts any form :func:`normalize_id` does."""
+    """The digits of an accession (``'EMD-1234'`` gives ``'1234'``); accepts any form
+    :func:`normalize_id` does."""
     return normalize_id(emdb_id)[4:]
 
 
@@ -76,7 +77,8 @@ def header_relpath(emdb_id: str) -> str:
 
 
 def entry_relpath(emdb_id: str, folder: str, name: str) -> str:
-    """The archive path of file ``name`` in ``folder`` of an entry, e.g. ``'EMD-1234/other/x.map.gz'``.
+    """The archive path of file ``name`` in ``folder`` of an entry, e.g.
+    ``'EMD-1234/other/x.map.gz'``.
 
     Raises:
         ValueError: ``name`` is not a plain file name (see :func:`check_file_name`).
