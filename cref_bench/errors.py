@@ -43,6 +43,11 @@ class CrefBenchError(Exception):
             self.source, self.fault = str(source), fault
             super().__init__(f"{self.source}: {fault}")
 
+    def __reduce__(self):
+        # rebuilt whole when pickled to or from a worker process
+        parts = (self.fault,) if self.source is None else (self.source, self.fault)
+        return type(self), parts
+
 
 class InputError(CrefBenchError, ValueError):
     """Bad input: a file, store, folder, method or argument that cannot be used as given."""

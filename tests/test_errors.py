@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pickle
 import pkgutil
 
 import baselines
@@ -57,6 +58,10 @@ def test_messages_name_the_place_and_the_fault():
     assert str(plain) == plain.fault == "give at least one method" and plain.source is None
     assert str(NotFoundError("https://x/y.map", "HTTP 404 Not Found")) == \
         "https://x/y.map: HTTP 404 Not Found"
+    for error in (located, plain, CheckpointError("w.pt", "truncated")):  # as dask ships them
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert (copy.source, copy.fault) == (error.source, error.fault)
 
 
 def _modules(package):

@@ -5,6 +5,7 @@ the noisy input on every metric that tells them apart."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cref_bench import Volume, results
@@ -63,7 +64,9 @@ def test_the_facts_are_well_formed():
             assert facts.better == "min"
     assert DEFAULT_METRICS == tuple(n for n, f in METRICS.items() if f.shown)
     assert SUMMARY_METRICS == tuple(n for n, f in METRICS.items() if f.summary)
-    assert results.summarise.__defaults__ == (SUMMARY_METRICS,)
+    every = pd.DataFrame([{"masking": "masked", **dict.fromkeys(METRICS, value)}
+                          for value in (1.0, 2.0)])
+    assert tuple(results.summarise(every, failed=0)["metric"]) == SUMMARY_METRICS
     assert set(ARROWS) == {"min", "max"}
     assert metric_facts("truth_corr").better == "max"
     with pytest.raises(InputError, match="no metric named 'sharpness'; known metrics: cref_rmse"):
