@@ -104,8 +104,9 @@ def filter_halves(half1: Volume, half2: Volume, full_weights: np.ndarray,
     for spectrum in (spectrum1, spectrum2):
         spectrum *= voxel_weights
         outputs.append(scipy.fft.irfftn(spectrum, s=shape, axes=_AXES, workers=-1))
+    sources = (f"average of {half1.source}", half1.source, half2.source)
     d, d1, d2 = (half1.like(out.astype(np.float32, copy=False), source=f"{name}({src})")
-                 for out, src in zip(outputs, (f"average of {half1.source}", half1.source, half2.source)))
+                 for out, src in zip(outputs, sources))
     return Denoised(full=d, half1=d1, half2=d2)
 
 

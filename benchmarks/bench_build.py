@@ -52,8 +52,8 @@ def _entry_maps(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def mirror(tmp_path_factory):
     """The stand-in serving ``ENTRIES`` entries of ``BOX``³, and their local files."""
     root = tmp_path_factory.mktemp("archive")
-    entries = [make_entry_files(root, f"EMD-{9000 + i}", *_entry_maps(i), voxel=1.1, write_map=False)
-               for i in range(ENTRIES)]
+    entries = [make_entry_files(root, f"EMD-{9000 + i}", *_entry_maps(i), voxel=1.1,
+                                write_map=False) for i in range(ENTRIES)]
     with EmdbStandIn(root) as server:
         yield server, entries
 
@@ -86,11 +86,12 @@ def test_entry_processing_vs_reading_its_files(benchmark, mirror, tmp_path, kind
     timed = outcomes[1:]                                   # the warm-up round left out
     ours = statistics.median(o.phases["fetch"] + o.phases["read"] for o in timed)
     write = statistics.median(o.phases["write"] for o in timed)
-    total = report_ratio(benchmark, f"process_entry {BOX}³ ({kind} mirror)", "read_map_x3", baseline)
+    total = report_ratio(benchmark, f"process_entry {BOX}³ ({kind} mirror)", "read_map_x3",
+                         baseline)
     print(f"entry of {mb:.0f} MB of maps: reading alone {mb / baseline:.0f} MB/s; processed "
           f"{mb / benchmark.stats.stats.median:.0f} MB/s; fetch + read + validate {ours:.3f} s "
-          f"(ratio {ours / baseline:.2f}); checksums + store write {write:.3f} s (ratio {write / baseline:.2f}); "
-          f"total ratio {total:.2f}")
+          f"(ratio {ours / baseline:.2f}); checksums + store write {write:.3f} s "
+          f"(ratio {write / baseline:.2f}); total ratio {total:.2f}")
     benchmark.extra_info.update(fetch_read_ratio=ours / baseline, write_ratio=write / baseline)
     # The part this builder controls: fetching, reading and validating at most 2x reading.
     # (The store write, dataset_builder.store.write_entry with its Blosc-zstd-5 codec, is
@@ -102,7 +103,8 @@ def _timed_build(server, entries, tmp_path, workers: int) -> float:
     """Seconds to build all entries on a warm local cluster of ``workers`` processes."""
     from dask.distributed import LocalCluster
 
-    options = BuildOptions(mirrors=(server.mirror_url,), download_dir=str(tmp_path / f"dl{workers}"))
+    options = BuildOptions(mirrors=(server.mirror_url,),
+                           download_dir=str(tmp_path / f"dl{workers}"))
     ids = [e.emdb_id for e in entries]
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
@@ -123,6 +125,7 @@ def test_build_scaling_one_to_two_workers(mirror, tmp_path):
     one = _timed_build(server, entries, tmp_path, 1)
     two = _timed_build(server, entries, tmp_path, 2)
     print(f"\nbuild of {len(entries)} entries ({mb:.0f} MB of maps): 1 worker {one:.2f} s "
-          f"({mb / one:.0f} MB/s per worker); 2 workers {two:.2f} s ({mb / two / 2:.0f} MB/s per worker); "
-          f"speed-up {one / two:.2f}")
-    assert two < one * 1.5      # a second worker must not make it much slower, even on a busy machine
+          f"({mb / one:.0f} MB/s per worker); 2 workers {two:.2f} s "
+          f"({mb / two / 2:.0f} MB/s per worker); speed-up {one / two:.2f}")
+    # a second worker must not make it much slower, even on a busy machine
+    assert two < one * 1.5

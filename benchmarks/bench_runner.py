@@ -3,8 +3,8 @@
 An identity method is run over a 12-entry corpus (64-96³ phantoms with truth) in process;
 the baseline is the sum, over the same entries, of :func:`cref_bench.metrics.evaluate`
 called alone on the same maps (already in memory), measured before each timed run (so
-both see the same load on a shared machine) and taken as the median. The difference is what the runner
-adds: reading the maps from the store, the per-entry records, the tables and the
+both see the same load on a shared machine) and taken as the median. The difference is what
+the runner adds: reading the maps from the store, the per-entry records, the tables and the
 provenance. Target: at most 1.3x. Also prints entries per minute.
 
 Run: ``python -m pytest benchmarks/bench_runner.py --benchmark-enable -s``.

@@ -33,7 +33,8 @@ def _shell_pair_sums(spectra, index, pairs, n_shells, nx_even):
     return partial.sum(axis=0)
 
 
-def shell_pair_sums(spectra: np.ndarray, index: np.ndarray, pairs, n_shells: int, nx: int) -> np.ndarray:
+def shell_pair_sums(spectra: np.ndarray, index: np.ndarray, pairs, n_shells: int,
+                    nx: int) -> np.ndarray:
     """Per-shell sums of ``Re(F_i · conj(F_j))`` over the full transform, for each pair.
 
     Args:

@@ -2,7 +2,7 @@
 
 A reader (or a process killed mid-write) never sees a partial file: the target holds either
 its old content or the whole new one. Used for result tables, provenance, leaderboards,
-figures and checkpoints.
+figures, maps and checkpoints.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, make_parents: bool = False,
+                fsync: bool = False) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; moved onto ``path`` when the block succeeds.
 
     Args:
         path: the target file.
         make_parents: create the target's folder if it is missing.
+        fsync: flush the temporary file to disk before the move (for large files that
+            must survive a power cut, such as maps).
 
     Yields:
         The temporary path (an empty file exists there; write over it).
@@ -36,6 +39,9 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Itera
     os.close(handle)
     try:
         yield Path(temp)
+        if fsync:
+            with open(temp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

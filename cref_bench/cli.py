@@ -8,6 +8,17 @@ and a module docstring (the command's description). Commands come from two place
   packages (``dataset_builder``, ``baselines``, ``leaderboard``) and third parties add
   commands without ``cref_bench`` importing them. A command whose module fails to import is
   left out with a warning, so one broken plug-in does not disable the rest.
+
+Only the chosen command's arguments are added to the parser, so a command never pays for
+another's imports (``train`` imports torch; ``metrics`` does not).
+
+Errors are caught here, once: a command's ``main`` lets them rise. An error of the
+project's family (:class:`cref_bench.errors.CrefBenchError`) or of the operating system
+(:class:`OSError`: a file missing or unwritable, a full disk) ends the command with one line,
+``cref-bench: error: <message>``, on standard error (``--verbose`` adds the traceback) and
+the exit status of the table below (:attr:`~cref_bench.errors.CrefBenchError.exit_status`);
+argparse refuses malformed arguments with status 2 itself. Any other exception is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -22,52 +33,105 @@ from importlib.metadata import entry_points
 
 import cref_bench
 from cref_bench import commands
-
+from cref_bench.errors import CrefBenchError
 
 COMMAND_GROUP = "cref_bench.commands"
 """Entry-point group of commands contributed by other packages."""
 
+EXIT_STATUSES = """\
+exit status:
+  0    success
+  1    some of the work failed and was recorded as such; the rest was done
+  2    bad input or an unusable environment (one line on standard error says why)
+  130  interrupted (Ctrl-C)
+"""
+"""The exit-status table of every command: this module's docstring and each ``--help``."""
 
-def _command_modules():
+__doc__ += "\n" + EXIT_STATUSES  # the documented table is the one the commands print
+
+logger = logging.getLogger(__name__)
+
+
+def command_modules() -> dict:
+    """Every command, by name: its module (see the module docstring for where they come from).
+
+    Returns:
+        ``{name: module}``, the commands of :mod:`cref_bench.commands` first, each group in
+        name order.
+    """
+    found = {}
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
         if not info.name.startswith("_"):
-            yield info.name.replace("_", "-"), importlib.import_module(f"{commands.__name__}.{info.name}")
+            module = importlib.import_module(f"{commands.__name__}.{info.name}")
+            found[info.name.replace("_", "-")] = module
     for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
         try:
-            module = ep.load()
+            found[ep.name] = ep.load()
         except Exception as exc:  # a broken plug-in must not take the whole CLI down
             warnings.warn(f"command {ep.name!r} ({ep.value}) is unavailable: {exc}", stacklevel=2)
-            continue
-        yield ep.name, module
+    return found
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every sub-command registered.
+
+    Args:
+        command: add the arguments of this command only (the others are listed without
+            theirs); ``None`` adds every command's arguments.
+
+    Returns:
+        The parser.
+    """
     parser = argparse.ArgumentParser(
-        prog="cref-bench",
-        description="Benchmark denoisers of cryo-EM maps with the C_ref family of metrics.")
-    parser.add_argument("--version", action="version", version=f"cref-bench {cref_bench.__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+        prog="cref-bench", epilog=EXIT_STATUSES,
+        description="Benchmark denoisers of cryo-EM maps with the C_ref family of metrics.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version",
+                        version=f"cref-bench {cref_bench.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug messages (and the traceback of an error)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in _command_modules():
+    for name, module in command_modules().items():
         doc = (module.__doc__ or "").strip()
-        cmd = sub.add_parser(name, help=module.HELP, description=doc,
+        cmd = sub.add_parser(name, help=module.HELP, description=doc, epilog=EXIT_STATUSES,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_args(cmd)
+        if command is None or name == command:
+            module.add_args(cmd)
         cmd.set_defaults(_main=module.main)
     return parser
 
 
+def _chosen_command(argv: list[str]) -> str | None:
+    """The command named in ``argv``: its first word that is not an option."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``cref-bench`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    parser = build_parser()
+    """Run ``cref-bench`` with ``argv`` (default: ``sys.argv[1:]``).
+
+    Args:
+        argv: the command line after the program name.
+
+    Returns:
+        The exit status (see the module docstring).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_chosen_command(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "_main", None):
         parser.print_help()
         return 2
-    return int(args._main(args) or 0)
+    try:
+        return int(args._main(args) or 0)
+    except KeyboardInterrupt:
+        print("cref-bench: interrupted", file=sys.stderr)
+        return 130
+    except (CrefBenchError, OSError) as exc:
+        logger.debug("the error's traceback:", exc_info=True)
+        print(f"cref-bench: error: {exc}", file=sys.stderr)
+        return exc.exit_status if isinstance(exc, CrefBenchError) else 2
 
 
 if __name__ == "__main__":

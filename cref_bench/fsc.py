@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
-import pandas as pd
 import scipy.fft
 
 from cref_bench._kernels import shell_pair_sums
@@ -65,7 +64,8 @@ def resolution_at(frequency: np.ndarray, values: np.ndarray, threshold: float) -
     i = int(np.argmax(below))
     if i == 0:
         return Crossing(threshold, None,
-                        f"below {threshold:g} already at the first shell ({1 / frequency[0]:.3g} Å)")
+                        f"below {threshold:g} already at the first shell "
+                        f"({1 / frequency[0]:.3g} Å)")
     v0, v1 = values[i - 1], values[i]
     t = (v0 - threshold) / (v0 - v1) if np.isfinite(v1) else 0.0
     f = frequency[i - 1] + t * (frequency[i] - frequency[i - 1])
@@ -94,11 +94,6 @@ class FSCCurve:
     def resolution_at(self, threshold: float) -> Crossing:
         """The first crossing of ``threshold`` (see :func:`resolution_at`)."""
         return resolution_at(self.frequency, self.value, threshold)
-
-    def to_frame(self) -> pd.DataFrame:
-        """The curve as a table: shell, frequency, resolution, value, count."""
-        return pd.DataFrame({"shell": np.arange(1, self.frequency.size + 1), "frequency": self.frequency,
-                             "resolution": self.resolution, "value": self.value, "count": self.counts})
 
 
 def _correlation(cross: np.ndarray, power_a: np.ndarray, power_b: np.ndarray) -> np.ndarray:

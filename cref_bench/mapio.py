@@ -72,7 +72,6 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import uuid
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -85,7 +84,8 @@ from mrcfile.dtypes import HEADER_DTYPE
 from tqdm.auto import tqdm
 
 from cref_bench import __version__
-from cref_bench.errors import MapError
+from cref_bench.atomic import atomic_path
+from cref_bench.errors import CorruptGzip, MapError, MapNotFound, NonFiniteMap, TruncatedMap
 from cref_bench.volume import Volume
 
 __all__ = ["MapHeader", "MapWarning", "read_header", "read_map", "write_map"]
@@ -165,10 +165,11 @@ def read_header(path: str | os.PathLike, *, permissive: bool = False) -> MapHead
         with _open_stream(path, compressed) as stream:
             raw = stream.read(_HEADER_BYTES)
     except (EOFError, OSError, zlib.error) as exc:
-        raise _gzip_error(path, exc) if compressed else MapError(path, f"cannot read: {exc}")
+        raise _gzip_error(path, exc) if compressed else MapError(path, f"cannot read: {exc}") \
+            from exc
     if len(raw) < _HEADER_BYTES:
-        raise MapError(path, f"truncated header: {len(raw)} bytes, an MRC header needs "
-                             f"{_HEADER_BYTES}")
+        raise TruncatedMap(path, f"truncated header: {len(raw)} bytes, an MRC header needs "
+                                 f"{_HEADER_BYTES}")
     header = _interpret(path, raw, compressed, permissive)
     if not compressed:
         _check_file_size(path, header, os.path.getsize(path), permissive)
@@ -202,7 +203,8 @@ def read_map(path: str | os.PathLike, *, permissive: bool = False,
     try:
         data = np.empty(header.shape, dtype=np.float32)
     except MemoryError:
-        raise MapError(path, f"header claims a {header.shape} map, too large to hold in memory")
+        raise MapError(path, f"header claims a {header.shape} map, too large to hold in "
+                             "memory") from None
     # Spatial axis a (1 = X, 2 = Y, 3 = Z) is array axis 3 - a of the (z, y, x) array, so this
     # view is indexed [section, row, column] like the file and filling it fills ``data``.
     mapc, mapr, maps = header.axis_order
@@ -218,7 +220,7 @@ def read_map(path: str | os.PathLike, *, permissive: bool = False,
                 bad += section.size - int(np.count_nonzero(np.isfinite(section)))
             bar.update()
     if bad:
-        _tolerate(path, permissive, f"{bad} non-finite voxel(s) (NaN or inf)")
+        _tolerate(path, permissive, f"{bad} non-finite voxel(s) (NaN or inf)", NonFiniteMap)
     return Volume(data, header.voxel_size, header.origin, source=str(path))
 
 
@@ -226,10 +228,11 @@ def write_map(path: str | os.PathLike, volume: Volume, *, compress: bool | None 
               label: str | None = None, progress: bool = False) -> Path:
     """Write a :class:`Volume` as a ``float32`` MRC file, atomically.
 
-    The file is first written under a temporary name in the target's folder and then moved
-    into place with :func:`os.replace`, so the target path never holds a partial file (an
-    existing file there is left untouched if writing fails). The header gets the cell and
-    sampling (``mx, my, mz = nx, ny, nz``), ``mapc/mapr/maps = 1, 2, 3``, the origin encoded
+    The file is written under a temporary name in the target's folder, flushed to disk, and
+    moved into place (:func:`cref_bench.atomic.atomic_path`), so the target path never holds
+    a partial file (an existing file there is left untouched if writing fails). The header
+    gets the cell and sampling (``mx, my, mz = nx, ny, nz``), ``mapc/mapr/maps = 1, 2, 3``,
+    the origin encoded
     as the module docstring describes, the statistics ``dmin/dmax/dmean/rms`` and a label.
 
     Args:
@@ -255,22 +258,15 @@ def write_map(path: str | os.PathLike, volume: Volume, *, compress: bool | None 
         raise MapError(path, f"label must be at most 80 ASCII characters, got {label!r}")
     stats = _statistics(path, volume.data)
     nstart_xyz, origin_xyz = _encode_origin(path, volume)
-    stem = f".{path.name}.{uuid.uuid4().hex}"
-    plain = path.with_name(stem + ".part")
-    packed = path.with_name(stem + ".gz.part")
-    try:
-        _write_plain(plain, volume, stats, nstart_xyz, origin_xyz, label, progress)
-        final = plain
-        if compress:
-            _compress_file(plain, packed)
-            os.remove(plain)
-            final = packed
-        _fsync(final)
-        os.replace(final, path)
-    except BaseException:
-        for leftover in (plain, packed):
-            leftover.unlink(missing_ok=True)
-        raise
+    with atomic_path(path, fsync=True) as temp:
+        plain = temp.with_name(temp.name + ".plain") if compress else temp
+        try:
+            _write_plain(plain, volume, stats, nstart_xyz, origin_xyz, label, progress)
+            if compress:
+                _compress_file(plain, temp)
+        finally:
+            if compress:
+                plain.unlink(missing_ok=True)
     return path
 
 
@@ -281,11 +277,11 @@ def _is_gzip(path: Path) -> bool:
         with open(path, "rb") as handle:
             return handle.read(2) == _GZIP_MAGIC
     except FileNotFoundError:
-        raise MapError(path, "file not found")
+        raise MapNotFound(path, "file not found") from None
     except IsADirectoryError:
-        raise MapError(path, "is a directory, not a map file")
+        raise MapError(path, "is a directory, not a map file") from None
     except OSError as exc:
-        raise MapError(path, f"cannot open: {exc}")
+        raise MapError(path, f"cannot open: {exc}") from None
 
 
 def _open_stream(path: Path, compressed: bool):
@@ -294,14 +290,14 @@ def _open_stream(path: Path, compressed: bool):
 
 def _gzip_error(path: Path, exc: BaseException) -> MapError:
     if isinstance(exc, EOFError):
-        return MapError(path, f"truncated gzip stream (the compressed file ends early): {exc}")
-    return MapError(path, f"corrupt gzip stream: {exc}")
+        return CorruptGzip(path, f"truncated gzip stream (the compressed file ends early): {exc}")
+    return CorruptGzip(path, f"corrupt gzip stream: {exc}")
 
 
-def _tolerate(path: Path, permissive: bool, fault: str) -> None:
-    """Raise in strict mode; warn in permissive mode."""
+def _tolerate(path: Path, permissive: bool, fault: str, error: type[MapError] = MapError) -> None:
+    """Raise ``error`` in strict mode; warn in permissive mode."""
     if not permissive:
-        raise MapError(path, fault)
+        raise error(path, fault)
     warnings.warn(MapWarning(f"{path}: {fault}"), stacklevel=3)
 
 
@@ -440,8 +436,8 @@ def _origin(path: Path, header: np.recarray, nstart_xyz: list[int],
 def _check_file_size(path: Path, header: MapHeader, actual: int, permissive: bool) -> None:
     expected = header.data_offset + header.data_bytes
     if actual < expected:
-        raise MapError(path, f"truncated data: the file has {actual} bytes, its header needs "
-                             f"{expected}")
+        raise TruncatedMap(path, f"truncated data: the file has {actual} bytes, its header "
+                                 f"needs {expected}")
     if actual > expected:
         _tolerate(path, permissive, f"header inconsistent with data size: the file is "
                                     f"{actual - expected} bytes longer than its header says")
@@ -466,13 +462,13 @@ def _gzip_sections(path: Path, header: MapHeader, permissive: bool):
                 got = _read_into(stream, buffer)
                 if got < len(buffer):
                     done = index * len(buffer) + got
-                    raise MapError(path, f"truncated data: the decompressed file ends after "
-                                         f"{done} of the {header.data_bytes} data bytes its "
-                                         "header needs")
+                    raise TruncatedMap(path, f"truncated data: the decompressed file ends "
+                                             f"after {done} of the {header.data_bytes} data "
+                                             "bytes its header needs")
                 yield section
             extra = len(stream.read(_COPY_CHUNK))
     except (EOFError, OSError, zlib.error) as exc:
-        raise _gzip_error(path, exc)
+        raise _gzip_error(path, exc) from None
     if extra:
         _tolerate(path, permissive, "header inconsistent with data size: the decompressed "
                                     "file is longer than its header says")
@@ -495,7 +491,7 @@ def _statistics(path: Path, data: np.ndarray) -> tuple[float, float, float, floa
     low, high, total = np.inf, -np.inf, 0.0
     for plane in data:
         if not np.isfinite(plane).all():
-            raise MapError(path, "refusing to write non-finite voxels (NaN or inf)")
+            raise NonFiniteMap(path, "refusing to write non-finite voxels (NaN or inf)")
         low = min(low, float(plane.min()))
         high = max(high, float(plane.max()))
         total += float(plane.sum(dtype=np.float64))
@@ -518,9 +514,9 @@ def _encode_origin(path: Path, volume: Volume) -> tuple[list[int], list[float]]:
 
 def _write_plain(target: Path, volume: Volume, stats, nstart_xyz, origin_xyz, label: str,
                  progress: bool) -> None:
-    with mrcfile.new_mmap(target, shape=volume.shape, mrc_mode=2) as mrc:
-        for index in tqdm(_iter_slabs(volume), total=volume.shape[0], desc=target.name,
-                          unit="section", disable=not progress, leave=False):
+    with mrcfile.new_mmap(target, shape=volume.shape, mrc_mode=2, overwrite=True) as mrc:
+        for index in tqdm(range(volume.shape[0]), desc=target.name, unit="section",
+                          disable=not progress, leave=False):
             mrc.data[index] = volume.data[index]
         header = mrc.header
         mrc.voxel_size = tuple(volume.voxel_size[::-1])
@@ -531,17 +527,8 @@ def _write_plain(target: Path, volume: Volume, stats, nstart_xyz, origin_xyz, la
         mrc.add_label(label)
 
 
-def _iter_slabs(volume: Volume):
-    return range(volume.shape[0])
-
-
 def _compress_file(source: Path, target: Path) -> None:
-    with open(source, "rb") as plain, open(target, "xb") as raw:
+    with open(source, "rb") as plain, open(target, "wb") as raw:
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6,
                            mtime=0) as packed:
             shutil.copyfileobj(plain, packed, _COPY_CHUNK)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())

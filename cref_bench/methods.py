@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 
 import numpy as np
 
+from cref_bench.errors import CrefBenchError, MethodError
 from cref_bench.volume import Volume
 
 ENTRY_POINT_GROUP = "cref_bench.methods"
@@ -61,7 +62,8 @@ class Method:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, params={self.params()!r})"
+        return (f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, "
+                f"params={self.params()!r})")
 
 
 def average_halves(half1: Volume, half2: Volume) -> Volume:
@@ -71,7 +73,8 @@ def average_halves(half1: Volume, half2: Volume) -> Volume:
         GeometryMismatch: the halves are not on one grid.
     """
     half1.check_same_grid(half2)
-    return half1.like((half1.data + half2.data) * np.float32(0.5), source=f"average of {half1.source}")
+    return half1.like((half1.data + half2.data) * np.float32(0.5),
+                      source=f"average of {half1.source}")
 
 
 class SingleMapMethod(Method):
@@ -100,22 +103,47 @@ def load_method(spec: str, **params) -> Method:
             ``package.module:Attribute``.
         **params: keyword parameters passed to the class or factory.
 
+    Returns:
+        The method.
+
     Raises:
-        KeyError: no method of that name is registered (the message lists those that are).
-        ImportError, AttributeError: the ``module:attribute`` path does not resolve.
-        TypeError: the target did not produce a :class:`Method`.
+        MethodError: no method of that name is registered (the message lists those that
+            are), the ``module:attribute`` path does not resolve, the target refuses the
+            parameters (its ``TypeError`` or ``ValueError``, chained), or it did not produce
+            a :class:`Method`. The target's own errors of the project's family (a missing
+            weights file, say) pass through as they are.
     """
+    target = _resolve(spec)
+    try:
+        method = target(**params)
+    except CrefBenchError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise MethodError(spec, f"cannot be built with the parameters {params}: "
+                                f"{exc}") from exc
+    if not isinstance(method, Method):
+        raise MethodError(spec, f"produced {type(method).__name__}, not a "
+                          "cref_bench.methods.Method")
+    return method
+
+
+def _resolve(spec: str):
+    """The class or factory a method spec names."""
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
-        target = getattr(importlib.import_module(module_name), attr)
-    else:
-        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
-        if not found:
-            known = ", ".join(sorted(available_methods())) or "none"
-            raise KeyError(f"no method named {spec!r}; registered methods: {known}; "
-                           "or give one as package.module:Attribute")
-        target = found[0].load()
-    method = target(**params)
-    if not isinstance(method, Method):
-        raise TypeError(f"{spec!r} produced {type(method).__name__}, not a cref_bench.methods.Method")
-    return method
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not (module_name == exc.name or module_name.startswith(f"{exc.name}.")):
+                raise  # the module exists, but something it imports does not
+            raise MethodError(spec, f"no module {module_name!r}") from exc
+        try:
+            return getattr(module, attr)
+        except AttributeError:
+            raise MethodError(spec, f"module {module_name!r} has no attribute {attr!r}") from None
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
+    if not found:
+        known = ", ".join(sorted(available_methods())) or "none"
+        raise MethodError(f"no method named {spec!r}; registered methods: {known}; or give "
+                          "one as package.module:Attribute")
+    return found[0].load()

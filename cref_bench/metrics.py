@@ -41,11 +41,12 @@ import gemmi
 import numpy as np
 import pandas as pd
 
+from cref_bench.errors import InputError
 from cref_bench.fsc import Crossing, FSCCurve, Spectra
+from cref_bench.metric_facts import MASKINGS
 from cref_bench.volume import Volume
 
 THRESHOLDS = (0.143, 0.5)
-MASKINGS = ("unmasked", "masked")
 
 
 def c_ref(fsc_half: np.ndarray) -> np.ndarray:
@@ -67,7 +68,8 @@ NO_POWER = 1e-12
 
 
 def fsc_fd_curve(spectra: Spectra, denoised: str = "D", average: str = "M") -> FSCCurve:
-    """``FSC_FD = FSC(D, M)``, with shells where ``D`` holds no power (see :data:`NO_POWER`) set to 0.
+    """``FSC_FD = FSC(D, M)``, with shells where ``D`` holds no power (see :data:`NO_POWER`)
+    set to 0.
 
     Args:
         spectra: spectra holding the denoised map and the average of the half-maps.
@@ -120,7 +122,8 @@ def variance_analysis(spectra: Spectra, m1: str = "M1", m2: str = "M2",
             "var_leftover_noise": var_nd, "snr": snr, "sbr": sbr}
 
 
-def weighted_agreement(a: np.ndarray, b: np.ndarray, weight: np.ndarray | None) -> tuple[float, float]:
+def weighted_agreement(a: np.ndarray, b: np.ndarray,
+                       weight: np.ndarray | None) -> tuple[float, float]:
     """Pearson correlation and RMSE between two arrays, optionally weighted per voxel.
 
     Args:
@@ -208,7 +211,8 @@ TRUTH_METRICS = tuple(f"truth_res_{_tag(t)}" for t in THRESHOLDS) + ("truth_corr
 REFERENCE_METRICS = tuple(f"reference_res_{_tag(t)}" for t in THRESHOLDS)
 
 
-def _model_part(rec: _Recorder, spectra: Spectra, model_volume: Volume | None, why_not: str) -> None:
+def _model_part(rec: _Recorder, spectra: Spectra, model_volume: Volume | None,
+                why_not: str) -> None:
     if model_volume is None:
         rec.missing(MODEL_METRICS, why_not)
         return
@@ -293,10 +297,10 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
     Raises:
         GeometryMismatch: a map is not on the grid of ``half1``.
         MapError: a map has non-finite voxels.
-        ValueError: only one of the denoised halves is given.
+        InputError: only one of the denoised halves is given.
     """
     if (denoised_half1 is None) != (denoised_half2 is None):
-        raise ValueError("give both denoised half-maps or neither")
+        raise InputError("give both denoised half-maps or neither")
     maps = {"M1": half1, "M2": half2, "D": denoised, "D1": denoised_half1, "D2": denoised_half2,
             "T": truth, "R": reference}
     why_no_halves = halves_note or "no denoised half-maps given"
@@ -316,7 +320,8 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
             continue
         rec = _Recorder(masking, Spectra(half1).shells.frequency)
         if masked and mask is None:
-            rec.missing(CORE_METRICS + HALF_METRICS + TRUTH_METRICS + REFERENCE_METRICS, "no mask given")
+            rec.missing(CORE_METRICS + HALF_METRICS + TRUTH_METRICS + REFERENCE_METRICS,
+                        "no mask given")
         else:
             spectra = Spectra(half1, mask if masked else None)
             for name, volume in maps.items():

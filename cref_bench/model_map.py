@@ -33,7 +33,7 @@ import numpy as np
 import scipy.fft
 from scipy.spatial import cKDTree
 
-from cref_bench.errors import MapError
+from cref_bench.errors import InputError, ModelError
 from cref_bench.volume import Volume
 
 # Smallest total B (atom B + blur) used when sampling atoms on a grid of spacing h:
@@ -66,28 +66,28 @@ def read_model(path: str | Path, *, remove_hydrogens: bool = False,
         The structure as gemmi reads it (coordinates in Å, B-factors and occupancies as given).
 
     Raises:
-        MapError: the file is missing, unreadable, or holds no atoms.
+        ModelError: the file is missing, unreadable, or holds no atoms.
     """
     path = Path(path)
     if not path.is_file():
-        raise MapError(path, "no such model file")
+        raise ModelError(path, "no such model file")
     try:
         structure = gemmi.read_structure(str(path))
     except (RuntimeError, ValueError, OSError) as exc:
-        raise MapError(path, f"cannot read the atomic model: {exc}") from exc
+        raise ModelError(path, f"cannot read the atomic model: {exc}") from exc
     if remove_hydrogens:
         structure.remove_hydrogens()
     if remove_waters:
         structure.remove_waters()
     structure.remove_empty_chains()
     if len(structure) == 0 or structure[0].count_atom_sites() == 0:
-        raise MapError(path, "the model holds no atoms")
+        raise ModelError(path, "the model holds no atoms")
     return structure
 
 
 def _first_model(structure: gemmi.Structure) -> gemmi.Model:
     if len(structure) == 0 or structure[0].count_atom_sites() == 0:
-        raise MapError(structure.name or "<structure>", "the model holds no atoms")
+        raise ModelError(structure.name or "<structure>", "the model holds no atoms")
     return structure[0]
 
 
@@ -203,11 +203,11 @@ def model_map(structure: gemmi.Structure, like: Volume, *, d_min: float | None =
         at ``s = 0``.
 
     Raises:
-        MapError: the structure has no atoms.
-        ValueError: ``d_min`` is not positive.
+        ModelError: the structure has no atoms.
+        InputError: ``d_min`` is not positive.
     """
     if d_min is not None and not d_min > 0:
-        raise ValueError(f"d_min must be positive, got {d_min}")
+        raise InputError("d_min", f"must be positive, got {d_min}")
     model = _first_model(structure)
     voxel = np.asarray(like.voxel_size)
     coarsest = float(voxel.max())
@@ -256,7 +256,7 @@ def atom_mask(structure: gemmi.Structure, like: Volume, *, radius: float = 3.0,
         A Volume with values in [0, 1] on ``like``'s grid.
 
     Raises:
-        MapError: the structure has no atoms.
+        ModelError: the structure has no atoms.
         ValueError: ``radius`` is not positive or ``soft_edge`` is negative.
     """
     if not radius > 0:

@@ -12,7 +12,7 @@ import platform
 import resource
 import socket
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 
 PACKAGES = ("cref-bench", "numpy", "scipy", "torch", "zarr", "dask", "distributed", "pandas",
@@ -22,7 +22,7 @@ PACKAGES = ("cref-bench", "numpy", "scipy", "torch", "zarr", "dask", "distribute
 
 def now_utc() -> str:
     """The current time, ISO 8601 in UTC with seconds (``2026-01-31T12:00:00+00:00``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def package_versions(names=PACKAGES) -> dict[str, str | None]:

@@ -5,8 +5,8 @@ Layout of ``<out>/`` (the schema other tools, such as the leaderboard, read)::
     entries/<entry>.json   one record per entry, written atomically as soon as the entry
                            finishes (ok or failed); the tables are assembled from these
     scalars.csv            method, method_version, entry, split, masking, then one column
-                           per scalar metric (as named by cref_bench.metrics), empty where
-                           not computable; one row per (method, entry, masking)
+                           per scalar metric (as named in cref_bench.metric_facts), empty
+                           where not computable; one row per (method, entry, masking)
     notes.csv              method, entry, masking, metric, reason (why a metric is empty)
     curves.csv             method, entry, masking, curve, shell, frequency, value
     failures.csv           method, method_version, entry, error_type, message
@@ -33,19 +33,27 @@ import numpy as np
 import pandas as pd
 
 from cref_bench import atomic
+from cref_bench.metric_facts import SUMMARY_METRICS
 
 RECORD_SCHEMA = 1
 """Version of the entry-record layout; records of another version are recomputed."""
 
+# The columns of each table. A column named like a field of the entry record is filled from
+# it, so a new per-record column (e.g. a parameters label) is one line here and one field the
+# runner writes into each record; readers (the leaderboard) take the lists from here.
 ID_COLUMNS = ("method", "method_version", "entry", "split", "masking")
+"""The identifying columns of ``scalars.csv``; every other column is a metric."""
 NOTE_COLUMNS = ("method", "entry", "masking", "metric", "reason")
 CURVE_COLUMNS = ("method", "entry", "masking", "curve", "shell", "frequency", "value")
 FAILURE_COLUMNS = ("method", "method_version", "entry", "error_type", "message")
+TABLE_COLUMNS = {"scalars": ID_COLUMNS, "notes": NOTE_COLUMNS, "curves": CURVE_COLUMNS,
+                 "failures": FAILURE_COLUMNS}
+"""The tables of a results folder (``<name>.csv``) and their fixed columns."""
+NUMBER_COLUMNS = ("shell", "frequency", "value")
+"""The fixed columns that hold numbers (the others hold text); metric columns are numbers."""
+
 KEY_FIELDS = ("method", "method_version", "params", "corpus_hash")
 """The fields of a record that must match for a rerun to reuse it."""
-
-SUMMARY_METRICS = ("cref_rmse", "cref_l1", "fsc05_change", "res_half_0143", "truth_corr")
-"""The metrics of the end-of-run summary (each where at least one entry has a value)."""
 
 SUMMARY_COLUMNS = ("masking", "metric", "mean", "std", "median", "n", "failed")
 
@@ -84,7 +92,8 @@ def curves_to_columns(curves: pd.DataFrame) -> dict[str, list]:
     columns = {}
     for name in ("masking", "curve", "shell", "frequency", "value"):
         values = curves[name].tolist()
-        columns[name] = [_finite_or_none(v) for v in values] if name in ("frequency", "value") else values
+        finite = name in ("frequency", "value")
+        columns[name] = [_finite_or_none(v) for v in values] if finite else values
     return columns
 
 
@@ -158,29 +167,27 @@ def assemble_tables(records: list[dict]) -> dict[str, pd.DataFrame]:
         records: entry records, ``ok`` and ``failed``.
 
     Returns:
-        ``{"scalars", "notes", "curves", "failures"}`` DataFrames with the columns of the
-        module docstring. Metric columns appear in the order the metrics library reports
+        ``{"scalars", "notes", "curves", "failures"}`` DataFrames with the columns of
+        :data:`TABLE_COLUMNS`. Metric columns appear in the order the metrics library reports
         them; a metric with no value is NaN.
     """
     rows, notes, curves, failures = [], [], [], []
     metrics: dict[str, None] = {}
     for rec in records:
         if rec["status"] != "ok":
-            failures.append({"method": rec["method"], "method_version": rec["method_version"],
-                             "entry": rec["entry"], "error_type": rec["error_type"],
-                             "message": rec["message"]})
+            failures.append(_from_record(rec, FAILURE_COLUMNS))
             continue
         for masking, values in rec["scalars"].items():
             metrics.update(dict.fromkeys(values))
-            rows.append({"method": rec["method"], "method_version": rec["method_version"],
-                         "entry": rec["entry"], "split": rec["split"], "masking": masking,
-                         **values})
+            rows.append({**_from_record(rec, ID_COLUMNS), "masking": masking, **values})
             for metric, reason in rec["notes"].get(masking, {}).items():
-                notes.append((rec["method"], rec["entry"], masking, metric, reason))
+                notes.append({**_from_record(rec, NOTE_COLUMNS), "masking": masking,
+                              "metric": metric, "reason": reason})
         part = pd.DataFrame(rec["curves"])
-        part.insert(0, "entry", rec["entry"])
-        part.insert(0, "method", rec["method"])
-        curves.append(part)
+        for name, value in _from_record(rec, CURVE_COLUMNS).items():
+            if name not in part:
+                part[name] = value
+        curves.append(part[list(CURVE_COLUMNS)])
     scalars = pd.DataFrame(rows, columns=list(ID_COLUMNS) + list(metrics))
     for name in metrics:
         scalars[name] = pd.to_numeric(scalars[name], errors="coerce").astype(np.float64)
@@ -190,8 +197,13 @@ def assemble_tables(records: list[dict]) -> dict[str, pd.DataFrame]:
         curve_table[name] = pd.to_numeric(curve_table[name], errors="coerce").astype(np.float64)
     return {"scalars": scalars,
             "notes": pd.DataFrame(notes, columns=list(NOTE_COLUMNS)),
-            "curves": curve_table[list(CURVE_COLUMNS)],
+            "curves": curve_table,
             "failures": pd.DataFrame(failures, columns=list(FAILURE_COLUMNS))}
+
+
+def _from_record(record: dict, columns: tuple[str, ...]) -> dict:
+    """The values of ``columns`` that are fields of the record."""
+    return {name: record[name] for name in columns if name in record}
 
 
 def summarise(scalars: pd.DataFrame, failed: int, metrics=SUMMARY_METRICS) -> pd.DataFrame:

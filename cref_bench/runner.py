@@ -2,8 +2,9 @@
 
 :func:`run_method` denoises every entry of a split with one method, scores it with the
 whole metric set of :func:`cref_bench.metrics.evaluate` (unmasked and masked; the truth
-metrics where the entry has a truth map; the model-map FSC where it has a fitted model) and
-writes a results folder (layout: :mod:`cref_bench.results`).
+metrics where the entry has a truth map, the reference metrics where it has a reference map;
+the model-map FSC where it has a fitted model) and writes a results folder (layout:
+:mod:`cref_bench.results`).
 
 * **Methods.** A :class:`~cref_bench.methods.SingleMapMethod` yields denoised halves, so the
   half-map metrics (FSC-0.5 change, variance analysis) are computed; a pair method gives the
@@ -48,7 +49,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cref_bench import atomic, provenance, results
+from cref_bench.cluster import dask_client
 from cref_bench.dataset import Corpus, open_corpus
+from cref_bench.errors import InputError, MethodError
 from cref_bench.mapio import write_map
 from cref_bench.methods import Denoised, Method, load_method
 from cref_bench.metrics import evaluate
@@ -98,7 +101,7 @@ def entry_seed(seed: int, entry_id: str) -> int:
     Returns:
         An int in ``[0, 2**32)``.
     """
-    digest = hashlib.sha256(f"cref-bench/run/{seed}/{entry_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"cref-bench/run/{seed}/{entry_id}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
 
 
@@ -137,7 +140,7 @@ def _score(method: Method, entry, maps_dir: str | None) -> dict:
         write_map(Path(maps_dir) / f"{entry.id}_denoised.mrc", denoised.full)
     report = evaluate(half1, half2, denoised.full, denoised_half1=denoised.half1,
                       denoised_half2=denoised.half2, mask=mask, model=_first_model(entry),
-                      truth=entry.truth, halves_note=denoised.note)
+                      truth=entry.truth, reference=entry.reference, halves_note=denoised.note)
     return {"status": "ok", "scalars": report.scalars, "notes": report.notes,
             "curves": results.curves_to_columns(report.curves)}
 
@@ -183,17 +186,9 @@ def _in_process(method, location, todo, options) -> Iterator[dict]:
 
 def _on_dask(method, location, todo, options, workers: int,
              scheduler: str | None) -> Iterator[dict]:
-    from contextlib import ExitStack
+    from dask.distributed import as_completed
 
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    with ExitStack() as stack:
-        if scheduler is None:
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=workers, threads_per_worker=1, dashboard_address=None))
-            client = stack.enter_context(Client(cluster))
-        else:
-            client = stack.enter_context(Client(scheduler))
+    with dask_client(workers, scheduler) as client:
         [shared_method] = client.scatter([method], broadcast=True, hash=False)
         token = hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()).hexdigest()[:10]
         futures = {client.submit(evaluate_entry, shared_method, location, entry_id,
@@ -235,9 +230,10 @@ def _build(method: str | Method, params: dict | None) -> Method:
     if isinstance(method, str):
         return load_method(method, **(params or {}))
     if params:
-        raise ValueError("params can only be given with a method given by name")
+        raise MethodError(method.name, "params can only be given with a method given by name")
     if not isinstance(method, Method):
-        raise TypeError(f"expected a method name or a cref_bench.methods.Method, got {method!r}")
+        raise MethodError(repr(method), "expected a method name or a "
+                          "cref_bench.methods.Method")
     return method
 
 
@@ -286,59 +282,40 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
         A :class:`RunResult`.
 
     Raises:
-        KeyError, ImportError, AttributeError, TypeError: the method cannot be built (see
-            :func:`cref_bench.methods.load_method`).
-        ValueError: ``params`` given with a method instance, or a bad ``workers`` / ``limit``.
-        cref_bench.dataset.CorpusError: the corpus cannot be opened or the split is unknown.
+        MethodError: the method cannot be built (see
+            :func:`cref_bench.methods.load_method`), or ``params`` given with a method
+            instance.
+        InputError: a bad ``workers`` or ``limit``.
+        CorpusError: the corpus cannot be opened or the split is unknown.
         OSError: the results folder cannot be written.
     """
     started_at, start = provenance.now_utc(), time.perf_counter()
     spec = method if isinstance(method, str) else None
     method = _build(method, params)
     if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise InputError("workers", f"must be at least 1, got {workers}")
     if limit is not None and limit < 0:
-        raise ValueError(f"limit must not be negative, got {limit}")
+        raise InputError("limit", f"must not be negative, got {limit}")
     if not isinstance(corpus, Corpus):
         corpus = open_corpus(corpus, storage_options=storage_options)
     ids = corpus.ids(split)[:limit]
     out = Path(out if out is not None else Path("results") / method.name)
-    (out / "entries").mkdir(parents=True, exist_ok=True)
-    maps_dir = None
-    if save_maps:
-        maps_dir = out / "maps"
-        maps_dir.mkdir(exist_ok=True)
-
+    execution = _Execution(workers=workers, scheduler=scheduler, seed=seed, progress=progress,
+                           maps_dir=_make_folders(out, save_maps))
     key = _method_key(method, corpus)
-    records = {i: results.read_record(out, i) for i in ids}
-    todo = [i for i in ids if not results.is_reusable(records[i], key)]
-    options = {"storage_options": corpus.storage_options, "seed": seed,
-               "maps_dir": None if maps_dir is None else str(maps_dir.resolve())}
-    if scheduler is None and (workers == 1 or len(todo) <= 1):
-        stream = _in_process(method, corpus.location, todo, options)
-    else:
-        stream = _on_dask(method, corpus.location, todo, options, min(workers, len(todo)),
-                          scheduler)
-    header = {"schema": results.RECORD_SCHEMA, **key}
-    desc = method.name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")
-    fresh = _record_all(stream, out, header, {i: corpus.entry(i).split for i in todo},
-                        len(todo), desc, progress)
-    records.update((rec["entry"], rec) for rec in fresh)
+    records, fresh = _evaluate(method, corpus, ids, out, key, execution)
 
     tables = results.assemble_tables([records[i] for i in ids])
-    n_failed = len(tables["failures"])
-    summary = results.summarise(tables["scalars"], n_failed)
+    counts = {"entries": len(ids), "evaluated": len(fresh), "resumed": len(ids) - len(fresh),
+              "failed": len(tables["failures"])}
+    summary = results.summarise(tables["scalars"], counts["failed"])
     title = (f"{method.name} {method.version} on {corpus.location} [{split}]: "
-             f"{len(ids) - n_failed} of {len(ids)} entries ok")
-    counts = {"entries": len(ids), "evaluated": len(todo), "resumed": len(ids) - len(todo),
-              "failed": n_failed}
+             f"{len(ids) - counts['failed']} of {len(ids)} entries ok")
     record_of_run = {
         "dataset": {"location": corpus.location, "format_version": corpus.format_version,
                     "content_hash": corpus.content_hash, "version": corpus.version,
                     "split": split, "entries": len(ids), "limit": limit},
-        "method": {"name": method.name, "version": str(method.version),
-                   "params": key["params"], "needs_gpu": bool(method.needs_gpu),
-                   "spec": spec, "class": f"{type(method).__module__}:{type(method).__qualname__}"},
+        "method": _method_facts(method, key, spec),
         "packages": provenance.package_versions(),
         "hardware": provenance.hardware(),
         "execution": {"workers": workers, "scheduler": scheduler, "save_maps": save_maps},
@@ -350,9 +327,64 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
         "peak_memory": _peak_memory(fresh),
         "command_line": list(sys.argv if command_line is None else command_line),
     }
-    for name, frame in tables.items():
-        results.write_table(out / f"{name}.csv", frame)
-    atomic.write_text(out / "provenance.json", json.dumps(record_of_run, indent=2))
+    _write_results(out, tables, record_of_run)
     return RunResult(out=out, summary=summary,
                      summary_text=results.format_summary(summary, title),
                      provenance=record_of_run, counts=counts, **tables)
+
+
+@dataclass(frozen=True)
+class _Execution:
+    """How a run evaluates its entries (see :func:`run_method`)."""
+
+    workers: int
+    scheduler: str | None
+    seed: int
+    progress: bool
+    maps_dir: Path | None
+
+
+def _make_folders(out: Path, save_maps: bool) -> Path | None:
+    """Create ``out/entries`` (and ``out/maps`` with ``save_maps``, returned, else None)."""
+    (out / "entries").mkdir(parents=True, exist_ok=True)
+    if not save_maps:
+        return None
+    (out / "maps").mkdir(exist_ok=True)
+    return out / "maps"
+
+
+def _evaluate(method: Method, corpus: Corpus, ids: list[str], out: Path, key: dict,
+              execution: _Execution) -> tuple[dict[str, dict], list[dict]]:
+    """The record of every entry of ``ids``: the stored one where it can be reused (same
+    :data:`~cref_bench.results.KEY_FIELDS`, finished ok), else evaluated now and written at
+    once. Returns every record by entry id, and the records made now."""
+    records = {i: results.read_record(out, i) for i in ids}
+    todo = [i for i in ids if not results.is_reusable(records[i], key)]
+    maps_dir = execution.maps_dir
+    options = {"storage_options": corpus.storage_options, "seed": execution.seed,
+               "maps_dir": None if maps_dir is None else str(maps_dir.resolve())}
+    if execution.scheduler is None and (execution.workers == 1 or len(todo) <= 1):
+        stream = _in_process(method, corpus.location, todo, options)
+    else:
+        stream = _on_dask(method, corpus.location, todo, options,
+                          min(execution.workers, len(todo)), execution.scheduler)
+    header = {"schema": results.RECORD_SCHEMA, **key}
+    desc = method.name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")
+    fresh = _record_all(stream, out, header, {i: corpus.entry(i).split for i in todo},
+                        len(todo), desc, execution.progress)
+    records.update((rec["entry"], rec) for rec in fresh)
+    return records, fresh
+
+
+def _method_facts(method: Method, key: dict, spec: str | None) -> dict:
+    """The provenance's description of the method."""
+    return {"name": method.name, "version": str(method.version), "params": key["params"],
+            "needs_gpu": bool(method.needs_gpu), "spec": spec,
+            "class": f"{type(method).__module__}:{type(method).__qualname__}"}
+
+
+def _write_results(out: Path, tables: dict[str, pd.DataFrame], record_of_run: dict) -> None:
+    """The tables and ``provenance.json`` of a run, each written atomically."""
+    for name, frame in tables.items():
+        results.write_table(out / f"{name}.csv", frame)
+    atomic.write_text(out / "provenance.json", json.dumps(record_of_run, indent=2))

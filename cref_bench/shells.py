@@ -66,8 +66,16 @@ class Shells:
         return 1.0 / self.frequency
 
 
-def _half_space_radius2(shape, steps) -> np.ndarray:
-    """|k|² over the rfftn half-space for per-axis frequency steps ``steps`` (z, y, x)."""
+def half_space_radius2(shape, steps) -> np.ndarray:
+    """|k|² over the rfftn half-space of a box.
+
+    Args:
+        shape: the real-space box, ``(z, y, x)``.
+        steps: the frequency step along each axis (``1 / (n a)`` in 1/Å, or 1 for grid units).
+
+    Returns:
+        An array of the rfftn shape ``(nz, ny, nx // 2 + 1)``.
+    """
     nz, ny, nx = shape
     kz = np.fft.fftfreq(nz) * nz * steps[0]
     ky = np.fft.fftfreq(ny) * ny * steps[1]
@@ -121,7 +129,7 @@ def fourier_shells(shape: tuple[int, int, int], voxel_size: tuple[float, float, 
     width = max(steps)
     nyquist = min(0.5 / a for a in voxel_size)
     n_shells = int(np.floor(nyquist / width + 1e-9))
-    r = np.rint(np.sqrt(_half_space_radius2(shape, steps)) / width).astype(np.int64)
+    r = np.rint(np.sqrt(half_space_radius2(shape, steps)) / width).astype(np.int64)
     index = np.where((r >= 1) & (r <= n_shells), r - 1, -1)
     frequency = np.arange(1, n_shells + 1) * width
     return _finish(shape, voxel_size, index, frequency, "fourier_shells")
@@ -142,7 +150,7 @@ def reference_shells(shape: tuple[int, int, int]) -> Shells:
     """
     shape = tuple(int(s) for s in shape)
     n_shells = min(shape) // 2
-    k2 = np.rint(_half_space_radius2(shape, (1.0, 1.0, 1.0))).astype(np.int64)
+    k2 = np.rint(half_space_radius2(shape, (1.0, 1.0, 1.0))).astype(np.int64)
     # r² < k² <= (r+1)²  <=>  r = ceil(sqrt(k²)) - 1 for k² > 0 (sqrt is exact on squares).
     r = np.ceil(np.sqrt(k2)).astype(np.int64) - 1
     index = np.where((k2 > 0) & (r < n_shells), r, -1)

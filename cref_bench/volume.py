@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cref_bench.errors import GeometryMismatch, MapError
+from cref_bench.errors import GeometryMismatch, MapError, NonFiniteMap
 
 
 def _triple(value) -> tuple[float, float, float]:
@@ -67,21 +67,21 @@ class Volume:
         """The box edge lengths in Å, ``(z, y, x)``."""
         return tuple(n * v for n, v in zip(self.shape, self.voxel_size))
 
-    def like(self, data: np.ndarray, source: str | None = None) -> "Volume":
+    def like(self, data: np.ndarray, source: str | None = None) -> Volume:
         """A new Volume with this one's geometry and other data of the same shape."""
         if np.shape(data) != self.shape:
             raise GeometryMismatch(source or self.source,
                                    f"shape {np.shape(data)} differs from {self.shape}")
         return Volume(data, self.voxel_size, self.origin, source or self.source)
 
-    def check_same_grid(self, other: "Volume", rtol: float = 1e-4) -> None:
+    def check_same_grid(self, other: Volume, rtol: float = 1e-4) -> None:
         """Raise :class:`GeometryMismatch` unless ``other`` has this shape and voxel size.
 
         Origins may differ by less than half a voxel (rounding in headers); more is a mismatch.
         """
         if other.shape != self.shape:
-            raise GeometryMismatch(other.source,
-                                   f"shape {other.shape} differs from {self.shape} of {self.source}")
+            raise GeometryMismatch(other.source, f"shape {other.shape} differs from "
+                                   f"{self.shape} of {self.source}")
         if not np.allclose(other.voxel_size, self.voxel_size, rtol=rtol, atol=0):
             raise GeometryMismatch(other.source, f"voxel size {other.voxel_size} Å differs from "
                                    f"{self.voxel_size} Å of {self.source}")
@@ -91,7 +91,7 @@ class Volume:
                                    f"{self.origin} Å of {self.source}")
 
     def check_finite(self) -> None:
-        """Raise :class:`MapError` if any voxel is NaN or infinite."""
+        """Raise :class:`~cref_bench.errors.NonFiniteMap` if any voxel is NaN or infinite."""
         bad = int(np.size(self.data) - np.count_nonzero(np.isfinite(self.data)))
         if bad:
-            raise MapError(self.source, f"{bad} non-finite voxel(s) (NaN or inf)")
+            raise NonFiniteMap(self.source, f"{bad} non-finite voxel(s) (NaN or inf)")

@@ -163,7 +163,8 @@ class _Packer:
         return True
 
 
-def _bundle_axes(rng: np.random.Generator, semi_axes: np.ndarray) -> list[tuple[float, float, float]]:
+def _bundle_axes(rng: np.random.Generator,
+                 semi_axes: np.ndarray) -> list[tuple[float, float, float]]:
     """Helix axes of a bundle filling an ellipsoid: ``(y, z, half-length)`` in the domain
     frame, on a hexagonal lattice of the (y, z) cross-section, in random order."""
     spacing = rng.uniform(HELIX_SPACING - 0.5, HELIX_SPACING + 0.5)

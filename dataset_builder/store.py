@@ -5,39 +5,10 @@ The builders (:mod:`dataset_builder.synthetic`, :mod:`dataset_builder.emdb`) cal
 turn down, typically one dask task per entry, then :func:`finalize` once from the
 coordinating process. Readers use :mod:`cref_bench.dataset`.
 
-On-disk layout (zarr v3; the location is a local path or any fsspec URL)::
-
-    <store>/
-      zarr.json                     root group; attributes:
-                                      format_version, split_rule_version, created_at, source,
-                                      patch {size, stride, threshold, rule}, chunk, compressor,
-                                      cref_bench_version, and, from finalize(): content_hash,
-                                      finalized_at, test_50 (ids, rank order), counts
-      entries/
-        <ID>/                       group; attributes (see below), ``complete: true`` last
-          half1  half2  mask        float32 (z, y, x), chunks ``chunk``^3 (= patch stride,
-          [truth]                     96 by default, so a grid patch is one chunk per array),
-                                      Blosc lz4 level 1 with bit shuffle, fill value 0
-                                      (about 1 GB/s; noisy maps compress little more
-                                      with slower codecs: zstd-5 gains ~5 % at 1/10 speed)
-          patches                   int32 (K, 3): patch origins (z, y, x) in voxels
-          models/<name>             uint8 (n,): the UTF-8 bytes of a fitted model (mmCIF),
-                                      zstd level 9, 16 MiB chunks
-      manifest/
-        <ID>/                       group whose attributes are the entry's manifest row
-
-Entry attributes: ``id``, ``complete``, ``format_version``, ``split``,
-``split_rule_version``, ``shape``, ``voxel_size`` and ``origin`` (Å, (z, y, x)), ``maps``
-(names of the stored maps), ``array_sha256`` (sha256 of each map's float32 little-endian
-C-order bytes and of each model's bytes, key ``models/<name>``), ``stats`` (per map except
-the mask: ``box`` / ``inside`` / ``outside`` each ``{count, mean, std, min, max}``, inside
-meaning ``mask > 0.5``, population std; the ``box`` mean/std are the standardisation
-statistics of the patch dataset; for the mask: ``inside_voxels``, ``inside_fraction``,
-``min``, ``max``), ``patches`` ``{size, stride, threshold, count}``, ``models`` (stored model
-names), ``written_at``; from the builder's metadata: ``resolution`` (Å or None), ``source``
-(e.g. ``"emdb"``, ``"synthetic"``; default: the store's source), ``release_date`` (ISO date
-or None), ``source_sha256`` (``{file name: sha256 hex}``), ``fitted_models`` (model ids;
-default: the stored model names), and every other metadata key, as given.
+The on-disk layout, the map roles (``half1``, ``half2``, ``mask``, optional ``truth`` and
+``reference``) and the content hash are defined in :mod:`cref_bench.store_layout`. Maps are
+stored as float32 (z, y, x), Blosc lz4 level 1 with bit shuffle (about 1 GB/s; noisy maps
+compress little more with slower codecs: zstd-5 gains ~5 % at 1/10 speed).
 
 Patch index: origins on a grid of step ``stride`` along each axis, ``0, s, 2s, ...`` while a
 patch fits, plus one last origin ``n - size`` flush with the far edge when the grid does not
@@ -71,7 +42,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import PurePath
 
 import fsspec
@@ -81,10 +52,29 @@ from zarr.codecs import BloscCodec, ZstdCodec
 
 import cref_bench
 from cref_bench import splits
-from cref_bench.dataset import (ENTRIES_GROUP, FORMAT_VERSION, MANIFEST_GROUP, MODELS_GROUP,
-                                PATCHES_ARRAY, CorpusError, check_store_root, content_hash,
-                                list_complete_entries, normalise_location, read_manifest_rows)
-from cref_bench.errors import GeometryMismatch, MapError
+from cref_bench.errors import (
+    BadMask,
+    ConstantMap,
+    CorpusError,
+    GeometryMismatch,
+    InputError,
+    NonFiniteMap,
+)
+from cref_bench.provenance import now_utc
+from cref_bench.store_layout import (
+    ENTRIES_GROUP,
+    FORMAT_VERSION,
+    MANIFEST_GROUP,
+    MAP_ROLES,
+    MODELS_GROUP,
+    PATCHES_ARRAY,
+    check_store_root,
+    content_hash,
+    list_complete_entries,
+    normalise_location,
+    open_root,
+    read_manifest_rows,
+)
 from cref_bench.volume import Volume
 from dataset_builder._moments import masked_moments
 
@@ -117,10 +107,6 @@ def _map_codec() -> BloscCodec:
     return BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle")
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 class Store:
     """A handle on a corpus store for writing; picklable (holds only the location).
 
@@ -151,11 +137,7 @@ class Store:
         Raises:
             CorpusError: no store at the location.
         """
-        try:
-            return zarr.open_group(self.location, mode=mode,
-                                   storage_options=self.storage_options)
-        except (FileNotFoundError, zarr.errors.NodeNotFoundError) as err:
-            raise CorpusError(self.location, f"no corpus store here ({err})") from err
+        return open_root(self.location, mode, self.storage_options)
 
     @property
     def attrs(self) -> dict:
@@ -192,16 +174,18 @@ def _check_replaceable(location: str, overwrite: bool, storage_options: dict | N
     fs, path = fsspec.core.url_to_fs(location, **(storage_options or {}))
     if not fs.exists(path) or (fs.isdir(path) and not fs.ls(path)):
         return
-    if not overwrite:
-        raise FileExistsError(f"{location}: something exists here already; use open_store to "
-                              f"add to a store, or overwrite=True to replace a store")
     try:
-        root = zarr.open_group(location, mode="r", storage_options=storage_options)
-        is_store = "format_version" in root.attrs
-    except (FileNotFoundError, zarr.errors.NodeNotFoundError, zarr.errors.ContainsArrayError):
+        is_store = "format_version" in open_root(location, "r", storage_options).attrs
+    except CorpusError:
         is_store = False
     if not is_store:
-        raise FileExistsError(f"{location}: not a corpus store; refusing to delete it")
+        fault = ("not a corpus store; refusing to delete it" if overwrite else
+                 "something exists here already and is not a corpus store; refusing to write "
+                 "over it")
+        raise CorpusError(location, fault)
+    if not overwrite:
+        raise CorpusError(location, "something exists here already: a corpus store; use "
+                          "open_store to add to it, or overwrite=True to replace it")
 
 
 def create_store(path: str | os.PathLike, *, source: str, patch_size: int = PATCH_SIZE,
@@ -224,23 +208,23 @@ def create_store(path: str | os.PathLike, *, source: str, patch_size: int = PATC
         The :class:`Store`.
 
     Raises:
-        FileExistsError: something exists at ``path`` and ``overwrite`` is false, or it is
-            not a corpus store.
-        ValueError: a non-positive size, stride or chunk, or an empty source.
+        CorpusError: something exists at ``path`` and ``overwrite`` is false, or it is not a
+            corpus store.
+        InputError: a non-positive size, stride or chunk, or an empty source.
     """
     stride = patch_size if patch_stride is None else patch_stride
     chunk = stride if chunk is None else chunk
     for name, value in (("patch_size", patch_size), ("patch_stride", stride), ("chunk", chunk)):
         if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
     if not isinstance(source, str) or not source.strip():
-        raise ValueError(f"source must be a non-empty description, got {source!r}")
+        raise InputError(f"source must be a non-empty description, got {source!r}")
     location = normalise_location(path)
     _check_replaceable(location, overwrite, storage_options)
     attrs = {
         "format_version": FORMAT_VERSION,
         "split_rule_version": splits.SPLIT_RULE_VERSION,
-        "created_at": _now(),
+        "created_at": now_utc(),
         "source": source,
         "patch": {"size": int(patch_size), "stride": int(stride), "threshold": MASK_THRESHOLD,
                   "rule": "grid of step stride from 0, plus a last origin flush with the far "
@@ -277,25 +261,24 @@ def open_store(path: str | os.PathLike, mode: str = "a", *, source: str | None =
         The :class:`Store`.
 
     Raises:
-        CorpusError: an existing node that is not a corpus store of this format version.
-        ValueError: an unknown mode, or no ``source`` when the store must be created.
-        FileExistsError: ``mode="w-"`` and something exists.
+        CorpusError: an existing node that is not a corpus store of this format version, or
+            (``"r+"``) nothing at ``path``.
+        InputError: an unknown mode, or no ``source`` when the store must be created.
     """
     if mode not in ("r+", "a", "w-", "w"):
-        raise ValueError(f"mode must be 'r+', 'a', 'w-' or 'w', got {mode!r}")
+        raise InputError(f"mode must be 'r+', 'a', 'w-' or 'w', got {mode!r}")
     location = normalise_location(path)
     if mode in ("r+", "a"):
-        store = Store(location, storage_options)
         try:
-            root = zarr.open_group(location, mode="r", storage_options=storage_options)
-        except (FileNotFoundError, zarr.errors.NodeNotFoundError) as err:
+            root = open_root(location, "r", storage_options)
+        except CorpusError:
             if mode == "r+":
-                raise CorpusError(location, f"no corpus store here ({err})") from err
+                raise
         else:
             check_store_root(location, root)
-            return store
+            return Store(location, storage_options)
     if source is None:
-        raise ValueError(f"{location}: creating a store needs a source description")
+        raise InputError(location, "creating a store needs a source description")
     return create_store(location, source=source, overwrite=(mode == "w"),
                         storage_options=storage_options, **create_options)
 
@@ -304,7 +287,7 @@ def open_store(path: str | os.PathLike, mode: str = "a", *, source: str | None =
 
 def _check_id(entry_id: str) -> None:
     if not isinstance(entry_id, str) or not _ID_PATTERN.fullmatch(entry_id):
-        raise ValueError(f"entry id {entry_id!r} is not 1-128 characters of letters, digits, "
+        raise InputError(f"entry id {entry_id!r} is not 1-128 characters of letters, digits, "
                          f"'.', '_', '-' starting with a letter or digit")
 
 
@@ -342,12 +325,12 @@ def _user_metadata(entry_id: str, metadata: Mapping | None, default_source: str,
     meta = _jsonable(dict(metadata or {}), f"entry {entry_id} metadata")
     clash = sorted((set(meta) & _SYSTEM_KEYS) - allowed)
     if clash:
-        raise ValueError(f"entry {entry_id}: metadata keys {clash} are set by the store "
+        raise InputError(f"entry {entry_id}: metadata keys {clash} are set by the store "
                          f"writer itself; rename them")
     resolution = meta.get("resolution")
     if resolution is not None and not (isinstance(resolution, (int, float))
                                        and not isinstance(resolution, bool) and resolution > 0):
-        raise ValueError(f"entry {entry_id}: resolution must be a positive number of Å or "
+        raise InputError(f"entry {entry_id}: resolution must be a positive number of Å or "
                          f"None, got {resolution!r}")
     meta["resolution"] = None if resolution is None else float(resolution)
     release = meta.get("release_date")
@@ -355,31 +338,35 @@ def _user_metadata(entry_id: str, metadata: Mapping | None, default_source: str,
         try:
             date.fromisoformat(str(release)[:10])
         except ValueError as err:
-            raise ValueError(f"entry {entry_id}: release_date {release!r} is not an ISO "
+            raise InputError(f"entry {entry_id}: release_date {release!r} is not an ISO "
                              f"date") from err
     meta["release_date"] = release
     source = meta.get("source", default_source)
     if not isinstance(source, str) or not source:
-        raise ValueError(f"entry {entry_id}: source must be a non-empty str, got {source!r}")
+        raise InputError(f"entry {entry_id}: source must be a non-empty str, got {source!r}")
     meta["source"] = source
     checksums = meta.get("source_sha256", {})
     if not isinstance(checksums, dict) or not all(
             isinstance(v, str) and _SHA256_PATTERN.fullmatch(v) for v in checksums.values()):
-        raise ValueError(f"entry {entry_id}: source_sha256 must map file names to sha256 hex "
+        raise InputError(f"entry {entry_id}: source_sha256 must map file names to sha256 hex "
                          f"digests (64 lower-case hex characters), got {checksums!r}")
     meta["source_sha256"] = checksums
     return meta
 
 
 def _check_maps(entry_id: str, maps: dict[str, Volume | None]) -> dict[str, Volume]:
+    """The maps given, in role order, checked to be Volumes on the grid of ``half1``."""
     present = {}
-    for name, vol in maps.items():
+    for role in MAP_ROLES:
+        vol = maps[role.name]
         if vol is None:
+            if role.required:
+                raise TypeError(f"entry {entry_id}: the {role.name} map is required")
             continue
         if not isinstance(vol, Volume):
-            raise TypeError(f"entry {entry_id}: {name} must be a cref_bench Volume, "
+            raise TypeError(f"entry {entry_id}: {role.name} must be a cref_bench Volume, "
                             f"got {type(vol).__name__}")
-        present[name] = vol
+        present[role.name] = vol
     reference = present["half1"]
     for name, vol in present.items():
         if name == "half1":
@@ -395,10 +382,10 @@ def _check_models(entry_id: str, models: Mapping[str, str] | None) -> dict[str, 
     out = {}
     for name, text in (models or {}).items():
         if not isinstance(name, str) or not _ID_PATTERN.fullmatch(name):
-            raise ValueError(f"entry {entry_id}: model name {name!r} is not 1-128 letters, "
+            raise InputError(f"entry {entry_id}: model name {name!r} is not 1-128 letters, "
                              f"digits, '.', '_', '-'")
         if not isinstance(text, str) or not text:
-            raise ValueError(f"entry {entry_id}: model {name} must be non-empty text (mmCIF)")
+            raise InputError(f"entry {entry_id}: model {name} must be non-empty text (mmCIF)")
         out[name] = text.encode("utf-8")
     return out
 
@@ -411,9 +398,9 @@ def _slabs(shape: tuple[int, int, int]):
         yield slice(z, min(z + step, shape[0]))
 
 
-def _non_finite_error(entry_id: str, name: str, vol: Volume) -> MapError:
+def _non_finite_error(entry_id: str, name: str, vol: Volume) -> NonFiniteMap:
     bad = int(vol.data.size - np.count_nonzero(np.isfinite(vol.data)))
-    return MapError(f"entry {entry_id} {name} ({vol.source})",
+    return NonFiniteMap(f"entry {entry_id} {name} ({vol.source})",
                     f"{bad} non-finite voxel(s) (NaN or inf)")
 
 
@@ -431,9 +418,9 @@ def _scan_mask(entry_id: str, mask: Volume) -> tuple[str, dict]:
         inside += int(np.count_nonzero(part > MASK_THRESHOLD))
     where = f"entry {entry_id} mask ({mask.source})"
     if lo < -MASK_TOLERANCE or hi > 1 + MASK_TOLERANCE:
-        raise MapError(where, f"mask values must lie in [0, 1], found [{lo:g}, {hi:g}]")
+        raise BadMask(where, f"mask values must lie in [0, 1], found [{lo:g}, {hi:g}]")
     if inside == 0:
-        raise MapError(where, f"mask is empty (no voxel > {MASK_THRESHOLD})")
+        raise BadMask(where, f"mask is empty (no voxel > {MASK_THRESHOLD})")
     return digest.hexdigest(), {"inside_voxels": inside, "inside_fraction": inside / mask.data.size,
                                 "min": lo, "max": hi}
 
@@ -445,8 +432,8 @@ def _scan_map(entry_id: str, name: str, vol: Volume, mask: Volume) -> tuple[str,
     if stats is None:
         raise _non_finite_error(entry_id, name, vol)
     if not stats["box"]["std"] > 0:
-        raise MapError(f"entry {entry_id} {name} ({vol.source})",
-                       "constant map (standard deviation 0): cannot be standardised")
+        raise ConstantMap(f"entry {entry_id} {name} ({vol.source})",
+                          "constant map (standard deviation 0): cannot be standardised")
     return digest, stats
 
 
@@ -495,7 +482,7 @@ def _ok_row(attrs: Mapping) -> dict:
     """The manifest row of a complete entry, from its attributes."""
     row = {k: v for k, v in attrs.items() if k not in _SYSTEM_KEYS}
     row.update(id=attrs["id"], status="ok", reason=None, split=attrs["split"],
-               voxel_size=attrs["voxel_size"], box=attrs["shape"], considered_at=_now())
+               voxel_size=attrs["voxel_size"], box=attrs["shape"], considered_at=now_utc())
     return row
 
 
@@ -520,8 +507,8 @@ def _hide_and_delete(entries: zarr.Group, entry_id: str) -> None:
 
 def write_entry(store: Store | str | os.PathLike, entry_id: str, *, half1: Volume,
                 half2: Volume, mask: Volume, truth: Volume | None = None,
-                models: Mapping[str, str] | None = None, metadata: Mapping | None = None,
-                overwrite: bool = False) -> dict:
+                reference: Volume | None = None, models: Mapping[str, str] | None = None,
+                metadata: Mapping | None = None, overwrite: bool = False) -> dict:
     """Write one entry (maps, patch index, models, attributes) and its manifest row.
 
     Idempotent: a complete entry is left as it is (its manifest row is returned, and
@@ -533,7 +520,8 @@ def write_entry(store: Store | str | os.PathLike, entry_id: str, *, half1: Volum
         entry_id: the entry id (letters, digits, ``.``, ``_``, ``-``; e.g. ``"EMD-11638"``).
         half1, half2: the half-maps.
         mask: the mask, values in ``[0, 1]``, at least one voxel ``> 0.5``.
-        truth: the noise-free map (phantoms), or None.
+        truth: the noise-free map (phantoms, simulations), or None.
+        reference: a higher-resolution map of the same specimen on the halves' grid, or None.
         models: fitted models, ``{name: mmCIF text}``.
         metadata: builder metadata, JSON-like; recognised keys ``resolution`` (Å),
             ``source``, ``release_date`` (ISO), ``source_sha256`` (``{file: sha256 hex}``),
@@ -546,54 +534,32 @@ def write_entry(store: Store | str | os.PathLike, entry_id: str, *, half1: Volum
 
     Raises:
         GeometryMismatch: a map is not on the grid of ``half1`` (names the entry).
-        MapError: non-finite values, a mask outside ``[0, 1]`` or empty, a constant map
-            (names the entry and the map).
-        ValueError: a bad id, metadata value or model.
+        NonFiniteMap, BadMask, ConstantMap: non-finite values, a mask outside ``[0, 1]`` or
+            empty, a constant map (names the entry and the map).
+        InputError: a bad id, metadata value or model.
         TypeError: a map that is not a Volume, or metadata that is not JSON-like.
         CorpusError: no corpus store at ``store``.
     """
     _check_id(entry_id)
     maps = _check_maps(entry_id, {"half1": half1, "half2": half2, "mask": mask,
-                                  "truth": truth})
+                                  "truth": truth, "reference": reference})
     model_bytes = _check_models(entry_id, models)
-    store = _as_store(store)
-    root = store.root()
+    root = _as_store(store).root()
     root_attrs = root.attrs.asdict()
     meta = _user_metadata(entry_id, metadata, root_attrs["source"])
-    entries = root[ENTRIES_GROUP]
-    if not overwrite and entry_id in entries:
-        existing = entries[entry_id].attrs.asdict()
-        if existing.get("complete") is True:
-            rows = root[MANIFEST_GROUP]
-            if entry_id in rows and rows[entry_id].attrs.get("status") == "ok":
-                return rows[entry_id].attrs.asdict()
-            row = _ok_row(existing)
-            _put_manifest_row(root, row)
+    if not overwrite:
+        row = _row_of_complete_entry(root, entry_id)
+        if row is not None:
             return row
-
-    checksums, stats = {}, {}
-    checksums["mask"], stats["mask"] = _scan_mask(entry_id, maps["mask"])
-    for name, vol in maps.items():
-        if name != "mask":
-            checksums[name], stats[name] = _scan_map(entry_id, name, vol, maps["mask"])
-    for name, raw in model_bytes.items():
-        checksums[f"{MODELS_GROUP}/{name}"] = hashlib.sha256(raw).hexdigest()
+    checksums, stats = _scan_entry(entry_id, maps, model_bytes)
     patch = root_attrs["patch"]
     origins = patch_origins(maps["mask"].data, patch["size"], patch["stride"],
                             patch["threshold"])
-
+    entries = root[ENTRIES_GROUP]
     _hide_and_delete(entries, entry_id)
     group = entries.create_group(entry_id, overwrite=True,
                                  attributes={"id": entry_id, "complete": False})
-    chunks = tuple(min(root_attrs["chunk"], n) for n in half1.shape)
-    for name, vol in maps.items():
-        group.create_array(name, data=vol.data, chunks=chunks, compressors=_map_codec(),
-                           fill_value=0.0)
-    group.create_array(PATCHES_ARRAY, data=origins, chunks=(max(1, len(origins)), 3))
-    for name, raw in model_bytes.items():
-        group.create_array(f"{MODELS_GROUP}/{name}", data=np.frombuffer(raw, dtype=np.uint8),
-                           chunks=(min(len(raw), MODEL_CHUNK_BYTES),),
-                           compressors=ZstdCodec(level=9))
+    _write_arrays(group, maps, origins, model_bytes, root_attrs["chunk"])
     attrs = dict(meta)
     attrs.setdefault("fitted_models", sorted(model_bytes))
     attrs.update({
@@ -610,13 +576,57 @@ def write_entry(store: Store | str | os.PathLike, entry_id: str, *, half1: Volum
         "patches": {"size": patch["size"], "stride": patch["stride"],
                     "threshold": patch["threshold"], "count": len(origins)},
         "models": sorted(model_bytes),
-        "written_at": _now(),
+        "written_at": now_utc(),
         "complete": True,
     })
     group.attrs.put(attrs)  # the completion mark: one write, last
     row = _ok_row(attrs)
     _put_manifest_row(root, row)
     return row
+
+
+def _row_of_complete_entry(root: zarr.Group, entry_id: str) -> dict | None:
+    """The ``ok`` manifest row of an entry already complete (repaired if missing or not
+    ``ok``), or ``None`` when the entry is not complete."""
+    entries = root[ENTRIES_GROUP]
+    if entry_id not in entries:
+        return None
+    existing = entries[entry_id].attrs.asdict()
+    if existing.get("complete") is not True:
+        return None
+    rows = root[MANIFEST_GROUP]
+    if entry_id in rows and rows[entry_id].attrs.get("status") == "ok":
+        return rows[entry_id].attrs.asdict()
+    row = _ok_row(existing)
+    _put_manifest_row(root, row)
+    return row
+
+
+def _scan_entry(entry_id: str, maps: dict[str, Volume],
+                model_bytes: dict[str, bytes]) -> tuple[dict, dict]:
+    """The sha256 of every map and model, and the statistics of every map (checked)."""
+    checksums, stats = {}, {}
+    checksums["mask"], stats["mask"] = _scan_mask(entry_id, maps["mask"])
+    for name, vol in maps.items():
+        if name != "mask":
+            checksums[name], stats[name] = _scan_map(entry_id, name, vol, maps["mask"])
+    for name, raw in model_bytes.items():
+        checksums[f"{MODELS_GROUP}/{name}"] = hashlib.sha256(raw).hexdigest()
+    return checksums, stats
+
+
+def _write_arrays(group: zarr.Group, maps: dict[str, Volume], origins: np.ndarray,
+                  model_bytes: dict[str, bytes], chunk: int) -> None:
+    """The maps, the patch index and the models of an entry, into its (new) group."""
+    chunks = tuple(min(chunk, n) for n in maps["half1"].shape)
+    for name, vol in maps.items():
+        group.create_array(name, data=vol.data, chunks=chunks, compressors=_map_codec(),
+                           fill_value=0.0)
+    group.create_array(PATCHES_ARRAY, data=origins, chunks=(max(1, len(origins)), 3))
+    for name, raw in model_bytes.items():
+        group.create_array(f"{MODELS_GROUP}/{name}", data=np.frombuffer(raw, dtype=np.uint8),
+                           chunks=(min(len(raw), MODEL_CHUNK_BYTES),),
+                           compressors=ZstdCodec(level=9))
 
 
 def record_rejection(store: Store | str | os.PathLike, entry_id: str, reason,
@@ -638,18 +648,18 @@ def record_rejection(store: Store | str | os.PathLike, entry_id: str, reason,
         The manifest row written.
 
     Raises:
-        ValueError: a bad id, status, empty reason, or metadata value.
+        InputError: a bad id, status, empty reason, or metadata value.
         TypeError: metadata that is not JSON-like.
         CorpusError: no corpus store at ``store``.
     """
     _check_id(entry_id)
     if status not in ("rejected", "failed"):
-        raise ValueError(f"entry {entry_id}: status must be 'rejected' or 'failed', "
+        raise InputError(f"entry {entry_id}: status must be 'rejected' or 'failed', "
                          f"got {status!r}")
     if isinstance(reason, BaseException):
         reason = f"{type(reason).__name__}: {reason}"
     if not isinstance(reason, str) or not reason.strip():
-        raise ValueError(f"entry {entry_id}: a rejection needs a reason, got {reason!r}")
+        raise InputError(f"entry {entry_id}: a rejection needs a reason, got {reason!r}")
     store = _as_store(store)
     root = store.root()
     meta = _user_metadata(entry_id, metadata, root.attrs["source"],
@@ -658,7 +668,7 @@ def record_rejection(store: Store | str | os.PathLike, entry_id: str, reason,
     row = {**meta, "id": entry_id, "status": status, "reason": reason,
            "split": splits.split_of(entry_id), "voxel_size": meta.get("voxel_size"),
            "box": meta.get("box"), "fitted_models": meta.get("fitted_models", []),
-           "considered_at": _now()}
+           "considered_at": now_utc()}
     _put_manifest_row(root, row)
     return row
 
@@ -689,7 +699,7 @@ def finalize(store: Store | str | os.PathLike) -> str:
     Run once from the coordinating process after all writers have finished. Complete
     entries lacking an ``ok`` row get one; ``ok`` rows without a complete entry become
     ``failed`` ("entry data missing"). Then the root attributes get ``content_hash``
-    (:func:`cref_bench.dataset.content_hash` over the complete entries), ``test_50``
+    (:func:`cref_bench.store_layout.content_hash` over the complete entries), ``test_50``
     (:func:`cref_bench.splits.choose_test50`, keeping the members recorded before),
     ``counts`` (per split and per manifest status) and ``finalized_at``, in one write.
 
@@ -712,7 +722,7 @@ def finalize(store: Store | str | os.PathLike) -> str:
     for entry_id, row in rows.items():
         if row["status"] == "ok" and entry_id not in entries:
             row.update(status="failed", reason="entry data missing (write interrupted or "
-                       "removed)", considered_at=_now())
+                       "removed)", considered_at=now_utc())
             _put_manifest_row(root, row)
     digest = content_hash(entries.values())
     counts = {s: sum(a["split"] == s for a in entries.values()) for s in splits.SPLITS}
@@ -720,5 +730,5 @@ def finalize(store: Store | str | os.PathLike) -> str:
         counts[status] = sum(r["status"] == status for r in rows.values())
     test_50 = splits.choose_test50(entries, previous=root.attrs.get("test_50") or ())
     root.attrs.update({"content_hash": digest, "test_50": test_50, "counts": counts,
-                       "finalized_at": _now()})
+                       "finalized_at": now_utc()})
     return digest

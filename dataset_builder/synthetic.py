@@ -39,9 +39,11 @@ import scipy.fft
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from cref_bench.errors import CorpusError, InputError, ModelError
 from cref_bench.model_map import model_map, read_model
 from cref_bench.shells import fourier_shells
 from cref_bench.volume import Volume
+from dataset_builder import store
 from dataset_builder.phantom_models import build_model
 from dataset_builder.phantom_noise import calibrated_noise, designed_fsc, noise_power, shell_sums
 
@@ -93,12 +95,12 @@ class Phantom:
 
 def _check_grid(box: int, voxel_size: float, resolution: float) -> None:
     if not isinstance(box, (int, np.integer)) or not 32 <= box <= 512:
-        raise ValueError(f"box must be an integer from 32 to 512 voxels, got {box!r}")
+        raise InputError(f"box must be an integer from 32 to 512 voxels, got {box!r}")
     if not (np.isfinite(voxel_size) and voxel_size > 0):
-        raise ValueError(f"voxel_size must be a positive number of Å, got {voxel_size!r}")
+        raise InputError(f"voxel_size must be a positive number of Å, got {voxel_size!r}")
     low, high = MIN_RESOLUTION_VOXELS * voxel_size, box * voxel_size / MIN_SHELLS_TO_CROSSING
     if not low <= resolution <= high:
-        raise ValueError(f"resolution {resolution} Å is outside [{low:.3g}, {high:.3g}] Å, "
+        raise InputError(f"resolution {resolution} Å is outside [{low:.3g}, {high:.3g}] Å, "
                          f"the range a {box}^3 box of {voxel_size} Å voxels can hold "
                          f"(>= {MIN_RESOLUTION_VOXELS} voxels, <= box edge / "
                          f"{MIN_SHELLS_TO_CROSSING})")
@@ -108,16 +110,17 @@ def _atom_positions(structure: gemmi.Structure) -> np.ndarray:
     return np.array([cra.atom.pos.tolist() for cra in structure[0].all()]).reshape(-1, 3)
 
 
-def _given_model(model: gemmi.Structure | str | Path, edge: float) -> tuple[gemmi.Structure, np.ndarray]:
+def _given_model(model: gemmi.Structure | str | Path,
+                 edge: float) -> tuple[gemmi.Structure, np.ndarray]:
     """The model (a private copy) and the box origin (z, y, x) that centres it."""
     structure = model.clone() if isinstance(model, gemmi.Structure) else read_model(model)
     xyz = _atom_positions(structure)
     if xyz.size == 0:
-        raise ValueError(f"model {structure.name or model!s} holds no atoms")
+        raise ModelError(structure.name or str(model), "the model holds no atoms")
     low, high = xyz.min(axis=0), xyz.max(axis=0)
     extent = high - low
     if np.any(extent + 2 * GIVEN_MODEL_MARGIN > edge):
-        raise ValueError(f"model {structure.name or model!s} spans {np.round(extent, 1)} Å "
+        raise InputError(f"model {structure.name or model!s} spans {np.round(extent, 1)} Å "
                          f"(x, y, z); with {GIVEN_MODEL_MARGIN} Å margins it needs a box edge "
                          f"of {extent.max() + 2 * GIVEN_MODEL_MARGIN:.0f} Å, this box has "
                          f"{edge:.0f} Å")
@@ -179,21 +182,21 @@ def make_phantom(seed: int, *, box: int = 64, voxel_size: float = 1.2,
         A :class:`Phantom`.
 
     Raises:
-        ValueError: a bad box, voxel size, resolution, B-factor or seed, or a model that
+        InputError: a bad box, voxel size, resolution, B-factor or seed, or a model that
             does not fit in the box.
-        MapError: the model file cannot be read or holds no atoms.
+        ModelError: the model file cannot be read or holds no atoms.
     """
     if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     _check_grid(box, voxel_size, resolution)
     if b_factor is not None and not (np.isfinite(b_factor) and b_factor >= 0):
-        raise ValueError(f"b_factor must be a non-negative number of Å², got {b_factor!r}")
+        raise InputError(f"b_factor must be a non-negative number of Å², got {b_factor!r}")
     model_rng, param_rng, noise1_rng, noise2_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(4))
     edge = box * voxel_size
     if model is None:
         if edge < MIN_BOX_EDGE:
-            raise ValueError(f"box edge {edge:.1f} Å ({box} x {voxel_size} Å) is below the "
+            raise InputError(f"box edge {edge:.1f} Å ({box} x {voxel_size} Å) is below the "
                              f"{MIN_BOX_EDGE:.0f} Å a procedural phantom needs")
         radius = max(MIN_PARTICLE_RADIUS, min(0.3 * edge, 0.5 * edge - MODEL_MARGIN))
         structure = build_model(model_rng, radius, centre=(edge / 2,) * 3)
@@ -243,7 +246,8 @@ def make_phantom(seed: int, *, box: int = 64, voxel_size: float = 1.2,
 def _range(name: str, values, kind=float) -> tuple:
     low, high = (kind(v) for v in values)
     if not 0 < low <= high:
-        raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {tuple(values)}")
+        raise InputError(f"{name} must be (low, high) with 0 < low <= high, got "
+                         f"{tuple(values)}")
     return low, high
 
 
@@ -265,7 +269,7 @@ def entry_parameters(seed: int, index: int, boxes=(64, 96), voxel_sizes=(0.8, 2.
         ``{"seed", "box", "voxel_size", "resolution"}``.
 
     Raises:
-        ValueError: a bad range, or ranges no phantom can satisfy.
+        InputError: a bad range, or ranges no phantom can satisfy.
     """
     box_low, box_high = _range("boxes", boxes, int)
     v_low, v_high = _range("voxel_sizes", voxel_sizes)
@@ -278,7 +282,7 @@ def entry_parameters(seed: int, index: int, boxes=(64, 96), voxel_sizes=(0.8, 2.
     low = max(r_low, MIN_RESOLUTION_VOXELS * v_floor)
     high = min(r_high, box * v_high / MIN_SHELLS_TO_CROSSING)
     if low > high or v_floor > v_high:
-        raise ValueError(f"no phantom of box {box} can have a resolution in [{r_low}, {r_high}] "
+        raise InputError(f"no phantom of box {box} can have a resolution in [{r_low}, {r_high}] "
                          f"Å with voxels in [{v_low}, {v_high}] Å (it needs resolution >= "
                          f"{MIN_RESOLUTION_VOXELS} voxels and <= box edge / "
                          f"{MIN_SHELLS_TO_CROSSING}, and a box edge >= {MIN_BOX_EDGE:.0f} Å)")
@@ -291,13 +295,8 @@ def entry_parameters(seed: int, index: int, boxes=(64, 96), voxel_sizes=(0.8, 2.
     return {"seed": phantom_seed, "box": box, "voxel_size": voxel, "resolution": resolution}
 
 
-# The store writer is imported where it is used: it imports the corpus reader, and with it
-# torch, which making a phantom does not need.
-
 def _write_one(location: str, entry_id: str, parameters: dict, extra: dict) -> str | None:
     """Make and store one phantom, or record why not; returns the error text or None."""
-    from dataset_builder import store
-
     try:
         phantom = make_phantom(**parameters)
         text = phantom.structure.make_mmcif_document().as_string()
@@ -317,23 +316,14 @@ def _report(entry_id: str, error: str | None) -> None:
         logger.warning("%s failed (recorded in the manifest): %s", entry_id, error)
 
 
-def _open_corpus_store(out, seed: int, patch_size: int):
+def _open_corpus_store(out, seed: int, patch_size: int) -> store.Store:
     """The store at ``out``, created if absent; refuses anything else there."""
-    from dataset_builder import store
-
     source = f"synthetic phantoms v{PHANTOM_VERSION} (seed {seed})"
-    location = str(out)
-    if "://" not in location:
-        path = Path(location).resolve()
-        if path.exists() and not (path.is_dir() and (path / "zarr.json").is_file()) and \
-                not (path.is_dir() and not any(path.iterdir())):
-            raise FileExistsError(f"{path}: exists and is not a corpus store; refusing to "
-                                  f"write phantoms over it")
-        location = str(path)
+    location = str(out) if "://" in str(out) else str(Path(out).resolve())
     handle = store.open_store(location, mode="a", source=source, patch_size=patch_size)
     if handle.attrs.get("source") != source:
-        raise ValueError(f"{location}: a store of {handle.attrs.get('source')!r}, not of "
-                         f"{source!r}; choose another output")
+        raise CorpusError(location, f"a store of {handle.attrs.get('source')!r}, not of "
+                          f"{source!r}; choose another output")
     return handle
 
 
@@ -363,14 +353,13 @@ def write_phantom_corpus(out, entries: int, *, seed: int = 0, boxes=(64, 96),
         The store location.
 
     Raises:
-        FileExistsError: ``out`` exists and is not a corpus store.
-        ValueError: bad ranges or counts, or a store of another seed at ``out``.
-        CorpusError: ``out`` is a zarr group that is not a corpus store.
+        InputError: bad ranges or counts.
+        CorpusError: ``out`` exists and is not a corpus store, or is a store of another seed.
     """
     if not isinstance(entries, (int, np.integer)) or entries < 1:
-        raise ValueError(f"entries must be a positive integer, got {entries!r}")
+        raise InputError(f"entries must be a positive integer, got {entries!r}")
     if not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        raise InputError(f"workers must be a positive integer, got {workers!r}")
     jobs = [(f"SYN-{k + 1:04d}", entry_parameters(seed, k, boxes, voxel_sizes, resolutions),
              {"corpus_seed": int(seed), "corpus_index": k}) for k in range(entries)]
     handle = _open_corpus_store(out, seed, min(PATCH_SIZE, _range("boxes", boxes, int)[0]))

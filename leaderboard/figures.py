@@ -27,6 +27,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from cref_bench.atomic import atomic_path
+from cref_bench.errors import InputError
 
 FORMATS = ("png", "pdf")
 GRID_POINTS = 100
@@ -63,7 +64,7 @@ def _select(frame: pd.DataFrame, masking: str, entries: Sequence[str] | None,
     if entries is not None:
         part = part[part["entry"].isin(set(entries))]
     if part.empty:
-        raise ValueError(f"nothing to plot: no {masking} rows for the given entries")
+        raise InputError(f"nothing to plot: no {masking} rows for the given entries")
     methods = list(order) if order is not None else sorted(set(part["method"]))
     return part[part["method"].isin(set(methods))], methods
 
@@ -86,15 +87,15 @@ def plot_distribution(frame: pd.DataFrame, out_dir: str | os.PathLike, metric: s
         The PNG and PDF paths.
 
     Raises:
-        ValueError: the metric is not a column, or nothing is left to plot.
+        InputError: the metric is not a column, or nothing is left to plot.
         OSError: the figure cannot be written.
     """
     if metric not in frame.columns:
-        raise ValueError(f"no metric {metric!r} in the results")
+        raise InputError(f"no metric {metric!r} in the results")
     part, methods = _select(frame, masking, entries, order)
     part = part.dropna(subset=[metric])
     if part.empty:
-        raise ValueError(f"nothing to plot: {metric} has no {masking} value")
+        raise InputError(f"nothing to plot: {metric} has no {masking} value")
     figure = Figure(figsize=(6.0, 1.0 + 0.45 * len(methods)))
     with sns.axes_style("whitegrid"):
         ax = figure.subplots()
@@ -156,14 +157,14 @@ def plot_cref_curves(curves: pd.DataFrame, out_dir: str | os.PathLike, masking: 
         The PNG and PDF paths.
 
     Raises:
-        ValueError: no ``fsc_fd`` or ``c_ref`` curve to plot.
+        InputError: no ``fsc_fd`` or ``c_ref`` curve to plot.
         OSError: the figure cannot be written.
     """
     part, methods = _select(curves, masking, entries, order)
     fsc_fd = part[part["curve"] == "fsc_fd"]
     target = part[part["curve"] == "c_ref"]
     if fsc_fd.empty or target.empty:
-        raise ValueError(f"nothing to plot: the {masking} results hold no fsc_fd or c_ref curve")
+        raise InputError(f"nothing to plot: the {masking} results hold no fsc_fd or c_ref curve")
     # C_ref depends on the half-maps only: take each entry's curve once.
     first_method = target.drop_duplicates("entry")[["entry", "method"]]
     target = target.merge(first_method, on=["entry", "method"])
@@ -202,7 +203,7 @@ def write_figures(frame: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame
         The paths written (PNG and PDF of each figure).
 
     Raises:
-        ValueError: nothing to plot.
+        InputError: nothing to plot.
         OSError: a figure cannot be written.
     """
     a = table.attrs

@@ -11,9 +11,8 @@ methods on the entries that *every* method finished (a paired comparison; the en
 dropped are counted); :func:`to_markdown`, :func:`to_latex`, :func:`to_html` and
 :func:`to_csv` render the table, the best value of each metric in bold.
 
-Directions (:data:`DIRECTIONS`): lower is better for the C_ref scores, the FSC-0.5 change,
-every resolution in Å and the RMSE to the truth; higher is better for the correlation to
-the truth.
+Which direction of each metric is better, and which metrics a table shows by default, come
+from :mod:`cref_bench.metric_facts`; the files' columns from :mod:`cref_bench.results`.
 """
 
 from __future__ import annotations
@@ -28,40 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SCALAR_ID_COLUMNS = ("method", "method_version", "entry", "split", "masking")
-"""The identifying columns of ``scalars.csv``; every other column is a metric."""
+from cref_bench.errors import InputError, ResultsError
+from cref_bench.metric_facts import DEFAULT_METRICS, MASKINGS, metric_facts
+from cref_bench.results import CURVE_COLUMNS, ID_COLUMNS, NUMBER_COLUMNS
 
-CURVE_COLUMNS = ("method", "entry", "masking", "curve", "shell", "frequency", "value")
-"""The columns of ``curves.csv``."""
-
-MASKINGS = ("unmasked", "masked")
-
-DIRECTIONS = {
-    "cref_rmse": "lower", "cref_l1": "lower", "fsc05_change": "lower",
-    "res_half_0143": "lower", "res_half_05": "lower", "res_d2m1_05": "lower",
-    "truth_res_0143": "lower", "truth_res_05": "lower", "truth_rmse": "lower", "truth_corr": "higher",
-    "reference_res_0143": "lower", "reference_res_05": "lower",
-    "d_fsc_model_0143": "lower", "d_fsc_model_05": "lower",
-    "d_fsc_model_0143_input": "lower", "d_fsc_model_05_input": "lower",
-}
-"""Whether a lower or a higher value of each metric is better."""
-
-DEFAULT_METRICS = ("cref_rmse", "cref_l1", "fsc05_change", "truth_corr", "truth_rmse", "d_fsc_model_0143")
-"""The metrics of a default leaderboard (those without any value are left out)."""
-
-
-class ResultsError(ValueError):
-    """A results folder that cannot be used: a missing or malformed file, or a conflict.
-
-    Args:
-        source: the file or folder at fault.
-        fault: what is wrong, in words.
-    """
-
-    def __init__(self, source: object, fault: str):
-        self.source = str(source)
-        self.fault = fault
-        super().__init__(f"{self.source}: {fault}")
+ARROWS = {"min": "↓", "max": "↑"}
+"""The header mark of a metric whose lower (``min``) or higher (``max``) values are better."""
 
 
 def read_provenance(folder: str | os.PathLike) -> dict:
@@ -95,13 +66,16 @@ def _corpus_hashes(folders: list[Path], allow_mixed_corpora: bool) -> dict[Path,
         listing = "; ".join(f"{f}: {h or 'unknown'}" for f, h in hashes.items())
         raise ResultsError(", ".join(map(str, folders)),
                            "results of different corpus content cannot be compared "
-                           f"({listing}); pass allow_mixed_corpora=True (--allow-mixed-corpora) to override")
+                           f"({listing}); pass allow_mixed_corpora=True "
+                           "(--allow-mixed-corpora) to override")
     return hashes
 
 
-def _read_csv(path: Path, required: Iterable[str], text_columns: Iterable[str]) -> pd.DataFrame:
+def _read_csv(path: Path, required: Iterable[str]) -> pd.DataFrame:
+    """A results table, its fixed text columns read as text; refuses a missing column."""
+    text = {c: str for c in required if c not in NUMBER_COLUMNS}
     try:
-        frame = pd.read_csv(path, dtype={c: str for c in text_columns}, keep_default_na=True)
+        frame = pd.read_csv(path, dtype=text, keep_default_na=True)
     except FileNotFoundError:
         raise ResultsError(path, "missing") from None
     except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -115,7 +89,7 @@ def _read_csv(path: Path, required: Iterable[str], text_columns: Iterable[str]) 
 def _folders(dirs) -> list[Path]:
     folders = [Path(d) for d in ([dirs] if isinstance(dirs, (str, os.PathLike)) else dirs)]
     if not folders:
-        raise ValueError("no results folder given")
+        raise InputError("no results folder given")
     return folders
 
 
@@ -134,14 +108,14 @@ def load_results(dirs, *, allow_mixed_corpora: bool = False) -> pd.DataFrame:
     Raises:
         ResultsError: a file is missing or malformed, the corpora differ (and that is not
             allowed), or a (method, entry, masking) row appears twice.
-        ValueError: no folder given.
+        InputError: no folder given.
     """
     folders = _folders(dirs)
     hashes = _corpus_hashes(folders, allow_mixed_corpora)
     frames = []
     for folder in folders:
-        frame = _read_csv(folder / "scalars.csv", SCALAR_ID_COLUMNS, SCALAR_ID_COLUMNS)
-        for name in frame.columns.difference(SCALAR_ID_COLUMNS):
+        frame = _read_csv(folder / "scalars.csv", ID_COLUMNS)
+        for name in frame.columns.difference(ID_COLUMNS):
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
         bad = sorted(set(frame["masking"].dropna()) - set(MASKINGS))
         if bad:
@@ -155,8 +129,9 @@ def load_results(dirs, *, allow_mixed_corpora: bool = False) -> pd.DataFrame:
     if not twice.empty:
         first = twice.iloc[0]
         where = sorted(set(twice.loc[(twice[key] == first[key]).all(axis=1), "results_dir"]))
-        raise ResultsError(", ".join(where), f"method {first['method']!r} has more than one result for "
-                           f"entry {first['entry']!r} ({first['masking']}); give each method's results once")
+        raise ResultsError(", ".join(where), f"method {first['method']!r} has more than one "
+                           f"result for entry {first['entry']!r} ({first['masking']}); give "
+                           "each method's results once")
     return frame
 
 
@@ -174,50 +149,23 @@ def load_curves(dirs, *, curves: Iterable[str] | None = None,
 
     Raises:
         ResultsError: a file is missing or malformed, or the corpora differ.
-        ValueError: no folder given.
+        InputError: no folder given.
     """
     folders = _folders(dirs)
     _corpus_hashes(folders, allow_mixed_corpora)
     wanted = None if curves is None else set(curves)
     frames = []
     for folder in folders:
-        frame = _read_csv(folder / "curves.csv", CURVE_COLUMNS, ("method", "entry", "masking", "curve"))
+        frame = _read_csv(folder / "curves.csv", CURVE_COLUMNS)
         if wanted is not None:
             frame = frame[frame["curve"].isin(wanted)]
         frames.append(frame[list(CURVE_COLUMNS)])
     return pd.concat(frames, ignore_index=True)
 
 
-def load_failures(dirs) -> pd.DataFrame:
-    """The ``failures.csv`` of one or more results folders, with a ``results_dir`` column.
-
-    Args:
-        dirs: a results folder or an iterable of them.
-
-    Returns:
-        Columns method, method_version, entry, error_type, message, results_dir.
-
-    Raises:
-        ResultsError: a file is missing or malformed.
-    """
-    columns = ("method", "method_version", "entry", "error_type", "message")
-    frames = []
-    for folder in _folders(dirs):
-        frame = _read_csv(folder / "failures.csv", columns, columns)
-        frame["results_dir"] = str(folder)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def _direction(metric: str) -> str:
-    try:
-        return DIRECTIONS[metric]
-    except KeyError:
-        raise ValueError(f"no direction known for metric {metric!r}; known: {', '.join(DIRECTIONS)}") from None
-
-
-def leaderboard_table(frame: pd.DataFrame, metrics: Iterable[str] = DEFAULT_METRICS, masking: str = "masked",
-                      primary: str = "cref_rmse", reference: str = "noisy") -> pd.DataFrame:
+def leaderboard_table(frame: pd.DataFrame, metrics: Iterable[str] = DEFAULT_METRICS,
+                      masking: str = "masked", primary: str = "cref_rmse",
+                      reference: str = "noisy") -> pd.DataFrame:
     """Rank methods by a primary metric over the entries every method finished.
 
     Args:
@@ -225,7 +173,8 @@ def leaderboard_table(frame: pd.DataFrame, metrics: Iterable[str] = DEFAULT_METR
         metrics: metrics to summarise (the primary one is added first if absent); a
             metric with no value on the compared entries is left out.
         masking: ``"masked"`` or ``"unmasked"``.
-        primary: the metric that ranks the methods (its direction from :data:`DIRECTIONS`).
+        primary: the metric that ranks the methods (in its better direction, from
+            :data:`cref_bench.metric_facts.METRICS`).
         reference: the method marked as the reference row (the noisy input).
 
     Returns:
@@ -238,31 +187,33 @@ def leaderboard_table(frame: pd.DataFrame, metrics: Iterable[str] = DEFAULT_METR
         ``n_dropped`` and ``reference``.
 
     Raises:
-        ValueError: unknown masking or metric direction, no row of that masking, no entry
-            finished by every method, or no value of the primary metric.
+        InputError: unknown masking or metric, no row of that masking, no entry finished
+            by every method, or no value of the primary metric.
     """
     if masking not in MASKINGS:
-        raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
+        raise InputError(f"masking must be one of {MASKINGS}, got {masking!r}")
     metrics = list(dict.fromkeys([primary, *metrics]))
     for metric in metrics:
-        _direction(metric)
+        metric_facts(metric)
     part = frame[frame["masking"] == masking]
     if part.empty:
         present = sorted(set(frame["masking"].dropna()))
-        raise ValueError(f"no {masking} results (maskings present: {present or 'none'})")
+        raise InputError(f"no {masking} results (maskings present: {present or 'none'})")
     entry_sets = [set(group["entry"]) for _, group in part.groupby("method", sort=False)]
     common = set.intersection(*entry_sets)
     dropped = sorted(set.union(*entry_sets) - common)
     if not common:
-        raise ValueError("no entry was finished by every method; nothing can be compared")
+        raise InputError("no entry was finished by every method; nothing can be compared")
     paired = part[part["entry"].isin(common)]
     kept = [m for m in metrics if m in paired.columns and paired[m].notna().any()]
     if primary not in kept:
-        raise ValueError(f"the primary metric {primary!r} has no value on the compared entries")
+        raise InputError(f"the primary metric {primary!r} has no value on the compared "
+                         "entries")
     rows = []
     for method, group in paired.groupby("method", sort=False):
-        row = {"method": method, "version": ",".join(sorted(set(group["method_version"].astype(str)))),
-               "n": int(group["entry"].nunique()), "reference": method == reference}
+        versions = ",".join(sorted(set(group["method_version"].astype(str))))
+        row = {"method": method, "version": versions, "n": int(group["entry"].nunique()),
+               "reference": method == reference}
         for metric in kept:
             values = group[metric].dropna().to_numpy(np.float64)
             row[f"{metric}_mean"] = values.mean() if values.size else np.nan
@@ -271,13 +222,14 @@ def leaderboard_table(frame: pd.DataFrame, metrics: Iterable[str] = DEFAULT_METR
             row[f"{metric}_n"] = int(values.size)
         rows.append(row)
     table = pd.DataFrame(rows).sort_values("method", kind="stable")
-    table = table.sort_values(f"{primary}_mean", ascending=_direction(primary) == "lower",
+    table = table.sort_values(f"{primary}_mean", ascending=metric_facts(primary).better == "min",
                               na_position="last", kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     table.attrs.update({"masking": masking, "primary": primary, "metrics": kept,
                         "missing_metrics": [m for m in metrics if m not in kept],
                         "entries": sorted(common), "n_entries": len(common),
-                        "dropped_entries": dropped, "n_dropped": len(dropped), "reference": reference})
+                        "dropped_entries": dropped, "n_dropped": len(dropped),
+                        "reference": reference})
     return table
 
 
@@ -288,13 +240,14 @@ def _number(value: float, digits: int) -> str:
 def _grid(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list[bool]]]:
     """Headers, cell texts (``mean ± std (median)``) and where to bold, for the renderers."""
     metrics = table.attrs["metrics"]
-    arrows = {"lower": "↓", "higher": "↑"}
-    headers = ["Rank", "Method", "n"] + [f"{m} {arrows[_direction(m)]}" for m in metrics]
+    better = {m: metric_facts(m).better for m in metrics}
+    headers = ["Rank", "Method", "n"] + [f"{m} {ARROWS[better[m]]}" for m in metrics]
     best = {}
     for m in metrics:
         means = table[f"{m}_mean"].to_numpy(np.float64)
         finite = means[np.isfinite(means)]
-        best[m] = (finite.min() if _direction(m) == "lower" else finite.max()) if finite.size else None
+        best[m] = ((finite.min() if better[m] == "min" else finite.max()) if finite.size
+                   else None)
     cells, bold = [], []
     for row in table.to_dict("records"):
         label = f"{row['method']} (reference)" if row["reference"] else row["method"]
@@ -325,10 +278,10 @@ def describe(table: pd.DataFrame) -> str:
         One or more sentences.
     """
     a = table.attrs
-    text = (f"Cells: mean ± std (median) over the {a['n_entries']} entries finished by every method "
-            f"({a['masking']}); {a['n_dropped']} entries dropped (not finished by every method). "
-            f"Ranked by {a['primary']}; ↓ lower is better, ↑ higher is better; best mean in bold; "
-            "[n=k]: only k entries had a value.")
+    text = (f"Cells: mean ± std (median) over the {a['n_entries']} entries finished by every "
+            f"method ({a['masking']}); {a['n_dropped']} entries dropped (not finished by every "
+            f"method). Ranked by {a['primary']}; ↓ lower is better, ↑ higher is better; best "
+            "mean in bold; [n=k]: only k entries had a value.")
     if a["missing_metrics"]:
         text += f" No value for: {', '.join(a['missing_metrics'])}."
     return text
@@ -349,12 +302,15 @@ def to_markdown(table: pd.DataFrame) -> str:
         return "| " + " | ".join(i.replace("|", "\\|") for i in items) + " |"
 
     align = ["---:", ":---", "---:"] + ["---:"] * (len(headers) - 3)
-    body = [line(f"**{c}**" if b else c for c, b in zip(row, strong)) for row, strong in zip(cells, bold)]
-    return "\n".join([line(headers), "| " + " | ".join(align) + " |", *body, "", describe(table)]) + "\n"
+    body = [line(f"**{c}**" if b else c for c, b in zip(row, strong))
+            for row, strong in zip(cells, bold)]
+    rule = "| " + " | ".join(align) + " |"
+    return "\n".join([line(headers), rule, *body, "", describe(table)]) + "\n"
 
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}"}
 _LATEX_SYMBOLS = {"±": r"$\pm$", "↓": r"$\downarrow$", "↑": r"$\uparrow$"}
 
 
@@ -379,8 +335,8 @@ def to_latex(table: pd.DataFrame) -> str:
     lines = [f"% {describe(table)}", f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(_latex(h) for h in headers) + r" \\", r"\midrule"]
     for row, strong in zip(cells, bold):
-        lines.append(" & ".join(f"\\textbf{{{_latex(c)}}}" if b else _latex(c) for c, b in zip(row, strong))
-                     + r" \\")
+        lines.append(" & ".join(f"\\textbf{{{_latex(c)}}}" if b else _latex(c)
+                                for c, b in zip(row, strong)) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -396,11 +352,14 @@ def to_html(table: pd.DataFrame) -> str:
     """
     headers, cells, bold = _grid(table)
     esc = html.escape
-    lines = ['<table class="cref-bench-leaderboard">', f"<caption>{esc(describe(table))}</caption>",
-             "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>", "<tbody>"]
+    lines = ['<table class="cref-bench-leaderboard">',
+             f"<caption>{esc(describe(table))}</caption>",
+             "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>",
+             "<tbody>"]
     for row, strong in zip(cells, bold):
-        lines.append("<tr>" + "".join(f"<td><strong>{esc(c)}</strong></td>" if b else f"<td>{esc(c)}</td>"
-                                      for c, b in zip(row, strong)) + "</tr>")
+        lines.append("<tr>" + "".join(f"<td><strong>{esc(c)}</strong></td>" if b
+                                      else f"<td>{esc(c)}</td>" for c, b in zip(row, strong))
+                     + "</tr>")
     lines += ["</tbody>", "</table>"]
     return "\n".join(lines) + "\n"
 

@@ -45,8 +45,9 @@ ARCHIVE_PREFIX = "/pub/databases/emdb/structures"
 
 # ----------------------------------------------------------------------------- entry files
 
-def _map_type_xml(tag: str, file: str, dimensions, origin, pixel_spacing, axis_order=("X", "Y", "Z"),
-                  contour_level: float | None = None, size_kbytes: int = 1) -> str:
+def _map_type_xml(tag: str, file: str, dimensions, origin, pixel_spacing,
+                  axis_order=("X", "Y", "Z"), contour_level: float | None = None,
+                  size_kbytes: int = 1) -> str:
     """A ``map_type`` element of the v3.0 schema (used by the map, half-maps and mask details)."""
     col, row, sec = dimensions
     o_col, o_row, o_sec = origin
@@ -68,14 +69,17 @@ def _map_type_xml(tag: str, file: str, dimensions, origin, pixel_spacing, axis_o
         <alpha units="deg">90.0</alpha><beta units="deg">90.0</beta><gamma units="deg">90.0</gamma>
       </cell>
       <axis_order><fast>{fast}</fast><medium>{medium}</medium><slow>{slow}</slow></axis_order>
-      <pixel_spacing><x units="Å">{x:g}</x><y units="Å">{y:g}</y><z units="Å">{z:g}</z></pixel_spacing>
+      <pixel_spacing>
+        <x units="Å">{x:g}</x><y units="Å">{y:g}</y><z units="Å">{z:g}</z>
+      </pixel_spacing>
       {contour}
     </{tag}>"""
 
 
-def header_xml(emdb_id: str, *, map_file: str, half_map_files: tuple[str, ...], mask_files: tuple[str, ...],
-               dimensions: tuple[int, int, int], pixel_spacing: tuple[float, float, float],
-               origin: tuple[int, int, int] = (0, 0, 0), axis_order: tuple[str, str, str] = ("X", "Y", "Z"),
+def header_xml(emdb_id: str, *, map_file: str, half_map_files: tuple[str, ...],
+               mask_files: tuple[str, ...], dimensions: tuple[int, int, int],
+               pixel_spacing: tuple[float, float, float], origin: tuple[int, int, int] = (0, 0, 0),
+               axis_order: tuple[str, str, str] = ("X", "Y", "Z"),
                resolution: float | None = 3.0, method: str = "singleParticle",
                release_date: date | None = date(2022, 1, 5), fitted_pdbs: tuple[str, ...] = (),
                contour_level: float | None = 0.5, title: str = "Stand-in entry",
@@ -93,20 +97,26 @@ def header_xml(emdb_id: str, *, map_file: str, half_map_files: tuple[str, ...], 
     if release_date is not None:
         key_dates += (f"<header_release>{release_date.isoformat()}</header_release>"
                       f"<map_release>{release_date.isoformat()}</map_release>")
-    pdbs = "".join(f"<pdb_reference><pdb_id>{p}</pdb_id><relationship><in_frame>FULLOVERLAP</in_frame>"
-                   f"</relationship></pdb_reference>" for p in fitted_pdbs)
+    pdbs = "".join(f"<pdb_reference><pdb_id>{p}</pdb_id><relationship>"
+                   f"<in_frame>FULLOVERLAP</in_frame></relationship></pdb_reference>"
+                   for p in fitted_pdbs)
     pdb_list = f"<pdb_list>{pdbs}</pdb_list>" if pdbs else ""
-    res = (f'<resolution units="Å" res_type="BY AUTHOR">{resolution:g}</resolution>'
-           f"<resolution_method>FSC 0.143 CUT-OFF</resolution_method>") if resolution is not None else ""
-    geometry = dict(dimensions=dimensions, origin=origin, pixel_spacing=pixel_spacing, axis_order=axis_order)
+    res = ""
+    if resolution is not None:
+        res = (f'<resolution units="Å" res_type="BY AUTHOR">{resolution:g}</resolution>'
+               f"<resolution_method>FSC 0.143 CUT-OFF</resolution_method>")
+    geometry = {"dimensions": dimensions, "origin": origin, "pixel_spacing": pixel_spacing,
+                "axis_order": axis_order}
     halves = "".join(_map_type_xml("half_map", f, **geometry, contour_level=contour_level,
                                    size_kbytes=sizes.get(f, 1)) for f in half_map_files)
     masks = "".join(f"<segmentation><file>{escape(f)}</file>"
                     f"{_map_type_xml('mask_details', f, **geometry, size_kbytes=sizes.get(f, 1))}"
                     f"</segmentation>" for f in mask_files)
+    primary = _map_type_xml("map", map_file, **geometry, contour_level=contour_level,
+                            size_kbytes=sizes.get(map_file, 1))
     interpretation = ""
     if halves or masks:
-        interpretation = (f"<interpretation>"
+        interpretation = ("<interpretation>"
                           + (f"<segmentation_list>{masks}</segmentation_list>" if masks else "")
                           + (f"<half_map_list>{halves}</half_map_list>" if halves else "")
                           + "</interpretation>")
@@ -121,27 +131,32 @@ def header_xml(emdb_id: str, *, map_file: str, half_map_files: tuple[str, ...], 
   </admin>
   <crossreferences>
     <citation_list><primary_citation><journal_citation published="false">
-      <author order="1">Stand-in A</author><title>{escape(title)}</title><journal_abbreviation>To Be Published</journal_abbreviation>
+      <author order="1">Stand-in A</author><title>{escape(title)}</title>
+      <journal_abbreviation>To Be Published</journal_abbreviation>
     </journal_citation></primary_citation></citation_list>
     {pdb_list}
   </crossreferences>
   <sample><name>{escape(title)}</name>
-    <supramolecule_list><complex_supramolecule supramolecule_id="1"><name>phantom</name></complex_supramolecule>
+    <supramolecule_list>
+      <complex_supramolecule supramolecule_id="1"><name>phantom</name></complex_supramolecule>
     </supramolecule_list>
   </sample>
   <structure_determination_list>
     <structure_determination structure_determination_id="1">
       <method>{method}</method>
       <aggregation_state>particle</aggregation_state>
-      <specimen_preparation_list><single_particle_preparation preparation_id="1"/></specimen_preparation_list>
-      <microscopy_list><single_particle_microscopy microscopy_id="1"><microscope>FEI TITAN KRIOS</microscope>
+      <specimen_preparation_list>
+        <single_particle_preparation preparation_id="1"/>
+      </specimen_preparation_list>
+      <microscopy_list><single_particle_microscopy microscopy_id="1">
+        <microscope>FEI TITAN KRIOS</microscope>
       </single_particle_microscopy></microscopy_list>
       <{processing} image_processing_id="1">
         <final_reconstruction>{res}</final_reconstruction>
       </{processing}>
     </structure_determination>
   </structure_determination_list>
-  {_map_type_xml("map", map_file, **geometry, contour_level=contour_level, size_kbytes=sizes.get(map_file, 1))}
+  {primary}
   {interpretation}
 </emd>
 """
@@ -179,7 +194,8 @@ def _write_mrc(path: Path, data: np.ndarray, voxel_xyz: tuple[float, float, floa
 
 
 def make_entry_files(root: str | Path, emdb_id: str, half1: np.ndarray, half2: np.ndarray,
-                     mask: np.ndarray | None = None, voxel: float | tuple[float, float, float] = 1.0, *,
+                     mask: np.ndarray | None = None,
+                     voxel: float | tuple[float, float, float] = 1.0, *,
                      start: tuple[int, int, int] = (0, 0, 0), resolution: float | None = 3.0,
                      method: str = "singleParticle", release_date: date | None = date(2022, 1, 5),
                      fitted_pdbs: tuple[str, ...] = (), contour_level: float | None = 0.5,
@@ -193,7 +209,8 @@ def make_entry_files(root: str | Path, emdb_id: str, half1: np.ndarray, half2: n
         mask: the mask (same shape), written as ``masks/emd_N_msk_1.map``; ``None`` writes no
             mask and lists none in the header.
         voxel: Å per voxel, a scalar or (z, y, x) as in :class:`cref_bench.volume.Volume`.
-        start: the index of the first voxel along (x, y, z) (MRC ``nxstart``, ``nystart``, ``nzstart``).
+        start: the index of the first voxel along (x, y, z) (MRC ``nxstart``, ``nystart``,
+            ``nzstart``).
         resolution, method, release_date, fitted_pdbs, contour_level, title: header metadata.
         write_map: also write the primary map (the average of the halves).
 
@@ -205,7 +222,8 @@ def make_entry_files(root: str | Path, emdb_id: str, half1: np.ndarray, half2: n
     folder = root / emdb_id
     voxel_zyx = tuple(float(v) for v in np.broadcast_to(np.asarray(voxel, dtype=float), (3,)))
     voxel_xyz = voxel_zyx[::-1]
-    if np.shape(half1) != np.shape(half2) or (mask is not None and np.shape(mask) != np.shape(half1)):
+    if np.shape(half1) != np.shape(half2) or (mask is not None
+                                              and np.shape(mask) != np.shape(half1)):
         raise ValueError(f"{emdb_id}: half-maps and mask must share one shape")
     halves = (folder / "other" / f"emd_{number}_half_map_1.map.gz",
               folder / "other" / f"emd_{number}_half_map_2.map.gz")
@@ -350,10 +368,10 @@ class LoggedRequest:
 class _Handler(BaseHTTPRequestHandler):
     timeout = 5
 
-    def log_message(self, format, *args):  # noqa: A002 -- silence the default stderr log
+    def log_message(self, format, *args):
         pass
 
-    def do_GET(self):  # noqa: N802 -- the http.server naming
+    def do_GET(self):
         self.server.stand_in._handle(self)
 
 
@@ -380,13 +398,14 @@ class EmdbStandIn:
         self._thread: threading.Thread | None = None
 
     # -- life cycle
-    def start(self) -> "EmdbStandIn":
+    def start(self) -> EmdbStandIn:
         """Start serving in a background thread; returns ``self``."""
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.stand_in = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="emdb-stand-in", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, name="emdb-stand-in",
+                                        daemon=True)
         self._thread.start()
         return self
 
@@ -398,7 +417,7 @@ class EmdbStandIn:
             self._thread.join(timeout=5)
             self._httpd = self._thread = None
 
-    def __enter__(self) -> "EmdbStandIn":
+    def __enter__(self) -> EmdbStandIn:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -430,11 +449,13 @@ class EmdbStandIn:
         return target if target.startswith("/") else f"{ARCHIVE_PREFIX}/{target}"
 
     def fail(self, target: str, times: int, status: int = 500) -> None:
-        """Answer ``status`` to the next ``times`` requests for ``target`` (an archive path or a URL path)."""
+        """Answer ``status`` to the next ``times`` requests for ``target`` (an archive path or a
+        URL path)."""
         self.faults[self._key(target)] = Fault(status=status, times=times)
 
     def cut(self, target: str, after: int, times: int = 1) -> None:
-        """Close the connection after ``after`` body bytes in the next ``times`` answers for ``target``."""
+        """Close the connection after ``after`` body bytes in the next ``times`` answers for
+        ``target``."""
         self.faults[self._key(target)] = Fault(cut_after=after, times=times)
 
     def missing(self, target: str) -> None:
@@ -544,7 +565,8 @@ class EmdbStandIn:
             body = data[start:end + 1]
             self._log(path, query, handler, 206)
             return self._send(handler, 206, body, "application/octet-stream",
-                              {"Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"},
+                              {"Content-Range": f"bytes {start}-{end}/{size}",
+                               "Accept-Ranges": "bytes"},
                               declared=end + 1 - start, cut_after=cut_after)
         self._log(path, query, handler, 200)
         self._send(handler, 200, data, "application/octet-stream", {"Accept-Ranges": "bytes"},

@@ -145,7 +145,7 @@ def test_missing_data_file(checkpoint_copy, capsys):
     with pytest.raises(CheckpointError, match="data file missing") as err:
         load_weights(index)
     assert err.value.source == str(data)
-    assert cli_main(["import-weights", str(index), "--out", str(index.parent / "w.pt")]) == 1
+    assert cli_main(["import-weights", str(index), "--out", str(index.parent / "w.pt")]) == 2
     assert str(data) in capsys.readouterr().err
     assert not (index.parent / "w.pt").exists()
 

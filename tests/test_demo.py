@@ -9,7 +9,8 @@ from cref_bench.cli import main
 
 def test_demo_ranks_the_baselines_and_fsc_weighting_beats_noisy(tmp_path, capsys):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--entries", "7", "--methods", "noisy,fsc-weight", "--no-progress"]
+    args = ["demo", "--out", str(out), "--entries", "7", "--methods", "noisy,fsc-weight",
+            "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| noisy (reference) |" in printed and "| fsc-weight |" in printed
@@ -17,7 +18,8 @@ def test_demo_ranks_the_baselines_and_fsc_weighting_beats_noisy(tmp_path, capsys
         assert (out / name).stat().st_size > 0
     assert any((out / "figures").glob("*.png"))
 
-    scalars = pd.concat(pd.read_csv(out / "results" / m / "scalars.csv", dtype={"method_version": str})
+    scalars = pd.concat(pd.read_csv(out / "results" / m / "scalars.csv",
+                                    dtype={"method_version": str})
                         for m in ("noisy", "fsc-weight"))
     masked = scalars[scalars.masking == "masked"].pivot(index="entry", columns="method")
     assert sorted(masked.index) == ["SYN-0001", "SYN-0007"]  # the test split of 7 phantoms
@@ -26,7 +28,8 @@ def test_demo_ranks_the_baselines_and_fsc_weighting_beats_noisy(tmp_path, capsys
     # per-shell weight leaves the FSC to the truth unchanged; masked, it keeps the noise of
     # the high shells from leaking into the band through the mask.
     assert (masked["truth_corr"]["fsc-weight"] > masked["truth_corr"]["noisy"]).all()
-    curves = pd.concat(pd.read_csv(out / "results" / m / "curves.csv") for m in ("noisy", "fsc-weight"))
+    curves = pd.concat(pd.read_csv(out / "results" / m / "curves.csv")
+                       for m in ("noisy", "fsc-weight"))
     curves = curves[(curves.masking == "masked") & (curves.curve == "fsc_truth")]
     fsc_truth = curves.pivot_table(index=["entry", "shell"], columns="method", values="value")
     band = fsc_truth[(fsc_truth["noisy"] > 0.2) & (fsc_truth["noisy"] < 0.99)]

@@ -29,8 +29,8 @@ def halves():
     rng = np.random.default_rng(11)
     shape, voxel = (N, N, N), (VOXEL,) * 3
     signal = field(rng, shape, voxel, lambda k: np.exp(-(k / 0.15) ** 2))
-    return [Volume((signal + field(rng, shape, voxel, lambda k: 0.02 + 0.5 * k)).astype(np.float32), VOXEL)
-            for _ in range(2)]
+    return [Volume((signal + field(rng, shape, voxel, lambda k: 0.02 + 0.5 * k)).astype(np.float32),
+                   VOXEL) for _ in range(2)]
 
 
 def _emda_bins(arr: np.ndarray):
@@ -52,7 +52,8 @@ def _emda_bins(arr: np.ndarray):
 
 def _comparable(ours_frequency: np.ndarray, frequency: np.ndarray) -> np.ndarray:
     """EMDA bins whose mean frequency lies within our shells (no extrapolation)."""
-    return np.isfinite(frequency) & (frequency >= ours_frequency[0]) & (frequency <= ours_frequency[-1])
+    return (np.isfinite(frequency) & (frequency >= ours_frequency[0])
+            & (frequency <= ours_frequency[-1]))
 
 
 def test_fsc_matches_emda_get_fsc(halves):
@@ -73,7 +74,8 @@ def test_signal_to_noise_matches_emda_halfmaps_fsc_variance(halves):
     f1, nbin, bin_idx, frequency = _emda_bins(a.data)
     f2 = np.fft.fftshift(np.fft.fftn(b.data))
     bin_fsc, noisevar, signalvar, *_ = emda_fsc.halfmaps_fsc_variance(f1, f2, bin_idx, nbin)
-    bin_fsc, noisevar, signalvar = (np.asarray(x, float)[:nbin] for x in (bin_fsc, noisevar, signalvar))
+    bin_fsc, noisevar, signalvar = (np.asarray(x, float)[:nbin]
+                                    for x in (bin_fsc, noisevar, signalvar))
     spectra = Spectra(a)
     spectra.add("M1", a)
     spectra.add("M2", b)
@@ -81,12 +83,12 @@ def test_signal_to_noise_matches_emda_halfmaps_fsc_variance(halves):
     curve = fsc(a, b)
     keep = _comparable(curve.frequency, frequency) & (noisevar > 0)
     assert keep.sum() > 20
-    np.testing.assert_allclose(np.interp(frequency[keep], curve.frequency, curve.value), bin_fsc[keep],
-                               atol=0.01)
+    np.testing.assert_allclose(np.interp(frequency[keep], curve.frequency, curve.value),
+                               bin_fsc[keep], atol=0.01)
     # EMDA's noise variance is that of the full map (M1 + M2) / 2, half that of a half-map:
     # its S/N is twice ours, bin by bin. Compared where FSC < 0.95: above, the noise variance
     # is a small difference of large numbers in both programs and not precisely estimated.
     keep &= bin_fsc < 0.95
-    log_ratio = np.log(signalvar[keep] / noisevar[keep]) - np.log(np.interp(frequency[keep], curve.frequency,
-                                                                            ours["snr"]))
+    ours_snr = np.interp(frequency[keep], curve.frequency, ours["snr"])
+    log_ratio = np.log(signalvar[keep] / noisevar[keep]) - np.log(ours_snr)
     np.testing.assert_allclose(log_ratio, np.log(2.0), atol=0.1)

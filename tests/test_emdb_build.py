@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cref_bench import cli
-from cref_bench.dataset import open_corpus, read_manifest_rows
-from cref_bench.errors import MapError
+from cref_bench import cli, errors
+from cref_bench.dataset import open_corpus
+from cref_bench.store_layout import read_manifest_rows
 from cref_bench.volume import Volume
 from dataset_builder.emdb.build import BuildOptions, build, plan, process_entry
 from dataset_builder.emdb.download import RetryPolicy
@@ -41,7 +41,8 @@ BOX = 32
 FAST_RETRY = RetryPolicy(attempts=4, initial_delay=0.01, factor=2.0, max_delay=0.05)
 
 
-def _field(seed: int, shape=(BOX, BOX, BOX), voxel=1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _field(seed: int, shape=(BOX, BOX, BOX),
+           voxel=1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two half-maps (a smooth field plus independent noise) and a soft spherical mask."""
     rng = np.random.default_rng(seed)
     signal = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0) * 5
@@ -67,13 +68,16 @@ def _indexed(rows: list, entry):
     return entry
 
 
-def _write_permuted(path: Path, data_zyx: np.ndarray, order: tuple[str, str, str], voxel_zyx, start_xyz) -> None:
+def _write_permuted(path: Path, data_zyx: np.ndarray, order: tuple[str, str, str], voxel_zyx,
+                    start_xyz) -> None:
     """An MRC file whose columns, rows and sections run along ``order`` (e.g. ('Y', 'Z', 'X'))."""
     axis = {"Z": 0, "Y": 1, "X": 2}
-    file_data = data_zyx.transpose([axis[order[2]], axis[order[1]], axis[order[0]]])  # (sec, row, col)
+    # (section, row, column)
+    file_data = data_zyx.transpose([axis[order[2]], axis[order[1]], axis[order[0]]])
     size_xyz = data_zyx.shape[::-1]
     voxel_xyz = voxel_zyx[::-1]
-    with mrcfile.new(path, overwrite=True, compression="gzip" if path.suffix == ".gz" else None) as mrc:
+    compression = "gzip" if path.suffix == ".gz" else None
+    with mrcfile.new(path, overwrite=True, compression=compression) as mrc:
         mrc.set_data(np.ascontiguousarray(file_data, dtype=np.float32))
         mrc.header.mapc, mrc.header.mapr, mrc.header.maps = ("XYZ".index(a) + 1 for a in order)
         mrc.header.mx, mrc.header.my, mrc.header.mz = size_xyz
@@ -84,16 +88,18 @@ def _write_permuted(path: Path, data_zyx: np.ndarray, order: tuple[str, str, str
 
 def _permuted_entry(root: Path, rows: list, emdb_id: str, seed: int) -> Served:
     """An entry stored with file axes (Y, Z, X) and non-zero starts, and its XML saying so."""
-    shape = (BOX, BOX - 2, BOX + 4)                     # (z, y, x): unequal so a wrong transpose shows
+    shape = (BOX, BOX - 2, BOX + 4)     # (z, y, x): unequal so a wrong transpose shows
     half1, half2, mask = _field(seed, shape)
     voxel_zyx, start_xyz, order = (1.1, 1.2, 1.3), (-7, 4, 11), ("Y", "Z", "X")
-    entry = _indexed(rows, make_entry_files(root, emdb_id, half1, half2, mask, voxel=voxel_zyx, write_map=False))
+    entry = _indexed(rows, make_entry_files(root, emdb_id, half1, half2, mask, voxel=voxel_zyx,
+                                            write_map=False))
     for path, data in zip((*entry.half_maps, *entry.masks), (half1, half2, mask)):
         _write_permuted(path, data, order, voxel_zyx, start_xyz)
     size = dict(zip("XYZ", shape[::-1]))
     starts = dict(zip("XYZ", start_xyz))
     entry.header.write_text(header_xml(
-        emdb_id, map_file=f"emd_{emdb_id[4:]}.map.gz", half_map_files=tuple(p.name for p in entry.half_maps),
+        emdb_id, map_file=f"emd_{emdb_id[4:]}.map.gz",
+        half_map_files=tuple(p.name for p in entry.half_maps),
         mask_files=tuple(p.name for p in entry.masks), dimensions=tuple(size[a] for a in order),
         origin=tuple(starts[a] for a in order), axis_order=order, pixel_spacing=voxel_zyx[::-1]),
         encoding="utf-8")
@@ -101,7 +107,8 @@ def _permuted_entry(root: Path, rows: list, emdb_id: str, seed: int) -> Served:
     return Served(*(Volume(d, voxel_zyx, origin) for d in (half1, half2, mask)))
 
 
-def _good_entry(root: Path, rows: list, emdb_id: str, seed: int, voxel=1.0, start=(0, 0, 0)) -> Served:
+def _good_entry(root: Path, rows: list, emdb_id: str, seed: int, voxel=1.0,
+                start=(0, 0, 0)) -> Served:
     half1, half2, mask = _field(seed)
     _indexed(rows, make_entry_files(root, emdb_id, half1, half2, mask, voxel=voxel, start=start,
                                     fitted_pdbs=("7abc",)))
@@ -134,7 +141,7 @@ def _bad_entries(root: Path, rows: list) -> dict[str, str]:
     expected["EMD-2003"] = "mask_mismatch"
 
     h1, h2, _ = _field(23)
-    _indexed(rows, make_entry_files(root, "EMD-2004", h1, h2, None))               # header lists no mask
+    _indexed(rows, make_entry_files(root, "EMD-2004", h1, h2, None))  # header lists no mask
     expected["EMD-2004"] = "no_mask"
 
     h1, h2, m = _field(24)
@@ -150,11 +157,12 @@ def _bad_entries(root: Path, rows: list) -> dict[str, str]:
     h1, h2, m = _field(26)
     entry = _indexed(rows, make_entry_files(root, "EMD-2007", h1, h2, m, voxel=1.0))
     text = entry.header.read_text(encoding="utf-8")                # XML says 1.25 Å, files 1 Å
-    entry.header.write_text(text.replace('<x units="Å">1</x>', '<x units="Å">1.25</x>'), encoding="utf-8")
+    entry.header.write_text(text.replace('<x units="Å">1</x>', '<x units="Å">1.25</x>'),
+                            encoding="utf-8")
     expected["EMD-2007"] = "header_mismatch"
 
     h1, h2, m = _field(27, shape=(48, 48, 48))
-    _indexed(rows, make_entry_files(root, "EMD-2008", h1, h2, m))                  # over --max-box 40
+    _indexed(rows, make_entry_files(root, "EMD-2008", h1, h2, m))  # over --max-box 40
     expected["EMD-2008"] = "box_too_large"
     return expected
 
@@ -178,8 +186,8 @@ def archive(emdb_server):
 
 
 def _options(tmp_path: Path, **overrides) -> BuildOptions:
-    settings = dict(mirrors=(), download_dir=str(tmp_path / "downloads"), max_box=40, retry=FAST_RETRY,
-                    timeout=5)
+    settings = {"mirrors": (), "download_dir": str(tmp_path / "downloads"), "max_box": 40,
+                "retry": FAST_RETRY, "timeout": 5}
     settings.update(overrides)
     return BuildOptions(**settings)
 
@@ -212,18 +220,19 @@ def test_build_lands_good_entries_and_rejects_bad_ones(archive, tmp_path):
     server, good, bad = archive
     out = tmp_path / "corpus.zarr"
     ids = sorted([*good, *bad])
-    report = build(ids, str(out), options=_options(tmp_path, mirrors=(server.mirror_url,)), workers=2,
-                   processes=False, progress=False)
+    report = build(ids, str(out), options=_options(tmp_path, mirrors=(server.mirror_url,)),
+                   workers=2, processes=False, progress=False)
     _check_store(out, good, bad)
     assert report.counts() == {"ok": len(good), "rejected": len(bad)}
     assert report.reasons() == {code: 1 for code in bad.values()}
     by_id = {o.entry_id: o for o in report.outcomes}
     assert all(set(by_id[i].phases) == {"fetch", "read", "write"} for i in good)
-    assert set(by_id["EMD-2008"].phases) == {"fetch"}            # turned down before reading anything
+    assert set(by_id["EMD-2008"].phases) == {"fetch"}  # turned down before reading anything
     assert "worker time: fetch" in report.format()
     assert report.content_hash == open_corpus(out).content_hash
     # the faults on the wire were met: retried after 500s, resumed after the cut
-    assert [r.status for r in server.requests_for("EMD-1002/other/emd_1002_half_map_1.map.gz")] == [500, 500, 200]
+    retried = server.requests_for("EMD-1002/other/emd_1002_half_map_1.map.gz")
+    assert [r.status for r in retried] == [500, 500, 200]
     resumed = server.requests_for("EMD-1003/other/emd_1003_half_map_2.map.gz")
     assert [(r.range, r.status) for r in resumed] == [(None, 200), ("bytes=20000-", 206)]
     # a box over --max-box is refused from its header: its maps were never downloaded
@@ -234,8 +243,8 @@ def test_build_lands_good_entries_and_rejects_bad_ones(archive, tmp_path):
                   if f.parent.name in ("other", "masks"))
     assert sum(o.downloaded_bytes for o in report.outcomes if o.status == "ok") == fetched
     # a second run does nothing and changes nothing
-    again = build(ids, str(out), options=_options(tmp_path, mirrors=(server.mirror_url,)), workers=1,
-                  processes=False, progress=False)
+    again = build(ids, str(out), options=_options(tmp_path, mirrors=(server.mirror_url,)),
+                  workers=1, processes=False, progress=False)
     assert again.counts() == {"skipped": len(ids)} and again.content_hash == report.content_hash
     assert "skipped" in again.format() and report.format().count("\n") >= 2 + len(bad)
 
@@ -244,8 +253,8 @@ def test_interrupted_build_resumes_to_the_same_store(archive, tmp_path):
     server, good, bad = archive
     ids = sorted([*good, *bad])
     options = _options(tmp_path, mirrors=(server.mirror_url,))
-    reference = build(ids, str(tmp_path / "reference.zarr"), options=options, workers=2, processes=False,
-                      progress=False)
+    reference = build(ids, str(tmp_path / "reference.zarr"), options=options, workers=2,
+                      processes=False, progress=False)
 
     out = str(tmp_path / "corpus.zarr")
     seen = []
@@ -256,7 +265,8 @@ def test_interrupted_build_resumes_to_the_same_store(archive, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build(ids, out, options=options, workers=2, processes=False, progress=False, on_outcome=interrupt_after_two)
+        build(ids, out, options=options, workers=2, processes=False, progress=False,
+              on_outcome=interrupt_after_two)
     # and a half-written entry, as a kill in the middle of write_entry leaves it
     store = open_store(out)
     entries = store.root()["entries"]
@@ -290,8 +300,8 @@ def test_transient_failures_are_retried_by_the_next_run(archive, tmp_path):
     assert process_entry("EMD-1001", store, options).status == "ok"
     assert process_entry("EMD-1001", store, options).status == "skipped"
     # an entry turned down for its box is reconsidered when --max-box grows
-    assert process_entry("EMD-1004", store, _options(tmp_path, mirrors=(server.mirror_url,), max_box=16)).code \
-        == "box_too_large"
+    small = _options(tmp_path, mirrors=(server.mirror_url,), max_box=16)
+    assert process_entry("EMD-1004", store, small).code == "box_too_large"
     assert plan(store, [ListedEntry("EMD-1004")], 16)[0] == []
     assert [e.emdb_id for e in plan(store, [ListedEntry("EMD-1004")], 64)[0]] == ["EMD-1004"]
 
@@ -316,17 +326,17 @@ def test_mirror_fallback_local_mirror_and_kept_downloads(archive, tmp_path):
 
 
 def test_reason_codes():
-    assert classify_map_error(_map_error("truncated gzip stream (the compressed file ends early)")) == "corrupt_gzip"
-    assert classify_map_error(_map_error("truncated data: the file has 10 bytes")) == "truncated_map"
-    assert classify_map_error(_map_error("3 non-finite voxel(s) (NaN or inf)")) == "non_finite"
-    assert classify_map_error(_map_error("bad MAP stamp")) == "unreadable_map"
+    known = {errors.CorruptGzip: "corrupt_gzip", errors.TruncatedMap: "truncated_map",
+             errors.NonFiniteMap: "non_finite", errors.MapNotFound: "missing_file",
+             errors.GeometryMismatch: "mask_mismatch", errors.BadMask: "bad_mask",
+             errors.ConstantMap: "constant_map", errors.MapError: "unreadable_map"}
+    for kind, code in known.items():
+        assert classify_map_error(kind("f.map", "whatever the words")) == code
+        assert code in REASONS
     with pytest.raises(ValueError, match="unknown rejection reason"):
         Rejection("because", "x")
-    assert all(Rejection(code, "x").permanent == (code not in ("download_failed", "error")) for code in REASONS)
-
-
-def _map_error(fault: str) -> MapError:
-    return MapError("f.map", fault)
+    assert all(Rejection(code, "x").permanent == (code not in ("download_failed", "error"))
+               for code in REASONS)
 
 
 def test_expected_shape_follows_the_axis_order():
@@ -339,8 +349,9 @@ def test_expected_shape_follows_the_axis_order():
 def test_cli_build_limit_then_complete(archive, tmp_path, capsys):
     server, good, bad = archive
     out = str(tmp_path / "corpus.zarr")
-    common = ["build", "--out", out, "--preset", "all", "--api", server.api_url, "--threads", "--workers", "2",
-              "--max-box", "40", "--no-progress", "--keep-downloads", str(tmp_path / "kept")]
+    common = ["build", "--out", out, "--preset", "all", "--api", server.api_url, "--threads",
+              "--workers", "2", "--max-box", "40", "--no-progress", "--keep-downloads",
+              str(tmp_path / "kept")]
     assert cli.main([*common, "--mirror", server.mirror_url, "--limit", "3"]) == 0
     printed = capsys.readouterr().out
     assert "12 entries listed by preset all" in printed          # EMD-2004 lists no mask: not found
@@ -360,8 +371,10 @@ def test_cli_refuses_bad_arguments(tmp_path, capsys):
     out = str(tmp_path / "c.zarr")
     assert cli.main(["build", "--out", out, "--ids", str(ids), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
-    assert cli.main(["build", "--out", out, "--ids", str(ids), "--released-before", "2020-01-01"]) == 2
-    assert cli.main(["build", "--out", out, "--ids", str(ids), "--mirror", str(tmp_path / "nothing")]) == 2
+    assert cli.main(["build", "--out", out, "--ids", str(ids),
+                     "--released-before", "2020-01-01"]) == 2
+    assert cli.main(["build", "--out", out, "--ids", str(ids),
+                     "--mirror", str(tmp_path / "nothing")]) == 2
     assert "neither a known mirror" in capsys.readouterr().err
     assert not Path(out).exists()
 
@@ -370,32 +383,36 @@ def test_build_on_an_existing_cluster(archive, tmp_path):
     from dask.distributed import LocalCluster
 
     server, good, bad = archive
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
         report = build(["EMD-1005", "EMD-2003"], str(tmp_path / "corpus.zarr"),
                        options=_options(tmp_path, mirrors=(server.mirror_url,)),
                        scheduler=cluster.scheduler_address, progress=False)
         assert cluster.scheduler_address.startswith("inproc://")
     assert report.counts() == {"ok": 1, "rejected": 1}
-    _check_store(tmp_path / "corpus.zarr", {"EMD-1005": good["EMD-1005"]}, {"EMD-2003": bad["EMD-2003"]})
+    _check_store(tmp_path / "corpus.zarr", {"EMD-1005": good["EMD-1005"]},
+                 {"EMD-2003": bad["EMD-2003"]})
 
 
 @pytest.mark.slow
 def test_killed_build_process_resumes_to_the_same_store(archive, tmp_path):
-    """A ``cref-bench build`` process killed with SIGKILL mid-way, then rerun, gives the same store."""
+    """A ``cref-bench build`` process killed with SIGKILL mid-way, then rerun, gives the same
+    store."""
     server, good, bad = archive
     ids = sorted([*good, *bad])
     (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
     options = _options(tmp_path, mirrors=(server.mirror_url,))
-    reference = build(ids, str(tmp_path / "reference.zarr"), options=options, workers=1, processes=False,
-                      progress=False)
+    reference = build(ids, str(tmp_path / "reference.zarr"), options=options, workers=1,
+                      processes=False, progress=False)
     # hold the third entry up (the default retry policy waits 1 s, then 2 s) to kill inside the run
     server.fail("EMD-1003/header/emd-1003-v30.xml", times=2, status=503)
     out = tmp_path / "corpus.zarr"
-    command = [sys.executable, "-m", "cref_bench.cli", "build", "--out", str(out), "--ids", str(tmp_path / "ids.txt"),
-               "--mirror", server.mirror_url, "--threads", "--workers", "1", "--max-box", "40", "--no-progress",
+    command = [sys.executable, "-m", "cref_bench.cli", "build", "--out", str(out),
+               "--ids", str(tmp_path / "ids.txt"), "--mirror", server.mirror_url, "--threads",
+               "--workers", "1", "--max-box", "40", "--no-progress",
                "--keep-downloads", str(tmp_path / "kept")]
-    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:

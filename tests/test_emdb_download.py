@@ -14,9 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset_builder.emdb.download import (Downloader, DownloadError, NotFoundError, RetryPolicy,
-                                           SizeMismatchError, fetch_entry_files, fetch_header,
-                                           fetch_model, mirror_urls, model_urls)
+from dataset_builder.emdb import (
+    Downloader,
+    RetryPolicy,
+    fetch_entry_files,
+    fetch_header,
+    fetch_model,
+    mirror_urls,
+    model_urls,
+)
+from dataset_builder.emdb.download import DownloadError, NotFoundError, SizeMismatchError
 from tests.emdb_server import make_entry_files, unused_url
 
 RELPATH = "EMD-1234/other/emd_1234_half_map_1.map.gz"
@@ -40,7 +47,8 @@ def payload(emdb_server) -> bytes:
 
 def _downloader(sleeps=None, attempts=4) -> Downloader:
     return Downloader(RetryPolicy(attempts=attempts, initial_delay=0.5, factor=2.0, max_delay=1.5),
-                      timeout=5, chunk_size=1 << 14, sleep=sleeps if sleeps is not None else Sleeps())
+                      timeout=5, chunk_size=1 << 14,
+                      sleep=sleeps if sleeps is not None else Sleeps())
 
 
 def _no_part_files(folder: Path) -> bool:
@@ -121,7 +129,8 @@ def test_mirror_fallback(emdb_server, payload, tmp_path):
 
 
 def test_not_found_everywhere(emdb_server, tmp_path):
-    urls = mirror_urls("EMD-1/other/nothing.map.gz", [emdb_server.mirror_url, emdb_server.mirror_url])
+    urls = mirror_urls("EMD-1/other/nothing.map.gz",
+                       [emdb_server.mirror_url, emdb_server.mirror_url])
     with pytest.raises(NotFoundError, match="HTTP 404") as info:
         _downloader().fetch(urls, tmp_path / "nothing.map.gz")
     assert str(tmp_path / "nothing.map.gz") in str(info.value)
@@ -160,7 +169,8 @@ def test_entry_files_and_header_land_in_the_archive_layout(emdb_server, tmp_path
     cache = tmp_path / "cache"
     header = fetch_header("4321", cache, mirrors=[emdb_server.mirror_url], downloader=_downloader())
     assert header.emdb_id == "EMD-4321" and header.dimensions == (10, 9, 8)
-    files = fetch_entry_files(header, cache, mirrors=[emdb_server.mirror_url], downloader=_downloader())
+    files = fetch_entry_files(header, cache, mirrors=[emdb_server.mirror_url],
+                              downloader=_downloader())
     for got, served in zip((*files.half_maps, *files.masks), (*entry.half_maps, *entry.masks)):
         assert got == cache / entry.relpath(served)
         assert got.read_bytes() == served.read_bytes()

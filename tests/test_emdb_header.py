@@ -13,17 +13,18 @@ from datetime import date
 
 import numpy as np
 import pytest
-from tests.emdb_server import header_xml, make_entry_files
 
-from cref_bench.errors import MapError
+from cref_bench.errors import InputError, MapError
 from dataset_builder.emdb.header import HeaderError, parse_header, read_header
 from dataset_builder.emdb.layout import entry_relpath, header_relpath, id_number, normalize_id
+from tests.emdb_server import header_xml, make_entry_files
 
 REALISTIC_HEADER = """<?xml version="1.0" encoding="UTF-8"?>
 <emd emdb_id="EMD-11638" version="3.0.2.5" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
   <admin>
     <status_history_list>
-      <status status_id="1"><date>2020-10-21</date><code>REL</code><processing_site>PDBe</processing_site></status>
+      <status status_id="1"><date>2020-10-21</date><code>REL</code>
+        <processing_site>PDBe</processing_site></status>
     </status_history_list>
     <current_status><code>REL</code><processing_site>PDBe</processing_site></current_status>
     <sites><deposition>PDBe</deposition><last_processing>PDBe</last_processing></sites>
@@ -127,7 +128,9 @@ REALISTIC_HEADER = """<?xml version="1.0" encoding="UTF-8"?>
           <spacing><x>320</x><y>336</y><z>352</z></spacing>
           <cell><a>155.2</a><b>164.64</b><c>175.648</c><alpha>90</alpha><beta>90</beta><gamma>90</gamma></cell>
           <axis_order><fast>X</fast><medium>Y</medium><slow>Z</slow></axis_order>
-          <pixel_spacing><x units="Å">0.485</x><y units="Å">0.49</y><z units="Å">0.499</z></pixel_spacing>
+          <pixel_spacing>
+            <x units="Å">0.485</x><y units="Å">0.49</y><z units="Å">0.499</z>
+          </pixel_spacing>
         </mask_details>
       </segmentation>
       <segmentation><file>emd_11638_msk_2.map</file><details>tighter mask</details></segmentation>
@@ -141,7 +144,9 @@ REALISTIC_HEADER = """<?xml version="1.0" encoding="UTF-8"?>
         <spacing><x>320</x><y>336</y><z>352</z></spacing>
         <cell><a>155.2</a><b>164.64</b><c>175.648</c><alpha>90</alpha><beta>90</beta><gamma>90</gamma></cell>
         <axis_order><fast>X</fast><medium>Y</medium><slow>Z</slow></axis_order>
-        <pixel_spacing><x units="Å">0.485</x><y units="Å">0.49</y><z units="Å">0.499</z></pixel_spacing>
+        <pixel_spacing>
+          <x units="Å">0.485</x><y units="Å">0.49</y><z units="Å">0.499</z>
+        </pixel_spacing>
         <contour_list><contour primary="true"><level>0.03</level></contour></contour_list>
       </half_map>
       <half_map format="CCP4" size_kbytes="131001">
@@ -152,7 +157,9 @@ REALISTIC_HEADER = """<?xml version="1.0" encoding="UTF-8"?>
         <spacing><x>320</x><y>336</y><z>352</z></spacing>
         <cell><a>155.2</a><b>164.64</b><c>175.648</c><alpha>90</alpha><beta>90</beta><gamma>90</gamma></cell>
         <axis_order><fast>X</fast><medium>Y</medium><slow>Z</slow></axis_order>
-        <pixel_spacing><x units="Å">0.485</x><y units="Å">0.49</y><z units="Å">0.499</z></pixel_spacing>
+        <pixel_spacing>
+          <x units="Å">0.485</x><y units="Å">0.49</y><z units="Å">0.499</z>
+        </pixel_spacing>
       </half_map>
     </half_map_list>
   </interpretation>
@@ -198,16 +205,17 @@ def test_stand_in_template_round_trips(tmp_path):
     """The header written by the test stand-in reads back to exactly what was written."""
     shape = (6, 7, 8)                                   # (z, y, x)
     rng = np.random.default_rng(0)
-    entry = make_entry_files(tmp_path, "EMD-4321", rng.random(shape), rng.random(shape), np.ones(shape),
-                             voxel=(1.5, 1.25, 1.0), start=(3, -2, 1), resolution=4.5,
-                             method="subtomogramAveraging", release_date=date(2019, 3, 4),
-                             fitted_pdbs=("6abc",), contour_level=0.125)
+    entry = make_entry_files(tmp_path, "EMD-4321", rng.random(shape), rng.random(shape),
+                             np.ones(shape), voxel=(1.5, 1.25, 1.0), start=(3, -2, 1),
+                             resolution=4.5, method="subtomogramAveraging",
+                             release_date=date(2019, 3, 4), fitted_pdbs=("6abc",),
+                             contour_level=0.125)
     h = read_header(entry.header)
-    assert (h.emdb_id, h.method, h.resolution, h.release_date) == ("EMD-4321", "subtomogramAveraging", 4.5,
-                                                                    date(2019, 3, 4))
+    assert (h.emdb_id, h.method, h.resolution, h.release_date) == (
+        "EMD-4321", "subtomogramAveraging", 4.5, date(2019, 3, 4))
     assert h.fitted_pdbs == ("6abc",)
-    assert h.dimensions == (8, 7, 6)                    # (col, row, sec) = (x, y, z) for X, Y, Z order
-    assert h.pixel_spacing == (1.0, 1.25, 1.5)          # (x, y, z)
+    assert h.dimensions == (8, 7, 6)        # (col, row, sec) = (x, y, z) for X, Y, Z order
+    assert h.pixel_spacing == (1.0, 1.25, 1.5)      # (x, y, z)
     assert h.origin == (3, -2, 1)
     assert h.contour_level == 0.125
     assert [tmp_path / m.relpath for m in h.half_maps] == list(entry.half_maps)
@@ -218,26 +226,30 @@ def test_stand_in_template_round_trips(tmp_path):
 
 
 def _minimal(**overrides) -> str:
-    options = dict(map_file="emd_1234.map.gz", half_map_files=("emd_1234_half_map_1.map.gz",
-                                                              "emd_1234_half_map_2.map.gz"),
-                   mask_files=("emd_1234_msk_1.map",), dimensions=(4, 4, 4), pixel_spacing=(1.0, 1.0, 1.0))
+    options = {"map_file": "emd_1234.map.gz",
+               "half_map_files": ("emd_1234_half_map_1.map.gz", "emd_1234_half_map_2.map.gz"),
+               "mask_files": ("emd_1234_msk_1.map",), "dimensions": (4, 4, 4),
+               "pixel_spacing": (1.0, 1.0, 1.0)}
     options.update(overrides)
     return header_xml("EMD-1234", **options)
 
 
 def test_malformed_xml_names_the_entry():
     with pytest.raises(HeaderError) as info:
-        parse_header(b"<emd emdb_id='EMD-1234'><map>", source="cache/emd-1234-v30.xml", emdb_id="1234")
+        parse_header(b"<emd emdb_id='EMD-1234'><map>", source="cache/emd-1234-v30.xml",
+                     emdb_id="1234")
     message = str(info.value)
-    assert "EMD-1234" in message and "malformed XML" in message and "cache/emd-1234-v30.xml" in message
-    assert isinstance(info.value, MapError)
+    assert "EMD-1234" in message and "malformed XML" in message
+    assert "cache/emd-1234-v30.xml" in message
+    assert isinstance(info.value, InputError) and not isinstance(info.value, MapError)
 
 
 def test_missing_half_maps_and_mask():
     one_half = _minimal(half_map_files=("emd_1234_half_map_1.map.gz",))
     with pytest.raises(HeaderError, match=r"EMD-1234.*1 half-map"):
         parse_header(one_half)
-    assert parse_header(one_half, require_half_maps=False).half_map_files == ("emd_1234_half_map_1.map.gz",)
+    assert parse_header(one_half, require_half_maps=False).half_map_files == (
+        "emd_1234_half_map_1.map.gz",)
     with pytest.raises(HeaderError, match=r"EMD-1234.*0 half-map"):
         parse_header(_minimal(half_map_files=()))
     no_mask = _minimal(mask_files=())
@@ -247,15 +259,18 @@ def test_missing_half_maps_and_mask():
 
 
 @pytest.mark.parametrize("edit, fault", [
-    (lambda x: x.replace("<emd ", "<entry ").replace("</emd>", "</entry>"), "not an EMDB v3.0 header"),
+    (lambda x: x.replace("<emd ", "<entry ").replace("</emd>", "</entry>"),
+     "not an EMDB v3.0 header"),
     (lambda x: x.replace('emdb_id="EMD-1234"', 'emdb_id="ABC"'), "not an EMDB accession"),
-    (lambda x: x.replace("<file>emd_1234_msk_1.map</file>", "<file>../../etc/passwd</file>", 1), "unsafe"),
+    (lambda x: x.replace("<file>emd_1234_msk_1.map</file>", "<file>../../etc/passwd</file>", 1),
+     "unsafe"),
     (lambda x: x.replace("<col>4</col>", "<col>four</col>", 1), "is not a number"),
     (lambda x: x.replace("<row>4</row>", "", 1), "needs all of col, row, sec"),
     (lambda x: x.replace("<medium>Y</medium>", "<medium>X</medium>", 1), "not a permutation"),
     (lambda x: x.replace("<header_release>2022-01-05", "<header_release>soon", 1), "is not a date"),
     (lambda x: x.replace("<resolution units=\"Å\" res_type=\"BY AUTHOR\">3",
-                         "<resolution units=\"Å\" res_type=\"BY AUTHOR\">high", 1), "is not a number"),
+                         "<resolution units=\"Å\" res_type=\"BY AUTHOR\">high", 1),
+     "is not a number"),
 ])
 def test_bad_headers_are_refused_clearly(edit, fault):
     text = edit(_minimal())
@@ -266,7 +281,8 @@ def test_bad_headers_are_refused_clearly(edit, fault):
 
 def test_primary_map_geometry_is_required():
     text = _minimal()
-    start, end = text.index("<pixel_spacing>"), text.index("</pixel_spacing>") + len("</pixel_spacing>")
+    start = text.index("<pixel_spacing>")
+    end = text.index("</pixel_spacing>") + len("</pixel_spacing>")
     without = text[:start] + text[end:]         # removes the primary map's spacing (the first one)
     with pytest.raises(HeaderError, match=r"map: no <pixel_spacing>"):
         parse_header(without)
@@ -278,7 +294,8 @@ def test_header_for_another_entry_is_refused():
 
 
 def test_ids_and_layout():
-    assert normalize_id("EMD-1234") == normalize_id("1234") == normalize_id(" emd_1234 ") == "EMD-1234"
+    assert normalize_id("EMD-1234") == normalize_id("1234") == normalize_id(" emd_1234 ") \
+        == "EMD-1234"
     assert normalize_id("EMD-12345") == "EMD-12345"
     assert id_number("emd-0042") == "0042"
     for bad in ("EMD-12", "EMD-12a4", "", "PDB-1234"):

@@ -13,8 +13,15 @@ from datetime import date
 
 import pytest
 
-from dataset_builder.emdb.listing import (PRESETS, ListedEntry, ListingError, parse_search_csv,
-                                          read_id_list, search, select_entries)
+from dataset_builder.emdb.listing import (
+    PRESETS,
+    ListedEntry,
+    ListingError,
+    parse_search_csv,
+    read_id_list,
+    search,
+    select_entries,
+)
 from tests.emdb_server import EmdbStandIn, query_matches
 
 
@@ -26,8 +33,10 @@ def _row(number: int, *, resolution="3.1", method="singleParticle", released="20
         "resolution": resolution,
         "structure_determination_method": method,
         "release_date": f"{released}T00:00:00Z" if released else "",
-        "half_map_filename": ",".join(f"emd_{number}_half_map_{i}.map.gz" for i in range(1, halves + 1)),
-        "segmentation_filename": ",".join(f"emd_{number}_msk_{i}.map" for i in range(1, masks + 1)),
+        "half_map_filename": ",".join(f"emd_{number}_half_map_{i}.map.gz"
+                                      for i in range(1, halves + 1)),
+        "segmentation_filename": ",".join(f"emd_{number}_msk_{i}.map"
+                                          for i in range(1, masks + 1)),
         "map_pixel_spacing_x": "1.06",
         "fitted_pdbs": pdbs,
     }
@@ -57,7 +66,8 @@ def test_paper2023_selects_the_papers_entries(server):
     entries = select_entries("paper2023", api=server.api_url, rows=3)
     assert [e.emdb_id for e in entries] == ["EMD-1001", "EMD-1002", "EMD-1005"]
     first = entries[0]
-    assert first == ListedEntry("EMD-1001", 3.1, date(2022, 1, 5), "singleParticle", ("7a4m", "7a4n"),
+    assert first == ListedEntry("EMD-1001", 3.1, date(2022, 1, 5), "singleParticle",
+                                ("7a4m", "7a4n"),
                                 ("emd_1001_half_map_1.map.gz", "emd_1001_half_map_2.map.gz"),
                                 ("emd_1001_msk_1.map",), 1.06)
     # the search was paged: 3 rows a page, every request asked for CSV and the same fields

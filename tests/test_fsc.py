@@ -33,7 +33,8 @@ def test_signal_plus_noise_matches_power_ratio(rng):
     m2 = m1.like(s + field(rng, shape, voxel, noise_power))
     curve = fsc(m1, m2)
     shells = fourier_shells(shape, voxel)
-    expected = expected_ratio(shells, signal_power, lambda k: signal_power(k) + noise_power(k), voxel)
+    expected = expected_ratio(shells, signal_power, lambda k: signal_power(k) + noise_power(k),
+                              voxel)
     # Standard error of a correlation over n/2 independent Friedel pairs: (1 - ρ²) / sqrt(n/2).
     tolerance = 5 * (1 - expected**2) / np.sqrt(shells.counts / 2) + 1e-3
     assert np.all(np.abs(curve.value - expected) < tolerance)
@@ -45,7 +46,8 @@ def test_masked_fsc_is_fsc_of_masked_maps(rng):
     b = a.like(a.data + rng.standard_normal(a.shape))
     mask = a.like(rng.random(a.shape))
     np.testing.assert_allclose(fsc(a, b, mask).value,
-                               fsc(a.like(a.data * mask.data), b.like(b.data * mask.data)).value, atol=1e-6)
+                               fsc(a.like(a.data * mask.data), b.like(b.data * mask.data)).value,
+                               atol=1e-6)
 
 
 def test_combination_equals_transform_of_the_combined_map(rng):
@@ -65,7 +67,8 @@ def test_covariance_sums_to_parseval(rng):
     # Σ over all shells of n·cov(a, a) + DC and corners = N · Σ a² (Parseval); with a field
     # that has no power at DC or beyond Nyquist the shells hold it all.
     shape = (32, 32, 32)
-    a = Volume(field(rng, shape, (1, 1, 1), lambda k: np.where((k > 0) & (k < 0.45), 1.0, 0.0)), 1.0)
+    a = Volume(field(rng, shape, (1, 1, 1), lambda k: np.where((k > 0) & (k < 0.45), 1.0, 0.0)),
+               1.0)
     spectra = Spectra(a)
     spectra.add("a", a)
     (power,) = spectra.cov(("a", "a"))

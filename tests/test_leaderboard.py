@@ -13,17 +13,27 @@ import pytest
 from baselines.classic import Noisy, Wiener
 from cref_bench import Volume
 from cref_bench.cli import main
+from cref_bench.errors import InputError, ResultsError
+from cref_bench.metric_facts import METRICS as FACTS
 from cref_bench.metrics import evaluate
+from cref_bench.results import CURVE_COLUMNS, FAILURE_COLUMNS
 from leaderboard.figures import mean_curve, write_figures
-from leaderboard.tables import (DIRECTIONS, ResultsError, leaderboard_table, load_curves, load_results,
-                                to_csv, to_html, to_latex, to_markdown)
+from leaderboard.tables import (
+    leaderboard_table,
+    load_curves,
+    load_results,
+    to_csv,
+    to_html,
+    to_latex,
+    to_markdown,
+)
 from tests.helpers_fields import field
 
-ID = ["method", "method_version", "entry", "split", "masking"]
 METRICS = ["cref_rmse", "cref_l1", "fsc05_change", "truth_corr", "truth_rmse"]
 
 
-def write_folder(folder, method, scalars: pd.DataFrame, content_hash="abc123", curves=None, version="1"):
+def write_folder(folder, method, scalars: pd.DataFrame, content_hash="abc123", curves=None,
+                 version="1"):
     """A results folder in the runner's schema from a scalars table (entry, masking, metrics)."""
     folder.mkdir(parents=True)
     scalars = scalars.copy()
@@ -32,14 +42,14 @@ def write_folder(folder, method, scalars: pd.DataFrame, content_hash="abc123", c
     scalars.insert(3, "split", "test")
     scalars.to_csv(folder / "scalars.csv", index=False)
     if curves is None:
-        curves = pd.DataFrame(columns=["entry", "masking", "curve", "shell", "frequency", "value"])
+        curves = pd.DataFrame(columns=[c for c in CURVE_COLUMNS if c != "method"])
     curves = curves.copy()
     curves.insert(0, "method", method)
     curves.to_csv(folder / "curves.csv", index=False)
-    pd.DataFrame(columns=["method", "method_version", "entry", "error_type", "message"]).to_csv(
-        folder / "failures.csv", index=False)
+    pd.DataFrame(columns=list(FAILURE_COLUMNS)).to_csv(folder / "failures.csv", index=False)
     (folder / "provenance.json").write_text(json.dumps(
-        {"dataset": {"content_hash": content_hash}, "method": {"name": method, "version": version}}))
+        {"dataset": {"content_hash": content_hash},
+         "method": {"name": method, "version": version}}))
     return folder
 
 
@@ -52,8 +62,10 @@ def _scalars(rng, method, entries):
     for entry in entries:
         for masking in ("unmasked", "masked"):
             rmse, corr = LEVELS[method]
-            rows.append({"entry": entry, "masking": masking, "cref_rmse": rmse + 0.05 * rng.random(),
-                         "cref_l1": 2 * rmse + 0.05 * rng.random(), "fsc05_change": -rmse * rng.random(),
+            rows.append({"entry": entry, "masking": masking,
+                         "cref_rmse": rmse + 0.05 * rng.random(),
+                         "cref_l1": 2 * rmse + 0.05 * rng.random(),
+                         "fsc05_change": -rmse * rng.random(),
                          "truth_corr": corr + 0.02 * rng.random(), "truth_rmse": np.nan})
     frame = pd.DataFrame(rows)
     frame.loc[0, "fsc05_change"] = np.nan  # one entry without a value (unmasked e00)
@@ -93,7 +105,8 @@ def test_ranking_paired_statistics_and_directions(frame):
     assert table["n"].tolist() == [4, 4, 4]
     assert table.attrs["missing_metrics"] == ["truth_rmse"]  # no value anywhere: left out
     assert "truth_rmse_mean" not in table
-    assert table.set_index("method")["reference"].to_dict() == {"mine": False, "wiener": False, "noisy": True}
+    assert table.set_index("method")["reference"].to_dict() == {"mine": False, "wiener": False,
+                                                                "noisy": True}
     paired = frame[(frame["masking"] == "masked") & (frame["entry"] != "e04")]
     for method in LEVELS:
         row = table.set_index("method").loc[method]
@@ -105,7 +118,7 @@ def test_ranking_paired_statistics_and_directions(frame):
             assert row[f"{metric}_n"] == values.size
         assert row["fsc05_change_n"] == 3  # e00 has no value
     by_corr = leaderboard_table(frame, metrics=METRICS, primary="truth_corr")
-    assert DIRECTIONS["truth_corr"] == "higher"
+    assert FACTS["truth_corr"].better == "max"
     assert by_corr["method"].tolist() == ["wiener", "mine", "noisy"]
 
 
@@ -117,21 +130,23 @@ def test_unmasked_rows_are_ranked_separately(frame):
 
 
 def test_bad_requests_are_refused(frame):
-    with pytest.raises(ValueError, match="masking"):
+    with pytest.raises(InputError, match="masking"):
         leaderboard_table(frame, masking="both")
-    with pytest.raises(ValueError, match="no direction known"):
+    with pytest.raises(InputError, match="no metric named 'my_metric'; known metrics: cref_rmse"):
         leaderboard_table(frame, metrics=["my_metric"])
-    with pytest.raises(ValueError, match="primary metric 'truth_rmse' has no value"):
+    with pytest.raises(InputError, match="primary metric 'truth_rmse' has no value"):
         leaderboard_table(frame, primary="truth_rmse")
-    lonely = frame[~((frame["method"] == "mine") & frame["entry"].isin(["e00", "e01", "e02", "e03"]))]
+    lonely = frame[~((frame["method"] == "mine")
+                     & frame["entry"].isin(["e00", "e01", "e02", "e03"]))]
     lonely = pd.concat([lonely, frame[(frame["method"] == "mine")].assign(entry="e99")])
-    with pytest.raises(ValueError, match="no entry was finished by every method"):
+    with pytest.raises(InputError, match="no entry was finished by every method"):
         leaderboard_table(lonely)
 
 
 def test_mixed_corpora_are_refused_unless_allowed(folders, tmp_path):
     rng = np.random.default_rng(4)
-    other = write_folder(tmp_path / "other", "other", _scalars(rng, "wiener", ["e00"]), content_hash="zzz999")
+    other = write_folder(tmp_path / "other", "other", _scalars(rng, "wiener", ["e00"]),
+                         content_hash="zzz999")
     with pytest.raises(ResultsError, match="different corpus content") as info:
         load_results([folders["noisy"], other])
     assert "abc123" in str(info.value) and "zzz999" in str(info.value)
@@ -146,7 +161,8 @@ def test_malformed_folders_are_named(folders, tmp_path):
         load_results([tmp_path])
     with pytest.raises(ResultsError, match="more than one result"):
         load_results([folders["noisy"], folders["noisy"]])
-    broken = write_folder(tmp_path / "broken", "x", pd.DataFrame({"entry": ["e00"], "masking": ["masked"]}))
+    broken = write_folder(tmp_path / "broken", "x",
+                          pd.DataFrame({"entry": ["e00"], "masking": ["masked"]}))
     pd.DataFrame({"method": ["x"], "entry": ["e00"]}).to_csv(broken / "scalars.csv", index=False)
     with pytest.raises(ResultsError, match=r"scalars.csv: missing column"):
         load_results([broken])
@@ -186,7 +202,8 @@ def test_latex_is_booktabs_and_escaped(frame):
     assert "_" not in "".join(body).replace(r"\_", "")
     mine = body[1].split(" & ")
     assert mine[1] == "mine" and mine[3].startswith(r"\textbf{") and r"$\pm$" in mine[3]
-    assert text.count(r"\textbf{") == len(table.attrs["metrics"])  # one best per column, no ties here
+    # one best per column, no ties here
+    assert text.count(r"\textbf{") == len(table.attrs["metrics"])
 
 
 def test_html_and_csv(frame):
@@ -202,7 +219,8 @@ def test_html_and_csv(frame):
 
 def test_mean_curve_on_different_grids():
     """Two entries of different shell counts: mean of FSC² on the frequency/Nyquist grid."""
-    a = pd.DataFrame({"entry": "a", "frequency": np.arange(1, 11) / 20.0, "value": np.full(10, 0.5)})
+    a = pd.DataFrame({"entry": "a", "frequency": np.arange(1, 11) / 20.0,
+                      "value": np.full(10, 0.5)})
     b = pd.DataFrame({"entry": "b", "frequency": np.arange(1, 21) / 10.0,
                       "value": np.sqrt(np.linspace(0.05, 1.0, 20))})
     grid = np.array([0.05, 0.5, 0.75, 1.0])
@@ -273,9 +291,10 @@ def test_cli_end_to_end(evaluated, tmp_path, capsys):
 
 
 def test_cli_reports_refusals(evaluated, tmp_path, capsys):
-    other = write_folder(tmp_path / "other", "other", pd.read_csv(evaluated[0] / "scalars.csv").drop(
-        columns=["method", "method_version", "split"]), content_hash="different")
-    assert main(["leaderboard", str(evaluated[0]), str(other)]) == 1
+    scalars = pd.read_csv(evaluated[0] / "scalars.csv").drop(
+        columns=["method", "method_version", "split"])
+    other = write_folder(tmp_path / "other", "other", scalars, content_hash="different")
+    assert main(["leaderboard", str(evaluated[0]), str(other)]) == 2
     assert "different corpus content" in capsys.readouterr().err
     assert main(["leaderboard", str(evaluated[0]), str(other), "--allow-mixed-corpora",
                  "--format", "csv"]) == 0
@@ -284,22 +303,24 @@ def test_cli_reports_refusals(evaluated, tmp_path, capsys):
 
 def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
     """The real pipeline: a three-entry corpus, the runner on each classic baseline, the CLI."""
-    from dataset_builder.store import create_store, finalize, write_entry
     from cref_bench.runner import run_method
+    from dataset_builder.store import create_store, finalize, write_entry
 
     rng = np.random.default_rng(12)
     shape, voxel = (32, 32, 32), (1.5, 1.5, 1.5)
-    store = create_store(tmp_path / "corpus.zarr", source="leaderboard test phantoms", patch_size=16)
+    store = create_store(tmp_path / "corpus.zarr", source="leaderboard test phantoms",
+                         patch_size=16)
     grid = np.indices(shape) - 15.5
     sphere = np.clip((12 - np.sqrt((grid ** 2).sum(axis=0))) / 3, 0, 1).astype(np.float32)
     for i in range(3):
         truth = field(rng, shape, voxel, lambda k: 30 * np.exp(-(k / 0.08) ** 2)) * sphere
         halves = [Volume(truth + field(rng, shape, voxel, np.ones_like), voxel) for _ in range(2)]
-        write_entry(store, f"PH-{i:04d}", half1=halves[0], half2=halves[1], mask=halves[0].like(sphere),
-                    truth=halves[0].like(truth))
+        write_entry(store, f"PH-{i:04d}", half1=halves[0], half2=halves[1],
+                    mask=halves[0].like(sphere), truth=halves[0].like(truth))
     finalize(store)
     folders = [str(run_method(name, tmp_path / "corpus.zarr", split="all", out=tmp_path / name,
-                              progress=False).out) for name in ("noisy", "lowpass", "fsc-weight", "wiener")]
+                              progress=False).out)
+               for name in ("noisy", "lowpass", "fsc-weight", "wiener")]
     table = leaderboard_table(load_results(folders), primary="truth_corr")
     assert table.attrs["n_entries"] == 3 and table["method"].iloc[-1] == "noisy"
     assert main(["leaderboard", *folders]) == 0

@@ -6,6 +6,7 @@ import gzip
 import io
 import itertools
 import warnings
+from pathlib import Path
 
 import gemmi
 import mrcfile
@@ -417,12 +418,11 @@ def assert_untouched(tmp_path, target):
 
 
 def test_failure_while_writing_data_leaves_nothing(tmp_path, monkeypatch):
-    def failing_slabs(vol):
-        yield 0
-        yield 1
+    def failing_new_mmap(name, **kwargs):
+        Path(name).write_bytes(b"\0" * 2048)  # part of a file, then the disk fills up
         raise OSError("disk full")
 
-    monkeypatch.setattr(mapio, "_iter_slabs", failing_slabs)
+    monkeypatch.setattr(mrcfile, "new_mmap", failing_new_mmap)
     new = tmp_path / "new.mrc"
     with pytest.raises(OSError, match="disk full"):
         write_map(new, volume())
@@ -434,11 +434,11 @@ def test_failure_while_writing_data_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_failure_while_compressing_leaves_nothing(tmp_path, monkeypatch):
-    def failing_compress(source, target):
-        target.write_bytes(b"\x1f\x8b half a file")
+    def failing_gzip_file(*, fileobj, **kwargs):
+        fileobj.write(b"\x1f\x8b half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(mapio, "_compress_file", failing_compress)
+    monkeypatch.setattr(gzip, "GzipFile", failing_gzip_file)
     target = old_target(tmp_path)
     with pytest.raises(OSError, match="disk full"):
         write_map(target, volume())

@@ -21,7 +21,8 @@ def case():
     truth = field(rng, SHAPE, VOXEL, SIGNAL)
     n1, n2 = field(rng, SHAPE, VOXEL, NOISE), field(rng, SHAPE, VOXEL, NOISE)
     m1 = Volume(truth + n1, VOXEL)
-    return {"T": m1.like(truth), "M1": m1, "M2": m1.like(truth + n2), "N1": n1, "N2": n2, "rng": rng}
+    return {"T": m1.like(truth), "M1": m1, "M2": m1.like(truth + n2), "N1": n1, "N2": n2,
+            "rng": rng}
 
 
 def _tolerance(expected, counts, k=5):
@@ -43,7 +44,8 @@ def test_paper_equation_4_full_map_against_truth_is_c_ref(case):
     assert np.all(np.abs(measured - expected) < _tolerance(expected, shells.counts))
     # The prediction has the noise of two estimates; away from the noise floor it agrees.
     informative = expected > 0.3
-    assert np.all(np.abs(measured - predicted)[informative] < 2 * _tolerance(expected, shells.counts)[informative])
+    bound = 2 * _tolerance(expected, shells.counts)
+    assert np.all(np.abs(measured - predicted)[informative] < bound[informative])
 
 
 def test_scores_rank_the_ideal_denoiser_first(case):
@@ -98,9 +100,11 @@ def test_evaluate_reports_every_metric_or_why_not(case):
     assert set(report.scalars) == {"unmasked", "masked"}
     unmasked = report.scalars["unmasked"]
     assert unmasked["cref_rmse"] > 0.3  # the noisy map keeps all its noise
-    assert unmasked["fsc05_change"] is None and "denoised half-maps" in report.notes["unmasked"]["fsc05_change"]
-    assert unmasked["d_fsc_model_0143"] is None and report.notes["unmasked"]["d_fsc_model_0143"] == "no model given"
-    assert unmasked["truth_corr"] == pytest.approx(np.corrcoef(average.data.ravel(), case["T"].data.ravel())[0, 1], abs=1e-6)
+    notes = report.notes["unmasked"]
+    assert unmasked["fsc05_change"] is None and "denoised half-maps" in notes["fsc05_change"]
+    assert unmasked["d_fsc_model_0143"] is None and notes["d_fsc_model_0143"] == "no model given"
+    correlation = np.corrcoef(average.data.ravel(), case["T"].data.ravel())[0, 1]
+    assert unmasked["truth_corr"] == pytest.approx(correlation, abs=1e-6)
     # A mask of ones changes nothing.
     for key in ("cref_rmse", "res_half_0143", "truth_res_05"):
         assert report.scalars["masked"][key] == pytest.approx(unmasked[key], rel=1e-5)
@@ -145,24 +149,28 @@ def test_shells_a_filter_empties_count_as_lost_signal(case):
     np.testing.assert_array_equal(fsc_fd[keep_shells:], 0.0)
     expected = np.sqrt(np.mean((fsc_fd ** 2 - cref ** 2) ** 2))
     assert report.scalars["unmasked"]["cref_rmse"] == pytest.approx(expected, rel=1e-9)
-    assert report.scalars["unmasked"]["cref_l1"] == pytest.approx(np.mean(np.abs(cref - fsc_fd)), rel=1e-9)
+    assert report.scalars["unmasked"]["cref_l1"] == pytest.approx(np.mean(np.abs(cref - fsc_fd)),
+                                                                  rel=1e-9)
 
 
 def test_evaluate_model_map_fsc_finds_the_resolution_of_a_lowpassed_model_map(tmp_path):
-    """D = the model map low-passed at 4 Å: d_fsc_model at 0.143 is 4 Å, for a structure or a file."""
+    """D = the model map low-passed at 4 Å: d_fsc_model at 0.143 is 4 Å, for a structure or a
+    file."""
     from cref_bench.model_map import model_map
-    from tests.test_model_map import _lowpass, _random_atoms
+    from tests.test_model_map import lowpass, random_atoms
 
-    structure = _random_atoms(300, 12.0, 52.0, seed=5)
+    structure = random_atoms(300, 12.0, 52.0, seed=5)
     like = Volume(np.zeros((64, 64, 64), np.float32), 1.0, origin=(0.0, 0.0, 0.0))
     rng = np.random.default_rng(2)
     sharp = model_map(structure, like, d_min=2.0)
-    denoised = _lowpass(sharp, 4.0)
-    halves = [sharp.like(sharp.data + rng.standard_normal(sharp.shape).astype(np.float32)) for _ in range(2)]
+    denoised = lowpass(sharp, 4.0)
+    halves = [sharp.like(sharp.data + rng.standard_normal(sharp.shape).astype(np.float32))
+              for _ in range(2)]
     path = tmp_path / "model.cif"
     structure.setup_entities()
     structure.make_mmcif_document().write_file(str(path))
-    reports = [evaluate(*halves, denoised, model=m, model_resolution=2.0) for m in (structure, str(path))]
+    reports = [evaluate(*halves, denoised, model=m, model_resolution=2.0)
+               for m in (structure, str(path))]
     width = 1.0 / 64
     for report in reports:
         d = report.scalars["unmasked"]["d_fsc_model_0143"]

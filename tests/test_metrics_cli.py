@@ -31,9 +31,9 @@ def case(tmp_path_factory):
     def vol(a):
         return Volume(np.asarray(a, np.float32), VOXEL, ORIGIN)
 
-    maps = {"half1": vol(truth + noise[0]), "half2": vol(truth + noise[1]), "denoised": vol(denoised),
-            "d1": vol(truth + 0.5 * noise[0]), "d2": vol(truth + 0.5 * noise[1]), "mask": vol(mask),
-            "truth": vol(truth)}
+    maps = {"half1": vol(truth + noise[0]), "half2": vol(truth + noise[1]),
+            "denoised": vol(denoised), "d1": vol(truth + 0.5 * noise[0]),
+            "d2": vol(truth + 0.5 * noise[1]), "mask": vol(mask), "truth": vol(truth)}
     folder = tmp_path_factory.mktemp("maps")
     paths = {name: write_map(folder / f"{name}.mrc", v) for name, v in maps.items()}
     return maps, paths
@@ -54,8 +54,9 @@ def _parse_table(text: str) -> dict[str, dict[str, str]]:
 def test_metrics_cli_prints_and_writes_what_evaluate_computes(case, tmp_path, capsys):
     maps, paths = case
     out_json, out_csv = tmp_path / "m.json", tmp_path / "curves.csv"
-    status = main(["metrics", str(paths["half1"]), str(paths["half2"]), "--denoised", str(paths["denoised"]),
-                   "--denoised-half1", str(paths["d1"]), "--denoised-half2", str(paths["d2"]),
+    status = main(["metrics", str(paths["half1"]), str(paths["half2"]),
+                   "--denoised", str(paths["denoised"]), "--denoised-half1", str(paths["d1"]),
+                   "--denoised-half2", str(paths["d2"]),
                    "--mask", str(paths["mask"]), "--truth", str(paths["truth"]),
                    "--json", str(out_json), "--curves", str(out_csv)])
     assert status == 0
@@ -90,11 +91,13 @@ def test_metrics_cli_explains_what_cannot_be_computed(case, capsys):
 def test_metrics_cli_names_the_bad_file(case, tmp_path, capsys):
     _, paths = case
     missing = tmp_path / "nowhere.mrc"
-    assert main(["metrics", str(paths["half1"]), str(missing), "--denoised", str(paths["denoised"])]) == 1
+    assert main(["metrics", str(paths["half1"]), str(missing),
+                 "--denoised", str(paths["denoised"])]) == 2
     assert str(missing) in capsys.readouterr().err
 
     other = tmp_path / "other_grid.mrc"
     write_map(other, Volume(np.zeros((32, 36, 40), np.float32), 2.0, ORIGIN))
-    assert main(["metrics", str(paths["half1"]), str(paths["half2"]), "--denoised", str(other)]) == 1
+    assert main(["metrics", str(paths["half1"]), str(paths["half2"]),
+                 "--denoised", str(other)]) == 2
     err = capsys.readouterr().err
     assert "voxel" in err.lower()

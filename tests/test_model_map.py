@@ -9,7 +9,7 @@ import gemmi
 import numpy as np
 import pytest
 
-from cref_bench.errors import MapError
+from cref_bench.errors import ModelError
 from cref_bench.model_map import atom_mask, model_map, read_model
 from cref_bench.volume import Volume
 
@@ -134,7 +134,7 @@ def test_model_map_rejects_bad_input():
         model_map(make_structure([("C", (0, 0, 0), 20.0, 1.0)]), LIKE, d_min=0.0)
     empty = gemmi.Structure()
     empty.name = "empty"
-    with pytest.raises(MapError, match="empty.*no atoms"):
+    with pytest.raises(ModelError, match="empty.*no atoms"):
         model_map(empty, LIKE)
 
 
@@ -168,20 +168,21 @@ def test_atom_mask_is_binary_without_soft_edge_and_does_not_wrap():
 
 def test_read_model_errors_name_the_file(tmp_path):
     missing = tmp_path / "missing.pdb"
-    with pytest.raises(MapError, match="missing.pdb"):
+    with pytest.raises(ModelError, match="missing.pdb"):
         read_model(missing)
     blank = tmp_path / "blank.pdb"
     blank.write_text("REMARK nothing here\nEND\n")
-    with pytest.raises(MapError, match="blank.pdb.*no atoms"):
+    with pytest.raises(ModelError, match="blank.pdb.*no atoms"):
         read_model(blank)
     junk = tmp_path / "junk.cif"
     junk.write_bytes(b"data_x\nloop_\n_atom_site.id\n'unterminated\n")
-    with pytest.raises(MapError, match="junk.cif"):
+    with pytest.raises(ModelError, match="junk.cif"):
         read_model(junk)
 
 
 def test_read_model_round_trip_keeps_b_factors(tmp_path):
-    structure = make_structure([("C", (1.0, 2.0, 3.0), 42.5, 0.75), ("O", (4.0, 5.0, 6.0), 17.0, 1.0)])
+    structure = make_structure([("C", (1.0, 2.0, 3.0), 42.5, 0.75),
+                                ("O", (4.0, 5.0, 6.0), 17.0, 1.0)])
     structure.setup_entities()
     path = tmp_path / "two.pdb"
     structure.write_pdb(str(path))
@@ -215,7 +216,7 @@ def test_3j5p_model_map_on_a_coarse_box(model_3j5p):
     assert 0.02 < float(mask.data.mean()) < 0.6
 
 
-def _lowpass(volume: Volume, d: float) -> Volume:
+def lowpass(volume: Volume, d: float) -> Volume:
     """``volume`` with every Fourier component beyond 1/d Å⁻¹ removed (hard spherical edge)."""
     shape = volume.data.shape
     axes = [np.fft.fftfreq(n, a) for n, a in zip(shape[:2], volume.voxel_size[:2])]
@@ -226,7 +227,7 @@ def _lowpass(volume: Volume, d: float) -> Volume:
     return volume.like(data.astype(np.float32))
 
 
-def _random_atoms(n: int, low: float, high: float, seed: int = 3) -> gemmi.Structure:
+def random_atoms(n: int, low: float, high: float, seed: int = 3) -> gemmi.Structure:
     rng = np.random.default_rng(seed)
     elements = rng.choice(["C", "N", "O", "S"], size=n, p=[0.6, 0.2, 0.18, 0.02])
     return make_structure([(str(e), tuple(rng.uniform(low, high, 3)), rng.uniform(5, 40), 1.0)
@@ -244,7 +245,7 @@ def test_model_map_against_itself_lowpassed_at_4A_crosses_near_4A(source):
         structure = read_model(MODEL_3J5P, remove_waters=True)
         n, voxel = 96, 1.5  # TRPV1 spans about 100 Å
     else:
-        structure = _random_atoms(400, 10.0, 70.0)
+        structure = random_atoms(400, 10.0, 70.0)
         n, voxel = 80, 1.0
     xyz = np.array([cra.atom.pos.tolist() for cra in structure[0].all()])
     centre_zyx = ((xyz.min(axis=0) + xyz.max(axis=0)) / 2)[::-1]
@@ -253,8 +254,9 @@ def test_model_map_against_itself_lowpassed_at_4A_crosses_near_4A(source):
     sharp = model_map(structure, like)
     tolerance = 1.5 / (n * voxel)  # one and a half shell widths, Å⁻¹
     low, high = 1 / (0.25 + tolerance), 1 / (0.25 - tolerance)
-    crossing = fsc(sharp, _lowpass(sharp, 4.0)).resolution_at(0.143).resolution
+    crossing = fsc(sharp, lowpass(sharp, 4.0)).resolution_at(0.143).resolution
     assert crossing is not None and low <= crossing <= high
     # d_min=4 in model_map itself band-limits the map the same way.
-    crossing_dmin = fsc(sharp, model_map(structure, like, d_min=4.0)).resolution_at(0.143).resolution
+    band_limited = model_map(structure, like, d_min=4.0)
+    crossing_dmin = fsc(sharp, band_limited).resolution_at(0.143).resolution
     assert crossing_dmin is not None and low <= crossing_dmin <= high

@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from cref_bench import cli, results
 from cref_bench.dataset import open_corpus
+from cref_bench.errors import CorpusError, MethodError
 from cref_bench.mapio import read_map
 from cref_bench.methods import Denoised, Method, SingleMapMethod
 from cref_bench.metrics import evaluate
@@ -138,6 +139,8 @@ def corpus_path(tmp_path_factory) -> str:
     rng = np.random.default_rng(7)
     for k, entry_id in enumerate(TEST_IDS + VALID_IDS):
         maps = _phantom(rng, 32 if k % 2 else 40, with_truth=k != 1)
+        if k == 2:  # one entry with a reference map (here its truth)
+            maps["reference"] = maps["truth"]
         write_entry(store, entry_id, **maps, metadata={"resolution": 4.0})
     finalize(store)
     return str(path)
@@ -191,6 +194,17 @@ def test_tables_match_direct_evaluation(corpus_path, tmp_path):
     expected = {(m, k, r) for m, d in direct.notes.items() for k, r in d.items()}
     assert set(map(tuple, notes[["masking", "metric", "reason"]].values)) == expected
 
+    # the entry with a reference map is scored against it; the others say they have none
+    referenced = corpus.entry(TEST_IDS[2])
+    den = method.denoise(referenced.half1, referenced.half2, referenced.mask)
+    direct = evaluate(referenced.half1, referenced.half2, den.full, mask=referenced.mask,
+                      reference=referenced.reference)
+    theirs = direct.curves[direct.curves["curve"] == "fsc_reference"]
+    ours = run.curves[run.curves["curve"] == "fsc_reference"]  # that entry's only
+    assert len(ours) == len(theirs) > 0 and set(ours["entry"]) == {TEST_IDS[2]}
+    np.testing.assert_allclose(ours["value"], theirs["value"], rtol=1e-12)
+    assert (run.notes["reason"] == "no reference map").sum() == 2 * 2 * (len(TEST_IDS) - 1)
+
     # the entry without truth: truth metrics empty, with the reason
     no_truth = scalars[scalars["entry"] == TEST_IDS[1]]
     assert no_truth["truth_corr"].isna().all()
@@ -205,7 +219,8 @@ def test_tables_match_direct_evaluation(corpus_path, tmp_path):
     assert list(pd.read_csv(out / "curves.csv").columns) == list(results.CURVE_COLUMNS)
     assert len(pd.read_csv(out / "curves.csv")) == len(run.curves)
     assert list(pd.read_csv(out / "failures.csv").columns) == list(results.FAILURE_COLUMNS)
-    assert sorted(p.name for p in (out / "entries").iterdir()) == sorted(f"{i}.json" for i in TEST_IDS)
+    assert sorted(p.name for p in (out / "entries").iterdir()) == sorted(f"{i}.json"
+                                                                         for i in TEST_IDS)
     assert not list(out.glob(".*tmp"))
 
 
@@ -252,7 +267,8 @@ def test_provenance_fields(corpus_path, tmp_path):
     assert prov["method"]["params"]["sigma"] == 0.8 and prov["method"]["needs_gpu"] is False
     assert prov["packages"]["numpy"] == np.__version__
     assert prov["packages"]["pandas"] == pd.__version__
-    assert {"cref-bench", "scipy", "torch", "zarr", "dask", "gemmi", "mrcfile"} <= set(prov["packages"])
+    assert {"cref-bench", "scipy", "torch", "zarr", "dask", "gemmi", "mrcfile"} <= set(
+        prov["packages"])
     assert prov["hardware"]["cpu_cores"] >= 1 and prov["hardware"]["memory_bytes"] > 0
     assert isinstance(prov["hardware"]["gpus"], list)
     assert prov["seed"] == 3 and prov["wall_seconds"] > 0
@@ -375,11 +391,21 @@ def test_registered_noisy_baseline_known_answers(corpus_path, tmp_path, monkeypa
 
 
 def test_bad_arguments(corpus_path, tmp_path):
-    with pytest.raises(KeyError, match="no method named"):
+    with pytest.raises(MethodError, match="no method named"):
         run_method("no-such-method", corpus_path, out=tmp_path / "x", progress=False)
-    with pytest.raises(ValueError, match="params"):
+    with pytest.raises(MethodError, match="params"):
         run_method(Blur(), corpus_path, out=tmp_path / "x", params={"sigma": 1}, progress=False)
-    with pytest.raises(ValueError, match="unknown split"):
+    with pytest.raises(MethodError, match="sigma"):  # the method refuses the parameter's value
+        run_method(SPEC, corpus_path, out=tmp_path / "x", params={"sigma": "wide"},
+                   progress=False)
+    with pytest.raises(MethodError, match="unexpected keyword argument 'radius'"):
+        run_method(SPEC, corpus_path, out=tmp_path / "x", params={"radius": 2}, progress=False)
+    with pytest.raises(MethodError, match="no module 'no_such_package.methods'"):
+        run_method("no_such_package.methods:Thing", corpus_path, out=tmp_path / "x",
+                   progress=False)
+    with pytest.raises(MethodError, match="no attribute 'Sharpen'"):
+        run_method("tests.test_runner:Sharpen", corpus_path, out=tmp_path / "x", progress=False)
+    with pytest.raises(CorpusError, match="unknown split"):
         run_method(SPEC, corpus_path, split="nope", out=tmp_path / "x", progress=False)
 
 

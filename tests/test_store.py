@@ -4,6 +4,7 @@ manifest, the patch index, finalisation and the content hash, interrupted writes
 concurrent writers, and an fsspec ``memory://`` store."""
 
 import hashlib
+import inspect
 import itertools
 import pickle
 import uuid
@@ -15,13 +16,28 @@ import pandas as pd
 import pytest
 import zarr
 
-from cref_bench import splits
-from cref_bench.dataset import CorpusError, open_corpus
-from cref_bench.errors import GeometryMismatch, MapError
+from cref_bench import splits, store_layout
+from cref_bench.dataset import Entry, open_corpus
+from cref_bench.errors import (
+    BadMask,
+    ConstantMap,
+    CorpusError,
+    GeometryMismatch,
+    MapError,
+    NonFiniteMap,
+)
+from cref_bench.store_layout import MAP_ROLES
 from cref_bench.volume import Volume
-from dataset_builder import store as store_module
-from dataset_builder.store import (create_store, finalize, grid_origins, is_complete,
-                                   open_store, patch_origins, record_rejection, write_entry)
+from dataset_builder.store import (
+    create_store,
+    finalize,
+    grid_origins,
+    is_complete,
+    open_store,
+    patch_origins,
+    record_rejection,
+    write_entry,
+)
 
 PATCH = 16
 VOXEL = (1.1, 1.2, 1.3)
@@ -144,6 +160,49 @@ def test_attributes_checksums_and_statistics(tmp_path):
     assert meta["stats"]["mask"] == {"inside_voxels": int(inside.sum()),
                                      "inside_fraction": inside.mean(), "min": 0.0, "max": 1.0}
     assert row["status"] == "ok" and row["resolution"] == 3.4 and row["box"] == [40, 40, 40]
+
+
+def test_reference_map_round_trip_and_hash(tmp_path):
+    store = new_store(tmp_path)
+    maps = make_maps(5)
+    sharper = np.exp(-np.sum((np.indices((40, 40, 40)) - 20.0) ** 2, axis=0) / 10.0)
+    reference = maps["half1"].like(sharper.astype(np.float32), source="reference.map")
+    write_entry(store, "EMD-1", **maps, reference=reference)
+    write_entry(store, "EMD-2", **make_maps(6))
+    corpus = read(store.location)
+    entry = corpus.entry("EMD-1")
+    assert np.array_equal(entry.reference.data, reference.data)
+    assert entry.reference.voxel_size == VOXEL and entry.reference.origin == ORIGIN
+    assert entry.map("reference") is entry.reference  # read once, then kept
+    assert entry.metadata["maps"] == ["half1", "half2", "mask", "truth", "reference"]
+    assert entry.metadata["array_sha256"]["reference"] == sha256_of(reference.data)
+    box = entry.metadata["stats"]["reference"]["box"]
+    assert box["mean"] == pytest.approx(reference.data.astype(np.float64).mean(), rel=1e-9)
+    assert entry.standardisation("reference") == (box["mean"], box["std"])
+    assert corpus.entry("EMD-2").reference is None  # optional, like the truth
+    with pytest.raises(CorpusError, match="no map role 'sharpened'"):
+        entry.map("sharpened")
+    # hashed like the other maps: one voxel of the reference changes the content hash
+    digest = finalize(store)
+    changed = reference.data.copy()
+    changed[20, 20, 20] += 1e-3
+    write_entry(store, "EMD-1", **maps, reference=reference.like(changed), overwrite=True)
+    assert finalize(store) != digest
+    write_entry(store, "EMD-1", **maps, reference=reference, overwrite=True)
+    assert finalize(store) == digest
+    # held to the halves' grid
+    shifted = Volume(reference.data, VOXEL, (ORIGIN[0] + 2.0, ORIGIN[1], ORIGIN[2]))
+    with pytest.raises(GeometryMismatch, match="entry EMD-3 reference .*origin"):
+        write_entry(store, "EMD-3", **maps, reference=shifted)
+
+
+def test_map_roles_are_one_table_for_writer_reader_and_docs():
+    parameters = inspect.signature(write_entry).parameters
+    for role in MAP_ROLES:
+        assert (parameters[role.name].default is inspect.Parameter.empty) == role.required
+        assert isinstance(getattr(Entry, role.name), property)
+        assert role.name in store_layout.__doc__ and role.meaning in store_layout.__doc__
+    assert [r.name for r in MAP_ROLES if r.required] == ["half1", "half2", "mask"]
 
 
 def brute_force_origins(mask: np.ndarray, size: int, stride: int) -> set:
@@ -363,16 +422,25 @@ def test_interrupted_overwrite_hides_the_entry_and_finalize_repairs_the_manifest
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed")
 
-    # killed while overwriting EMD-1: the old entry is gone, the new one incomplete
-    monkeypatch.setattr(store_module, "_map_codec", killed)
+    real_create_group = zarr.Group.create_group
+
+    def killed_at_the_manifest(self, name, **kwargs):
+        if self.basename == "manifest":
+            raise KeyboardInterrupt("killed")
+        return real_create_group(self, name, **kwargs)
+
+    # killed while overwriting EMD-1 (at its first array): the old entry is gone, the new
+    # one incomplete
+    monkeypatch.setattr(zarr.Group, "create_array", killed)
     with pytest.raises(KeyboardInterrupt):
         write_entry(store, "EMD-1", **make_maps(3, truth=False), overwrite=True)
     monkeypatch.undo()
     # killed between EMD-3's completion mark and its manifest row
-    monkeypatch.setattr(store_module, "_put_manifest_row", killed)
+    monkeypatch.setattr(zarr.Group, "create_group", killed_at_the_manifest)
     with pytest.raises(KeyboardInterrupt):
         write_entry(store, "EMD-3", **make_maps(4, truth=False))
     monkeypatch.undo()
+    assert is_complete(store, "EMD-3") and not is_complete(store, "EMD-1")
     corpus = read(store.location)
     assert corpus.ids() == ["EMD-2", "EMD-3"]
     rows = corpus.manifest.set_index("id")
@@ -396,15 +464,15 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path):
         write_entry(store, "EMD-1", **{**maps, "mask": small})
     nan = maps["half2"].data.copy()
     nan[1, 2, 3] = np.nan
-    with pytest.raises(MapError, match=r"entry EMD-1 half2 .*1 non-finite voxel"):
+    with pytest.raises(NonFiniteMap, match=r"entry EMD-1 half2 .*1 non-finite voxel"):
         write_entry(store, "EMD-1", **{**maps, "half2": maps["half2"].like(nan)})
-    with pytest.raises(MapError, match=r"mask values must lie in \[0, 1\]"):
+    with pytest.raises(BadMask, match=r"mask values must lie in \[0, 1\]"):
         write_entry(store, "EMD-1", **{**maps, "mask": maps["mask"].like(
             maps["mask"].data * 2)})
-    with pytest.raises(MapError, match="mask is empty"):
+    with pytest.raises(BadMask, match="mask is empty"):
         write_entry(store, "EMD-1", **{**maps, "mask": maps["mask"].like(
             maps["mask"].data * 0.4)})
-    with pytest.raises(MapError, match="entry EMD-1 half1 .*constant map"):
+    with pytest.raises(ConstantMap, match="entry EMD-1 half1 .*constant map"):
         write_entry(store, "EMD-1", **{**maps, "half1": maps["half1"].like(
             np.full((40, 40, 40), 3.0))})
     with pytest.raises(ValueError, match=r"metadata keys \['shape'\]"):
@@ -430,7 +498,7 @@ def test_create_and_open_store_rules(tmp_path):
     location = tmp_path / "c.zarr"
     store = create_store(location, source="first", patch_size=PATCH)
     write_entry(store, "EMD-1", **make_maps(1, truth=False))
-    with pytest.raises(FileExistsError, match="something exists here already"):
+    with pytest.raises(CorpusError, match="something exists here already"):
         create_store(location, source="second")
     assert open_store(location).attrs["source"] == "first"  # "a" opens what is there
     assert is_complete(str(location), "EMD-1")  # a location works as well as a Store
@@ -443,7 +511,7 @@ def test_create_and_open_store_rules(tmp_path):
     other = tmp_path / "not-a-store"
     other.mkdir()
     (other / "notes.txt").write_text("precious")
-    with pytest.raises(FileExistsError, match="not a corpus store; refusing to delete"):
+    with pytest.raises(CorpusError, match="not a corpus store; refusing to delete"):
         create_store(other, source="x", overwrite=True)
     assert (other / "notes.txt").read_text() == "precious"
     zarr.open_group(tmp_path / "plain.zarr", mode="w", zarr_format=3)

@@ -14,6 +14,7 @@ from scipy.spatial.distance import cdist
 
 from cref_bench import cli, splits
 from cref_bench.dataset import open_corpus
+from cref_bench.errors import CorpusError
 from cref_bench.fsc import Spectra, fsc
 from dataset_builder.phantom_models import build_model
 from dataset_builder.synthetic import entry_parameters, make_phantom, write_phantom_corpus
@@ -296,11 +297,11 @@ def test_corpus_is_written_readable_and_resumable(tmp_path):
 
 def test_corpus_refuses_what_it_must_not_overwrite(tmp_path):
     (tmp_path / "file").write_text("not a store")
-    with pytest.raises(FileExistsError, match="not a corpus store"):
+    with pytest.raises(CorpusError, match="not a corpus store"):
         write_phantom_corpus(tmp_path / "file", 1, progress=False, **TINY)
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not a corpus store"):
+    with pytest.raises(CorpusError, match="not a corpus store"):
         write_phantom_corpus(tmp_path / "folder", 1, progress=False, **TINY)
     assert (tmp_path / "folder" / "notes.txt").read_text() == "keep me"
     write_phantom_corpus(tmp_path / "c.zarr", 1, seed=0, progress=False, **TINY)

@@ -50,8 +50,8 @@ def test_gradcheck_small_float64(shape, fast):
     h2 = h1 + torch.from_numpy(rng.standard_normal(shape))
     mask = torch.from_numpy((rng.random(shape) > 0.2).astype(np.float64))
     denoised = torch.from_numpy(rng.standard_normal(shape)).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda d: cref_loss(d, h1, h2, mask), (denoised,), eps=1e-6, atol=1e-5,
-                                     fast_mode=fast)
+    assert torch.autograd.gradcheck(lambda d: cref_loss(d, h1, h2, mask), (denoised,), eps=1e-6,
+                                     atol=1e-5, fast_mode=fast)
 
 
 def test_shape_errors():

@@ -18,7 +18,8 @@ from baselines.crefdenoiser.train import (METRICS_COLUMNS, NoValidationWarning, 
                                           evenly_spaced, holdout_split, learning_rate,
                                           load_checkpoint, train)
 from cref_bench import cli, splits
-from cref_bench.dataset import PatchDataset, open_corpus
+from cref_bench.dataset import open_corpus
+from cref_bench.patches import PatchDataset
 from cref_bench.metrics import Spectra, reference_cref_loss
 from cref_bench.shells import reference_shells
 from cref_bench.volume import Volume
@@ -181,9 +182,9 @@ def test_resume_matches_an_uninterrupted_run(run, corpus, tmp_path, capsys):
     common = ["--corpus", corpus, "--out", out, "--batch-size", "4", "--lr", "1e-3",
               "--steps-per-epoch", "4", "--no-progress"]
     assert cli.main(["train", *common, "--epochs", "1"]) == 0
-    assert cli.main(["train", *common, "--epochs", "2"]) == 1  # refuses to overwrite
+    assert cli.main(["train", *common, "--epochs", "2"]) == 2  # refuses to overwrite
     assert "--resume" in capsys.readouterr().err
-    assert cli.main(["train", *common, "--epochs", "3", "--resume", "--seed", "5"]) == 1
+    assert cli.main(["train", *common, "--epochs", "3", "--resume", "--seed", "5"]) == 2
     assert "seed" in capsys.readouterr().err
     assert cli.main(["train", *common, "--epochs", "3", "--resume"]) == 0
     resumed, uninterrupted = _weights(tmp_path / "resumed" / "last.pt"), _weights(run.last)

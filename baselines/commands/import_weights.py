@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 HELP = "convert the published crefDenoiser TensorFlow checkpoint to a .pt weights file"
@@ -25,7 +24,8 @@ def add_args(parser) -> None:
     Args:
         parser: the sub-command's ``argparse.ArgumentParser``.
     """
-    parser.add_argument("index", help="the checkpoint's .index file (its .data-00000-of-00001 beside it)")
+    parser.add_argument("index",
+                        help="the checkpoint's .index file (its .data-00000-of-00001 beside it)")
     parser.add_argument("--out", required=True, help="the .pt weights file to write")
 
 
@@ -36,18 +36,14 @@ def main(args) -> int:
         args: parsed arguments (``index``, ``out``).
 
     Returns:
-        0 on success, 1 when the checkpoint cannot be used (the reason is printed).
+        0 (a checkpoint that cannot be used raises
+        :class:`~baselines.crefdenoiser.errors.CheckpointError`).
     """
     from baselines.crefdenoiser.checkpoint import save_weights, tf_state_dict, weights_digest
-    from baselines.crefdenoiser.errors import CheckpointError
     from baselines.crefdenoiser.network import CrefUNet
 
-    try:
-        state = tf_state_dict(args.index)
-        digest = weights_digest(args.index)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    state = tf_state_dict(args.index)
+    digest = weights_digest(args.index)
     model = CrefUNet()
     model.load_state_dict(state)
     count = sum(p.numel() for p in model.parameters())

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import sys
+from cref_bench.errors import CrefBenchError, InputError, WorkFailed
 
 HELP = "train the crefDenoiser network on a corpus (C_ref loss)"
 
@@ -42,7 +42,8 @@ def add_args(parser) -> None:
                         help=f"epochs per --lr-decay factor (default {D.lr_decay_epochs:g})")
     parser.add_argument("--loss", choices=LOSSES, default=D.loss,
                         help="cref (published), n2n-l2 or n2n-fsc (noise-to-noise ablations)")
-    parser.add_argument("--seed", type=int, default=D.seed, help="seed of weights, order, rotations")
+    parser.add_argument("--seed", type=int, default=D.seed,
+                        help="seed of weights, order, rotations")
     parser.add_argument("--patch-limit", type=int,
                         help="train on at most this many patches (evenly spaced; quick runs)")
     parser.add_argument("--steps-per-epoch", type=int,
@@ -62,9 +63,7 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
-    from baselines.crefdenoiser.errors import CheckpointError
     from baselines.crefdenoiser.train import TrainConfig, train
-    from cref_bench.dataset import CorpusError
 
     config = TrainConfig(
         corpus=args.corpus, out=args.out, epochs=args.epochs, batch_size=args.batch_size,
@@ -75,10 +74,14 @@ def main(args) -> int:
         resume=args.resume)
     try:
         result = train(config)
-    except (CorpusError, CheckpointError, FileExistsError, FloatingPointError, ValueError,
-            OSError) as exc:
-        print(f"cref-bench train: {exc}", file=sys.stderr)
-        return 1
+    # The trainer still refuses settings with a builtin ValueError and reports a diverged
+    # loss with FloatingPointError; these two clauses go once it raises the project's errors.
+    except CrefBenchError:
+        raise
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    except FloatingPointError as exc:
+        raise WorkFailed(f"{exc} (the epochs before are saved in {args.out})") from exc
     if result.history:
         print(f"best epoch {result.best_epoch}: valid loss {result.best_valid_loss:.5f} "
               f"({result.best})")

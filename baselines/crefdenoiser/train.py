@@ -71,7 +71,9 @@ from baselines.crefdenoiser.errors import CheckpointError
 from baselines.crefdenoiser.losses import check_loss, patch_losses
 from baselines.crefdenoiser.network import ARCHITECTURE, CrefUNet, check_input_shape
 from cref_bench import atomic
-from cref_bench.dataset import CorpusError, PatchDataset, open_corpus
+from cref_bench.dataset import open_corpus
+from cref_bench.errors import CorpusError
+from cref_bench.patches import PatchDataset
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import json
-import sys
 
 HELP = "compute every metric for one half-map pair and its denoised map(s)"
 
@@ -22,7 +21,8 @@ def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
     parser.add_argument("half1", help="first half-map (MRC/CCP4, gzip allowed)")
     parser.add_argument("half2", help="second half-map")
-    parser.add_argument("--denoised", required=True, help="the denoised full map D((M1 + M2) / 2)")
+    parser.add_argument("--denoised", required=True,
+                        help="the denoised full map D((M1 + M2) / 2)")
     parser.add_argument("--denoised-half1", help="the first half-map, denoised")
     parser.add_argument("--denoised-half2", help="the second half-map, denoised")
     parser.add_argument("--mask", help="mask applied to every map for the masked metrics")
@@ -31,7 +31,8 @@ def add_args(parser) -> None:
                         help="d_min of the model map in Å (default: twice the voxel size)")
     parser.add_argument("--truth", help="the noise-free map, where known")
     parser.add_argument("--reference", help="a reference map, e.g. a higher-resolution map")
-    parser.add_argument("--json", metavar="OUT", help="write scalars and notes to this JSON file")
+    parser.add_argument("--json", metavar="OUT",
+                        help="write scalars and notes to this JSON file")
     parser.add_argument("--curves", metavar="CSV", help="write every curve to this CSV file")
 
 
@@ -63,25 +64,22 @@ def format_report(report) -> str:
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.atomic import write_text
-    from cref_bench.errors import MapError
     from cref_bench.mapio import read_map
     from cref_bench.metrics import evaluate
 
     def load(path):
         return None if path is None else read_map(path)
 
-    try:
-        maps = {"half1": load(args.half1), "half2": load(args.half2), "denoised": load(args.denoised),
-                "denoised_half1": load(args.denoised_half1), "denoised_half2": load(args.denoised_half2),
-                "mask": load(args.mask), "truth": load(args.truth), "reference": load(args.reference)}
-        report = evaluate(maps.pop("half1"), maps.pop("half2"), maps.pop("denoised"), **maps,
-                          model=args.model, model_resolution=args.model_resolution)
-    except (MapError, ValueError, OSError) as exc:
-        print(f"cref-bench metrics: {exc}", file=sys.stderr)
-        return 1
+    maps = {"half1": load(args.half1), "half2": load(args.half2),
+            "denoised": load(args.denoised), "denoised_half1": load(args.denoised_half1),
+            "denoised_half2": load(args.denoised_half2), "mask": load(args.mask),
+            "truth": load(args.truth), "reference": load(args.reference)}
+    report = evaluate(maps.pop("half1"), maps.pop("half2"), maps.pop("denoised"), **maps,
+                      model=args.model, model_resolution=args.model_resolution)
     print(format_report(report))
     if args.json:
-        write_text(args.json, json.dumps({"scalars": report.scalars, "notes": report.notes}, indent=2))
+        write_text(args.json, json.dumps({"scalars": report.scalars, "notes": report.notes},
+                                         indent=2))
     if args.curves:
         write_text(args.curves, report.curves.to_csv(index=False))
     return 0

@@ -1,16 +1,13 @@
 """Evaluate a denoising method on every entry of a corpus split.
 
 Each entry's half-maps are denoised by the method and scored with the whole metric set
-(unmasked and masked; truth metrics where the entry has a truth map). The results folder
-(default results/<method>) gets scalars.csv, notes.csv, curves.csv, failures.csv,
-provenance.json and, per entry, entries/<entry>.json; with --save-maps also
-maps/<entry>_denoised.mrc. A rerun skips the entries already finished for the same method
+(unmasked and masked; truth and reference metrics where the entry has those maps). The
+results folder (default results/<method>) gets scalars.csv, notes.csv, curves.csv,
+failures.csv, provenance.json and, per entry, entries/<entry>.json; with --save-maps also
+maps/<entry>_denoised.mrc. An entry that fails is listed in failures.csv and the others are
+scored (exit status 1). A rerun skips the entries already finished for the same method
 version, parameters and corpus content; failed entries are retried. A summary table
 (mean ± std, median, n per metric) is printed at the end.
-
-Exit status: 0 when every entry was scored, 1 when some entries failed (they are listed in
-failures.csv, the others are scored), 2 when the run could not start (unknown method,
-missing corpus, bad arguments).
 
 Examples:
     cref-bench run --method lowpass --corpus corpus.zarr
@@ -22,7 +19,8 @@ Examples:
 from __future__ import annotations
 
 import json
-import sys
+
+from cref_bench.errors import InputError
 
 HELP = "evaluate a method on a corpus split and write the results tables"
 
@@ -37,11 +35,11 @@ def parse_param(text: str) -> tuple[str, object]:
         ``(key, value)``.
 
     Raises:
-        ValueError: no ``=`` or an empty key.
+        InputError: no ``=`` or an empty key.
     """
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"a parameter must look like KEY=VALUE, got {text!r}")
+        raise InputError(f"a parameter must look like KEY=VALUE, got {text!r}")
     try:
         return key.strip(), json.loads(value)
     except ValueError:
@@ -73,20 +71,14 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
-    from cref_bench.dataset import CorpusError
     from cref_bench.runner import run_method
 
-    try:
-        params = dict(parse_param(p) for p in args.param)
-        result = run_method(args.method, args.corpus, split=args.split, out=args.out,
-                            workers=args.workers, scheduler=args.scheduler, limit=args.limit,
-                            save_maps=args.save_maps, params=params,
-                            progress=not args.no_progress, seed=args.seed,
-                            command_line=command_line(args))
-    except (KeyError, ImportError, AttributeError, TypeError, ValueError, CorpusError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"cref-bench run: {message}", file=sys.stderr)
-        return 2
+    params = dict(parse_param(p) for p in args.param)
+    result = run_method(args.method, args.corpus, split=args.split, out=args.out,
+                        workers=args.workers, scheduler=args.scheduler, limit=args.limit,
+                        save_maps=args.save_maps, params=params,
+                        progress=not args.no_progress, seed=args.seed,
+                        command_line=command_line(args))
     print(result.summary_text)
     print(f"results: {result.out}")
     if result.exit_status:
@@ -106,7 +98,8 @@ def command_line(args) -> list[str]:
     """
     words = ["cref-bench", "run", "--method", args.method, "--corpus", str(args.corpus),
              "--split", args.split, "--seed", str(args.seed)]
-    for flag, value in (("--out", args.out), ("--limit", args.limit), ("--scheduler", args.scheduler)):
+    for flag, value in (("--out", args.out), ("--limit", args.limit),
+                        ("--scheduler", args.scheduler)):
         if value is not None:
             words += [flag, str(value)]
     if args.workers != 1:

@@ -1,1 +1,1 @@
-"""Command-line commands contributed by dataset_builder (registered as cref_bench.commands entry points)."""
+"""Command-line commands contributed by dataset_builder (``cref_bench.commands`` entry points)."""

@@ -9,8 +9,7 @@ mask on different grids, non-finite voxels, header at odds with the XML, box ove
 existing one (--scheduler). A build killed at any moment and run again redoes only the
 unfinished entries; entries that failed for a transient reason (network) are tried again.
 
-Exit status: 0 when every entry was written or turned down, 1 when some failed for a
-transient reason (run again to retry them), 2 on bad arguments or a failed listing.
+Entries that failed for a transient reason (exit status 1) are tried again by the next run.
 
 Examples:
     cref-bench build --out corpus.zarr --preset paper2023 --workers 8
@@ -21,9 +20,10 @@ Examples:
 from __future__ import annotations
 
 import logging
-import sys
 from datetime import date
 from pathlib import Path
+
+from cref_bench.errors import InputError
 
 HELP = "build the EMDB half-map corpus into a store (resumable, on dask)"
 
@@ -42,29 +42,40 @@ def add_args(parser) -> None:
     from dataset_builder.emdb.download import DEFAULT_EMDB_MIRRORS, EMDB_MIRRORS
     from dataset_builder.emdb.listing import DEFAULT_API, PRESETS
 
-    parser.add_argument("--out", required=True, help="the store: a local path or fsspec URL (created or completed)")
+    parser.add_argument("--out", required=True,
+                        help="the store: a local path or fsspec URL (created or completed)")
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--preset", choices=sorted(PRESETS),
                         help="entries to list from the search API (default: paper2023); "
                              + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
-    chosen.add_argument("--ids", metavar="FILE", help="a file of EMDB accessions, one per line ('#' comments)")
+    chosen.add_argument("--ids", metavar="FILE",
+                        help="a file of EMDB accessions, one per line ('#' comments)")
     parser.add_argument("--released-before", metavar="DATE", type=_date,
                         help="with a preset: only entries released before this ISO date")
-    parser.add_argument("--api", default=DEFAULT_API, metavar="URL", help=f"the EMDB API base (default {DEFAULT_API})")
+    parser.add_argument("--api", default=DEFAULT_API, metavar="URL",
+                        help=f"the EMDB API base (default {DEFAULT_API})")
     parser.add_argument("--mirror", action="append", metavar="URL",
                         help="an archive mirror, tried in the order given (repeatable): "
-                             f"{', '.join(EMDB_MIRRORS)}, a base URL of pub/.../emdb/structures, or a local "
-                             f"folder laid out like it (default: {', '.join(DEFAULT_EMDB_MIRRORS)})")
-    parser.add_argument("--workers", type=int, default=2, metavar="N", help="local dask workers (default 2)")
+                             f"{', '.join(EMDB_MIRRORS)}, a base URL of "
+                             "pub/.../emdb/structures, or a local folder laid out like it "
+                             f"(default: {', '.join(DEFAULT_EMDB_MIRRORS)})")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="local dask workers (default 2)")
     parser.add_argument("--threads", action="store_true",
-                        help="run the local workers as threads of this process instead of processes")
-    parser.add_argument("--scheduler", metavar="ADDRESS", help="use an existing dask cluster (tcp://host:8786)")
-    parser.add_argument("--max-box", type=int, metavar="N", help="turn down entries with a box edge over N voxels")
+                        help="run the local workers as threads of this process instead of "
+                             "processes")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="use an existing dask cluster (tcp://host:8786)")
+    parser.add_argument("--max-box", type=int, metavar="N",
+                        help="turn down entries with a box edge over N voxels")
     parser.add_argument("--keep-downloads", metavar="DIR",
-                        help="download into DIR and keep the files (reused by later runs); by default "
-                             "downloads go to a temporary folder and are deleted entry by entry")
-    parser.add_argument("--with-models", action="store_true", help="also store the fitted models (mmCIF)")
-    parser.add_argument("--limit", type=int, metavar="K", help="build only the first K entries listed")
+                        help="download into DIR and keep the files (reused by later runs); by "
+                             "default downloads go to a temporary folder and are deleted entry "
+                             "by entry")
+    parser.add_argument("--with-models", action="store_true",
+                        help="also store the fitted models (mmCIF)")
+    parser.add_argument("--limit", type=int, metavar="K",
+                        help="build only the first K entries listed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -76,35 +87,34 @@ def _mirror(text: str) -> str:
         return text
     folder = Path(text)
     if not folder.is_dir():
-        raise ValueError(f"--mirror {text!r}: neither a known mirror, a URL nor a folder")
+        raise InputError(f"--mirror {text!r}: neither a known mirror, a URL nor a folder")
     return folder.resolve().as_uri()
 
 
 def main(args) -> int:
-    """Run the build; see the module docstring for the exit status."""
+    """Run the build; returns the exit status."""
     from dataset_builder.emdb.build import BuildOptions, build
     from dataset_builder.emdb.download import DEFAULT_EMDB_MIRRORS
-    from dataset_builder.emdb.listing import ListingError, select_entries
+    from dataset_builder.emdb.listing import select_entries
 
-    try:
-        for name in ("workers", "max_box", "limit"):
-            value = getattr(args, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        mirrors = tuple(_mirror(m) for m in args.mirror) if args.mirror else DEFAULT_EMDB_MIRRORS
-        preset = None if args.ids else (args.preset or "paper2023")
-        entries = select_entries(preset, id_file=args.ids, released_before=args.released_before, api=args.api)
-    except (ValueError, OSError, ListingError) as error:
-        print(f"cref-bench build: {error}", file=sys.stderr)
-        return 2
-    print(f"{len(entries)} entries listed" + (f" by preset {preset}" if preset else f" in {args.ids}"))
+    for name in ("workers", "max_box", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    mirrors = tuple(_mirror(m) for m in args.mirror) if args.mirror else DEFAULT_EMDB_MIRRORS
+    preset = None if args.ids else (args.preset or "paper2023")
+    entries = select_entries(preset, id_file=args.ids, released_before=args.released_before,
+                             api=args.api)
+    print(f"{len(entries)} entries listed"
+          + (f" by preset {preset}" if preset else f" in {args.ids}"))
     if args.limit is not None:
         entries = entries[:args.limit]
     kept = str(Path(args.keep_downloads).resolve()) if args.keep_downloads else None
     options = BuildOptions(mirrors=mirrors, download_dir=kept,
                            keep_downloads=args.keep_downloads is not None, max_box=args.max_box,
                            with_models=args.with_models)
-    report = build(entries, args.out, options=options, workers=args.workers, scheduler=args.scheduler,
-                   processes=not args.threads, progress=not args.no_progress)
+    report = build(entries, args.out, options=options, workers=args.workers,
+                   scheduler=args.scheduler, processes=not args.threads,
+                   progress=not args.no_progress)
     print(report.format())
     return 1 if report.counts().get("failed") else 0

@@ -37,16 +37,38 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cref_bench.dataset import list_complete_entries, read_manifest_rows
-from cref_bench.errors import GeometryMismatch, MapError
-from dataset_builder.emdb.download import (DEFAULT_EMDB_MIRRORS, DEFAULT_MODEL_SOURCES, DownloadError,
-                                           Downloader, NotFoundError, RetryPolicy, fetch_entry_files,
-                                           fetch_header, fetch_model)
+from cref_bench.cluster import dask_client
+from cref_bench.errors import MapError
+from cref_bench.store_layout import list_complete_entries, read_manifest_rows
+from dataset_builder.emdb.download import (
+    DEFAULT_EMDB_MIRRORS,
+    DEFAULT_MODEL_SOURCES,
+    Downloader,
+    DownloadError,
+    NotFoundError,
+    RetryPolicy,
+    fetch_entry_files,
+    fetch_header,
+    fetch_model,
+)
 from dataset_builder.emdb.header import EntryHeader, HeaderError
 from dataset_builder.emdb.layout import normalize_id
 from dataset_builder.emdb.listing import ListedEntry
-from dataset_builder.emdb.validate import Rejection, check_box, expected_shape, load_maps
-from dataset_builder.store import Store, finalize, is_complete, open_store, record_rejection, write_entry
+from dataset_builder.emdb.validate import (
+    Rejection,
+    check_box,
+    classify_map_error,
+    expected_shape,
+    load_maps,
+)
+from dataset_builder.store import (
+    Store,
+    finalize,
+    is_complete,
+    open_store,
+    record_rejection,
+    write_entry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +89,8 @@ class BuildOptions:
     Attributes:
         mirrors: archive mirrors (names of :data:`~dataset_builder.emdb.download.EMDB_MIRRORS`
             or base URLs, ``file://`` included), tried in order for every file.
-        model_sources: sources of fitted models (see :func:`~dataset_builder.emdb.download.model_urls`).
+        model_sources: sources of fitted models (see
+            :func:`~dataset_builder.emdb.download.model_urls`).
         download_dir: where downloads go (``<download_dir>/EMD-N/...``); ``None``: a
             ``cref-bench-downloads`` folder in the worker's temporary directory.
         keep_downloads: keep the downloaded files (else each entry's are deleted once it is done).
@@ -146,20 +169,6 @@ def _header_metadata(header: EntryHeader) -> dict:
             "mask_file": header.mask_files[0] if header.masks else None}
 
 
-def _write_error_code(error: MapError) -> str:
-    """The reason code of an error :func:`~dataset_builder.store.write_entry` raised on the maps."""
-    fault = error.fault.lower()
-    if isinstance(error, GeometryMismatch):
-        return "mask_mismatch"
-    if "non-finite" in fault:
-        return "non_finite"
-    if "mask" in fault:
-        return "bad_mask"
-    if "constant" in fault:
-        return "constant_map"
-    return "unreadable_map"
-
-
 def _fetch(action: Callable):
     """Run a download, turning its failures into rejections (404: permanent; others: transient)."""
     try:
@@ -172,7 +181,8 @@ def _fetch(action: Callable):
 
 def _read_models(header: EntryHeader, cache: Path, options: BuildOptions, downloader: Downloader,
                  counter: _ByteCounter) -> tuple[dict[str, str], list[str]]:
-    """The fitted models as ``{pdb id: mmCIF text}``, and the ids no source had or that were unreadable."""
+    """The fitted models as ``{pdb id: mmCIF text}``, and the ids no source had or that were
+    unreadable."""
     models, unavailable = {}, []
     for pdb_id in header.fitted_pdbs:
         try:
@@ -199,8 +209,8 @@ def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
         phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
 
 
-def _ingest(listed: ListedEntry, store: Store, options: BuildOptions, cache: Path, counter: _ByteCounter,
-            metadata: dict, phases: dict[str, float]) -> None:
+def _ingest(listed: ListedEntry, store: Store, options: BuildOptions, cache: Path,
+            counter: _ByteCounter, metadata: dict, phases: dict[str, float]) -> None:
     """Fetch, validate and write one entry; raises :class:`Rejection` when it is turned down.
     ``metadata`` is updated in place as more becomes known (for the rejection record), and
     ``phases`` with the seconds spent per phase."""
@@ -208,13 +218,15 @@ def _ingest(listed: ListedEntry, store: Store, options: BuildOptions, cache: Pat
     mirrors = options.mirrors
     try:
         with _timed(phases, "fetch"):
-            header = _fetch(lambda: fetch_header(listed.emdb_id, cache, mirrors=mirrors, downloader=downloader,
-                                                 require_half_maps=False, require_mask=False))
+            header = _fetch(lambda: fetch_header(listed.emdb_id, cache, mirrors=mirrors,
+                                                 downloader=downloader, require_half_maps=False,
+                                                 require_mask=False))
     except HeaderError as error:
         raise Rejection("bad_header", str(error)) from error
     metadata.update(_header_metadata(header))
     if len(header.half_maps) < 2:
-        raise Rejection("no_half_maps", f"{header.emdb_id}: the header lists {len(header.half_maps)} half-map(s)")
+        raise Rejection("no_half_maps", f"{header.emdb_id}: the header lists "
+                                        f"{len(header.half_maps)} half-map(s)")
     if not header.masks:
         raise Rejection("no_mask", f"{header.emdb_id}: the header lists no mask")
     described = header.half_maps[0] if header.half_maps[0].dimensions is not None else header.map
@@ -222,8 +234,8 @@ def _ingest(listed: ListedEntry, store: Store, options: BuildOptions, cache: Pat
                     voxel_size=list(reversed(described.pixel_spacing or header.map.pixel_spacing)))
     check_box(header, options.max_box)
     with _timed(phases, "fetch"):
-        files = _fetch(lambda: fetch_entry_files(header, cache, mirrors=mirrors, downloader=downloader,
-                                                 progress=counter))
+        files = _fetch(lambda: fetch_entry_files(header, cache, mirrors=mirrors,
+                                                 downloader=downloader, progress=counter))
     with _timed(phases, "read"):
         maps = load_maps(header, files.half_maps, files.masks[0], options.max_box)
     metadata.update(voxel_size=list(maps.half1.voxel_size), box=list(maps.half1.shape))
@@ -239,10 +251,11 @@ def _ingest(listed: ListedEntry, store: Store, options: BuildOptions, cache: Pat
             write_entry(store, listed.emdb_id, half1=maps.half1, half2=maps.half2, mask=maps.mask,
                         models=models, metadata=written)
         except MapError as error:
-            raise Rejection(_write_error_code(error), str(error)) from error
+            raise Rejection(classify_map_error(error), str(error)) from error
 
 
-def process_entry(entry: ListedEntry | str, store: Store, options: BuildOptions = BuildOptions()) -> EntryOutcome:
+def process_entry(entry: ListedEntry | str, store: Store,
+                  options: BuildOptions = BuildOptions()) -> EntryOutcome:
     """Take one entry from the archive into the store, or record why not (one dask task).
 
     Idempotent: an entry already complete in the store is skipped; one written halfway by an
@@ -273,16 +286,16 @@ def process_entry(entry: ListedEntry | str, store: Store, options: BuildOptions 
         _ingest(listed, store, options, cache, counter, metadata, phases)
     except Rejection as rejection:
         status = "rejected" if rejection.permanent else "failed"
-        record_rejection(store, listed.emdb_id, str(rejection), {**metadata, "reason_code": rejection.code},
-                         status=status)
+        record_rejection(store, listed.emdb_id, str(rejection),
+                         {**metadata, "reason_code": rejection.code}, status=status)
         logger.info("%s %s: %s", listed.emdb_id, status, rejection)
         return EntryOutcome(listed.emdb_id, status, rejection.code, rejection.detail, counter.total,
                             time.perf_counter() - start, phases)
     finally:
         if not options.keep_downloads:
             shutil.rmtree(cache / listed.emdb_id, ignore_errors=True)
-    return EntryOutcome(listed.emdb_id, "ok", downloaded_bytes=counter.total, seconds=time.perf_counter() - start,
-                        phases=phases)
+    return EntryOutcome(listed.emdb_id, "ok", downloaded_bytes=counter.total,
+                        seconds=time.perf_counter() - start, phases=phases)
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -329,8 +342,9 @@ class BuildReport:
         for outcome in self.outcomes:
             phases.update(outcome.phases)
         if phases:
-            lines.append("worker time: " + ", ".join(f"{name} {phases[name]:.1f} s"
-                                                     for name in ("fetch", "read", "write") if name in phases))
+            lines.append("worker time: " + ", ".join(
+                f"{name} {phases[name]:.1f} s" for name in ("fetch", "read", "write")
+                if name in phases))
         lines.append(f"content hash {self.content_hash}")
         return "\n".join(lines)
 
@@ -367,29 +381,6 @@ def plan(store: Store, entries: Sequence[ListedEntry], max_box: int | None = Non
     return todo, done
 
 
-@contextmanager
-def dask_client(workers: int = 1, scheduler: str | None = None, processes: bool = True) -> Iterator:
-    """A dask client: on an existing cluster, or on a local one made (and closed) here.
-
-    Args:
-        workers: local workers (one thread each).
-        scheduler: the address of an existing scheduler (``tcp://host:8786``); ``None``
-            starts a :class:`dask.distributed.LocalCluster`.
-        processes: local workers are processes (else threads of this process).
-
-    Yields:
-        The :class:`dask.distributed.Client`.
-    """
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler is not None:
-        with Client(scheduler) as client:
-            yield client
-        return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
-
 
 def _record_lost(store: Store, entry: ListedEntry, error: BaseException) -> EntryOutcome:
     """Record a task that raised through all its retries (or whose worker died) as failed."""
@@ -400,9 +391,10 @@ def _record_lost(store: Store, entry: ListedEntry, error: BaseException) -> Entr
     return EntryOutcome(entry.emdb_id, "failed", "error", detail)
 
 
-def build(entries: Sequence[ListedEntry | str], out: str, *, options: BuildOptions = BuildOptions(),
-          workers: int = 1, scheduler: str | None = None, processes: bool = True, task_retries: int = 2,
-          storage_options: dict | None = None, progress: bool = True,
+def build(entries: Sequence[ListedEntry | str], out: str, *,
+          options: BuildOptions = BuildOptions(), workers: int = 1, scheduler: str | None = None,
+          processes: bool = True, task_retries: int = 2, storage_options: dict | None = None,
+          progress: bool = True,
           on_outcome: Callable[[EntryOutcome], None] | None = None) -> BuildReport:
     """Build (or complete) the corpus store from EMDB entries, one dask task per entry.
 
@@ -436,35 +428,51 @@ def build(entries: Sequence[ListedEntry | str], out: str, *, options: BuildOptio
     report = BuildReport(listed=len({e.emdb_id for e in listed}),
                          outcomes=[EntryOutcome(i, "skipped") for i in done])
     logger.info("%d entries: %d done earlier, %d to process", report.listed, len(done), len(todo))
-    bar = tqdm(total=report.listed, initial=len(done), unit="entry", desc="build", disable=not progress)
+    bar = tqdm(total=report.listed, initial=len(done), unit="entry", desc="build",
+               disable=not progress)
     with bar:
         if todo:
-            _run(todo, store, options, workers, scheduler, processes, task_retries, report, bar, start,
-                 on_outcome)
+            tally = _Tally(report, bar, start, on_outcome)
+            with dask_client(workers, scheduler, processes) as client:
+                for outcome in _outcomes(client, todo, store, options, task_retries):
+                    tally.add(outcome)
         report.content_hash = finalize(store)
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _run(todo, store, options, workers, scheduler, processes, task_retries, report, bar, start,
-         on_outcome) -> None:
-    """Submit the tasks and gather their outcomes into ``report`` as they complete."""
+def _outcomes(client, todo: Sequence[ListedEntry], store: Store, options: BuildOptions,
+              task_retries: int) -> Iterator[EntryOutcome]:
+    """Submit one task per entry and yield their outcomes as they complete."""
     from dask.distributed import as_completed
 
-    with dask_client(workers, scheduler, processes) as client:
-        futures = {client.submit(process_entry, entry, store, options, key=f"{TASK_PREFIX}-{entry.emdb_id}",
-                                 retries=task_retries, pure=False): entry for entry in todo}
-        for future in as_completed(futures):
-            entry = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as error:  # retries exhausted, or the worker died
-                outcome = _record_lost(store, entry, error)
-            report.outcomes.append(outcome)
-            counts = report.counts()
-            elapsed = max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(ok=counts["ok"], failed=counts["failed"] + counts["rejected"],
-                            skipped=counts["skipped"], MBps=f"{report.downloaded_bytes / 1e6 / elapsed:.2f}")
-            bar.update()
-            if on_outcome is not None:
-                on_outcome(outcome)
+    futures = {client.submit(process_entry, entry, store, options,
+                             key=f"{TASK_PREFIX}-{entry.emdb_id}", retries=task_retries,
+                             pure=False): entry for entry in todo}
+    for future in as_completed(futures):
+        try:
+            yield future.result()
+        except Exception as error:  # retries exhausted, or the worker died
+            yield _record_lost(store, futures[future], error)
+
+
+@dataclass
+class _Tally:
+    """Gathers outcomes into the report as they arrive, and shows them on the progress bar."""
+
+    report: BuildReport
+    bar: tqdm
+    start: float
+    on_outcome: Callable[[EntryOutcome], None] | None
+
+    def add(self, outcome: EntryOutcome) -> None:
+        """Record one outcome (and pass it to ``on_outcome``)."""
+        self.report.outcomes.append(outcome)
+        counts = self.report.counts()
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix(ok=counts["ok"], failed=counts["failed"] + counts["rejected"],
+                             skipped=counts["skipped"],
+                             MBps=f"{self.report.downloaded_bytes / 1e6 / elapsed:.2f}")
+        self.bar.update()
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cref_bench.errors import InputError, UnavailableError
 from dataset_builder.emdb.header import EntryHeader, read_header
 from dataset_builder.emdb.layout import header_relpath, normalize_id
 
@@ -58,13 +59,8 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.I
 _PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")
 
 
-class DownloadError(OSError):
+class DownloadError(UnavailableError):
     """A file could not be downloaded; the message names the URL(s) or file and the fault."""
-
-    def __init__(self, target: object, fault: str):
-        self.target = str(target)
-        self.fault = fault
-        super().__init__(f"{self.target}: {fault}")
 
 
 class NotFoundError(DownloadError):
@@ -150,15 +146,17 @@ class Downloader:
         sleep: the function used to wait between attempts (tests pass a recorder).
     """
 
-    def __init__(self, retry: RetryPolicy = RetryPolicy(), timeout: float = 60.0, chunk_size: int = 1 << 20,
-                 user_agent: str = "cref-bench", sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, retry: RetryPolicy = RetryPolicy(), timeout: float = 60.0,
+                 chunk_size: int = 1 << 20, user_agent: str = "cref-bench",
+                 sleep: Callable[[float], None] = time.sleep):
         self.retry = retry
         self.timeout = timeout
         self.chunk_size = chunk_size
         self.user_agent = user_agent
         self.sleep = sleep
 
-    def fetch(self, urls: str | Sequence[str], dest: str | Path, *, progress: Progress | None = None,
+    def fetch(self, urls: str | Sequence[str], dest: str | Path, *,
+              progress: Progress | None = None,
               expected_size: int | None = None) -> DownloadResult:
         """Download the first URL that works to ``dest``; return at once if ``dest`` exists.
 
@@ -229,22 +227,26 @@ class Downloader:
                 continue
             failures += 1
             if failures >= self.retry.attempts:
-                raise _Final(DownloadError(url, f"gave up after {failures} failed attempts; last: {reason}"))
+                raise _Final(DownloadError(url, f"gave up after {failures} failed attempts; "
+                                                f"last: {reason}"))
             wait = self.retry.delay(failures)
             logger.info("%s: %s; retrying in %.3g s", url, reason, wait)
             self.sleep(wait)
 
     def _check_total(self, url: str, part: Path, total: int | None, expected_size: int | None,
                      declared: list[int]) -> None:
-        """Fail (and drop the partial file) when ``total`` contradicts earlier answers or the caller."""
+        """Fail (and drop the partial file) when ``total`` contradicts earlier answers or the
+        caller."""
         if total is None:
             return
         if expected_size is not None and total != expected_size:
             _discard(part)
-            raise _Final(SizeMismatchError(url, f"server declares {total} bytes, expected {expected_size}"))
+            raise _Final(SizeMismatchError(url, f"server declares {total} bytes, expected "
+                                                f"{expected_size}"))
         if declared and declared[0] != total:
             _discard(part)
-            raise _Final(SizeMismatchError(url, f"server declared {declared[0]} bytes, now {total}"))
+            raise _Final(SizeMismatchError(url, f"server declared {declared[0]} bytes, now "
+                                                f"{total}"))
         declared[:1] = [total]
 
     def _attempt(self, url: str, part: Path, sink: Progress, expected_size: int | None,
@@ -279,7 +281,8 @@ class Downloader:
                 if not match or match.group(1) is None or int(match.group(1)) != offset:
                     _discard(part)
                     raise _Transient(f"server resumed with Content-Range "
-                                     f"{response.headers.get('Content-Range')!r} for offset {offset}")
+                                     f"{response.headers.get('Content-Range')!r} for offset "
+                                     f"{offset}")
                 total = None if match.group(3) == "*" else int(match.group(3))
                 mode = "ab"
             elif response.status == 200:
@@ -297,7 +300,8 @@ class Downloader:
                     out.flush()
                     os.fsync(out.fileno())
             except (http.client.HTTPException, OSError) as exc:
-                raise _Transient(f"connection broke at byte {_size(part)}: {type(exc).__name__}: {exc}") from None
+                raise _Transient(f"connection broke at byte {_size(part)}: "
+                                 f"{type(exc).__name__}: {exc}") from None
         size = _size(part)
         if total is not None and size < total:
             raise _Transient(f"connection closed at byte {size} of {total}")
@@ -329,7 +333,8 @@ class Downloader:
                 out.flush()
                 os.fsync(out.fileno())
         except OSError as exc:
-            raise _Transient(f"copy broke at byte {_size(part)}: {type(exc).__name__}: {exc}") from None
+            raise _Transient(f"copy broke at byte {_size(part)}: {type(exc).__name__}: "
+                             f"{exc}") from None
         if _size(part) != total:
             raise _Transient(f"{source} changed size while being copied")
 
@@ -359,7 +364,8 @@ def resolve_sources(sources: Sequence[str], known: Mapping[str, str]) -> list[st
         elif source.startswith(("http://", "https://", "file://")):
             resolved.append(source)
         else:
-            raise ValueError(f"unknown mirror {source!r}; give a URL or one of {', '.join(known)}")
+            raise InputError(f"unknown mirror {source!r}; give a URL or one of "
+                             f"{', '.join(known)}")
     return resolved
 
 
@@ -368,7 +374,8 @@ def mirror_urls(relpath: str, mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS) -> 
     return [f"{base.rstrip('/')}/{relpath}" for base in resolve_sources(mirrors, EMDB_MIRRORS)]
 
 
-def fetch_header(emdb_id: str, cache_dir: str | Path, *, mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS,
+def fetch_header(emdb_id: str, cache_dir: str | Path, *,
+                 mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS,
                  downloader: Downloader | None = None, **options) -> EntryHeader:
     """Download (unless cached) and parse an entry's v3.0 header.
 
@@ -411,8 +418,9 @@ class EntryFiles:
 
 
 def fetch_entry_files(header: EntryHeader, cache_dir: str | Path, *,
-                      mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS, downloader: Downloader | None = None,
-                      progress: Progress | None = None, masks: int = 1,
+                      mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS,
+                      downloader: Downloader | None = None, progress: Progress | None = None,
+                      masks: int = 1,
                       include_map: bool = False) -> EntryFiles:
     """Download (unless cached) the half-map pair and masks an entry's header names.
 
@@ -433,14 +441,17 @@ def fetch_entry_files(header: EntryHeader, cache_dir: str | Path, *,
         DownloadError: a file could not be downloaded.
     """
     if len(header.half_maps) < 2:
-        raise ValueError(f"{header.emdb_id}: the header lists {len(header.half_maps)} half-map(s), need 2")
+        raise ValueError(f"{header.emdb_id}: the header lists {len(header.half_maps)} "
+                         "half-map(s), need 2")
     if len(header.masks) < masks:
-        raise ValueError(f"{header.emdb_id}: the header lists {len(header.masks)} mask(s), asked for {masks}")
+        raise ValueError(f"{header.emdb_id}: the header lists {len(header.masks)} mask(s), "
+                         f"asked for {masks}")
     downloader = downloader or Downloader()
     root = Path(cache_dir)
 
     def get(relpath: str) -> Path:
-        return downloader.fetch(mirror_urls(relpath, mirrors), root / relpath, progress=progress).path
+        return downloader.fetch(mirror_urls(relpath, mirrors), root / relpath,
+                                progress=progress).path
 
     return EntryFiles(
         half_maps=tuple(get(m.relpath) for m in header.half_maps[:2]),
@@ -466,7 +477,8 @@ def model_urls(pdb_id: str, sources: Sequence[str] = DEFAULT_MODEL_SOURCES) -> l
     return [t.format(id=pdb_id, mid=pdb_id[1:3]) for t in templates]
 
 
-def fetch_model(pdb_id: str, cache_dir: str | Path, *, sources: Sequence[str] = DEFAULT_MODEL_SOURCES,
+def fetch_model(pdb_id: str, cache_dir: str | Path, *,
+                sources: Sequence[str] = DEFAULT_MODEL_SOURCES,
                 downloader: Downloader | None = None, progress: Progress | None = None) -> Path:
     """Download (unless cached) a fitted model as gzip'd mmCIF to ``cache_dir/models/<id>.cif.gz``.
 

@@ -36,13 +36,20 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from cref_bench.errors import MapError
-from dataset_builder.emdb.layout import (HALF_MAP_FOLDER, MAP_FOLDER, MASK_FOLDER, check_file_name,
-                                         entry_relpath, normalize_id)
+from cref_bench.errors import InputError
+from dataset_builder.emdb.layout import (
+    HALF_MAP_FOLDER,
+    MAP_FOLDER,
+    MASK_FOLDER,
+    check_file_name,
+    entry_relpath,
+    normalize_id,
+)
 
 
-class HeaderError(MapError):
-    """An EMDB header that cannot be used: malformed XML, a missing field, or no half-maps / mask."""
+class HeaderError(InputError):
+    """An EMDB header that cannot be used: malformed XML, a missing field, or no half-maps or
+    mask."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +204,8 @@ def _map_info(reader: _Reader, element: ET.Element, emdb_id: str, folder: str, w
     size = geometry.get("size_kbytes") if geometry is not None else None
     axis = None
     if geometry is not None and geometry.find("axis_order") is not None:
-        axis = tuple(reader.text(geometry, f"axis_order/{k}") or "" for k in ("fast", "medium", "slow"))
+        axis = tuple(reader.text(geometry, f"axis_order/{k}") or ""
+                     for k in ("fast", "medium", "slow"))
         if sorted(a.upper() for a in axis) != ["X", "Y", "Z"]:
             raise reader.fail(f"{where}/axis_order: {axis} is not a permutation of X, Y, Z")
         axis = tuple(a.upper() for a in axis)
@@ -259,10 +267,13 @@ def parse_header(data: bytes | str, source: str = "<header>", *, emdb_id: str | 
         if getattr(primary, field) is None:
             raise reader.fail(f"map: no <{field}>")
 
+    listed_halves = root.findall("interpretation/half_map_list/half_map")
     half_maps = tuple(_map_info(reader, h, emdb_id, HALF_MAP_FOLDER, f"half_map[{i}]", h)
-                      for i, h in enumerate(root.findall("interpretation/half_map_list/half_map"), 1))
-    masks = tuple(_map_info(reader, s, emdb_id, MASK_FOLDER, f"segmentation[{i}]", s.find("mask_details"))
-                  for i, s in enumerate(root.findall("interpretation/segmentation_list/segmentation"), 1))
+                      for i, h in enumerate(listed_halves, 1))
+    listed_masks = root.findall("interpretation/segmentation_list/segmentation")
+    masks = tuple(_map_info(reader, s, emdb_id, MASK_FOLDER, f"segmentation[{i}]",
+                            s.find("mask_details"))
+                  for i, s in enumerate(listed_masks, 1))
     if require_half_maps and len(half_maps) < 2:
         raise reader.fail(f"lists {len(half_maps)} half-map(s); a half-map pair is needed")
     if require_mask and not masks:
@@ -273,7 +284,8 @@ def parse_header(data: bytes | str, source: str = "<header>", *, emdb_id: str | 
     if determination is not None:
         resolution = reader.number(determination, ".//final_reconstruction/resolution", float,
                                    "structure_determination")
-    pdbs = tuple(p.text.strip().lower() for p in root.findall("crossreferences/pdb_list/pdb_reference/pdb_id")
+    pdbs = tuple(p.text.strip().lower()
+                 for p in root.findall("crossreferences/pdb_list/pdb_reference/pdb_id")
                  if p.text and p.text.strip())
     return EntryHeader(
         emdb_id=emdb_id,

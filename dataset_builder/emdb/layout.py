@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from cref_bench.errors import InputError
+
 _ID_PATTERN = re.compile(r"^(?:EMD[-_]?)?(\d{4,})$", re.IGNORECASE)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -39,12 +41,14 @@ def normalize_id(text: str) -> str:
     """
     match = _ID_PATTERN.match(str(text).strip())
     if not match:
-        raise ValueError(f"not an EMDB accession code: {text!r} (expected 'EMD-1234' or '1234')")
+        raise InputError(f"not an EMDB accession code: {text!r} (expected 'EMD-1234' or "
+                         "'1234')")
     return f"EMD-{match.group(1)}"
 
 
 def id_number(emdb_id: str) -> str:
-    """The digits of an accession (``'EMD-1234'`` gives ``'1234'``); accepts any form :func:`normalize_id` does."""
+    """The digits of an accession (``'EMD-1234'`` gives ``'1234'``); accepts any form
+    :func:`normalize_id` does."""
     return normalize_id(emdb_id)[4:]
 
 
@@ -62,7 +66,7 @@ def check_file_name(name: str, where: str) -> str:
         ValueError: the name is empty, contains a path separator or starts with a dot.
     """
     if not _SAFE_NAME.match(name or ""):
-        raise ValueError(f"{where}: unsafe or empty file name {name!r}")
+        raise InputError(where, f"unsafe or empty file name {name!r}")
     return name
 
 
@@ -73,7 +77,8 @@ def header_relpath(emdb_id: str) -> str:
 
 
 def entry_relpath(emdb_id: str, folder: str, name: str) -> str:
-    """The archive path of file ``name`` in ``folder`` of an entry, e.g. ``'EMD-1234/other/x.map.gz'``.
+    """The archive path of file ``name`` in ``folder`` of an entry, e.g.
+    ``'EMD-1234/other/x.map.gz'``.
 
     Raises:
         ValueError: ``name`` is not a plain file name (see :func:`check_file_name`).

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from cref_bench.errors import InputError, UnavailableError
 from dataset_builder.emdb.layout import normalize_id
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_API = "https://www.ebi.ac.uk/emdb/api"
 SEARCH_FIELDS = ("emdb_id", "resolution", "structure_determination_method", "release_date",
                  "half_map_filename", "segmentation_filename", "map_pixel_spacing_x", "fitted_pdbs")
-_BASE_QUERY = ('current_status:"REL" AND half_map_filename:[* TO *] AND segmentation_filename:[* TO *]')
+_BASE_QUERY = ('current_status:"REL" AND half_map_filename:[* TO *] '
+               'AND segmentation_filename:[* TO *]')
 _LIST_SEPARATORS = re.compile(r"[\s,;]+")
 
 
-class ListingError(RuntimeError):
+class ListingError(UnavailableError):
     """The search API could not be reached or answered something that is not the expected CSV."""
 
 
@@ -94,7 +96,8 @@ class Preset:
         return min(dates) if dates else None
 
     def query(self, released_before: date | None = None) -> str:
-        """The Solr query for this preset, narrowed to releases before ``released_before`` if given."""
+        """The Solr query for this preset, narrowed to releases before ``released_before`` if
+        given."""
         parts = [_BASE_QUERY]
         if self.methods:
             parts.append(f"structure_determination_method:({' OR '.join(self.methods)})")
@@ -107,7 +110,8 @@ class Preset:
         return " AND ".join(parts)
 
     def accepts(self, entry: ListedEntry, released_before: date | None = None) -> bool:
-        """Whether a listed entry meets every condition of the preset (unknown values fail a condition).
+        """Whether a listed entry meets every condition of the preset (unknown values fail a
+        condition).
 
         Entries listing fewer than two half-maps or no mask are refused too (when the listing
         gave those columns at all).
@@ -213,12 +217,14 @@ def parse_search_csv(text: str, source: str = "<search>") -> list[ListedEntry]:
             fitted_pdbs=pdbs,
             half_map_files=_optional_list(row, "half_map_filename"),
             mask_files=_optional_list(row, "segmentation_filename"),
-            pixel_spacing=_parse_float(row.get("map_pixel_spacing_x") or "", emdb_id, "pixel spacing")))
+            pixel_spacing=_parse_float(row.get("map_pixel_spacing_x") or "", emdb_id,
+                                       "pixel spacing")))
     return entries
 
 
 def _get_text(url: str, timeout: float) -> str:
-    request = urllib.request.Request(url, headers={"Accept": "text/csv", "User-Agent": "cref-bench"})
+    request = urllib.request.Request(url, headers={"Accept": "text/csv",
+                                                   "User-Agent": "cref-bench"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.read().decode("utf-8")
@@ -255,7 +261,8 @@ def search(query: str, *, api: str = DEFAULT_API, fields: tuple[str, ...] = SEAR
     base = f"{api.rstrip('/')}/search/{urllib.parse.quote(query, safe='')}"
     seen: dict[str, ListedEntry] = {}
     for page in range(1, max_pages + 1):
-        params = urllib.parse.urlencode({"rows": rows, "page": page, "fl": ",".join(fields), "wt": "csv"})
+        params = urllib.parse.urlencode({"rows": rows, "page": page, "fl": ",".join(fields),
+                                         "wt": "csv"})
         url = f"{base}?{params}"
         batch = parse_search_csv(_get_text(url, timeout), source=url)
         new = [e for e in batch if e.emdb_id not in seen]
@@ -263,12 +270,14 @@ def search(query: str, *, api: str = DEFAULT_API, fields: tuple[str, ...] = SEAR
         if len(batch) < rows:
             return list(seen.values())
         if not new:
-            raise ListingError(f"{url}: a full page with no new entry; the server seems to ignore 'page'")
+            raise ListingError(url, "a full page with no new entry; the server seems to ignore "
+                                    "'page'")
     raise ListingError(f"{base}: still more results after {max_pages} pages of {rows}")
 
 
 def read_id_list(path: str | Path) -> list[str]:
-    """Read a file of EMDB accessions: one per line, ``EMD-1234`` or ``1234``, ``#`` starts a comment.
+    """Read a file of EMDB accessions: one per line, ``EMD-1234`` or ``1234``; ``#`` starts a
+    comment.
 
     Args:
         path: the text file.
@@ -277,7 +286,8 @@ def read_id_list(path: str | Path) -> list[str]:
         The accessions as ``'EMD-1234'``, in file order, without duplicates.
 
     Raises:
-        ValueError: a line holds something that is not an accession (names the file and line).
+        InputError: a line holds something that is not an accession (names the file and
+            line).
         OSError: the file cannot be read.
     """
     ids: dict[str, None] = {}
@@ -289,7 +299,7 @@ def read_id_list(path: str | Path) -> list[str]:
             try:
                 ids[normalize_id(text)] = None
             except ValueError as exc:
-                raise ValueError(f"{path}: line {number}: {exc}") from None
+                raise InputError(path, f"line {number}: {exc}") from None
     return list(ids)
 
 
@@ -308,22 +318,24 @@ def select_entries(preset: str | None = None, *, id_file: str | Path | None = No
         The selected entries (the count is logged).
 
     Raises:
-        ValueError: not exactly one of ``preset`` and ``id_file`` given, an unknown preset,
+        InputError: not exactly one of ``preset`` and ``id_file`` given, an unknown preset,
             or ``released_before`` combined with an ID list (the list is taken as given).
         ListingError: the search failed.
     """
     if (preset is None) == (id_file is None):
-        raise ValueError("give exactly one of a preset and an ID-list file")
+        raise InputError("give exactly one of a preset and an ID-list file")
     if id_file is not None:
         if released_before is not None:
-            raise ValueError("--released-before applies to presets; an ID list is taken as given")
+            raise InputError("--released-before applies to presets; an ID list is taken as "
+                             "given")
         entries = [ListedEntry(emdb_id) for emdb_id in read_id_list(id_file)]
         logger.info("%s: %d entries listed", id_file, len(entries))
         return entries
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     chosen = PRESETS[preset]
     found = search(chosen.query(released_before), api=api, rows=rows, timeout=timeout)
     entries = [e for e in found if chosen.accepts(e, released_before)]
-    logger.info("preset %s: %d entries found (%d returned by the search)", preset, len(entries), len(found))
+    logger.info("preset %s: %d entries found (%d returned by the search)", preset, len(entries),
+                len(found))
     return entries

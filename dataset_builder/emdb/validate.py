@@ -32,7 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cref_bench.errors import GeometryMismatch, MapError
+from cref_bench.errors import (
+    BadMask,
+    ConstantMap,
+    CorruptGzip,
+    GeometryMismatch,
+    MapError,
+    MapNotFound,
+    NonFiniteMap,
+    TruncatedMap,
+)
 from cref_bench.mapio import read_map
 from cref_bench.volume import Volume
 from dataset_builder.emdb.header import EntryHeader, MapInfo
@@ -134,25 +143,28 @@ def check_box(header: EntryHeader, max_box: int | None) -> None:
                                              f"(z, y, x), over --max-box {max_box}")
 
 
+_MAP_ERROR_REASONS = ((MapNotFound, "missing_file"), (CorruptGzip, "corrupt_gzip"),
+                      (TruncatedMap, "truncated_map"), (NonFiniteMap, "non_finite"),
+                      (GeometryMismatch, "mask_mismatch"), (BadMask, "bad_mask"),
+                      (ConstantMap, "constant_map"))
+"""The reason code of each kind of map error; any other :class:`MapError` is
+``unreadable_map``. (A grid mismatch the store writer finds is the mask's: the half-maps'
+grids are compared, with their own code, before.)"""
+
+
 def classify_map_error(error: MapError) -> str:
-    """The reason code of a :class:`~cref_bench.errors.MapError` raised while reading a map.
+    """The reason code of a :class:`~cref_bench.errors.MapError` raised while reading the maps
+    or writing them to the store.
 
     Args:
         error: the error.
 
     Returns:
-        ``missing_file``, ``corrupt_gzip``, ``truncated_map``, ``non_finite`` or ``unreadable_map``.
+        ``missing_file``, ``corrupt_gzip``, ``truncated_map``, ``non_finite``,
+        ``mask_mismatch``, ``bad_mask``, ``constant_map`` or ``unreadable_map``.
     """
-    fault = error.fault.lower()
-    if "non-finite" in fault:
-        return "non_finite"
-    if "gzip" in fault:
-        return "corrupt_gzip"
-    if fault.startswith("truncated"):
-        return "truncated_map"
-    if "not found" in fault:
-        return "missing_file"
-    return "unreadable_map"
+    return next((code for kind, code in _MAP_ERROR_REASONS if isinstance(error, kind)),
+                "unreadable_map")
 
 
 def _read(path: Path) -> Volume:

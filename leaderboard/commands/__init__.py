@@ -1,1 +1,1 @@
-"""Command modules of the leaderboard package (registered as ``cref_bench.commands`` entry points)."""
+"""Command modules of the leaderboard package (``cref_bench.commands`` entry points)."""

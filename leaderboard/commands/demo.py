@@ -16,9 +16,10 @@ Example:
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
+
+from cref_bench.errors import InputError, WorkFailed
 
 HELP = "build a small phantom corpus, run the classic baselines and print the leaderboard"
 
@@ -28,12 +29,16 @@ DEFAULT_METHODS = ("noisy", "lowpass", "fsc-weight", "wiener")
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
     parser.add_argument("--out", default="cref-bench-demo",
-                        help="folder for the corpus, results, tables and figures (default: cref-bench-demo)")
-    parser.add_argument("--entries", type=int, default=12, help="phantoms in the corpus (default: 12)")
+                        help="folder for the corpus, results, tables and figures "
+                             "(default: cref-bench-demo)")
+    parser.add_argument("--entries", type=int, default=12,
+                        help="phantoms in the corpus (default: 12)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the phantoms (default: 0)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                        help=f"comma-separated methods to rank (default: {','.join(DEFAULT_METHODS)})")
-    parser.add_argument("--workers", type=int, default=1, help="dask workers for the runs (default: 1)")
+                        help="comma-separated methods to rank (default: "
+                             f"{','.join(DEFAULT_METHODS)})")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="dask workers for the runs (default: 1)")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -55,26 +60,29 @@ def run_demo(out: str | Path, *, entries: int = 12, seed: int = 0, methods=DEFAU
         The leaderboard table (a DataFrame, see :func:`leaderboard.tables.leaderboard_table`).
 
     Raises:
-        ValueError: no method given, or the corpus at ``out`` was written with another seed.
-        RuntimeError: a method failed on every entry.
+        InputError: no method given, or bad counts.
+        CorpusError: the corpus at ``out`` was written with another seed.
+        MethodError: a method cannot be built.
+        WorkFailed: a method failed on every entry (its failures are recorded).
     """
-    from dataset_builder.synthetic import write_phantom_corpus
-    from cref_bench.runner import run_method
     from cref_bench.atomic import write_text
+    from cref_bench.runner import run_method
+    from dataset_builder.synthetic import write_phantom_corpus
     from leaderboard import tables
 
     methods = list(methods)
     if not methods:
-        raise ValueError("give at least one method")
+        raise InputError("give at least one method")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     corpus = write_phantom_corpus(out / "corpus.zarr", entries, seed=seed, progress=progress)
     results = []
     for name in methods:
-        result = run_method(name, corpus, split="test", out=out / "results" / name, workers=workers,
-                            progress=progress)
+        result = run_method(name, corpus, split="test", out=out / "results" / name,
+                            workers=workers, progress=progress)
         if result.counts["failed"] and result.counts["failed"] == result.counts["entries"]:
-            raise RuntimeError(f"method {name!r} failed on every entry; see {result.out / 'failures.csv'}")
+            raise WorkFailed(f"method {name!r} failed on every entry; see "
+                             f"{result.out / 'failures.csv'}")
         results.append(result.out)
     frame = tables.load_results(results)
     table = tables.leaderboard_table(frame, masking="masked")
@@ -94,14 +102,12 @@ def main(args) -> int:
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     start = time.perf_counter()
-    try:
-        table = run_demo(args.out, entries=args.entries, seed=args.seed, methods=methods,
-                         workers=args.workers, figures=not args.no_figures, progress=not args.no_progress)
-    except (ValueError, KeyError, RuntimeError, OSError) as exc:
-        print(f"cref-bench demo: {exc}", file=sys.stderr)
-        return 1
+    table = run_demo(args.out, entries=args.entries, seed=args.seed, methods=methods,
+                     workers=args.workers, figures=not args.no_figures,
+                     progress=not args.no_progress)
     print()
     print(tables.to_markdown(table))
     print(f"\n{len(methods)} methods on {table.attrs['n_entries']} test entries in "
-          f"{time.perf_counter() - start:.0f} s; corpus, results, tables and figures in {args.out}/")
+          f"{time.perf_counter() - start:.0f} s; corpus, results, tables and figures in "
+          f"{args.out}/")
     return 0

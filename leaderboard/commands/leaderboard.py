@@ -24,16 +24,24 @@ FORMATS = ("md", "latex", "csv", "html")
 
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
-    parser.add_argument("results", nargs="+", metavar="RESULTS_DIR", help="results folder(s) of cref-bench run")
+    from cref_bench.metric_facts import DEFAULT_METRICS
+
+    parser.add_argument("results", nargs="+", metavar="RESULTS_DIR",
+                        help="results folder(s) of cref-bench run")
     parser.add_argument("--masking", choices=("masked", "unmasked"), default="masked",
                         help="which rows to compare (default: masked)")
-    parser.add_argument("--format", choices=FORMATS, default="md", help="table format (default: md)")
-    parser.add_argument("--out", metavar="FILE", help="write the table here (default: standard output)")
-    parser.add_argument("--figures", metavar="DIR", help="write the figures (PNG and PDF) to this folder")
-    parser.add_argument("--primary", default="cref_rmse", help="the metric that ranks (default: cref_rmse)")
-    parser.add_argument("--metrics", help="comma-separated metrics to show (default: cref_rmse, cref_l1, "
-                        "fsc05_change, truth_corr, truth_rmse, d_fsc_model_0143, where they have values)")
-    parser.add_argument("--reference", default="noisy", help="the method marked as reference (default: noisy)")
+    parser.add_argument("--format", choices=FORMATS, default="md",
+                        help="table format (default: md)")
+    parser.add_argument("--out", metavar="FILE",
+                        help="write the table here (default: standard output)")
+    parser.add_argument("--figures", metavar="DIR",
+                        help="write the figures (PNG and PDF) to this folder")
+    parser.add_argument("--primary", default="cref_rmse",
+                        help="the metric that ranks (default: cref_rmse)")
+    parser.add_argument("--metrics", help="comma-separated metrics to show (default: "
+                        f"{', '.join(DEFAULT_METRICS)}, where they have values)")
+    parser.add_argument("--reference", default="noisy",
+                        help="the method marked as reference (default: noisy)")
     parser.add_argument("--allow-mixed-corpora", action="store_true",
                         help="compare results of different corpus content hashes")
 
@@ -41,27 +49,24 @@ def add_args(parser) -> None:
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.atomic import write_text
+    from cref_bench.metric_facts import DEFAULT_METRICS
     from leaderboard import tables
 
-    metrics = (tables.DEFAULT_METRICS if args.metrics is None
+    metrics = (DEFAULT_METRICS if args.metrics is None
                else [m.strip() for m in args.metrics.split(",") if m.strip()])
-    try:
-        frame = tables.load_results(args.results, allow_mixed_corpora=args.allow_mixed_corpora)
-        table = tables.leaderboard_table(frame, metrics=metrics, masking=args.masking,
-                                         primary=args.primary, reference=args.reference)
-        text = tables.RENDERERS[args.format](table)
-        if args.out:
-            write_text(args.out, text, make_parents=True)
-        else:
-            sys.stdout.write(text)
-        if args.figures:
-            from leaderboard.figures import write_figures
+    frame = tables.load_results(args.results, allow_mixed_corpora=args.allow_mixed_corpora)
+    table = tables.leaderboard_table(frame, metrics=metrics, masking=args.masking,
+                                     primary=args.primary, reference=args.reference)
+    text = tables.RENDERERS[args.format](table)
+    if args.out:
+        write_text(args.out, text, make_parents=True)
+    else:
+        sys.stdout.write(text)
+    if args.figures:
+        from leaderboard.figures import write_figures
 
-            curves = tables.load_curves(args.results, curves=("fsc_fd", "c_ref"),
-                                        allow_mixed_corpora=args.allow_mixed_corpora)
-            for path in write_figures(frame, curves, table, args.figures):
-                print(f"wrote {path}", file=sys.stderr)
-    except (ValueError, OSError) as exc:
-        print(f"cref-bench leaderboard: {exc}", file=sys.stderr)
-        return 1
+        curves = tables.load_curves(args.results, curves=("fsc_fd", "c_ref"),
+                                    allow_mixed_corpora=args.allow_mixed_corpora)
+        for path in write_figures(frame, curves, table, args.figures):
+            print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -1,0 +1,35 @@
+"""The dask client that parallel work runs on: a local cluster, or an existing one.
+
+The runner (:mod:`cref_bench.runner`) and the corpus builder
+(:mod:`dataset_builder.emdb.build`) both take their client from :func:`dask_client`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def dask_client(workers: int = 1, scheduler: str | None = None,
+                processes: bool = True) -> Iterator:
+    """A dask client: on an existing cluster, or on a local one made (and closed) here.
+
+    Args:
+        workers: local workers (one thread each, no dashboard).
+        scheduler: the address of an existing scheduler (``tcp://host:8786``); ``None``
+            starts a :class:`dask.distributed.LocalCluster`.
+        processes: local workers are processes (else threads of this process).
+
+    Yields:
+        The :class:`dask.distributed.Client`.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client

@@ -1,0 +1,110 @@
+"""The command line's one exit-status table: bad input ends every command with status 2 and
+one line naming the fault; the error family is caught once, in cli.main; commands that do not
+train do not import torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cref_bench import cli
+from cref_bench.commands import methods as methods_command
+from cref_bench.errors import InputError, WorkFailed
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+BAD_INPUT = {
+    # command: (arguments after the command, with {tmp} for a scratch folder; words of the fault)
+    "metrics": (["{tmp}/h1.mrc", "{tmp}/h2.mrc", "--denoised", "{tmp}/d.mrc"],
+                "h1.mrc: file not found"),
+    "run": (["--method", "no-such-method", "--corpus", "{tmp}/c.zarr"], "no method named"),
+    "synth": (["--out", "{tmp}/s.zarr", "--entries", "0"], "entries must be a positive integer"),
+    "build": (["--out", "{tmp}/b.zarr", "--ids", "{tmp}/ids.txt", "--workers", "0"],
+              "--workers must be at least 1"),
+    "leaderboard": (["{tmp}/no-results"], "provenance.json: missing"),
+    "train": (["--corpus", "{tmp}/absent.zarr", "--out", "{tmp}/run", "--no-progress"],
+              "absent.zarr: no corpus store here"),
+    "import-weights": (["{tmp}/model.index", "--out", "{tmp}/w.pt"], "model.index"),
+    "demo": (["--out", "{tmp}/demo", "--entries", "0", "--no-progress"],
+             "entries must be a positive integer"),
+}
+
+
+def test_every_command_is_in_the_table():
+    assert set(BAD_INPUT) | {"methods"} == set(cli.command_modules())
+
+
+@pytest.mark.parametrize("command", sorted(BAD_INPUT))
+def test_bad_input_exits_2_with_one_line(command, tmp_path, capsys):
+    arguments, fault = BAD_INPUT[command]
+    (tmp_path / "ids.txt").write_text("EMD-1234\n")
+    argv = [command] + [a.replace("{tmp}", str(tmp_path)) for a in arguments]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("cref-bench: error: ") and fault in err[-1]
+
+
+def _failing(exc: BaseException):
+    def main(args):
+        raise exc
+    return main
+
+
+@pytest.mark.parametrize("raised, status, line", [
+    (InputError("some.map", "truncated"), 2, "cref-bench: error: some.map: truncated"),
+    (WorkFailed("2 of 5 entries failed"), 1, "cref-bench: error: 2 of 5 entries failed"),
+    (PermissionError(13, "Permission denied", "out.csv"), 2,
+     "cref-bench: error: [Errno 13] Permission denied: 'out.csv'"),
+    (KeyboardInterrupt(), 130, "cref-bench: interrupted"),
+])
+def test_errors_are_caught_once_in_main(raised, status, line, monkeypatch, capsys):
+    monkeypatch.setattr(methods_command, "main", _failing(raised))
+    assert cli.main(["methods"]) == status
+    captured = capsys.readouterr()
+    assert captured.err == line + "\n" and captured.out == ""
+
+
+def test_unexpected_exceptions_keep_their_traceback(monkeypatch):
+    monkeypatch.setattr(methods_command, "main", _failing(ZeroDivisionError("a bug")))
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        cli.main(["methods"])
+
+
+def test_verbose_logs_the_traceback_of_an_error(monkeypatch, caplog):
+    monkeypatch.setattr(methods_command, "main", _failing(InputError("x.map", "truncated")))
+    caplog.set_level("DEBUG", logger="cref_bench.cli")
+    assert cli.main(["-v", "methods"]) == 2
+    [record] = [r for r in caplog.records if r.name == "cref_bench.cli"]
+    assert record.exc_info[0] is InputError
+
+
+def test_the_exit_statuses_are_documented_once_everywhere(capsys):
+    table = cli.EXIT_STATUSES
+    assert table in cli.__doc__
+    for command in [[], *([name] for name in cli.command_modules())]:
+        with pytest.raises(SystemExit):
+            cli.main([*command, "--help"])
+        assert table in capsys.readouterr().out
+    readme = README.read_text(encoding="utf-8")
+    for line in table.splitlines()[1:]:
+        status, meaning = line.split(maxsplit=1)
+        assert f"| {status} | {meaning} |" in readme
+
+
+def test_commands_that_do_not_train_never_import_torch(tmp_path):
+    script = (
+        "import json, sys\n"
+        "from cref_bench import cli\n"
+        f"cli.main(['leaderboard', {str(tmp_path / 'none')!r}])\n"
+        f"cli.main(['metrics', 'a.mrc', 'b.mrc', '--denoised', 'c.mrc'])\n"
+        "import cref_bench.dataset, dataset_builder.store, dataset_builder.synthetic\n"
+        "import dataset_builder.emdb.build, leaderboard.tables, cref_bench.runner\n"
+        "print(json.dumps('torch' in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) is False
