@@ -16,8 +16,9 @@ Pillow to import and, on Python < 3.12, ``pkg_resources`` (setuptools < 81) to l
 Install it on top of the installed torch with the extra and one more command
 (:data:`INSTALL_HINT`).
 
-Memory on the CPU is about 1.1 kB per voxel of a patch window (``patch_size + 2·padding`` per
-side): some 8 GiB for Topaz's default 192³ windows, 2.3 GiB for a 128³ map denoised whole.
+Memory on the CPU is about 1.2 kB per voxel of what the network sees at once, a patch window
+(``patch_size + 2·padding`` per side, whatever the map's size) or the whole map: some 8 GiB for
+Topaz's default 192³ windows, 2.5 GiB for a 128³ map denoised whole, 20 GiB for 256³ whole.
 """
 
 from __future__ import annotations
@@ -144,7 +145,10 @@ class Topaz3D(SingleMapMethod):
         self.model, self.patch_size, self.padding = model, int(patch_size), int(padding)
         self.device = resolve_device(device)
         on_gpu = self.device.type == "cuda"
-        with torch.cuda.device(self.device) if on_gpu else nullcontext():
+        with torch.cuda.device(self.device) if on_gpu else nullcontext(), \
+                warnings.catch_warnings():  # from Topaz's weight loader on Python < 3.12
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            warnings.filterwarnings("ignore", message="Use of .. or absolute path in a resource")
             self._denoiser = topaz_denoise.Denoise3D(model, use_cuda=on_gpu, dims=3)
 
     @classmethod
@@ -174,9 +178,8 @@ class Topaz3D(SingleMapMethod):
 
         Raises:
             MapError: the map has non-finite voxels, is constant, or is denoised whole with a
-                side under 32 voxels; or Topaz's output has
-                non-finite voxels (a patch window of constant value, as in a map masked to
-                exactly zero).
+                side under 32 voxels; or Topaz's output has non-finite voxels (a patch window
+                of constant value, as in a map masked to exactly zero).
         """
         volume.check_finite()
         if not self.patch_size and min(volume.shape) < MIN_SIDE:
