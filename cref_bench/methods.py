@@ -53,6 +53,12 @@ class Method:
     version: str = "0"
     needs_gpu: bool = False
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why the method cannot run on this machine and how to fix that (an optional
+        dependency is missing, say), or ``None`` when it can; ``cref-bench methods`` shows it."""
+        return None
+
     def params(self) -> dict:
         """The method's parameters, recorded in the provenance of every result."""
         return {}

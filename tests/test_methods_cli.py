@@ -6,7 +6,7 @@ import json
 
 from cref_bench import cli
 from cref_bench.commands import methods as methods_cmd
-from cref_bench.methods import available_methods
+from cref_bench.methods import Method, available_methods
 
 FAKE = {"pair": "tests.test_runner:PairOnly", "blur": "tests.test_runner:Blur",
         "broken": "no_such_module_xyz:Thing", "missing-attr": "tests.test_runner:Nope"}
@@ -55,3 +55,33 @@ def test_empty_registry(monkeypatch, capsys):
     monkeypatch.setattr(methods_cmd, "available_methods", lambda: {})
     assert cli.main(["methods"]) == 0
     assert "no methods are registered" in capsys.readouterr().out
+
+
+class NeedsExtra(Method):
+    """A method whose optional dependency is missing."""
+
+    version = "7"
+
+    @classmethod
+    def unavailable(cls):
+        return "needs the extra: pip install 'thing[x]'"
+
+
+class HasExtra(NeedsExtra):
+    """The same method once its optional dependency is there."""
+
+    @classmethod
+    def unavailable(cls):
+        return None
+
+
+def test_a_method_can_say_it_is_unavailable_and_why(monkeypatch, capsys):
+    row = methods_cmd.describe("needs", "tests.test_methods_cli:NeedsExtra")
+    assert row["error"] == "needs the extra: pip install 'thing[x]'"
+    assert row["version"] is None and row["parameters"] is None
+    ready = methods_cmd.describe("has", "tests.test_methods_cli:HasExtra")
+    assert ready["error"] is None and ready["version"] == "7" and ready["parameters"] == ""
+    monkeypatch.setattr(methods_cmd, "available_methods",
+                        lambda: {"needs": "tests.test_methods_cli:NeedsExtra"})
+    assert cli.main(["methods"]) == 0
+    assert "unavailable: needs the extra: pip install 'thing[x]'" in capsys.readouterr().out

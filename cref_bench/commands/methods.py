@@ -3,8 +3,10 @@
 Shows each method of the entry-point group cref_bench.methods: its name (what
 `cref-bench run --method NAME` takes), target (package.module:Attribute), version, whether
 it needs a GPU, and its parameters with their defaults (pass them to `cref-bench run` as
---param KEY=VALUE). A method whose module fails to import is listed with the error instead
-of its details. Nothing is instantiated (no weights are loaded).
+--param KEY=VALUE). A method whose module fails to import, or whose class says through
+`unavailable()` that it cannot run here (an optional dependency is missing), is listed
+with the reason, and how to fix it, instead of its details. Nothing is instantiated
+(no weights are loaded).
 
 Example:
     cref-bench methods
@@ -47,9 +49,9 @@ def describe(name: str, target: str) -> dict:
 
     Returns:
         ``{"name", "target", "version", "needs_gpu", "parameters", "error"}``; ``version``
-        and ``needs_gpu`` are ``None`` for a factory (known only once called), and for a
-        target that fails to import every field but ``error`` (``"Type: message"``) is
-        ``None``.
+        and ``needs_gpu`` are ``None`` for a factory (known only once called). For a target
+        that fails to import every field but ``error`` (``"Type: message"``) is ``None``; so
+        for a class whose ``unavailable()`` returns a reason (``error`` is that reason).
     """
     found = {"name": name, "target": target, "version": None, "needs_gpu": None,
              "parameters": None, "error": None}
@@ -58,8 +60,13 @@ def describe(name: str, target: str) -> dict:
         obj = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
+        check = getattr(obj, "unavailable", None) if inspect.isclass(obj) else None
+        reason = check() if callable(check) else None
     except Exception as exc:  # a broken method must not hide the others
         found["error"] = f"{type(exc).__name__}: {exc}"
+        return found
+    if reason:
+        found["error"] = str(reason)
         return found
     if inspect.isclass(obj):
         found["version"] = str(getattr(obj, "version", None))
