@@ -1,19 +1,22 @@
 """Compiled inner loops of the LAFTER reimplementation (numba), one pass over memory each.
 
 Spectra are ``rfftn`` half-spaces ``(nz, ny, nx // 2 + 1)`` (complex64); frequencies are
-given per axis as squared cycles per voxel (``fz[z]``, ``fy[y]``, ``fx[x]``), so that
-``s² = fz[z] + fy[y] + fx[x]`` for any box. Sums are kept per z-plane in float64 and added
-at the end, so results do not depend on how the planes are shared among threads. The
-loops allow reassociation (vectorised sums) but keep IEEE handling of inf and NaN.
+given per axis as squared cycles per voxel (``fz[z]``, ``fy[y]``, ``fx[x]``, float32), so
+that ``s² = fz[z] + fy[y] + fx[x]`` for any box. Sums are kept per z-plane in float64.
 
-``erf`` is read from a table (:data:`ERF_TABLE`, made with ``scipy.special.erf``) with linear
-interpolation: ``math.erf`` does not vectorise and took 90 % of pass 1's voxel loops; the
-table's error (below 1e-8) is under the float32 rounding of the maps it is applied to.
+The loops run on one thread, between multi-threaded FFTs that cost about five times as much:
+with numba's parallel loops, the OpenMP workers that spin after each loop slowed the FFTs
+that follow, and LAFTER ran up to 1.8x slower on a shared 2-core machine.
+
+The voxel loops are written to vectorise: float32 arithmetic (the maps' own precision),
+reassociation allowed, no branches in the inner loops (selects instead), and work that does
+not vectorise (a table look-up) in a row loop of its own. ``erf`` is read from a table
+(:data:`ERF_TABLE`, made with ``scipy.special.erf``) with linear interpolation: ``math.erf``
+does not vectorise and took 90 % of pass 1's voxel loops; the table's error (below 1e-8) is
+under the float32 rounding of the maps it is applied to.
 """
 
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
@@ -23,43 +26,64 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 ERF_RANGE = 6.0
 """erf(x) = 1 in float64 for x >= 6 (1 - 2e-17)."""
 ERF_STEPS = 1 << 15
-ERF_TABLE = scipy.special.erf(np.linspace(0.0, ERF_RANGE, ERF_STEPS + 1))
+ERF_TABLE = scipy.special.erf(np.linspace(0.0, ERF_RANGE, ERF_STEPS + 1)).astype(np.float32)
 """erf at ``ERF_STEPS + 1`` equally spaced points of ``[0, ERF_RANGE]``."""
+_CLAMP = np.float32(1e9)
+"""``(s²/ρ²)`` is clamped here so that its fourth power stays finite in float32 (the
+Butterworth value there, 1e-18, is 0 to float32 precision)."""
 
 
 @numba.njit(inline="always", fastmath=FASTMATH)
-def _butterworth(s2, rho):
-    """``1 / sqrt(1 + (s² / ρ²)⁴)``; 0 for ``ρ <= 0``."""
-    if rho <= 0.0:
-        return 0.0
-    t = s2 / (rho * rho)
+def _butterworth(s2, inverse_rho2):
+    """``1 / sqrt(1 + (s² / ρ²)⁴)`` in float32, given ``1 / ρ²``."""
+    t = min(s2 * inverse_rho2, _CLAMP)
     t *= t
-    return 1.0 / math.sqrt(1.0 + t * t)
+    return np.float32(1.0) / np.sqrt(np.float32(1.0) + t * t)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def filter_spectrum(src, dst, fz, fy, fx, lo, hi, sharpen):
-    """``dst = (L_hi - L_lo) · src`` (``L_lo`` left out when ``lo <= 0``), times ``2^(8 s²)``
-    when ``sharpen``. ``dst`` may be ``src``."""
+def _inverse_square(rho: float) -> tuple[np.float32, np.float32]:
+    """``(1 / ρ², 1)`` for ``ρ > 0``, ``(0, 0)`` otherwise (a Butterworth left out)."""
+    return (np.float32(1.0 / (rho * rho)), np.float32(1.0)) if rho > 0 else (np.float32(0.0),
+                                                                             np.float32(0.0))
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _filter(src, dst, fz, fy, fx, inv_lo, use_lo, inv_hi):
     nz, ny, nxh = src.shape
-    for z in numba.prange(nz):
+    for z in range(nz):
         for y in range(ny):
             base = fz[z] + fy[y]
             for x in range(nxh):
                 s2 = base + fx[x]
-                w = _butterworth(s2, hi) - _butterworth(s2, lo)
-                if sharpen:
-                    w *= 2.0 ** (8.0 * s2)
-                dst[z, y, x] = src[z, y, x] * np.float32(w)
+                w = _butterworth(s2, inv_hi) - use_lo * _butterworth(s2, inv_lo)
+                dst[z, y, x] = src[z, y, x] * w
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+def filter_spectrum(src, dst, fz, fy, fx, lo: float, hi: float) -> None:
+    """``dst = (L_hi - L_lo) · src``, with ``L_lo`` left out when ``lo <= 0`` (a low-pass).
+    ``dst`` may be ``src``."""
+    inv_lo, use_lo = _inverse_square(lo)
+    _filter(src, dst, fz, fy, fx, inv_lo, use_lo, _inverse_square(hi)[0])
+
+
+@numba.njit(cache=True)
+def sharpen_spectrum(spectrum, fz, fy, fx):
+    """``spectrum *= 2^(8 s²)`` in place."""
+    nz, ny, nxh = spectrum.shape
+    for z in range(nz):
+        for y in range(ny):
+            base = np.float64(fz[z]) + fy[y]
+            for x in range(nxh):
+                spectrum[z, y, x] *= np.float32(2.0 ** (8.0 * (base + fx[x])))
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
 def pair_statistics(b1, b2, core):
     """Sums of one band's pair: ``Σ b1·b2, Σ b1², Σ b2²`` over the box, then
     ``Σ (b1 - b2)², Σ (b1 + b2)²`` over the core voxels. Returns float64 ``(5,)``."""
     nz, ny, nx = b1.shape
     partial = np.zeros((nz, 5), dtype=np.float64)
-    for z in numba.prange(nz):
+    for z in range(nz):
         s12 = s11 = s22 = dd = ss = 0.0
         for y in range(ny):
             for x in range(nx):
@@ -79,50 +103,50 @@ def pair_statistics(b1, b2, core):
     return partial.sum(axis=0)
 
 
-@numba.njit(inline="always", fastmath=FASTMATH)
-def _erf_positive(x, table):
-    """erf(x) for ``x >= 0`` by linear interpolation in ``table`` (:data:`ERF_TABLE`)."""
-    u = x * (ERF_STEPS / ERF_RANGE)
-    if u >= ERF_STEPS:
-        return table[ERF_STEPS]
-    i = int(u)
-    return table[i] + (table[i + 1] - table[i]) * (u - i)
-
-
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def accumulate_band(b1, b2, a1, a2, core, q, sigma, scale, table):
-    """Add one band to the accumulators: ``a_i += b_i · p · scale`` with the probability of
-    signal ``p = e·q / (e·q + (1 - e)(1 - q))``, ``e = erf(|b1 + b2| / σ)`` (0 where the
-    denominator is 0; ``table`` is :data:`ERF_TABLE`). Returns ``Σ p`` over the core voxels."""
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _accumulate(b1, b2, a1, a2, core, q, inverse_sigma, scale, table):
     nz, ny, nx = b1.shape
     partial = np.zeros(nz, dtype=np.float64)
-    for z in numba.prange(nz):
+    to_index = inverse_sigma * np.float32(ERF_STEPS / ERF_RANGE)
+    top = np.float32(ERF_STEPS)
+    one, zero, infinity = np.float32(1.0), np.float32(0.0), np.float32(np.inf)
+    for z in range(nz):
+        e = np.empty(nx, dtype=np.float32)
         acc = 0.0
         for y in range(ny):
+            for x in range(nx):  # erf(|b1 + b2| / σ): a table look-up, kept apart
+                t = min(abs(b1[z, y, x] + b2[z, y, x]) * to_index, top)
+                i = min(int(t), ERF_STEPS - 1)
+                e[x] = table[i] + (table[i + 1] - table[i]) * (t - np.float32(i))
+            row = zero
             for x in range(nx):
-                u = np.float64(b1[z, y, x])
-                v = np.float64(b2[z, y, x])
-                total = abs(u + v)
-                if sigma > 0.0:
-                    e = _erf_positive(total / sigma, table)
-                else:
-                    e = 1.0 if total > 0.0 else 0.0
-                num = e * q
-                den = num + (1.0 - e) * (1.0 - q)
-                p = num / den if den != 0.0 else 0.0
-                a1[z, y, x] += np.float32(u * p * scale)
-                a2[z, y, x] += np.float32(v * p * scale)
-                acc += p if core[z, y, x] else 0.0
+                num = e[x] * q
+                den = num + (one - e[x]) * (one - q)
+                p = num / (den if den != zero else infinity)
+                a1[z, y, x] += b1[z, y, x] * (p * scale)
+                a2[z, y, x] += b2[z, y, x] * (p * scale)
+                row += p if core[z, y, x] else zero
+            acc += row
         partial[z] = acc
     return partial.sum()
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+def accumulate_band(b1, b2, a1, a2, core, q: float, sigma: float, scale: float) -> float:
+    """Add one band to the accumulators: ``a_i += b_i · p · scale`` with the probability of
+    signal ``p = e·q / (e·q + (1 - e)(1 - q))``, ``e = erf(|b1 + b2| / σ)`` (``e = 1`` where
+    ``b1 + b2 != 0`` if ``σ = 0``; ``p = 0`` where the denominator is 0). Returns ``Σ p`` over
+    the core voxels."""
+    inverse_sigma = np.float32(1.0 / sigma) if sigma > 0 else np.float32(np.finfo(np.float32).max)
+    return _accumulate(b1, b2, a1, a2, core, np.float32(q), inverse_sigma, np.float32(scale),
+                       ERF_TABLE)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
 def core_max_square(d, core):
     """``max d²`` over the core voxels (0 when there are none)."""
     nz, ny, nx = d.shape
     partial = np.zeros(nz, dtype=np.float64)
-    for z in numba.prange(nz):
+    for z in range(nz):
         best = 0.0
         for y in range(ny):
             for x in range(nx):
@@ -132,12 +156,12 @@ def core_max_square(d, core):
     return partial.max()
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def core_count_above(s, core, threshold):
     """The number of core voxels with ``s² > threshold``."""
     nz, ny, nx = s.shape
     partial = np.zeros(nz, dtype=np.int64)
-    for z in numba.prange(nz):
+    for z in range(nz):
         count = 0
         for y in range(ny):
             for x in range(nx):
@@ -148,13 +172,13 @@ def core_count_above(s, core, threshold):
     return partial.sum()
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def assign_above(s, out, core, threshold):
     """``out = s`` wherever ``out == 0`` and ``s² > threshold``. Returns the number of core
     voxels of ``out`` that are non-zero afterwards."""
     nz, ny, nx = s.shape
     partial = np.zeros(nz, dtype=np.int64)
-    for z in numba.prange(nz):
+    for z in range(nz):
         count = 0
         for y in range(ny):
             for x in range(nx):
@@ -168,12 +192,12 @@ def assign_above(s, out, core, threshold):
     return partial.sum()
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def soften_sweep(src, dst):
     """One sweep: every voxel of ``src`` at 0 becomes the mean of its 6 face neighbours
     (periodic box), the others keep their value; written to ``dst``."""
     nz, ny, nx = src.shape
-    for z in numba.prange(nz):
+    for z in range(nz):
         zm = z - 1 if z > 0 else nz - 1
         zp = z + 1 if z < nz - 1 else 0
         for y in range(ny):
@@ -191,32 +215,50 @@ def soften_sweep(src, dst):
                 dst[z, y, x] = np.float32(total / 6.0)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def band_cross_sums(f, g, fz, fy, fx, edges, nx_even):
-    """Per band ``b`` between ``edges[b]`` and ``edges[b + 1]`` (band-pass weight
-    ``w = L_hi - L_lo``): ``Σ w² Re(f g*), Σ w² |f|², Σ w² |g|²`` over the full transform
-    (Friedel-weighted half-space). Returns float64 ``(len(edges) - 1, 3)``."""
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _band_cross_sums(f, g, fz, fy, fx, inverse_edges, nx_even):
     nz, ny, nxh = f.shape
-    n_bands = edges.shape[0] - 1
+    n_bands = inverse_edges.shape[0] - 1
     partial = np.zeros((nz, n_bands, 3), dtype=np.float64)
-    for z in numba.prange(nz):
+    for z in range(nz):
         acc = partial[z]
+        fg = np.empty(nxh, dtype=np.float32)
+        ff = np.empty(nxh, dtype=np.float32)
+        gg = np.empty(nxh, dtype=np.float32)
+        lower = np.empty(nxh, dtype=np.float32)
+        s2 = np.empty(nxh, dtype=np.float32)
         for y in range(ny):
             base = fz[z] + fy[y]
             for x in range(nxh):
-                s2 = base + fx[x]
-                friedel = 1.0 if (x == 0 or (nx_even and x == nxh - 1)) else 2.0
+                friedel = np.float32(1.0 if x == 0 or (nx_even and x == nxh - 1) else 2.0)
                 a = f[z, y, x]
                 b = g[z, y, x]
-                fg = np.float64(a.real) * b.real + np.float64(a.imag) * b.imag
-                ff = np.float64(a.real) * a.real + np.float64(a.imag) * a.imag
-                gg = np.float64(b.real) * b.real + np.float64(b.imag) * b.imag
-                lower = _butterworth(s2, edges[0])
-                for band in range(n_bands):
-                    upper = _butterworth(s2, edges[band + 1])
-                    w2 = friedel * (upper - lower) * (upper - lower)
-                    acc[band, 0] += w2 * fg
-                    acc[band, 1] += w2 * ff
-                    acc[band, 2] += w2 * gg
-                    lower = upper
+                fg[x] = friedel * (a.real * b.real + a.imag * b.imag)
+                ff[x] = friedel * (a.real * a.real + a.imag * a.imag)
+                gg[x] = friedel * (b.real * b.real + b.imag * b.imag)
+                s2[x] = base + fx[x]
+                lower[x] = _butterworth(s2[x], inverse_edges[0])
+            for band in range(n_bands):
+                inv_hi = inverse_edges[band + 1]
+                sum_fg = sum_ff = sum_gg = np.float32(0.0)
+                for x in range(nxh):
+                    upper = _butterworth(s2[x], inv_hi)
+                    w = upper - lower[x]
+                    w2 = w * w
+                    sum_fg += w2 * fg[x]
+                    sum_ff += w2 * ff[x]
+                    sum_gg += w2 * gg[x]
+                    lower[x] = upper
+                acc[band, 0] += sum_fg
+                acc[band, 1] += sum_ff
+                acc[band, 2] += sum_gg
     return partial.sum(axis=0)
+
+
+def band_cross_sums(f, g, fz, fy, fx, edges, nx_even: bool):
+    """Per band ``b`` between ``edges[b]`` and ``edges[b + 1]`` (all > 0; band-pass weight
+    ``w = L_hi - L_lo``): ``Σ w² Re(f g*), Σ w² |f|², Σ w² |g|²`` over the full transform
+    (Friedel-weighted half-space; float32 within a row, float64 across rows). Returns float64
+    ``(len(edges) - 1, 3)``."""
+    inverse_edges = (1.0 / np.asarray(edges, dtype=np.float64) ** 2).astype(np.float32)
+    return _band_cross_sums(f, g, fz, fy, fx, inverse_edges, bool(nx_even))

@@ -177,9 +177,10 @@ def diameter_mask(shape: tuple[int, int, int], voxel_size, diameter: float) -> n
 
 def axis_frequencies(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Squared frequencies per axis of an ``rfftn`` half-space, cycles² per voxel²:
-    ``(kz/nz)²``, ``(ky/ny)²``, ``(kx/nx)²`` (float64), so that ``s²`` is their sum."""
+    ``(kz/nz)²``, ``(ky/ny)²``, ``(kx/nx)²`` (float32), so that ``s²`` is their sum."""
     nz, ny, nx = shape
-    return (np.fft.fftfreq(nz) ** 2, np.fft.fftfreq(ny) ** 2, np.fft.rfftfreq(nx) ** 2)
+    return tuple((f ** 2).astype(np.float32)
+                 for f in (np.fft.fftfreq(nz), np.fft.fftfreq(ny), np.fft.rfftfreq(nx)))
 
 
 def _masked_spectrum(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -224,9 +225,9 @@ def suppress_noise(x1: np.ndarray, x2: np.ndarray, shape, core: np.ndarray, *,
     max_res = START_MAX_RES
     appended = False
     while True:
-        kernels.filter_spectrum(x1, work, *freqs, lo, hi, False)
+        kernels.filter_spectrum(x1, work, *freqs, lo, hi)
         b1 = _inverse(work, shape)
-        kernels.filter_spectrum(x2, work, *freqs, lo, hi, False)
+        kernels.filter_spectrum(x2, work, *freqs, lo, hi)
         b2 = _inverse(work, shape)
         s12, s11, s22, diff2, sum2 = kernels.pair_statistics(b1, b2, core)
         f = s12 / math.sqrt(s11 * s22) if s11 * s22 > 0 else math.nan
@@ -236,8 +237,7 @@ def suppress_noise(x1: np.ndarray, x2: np.ndarray, shape, core: np.ndarray, *,
             q = abs(1.0 - noise / power)
             sigma = math.sqrt(2.0 * noise)
             scale = (hi - lo) / math.sqrt(power)
-            mean_prob = kernels.accumulate_band(b1, b2, a1, a2, core, q, sigma, scale,
-                                                   kernels.ERF_TABLE) / n_core
+            mean_prob = kernels.accumulate_band(b1, b2, a1, a2, core, q, sigma, scale) / n_core
         del b1, b2
         band = Band(lo, hi, f, _cref(f), mean_prob, appended=appended)
         bands.append(band)
@@ -312,9 +312,9 @@ def _lowpassed_pairs(y_sum: np.ndarray, y_diff: np.ndarray, edges, shape):
     freqs = axis_frequencies(shape)
     work = np.empty_like(y_sum)
     for hi in edges:
-        kernels.filter_spectrum(y_diff, work, *freqs, 0.0, hi, False)
+        kernels.filter_spectrum(y_diff, work, *freqs, 0.0, hi)
         difference = _inverse(work, shape)
-        kernels.filter_spectrum(y_sum, work, *freqs, 0.0, hi, False)
+        kernels.filter_spectrum(y_sum, work, *freqs, 0.0, hi)
         yield difference, _inverse(work, shape)
 
 
@@ -367,7 +367,9 @@ def lafter(half1: np.ndarray, half2: np.ndarray, mask: np.ndarray, *, fsc_cutoff
     out *= mask
     spectrum = scipy.fft.rfftn(out, axes=_AXES, workers=-1)
     del out
-    kernels.filter_spectrum(spectrum, spectrum, *freqs, 0.0, max_res, bool(sharpen))
+    kernels.filter_spectrum(spectrum, spectrum, *freqs, 0.0, max_res)
+    if sharpen:
+        kernels.sharpen_spectrum(spectrum, *freqs)
     rmsd = _self_check(spectrum, x1, bands, shape)
     report = LafterReport(bands, max_res, k, per_band[-1][1], rmsd, int(np.count_nonzero(core)),
                           voxel_size)
