@@ -28,7 +28,8 @@ Choices where v1.1 leaves room (each also stated where it is made):
 * The output's scale is v1.1's (arbitrary: not renormalised); FSC-based scores ignore it,
   real-space differences to a truth do not.
 
-Cost (float32 / complex64, ``scipy.fft`` on every core, numba kernels for the voxel loops):
+Cost (float32 / complex64, ``scipy.fft`` on every core, vectorised numba loops on one thread
+for the voxels):
 two forward transforms of the masked halves, two inverse transforms per band in each pass,
 two forward transforms of the accumulators and one forward and one inverse for the output:
 ``4 · bands + 6`` transforms in all (:func:`minimum_fft_count`).
@@ -336,6 +337,12 @@ def lafter(half1: np.ndarray, half2: np.ndarray, mask: np.ndarray, *, fsc_cutoff
         ``(spectrum, report)``: the output's ``rfftn`` half-space (complex64; invert it with
         ``irfftn(spectrum, s=half1.shape)``) and a :class:`LafterReport`.
     """
+    with kernels.one_thread():
+        return _lafter(half1, half2, mask, fsc_cutoff=fsc_cutoff, sharpen=sharpen,
+                       mitigate=mitigate, voxel_size=voxel_size)
+
+
+def _lafter(half1, half2, mask, *, fsc_cutoff, sharpen, mitigate, voxel_size):
     shape = half1.shape
     freqs = axis_frequencies(shape)
     core = mask >= CORE_LEVEL
