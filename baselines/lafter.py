@@ -9,6 +9,11 @@ sum of the halves at the highest resolution at which it stands above the largest
 inside the core; the result is softened, masked and low-passed at the stop resolution. The
 algorithm, step by step, is :func:`lafter`; the method wrapper is :class:`Lafter`.
 
+The original's self-check is kept: logger ``baselines.lafter`` writes at INFO one line per
+band of pass 1 (edges, FSC, C_ref, MeanProb) and a summary (stop resolution, recovery, the
+RMSD between C_ref and FSC(output, V1 + V2)), at DEBUG pass 2 and the self-check band by band;
+the same figures stay on :attr:`Lafter.report` and the summary in the result's note.
+
 Choices where v1.1 leaves room (each also stated where it is made):
 
 * Non-cubic boxes are handled by defining frequencies per axis: a Fourier voxel
@@ -374,7 +379,7 @@ def _lafter(half1, half2, mask, *, fsc_cutoff, sharpen, mitigate, voxel_size):
     del y_sum, y_diff
     for band, (noise_max, recovery) in zip(reversed(bands), per_band):
         band.noise_max, band.recovery = noise_max, recovery
-        log.info("low-pass %.4f cycles/voxel: largest noise %.4g, recovery %.4f",
+        log.debug("low-pass %.4f cycles/voxel: largest noise %.4g, recovery %.4f",
                  band.hi, k * noise_max, recovery)
     out = soften(out)
     out *= mask
@@ -398,7 +403,7 @@ def _self_check(output: np.ndarray, average: np.ndarray, bands: list[Band], shap
     widths, squares = [], []
     for band, (cross, p_out, p_avg) in zip(bands, sums):
         band.output_fsc = cross / math.sqrt(p_out * p_avg) if p_out * p_avg > 0 else math.nan
-        log.info("self-check band [%.4f, %.4f]: C_ref %.4f, FSC(output, V1 + V2) %.4f",
+        log.debug("self-check band [%.4f, %.4f]: C_ref %.4f, FSC(output, V1 + V2) %.4f",
                  band.lo, band.hi, band.cref, band.output_fsc)
         if math.isfinite(band.output_fsc) and math.isfinite(band.cref):
             widths.append(band.hi - band.lo)
@@ -542,7 +547,7 @@ class Lafter(Method):
             if low < 0.0 or high > 1.0:
                 raise MapError(mask.source,
                                f"mask values must lie in [0, 1], found {low:g} .. {high:g}")
-            return mask.data, f"mask {mask.source}"
+            return mask.data, mask.source
         if self.particle_diameter is not None:
             return (diameter_mask(half1.shape, half1.voxel_size, self.particle_diameter),
                     f"soft sphere of diameter {self.particle_diameter:g} Å (no mask given)")

@@ -277,7 +277,7 @@ def test_mask_or_particle_diameter():
     # a given mask wins over the diameter
     with_mask = Lafter(particle_diameter=30.0).denoise(h1, h2, mask)
     np.testing.assert_array_equal(with_mask.full.data, Lafter().denoise(h1, h2, mask).full.data)
-    assert "mask mask" in with_mask.note
+    assert "mask: mask;" in with_mask.note
     # neither: the mask is 1 everywhere
     ones = h1.like(np.ones(h1.shape), source="ones")
     plain = Lafter().denoise(h1, h2)
@@ -343,14 +343,21 @@ def test_sharpening_multiplies_the_spectrum_by_2_to_the_8_s_squared():
 def test_self_check_is_logged_and_kept(caplog):
     h1, h2, mask, _ = _pair((32, 32, 32), noise=0.8, seed=13, radius=10)
     method = Lafter()
-    with caplog.at_level(logging.INFO, logger="baselines.lafter"):
+    with caplog.at_level(logging.DEBUG, logger="baselines.lafter"):
         result = method.denoise(h1, h2, mask)
     report = method.report
-    messages = [r.getMessage() for r in caplog.records if r.name == "baselines.lafter"]
-    assert sum(m.startswith("band ") for m in messages) == len(report.bands)
-    assert sum(m.startswith("self-check band") for m in messages) == len(report.bands)
-    assert sum(m.startswith("low-pass ") for m in messages) == len(report.bands)
-    assert any(f"stop at {report.max_res:.4f} cycles/voxel" in m for m in messages)
+    records = [r for r in caplog.records if r.name == "baselines.lafter"]
+    info = [r.getMessage() for r in records if r.levelno == logging.INFO]
+    debug = [r.getMessage() for r in records if r.levelno == logging.DEBUG]
+    # INFO: each band of pass 1 with its FSC, C_ref and MeanProb, and the summary
+    assert [m.split(" [")[0] for m in info if m.startswith("band ")] == [
+        f"band {i}" for i in range(1, len(report.bands) + 1)]
+    assert all(f"FSC {b.fsc:.4f}, C_ref {b.cref:.4f}, MeanProb {b.mean_prob:.4f}" in m
+               for b, m in zip(report.bands, (m for m in info if m.startswith("band "))))
+    assert any(f"stop at {report.max_res:.4f} cycles/voxel" in m for m in info)
+    # DEBUG: pass 2 and the self-check, band by band
+    assert sum(m.startswith("self-check band") for m in debug) == len(report.bands)
+    assert sum(m.startswith("low-pass ") for m in debug) == len(report.bands)
     assert result.half1 is None and result.half2 is None
     assert "no denoised half-maps" in result.note and report.summary() in result.note
     # the self-check: C_ref of the halves against FSC(output, V1 + V2), weighted by band width
