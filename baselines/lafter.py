@@ -498,7 +498,7 @@ class Lafter(Method):
             (v1.1's default 0.143); must lie in [0.1, 1].
         sharpen: multiply the output's spectrum by ``2^(8 s²)`` (s in cycles per voxel).
         upsample: compute v1.1's default output, upsampled ×2 by Fourier padding (voxel size
-            halved; about 2 GiB more at 256³, briefly), and Fourier-crop it back onto the
+            halved; maps 8 times the size, held briefly), and Fourier-crop it back onto the
             input grid for scoring; off (the default), the output is made on the input grid,
             as v1.1's ``--downsample``. The two agree on the input grid to float rounding.
         particle_diameter: Å; when no mask is given, the mask is v1.1's soft sphere of this
