@@ -5,18 +5,30 @@ For a set of particles with images ``X_p`` (Fourier space), CTFs ``c_p`` and sli
 
     numerator(g) = Σ_p K(g − k_p) c_p X_p        weight(g) = Σ_p K(g − k_p) c_p²
 
-with ``K`` the trilinear kernel (:func:`._kernels.simulate_insert`). Points falling in the ``x < 0``
-half are added conjugated at ``−k``; the ``x = 0`` and ``x = L/2`` planes, each its own Friedel
-mate, are symmetrised at the end (``v(g) + conj v(−g)``).
+with ``K`` the trilinear kernel (:func:`._kernels.simulate_insert`). Points falling in the
+``x < 0`` half are added at ``−k`` (as their Friedel mates); the ``x = 0`` and ``x = L/2``
+planes, each its own Friedel mate, are symmetrised at the end (``v(g) + conj v(−g)``).
 
-The estimate is ``numerator / (weight + λ)`` with the Wiener-type regulariser
-``λ(k) = σ² / (pad³ · T · S(|k|))``: ``σ²`` the noise power per image Fourier coefficient,
-``S`` the signal's mean power per voxel of the ``N`` grid in the shell of ``k``, ``T`` a
-fudge (1: the Wiener filter for the per-voxel SSNR; ``pad³`` because the oversampled grid
-spreads each voxel's weight over ``pad³`` points). It is then transformed back, cropped to
-the ``N³`` box around the centre and divided by the gridding correction ``Π sinc²(x_i / L)``
-(:func:`.specimen.gridding_correction`): the trilinear kernel's convolution in Fourier space
-is a multiplication by that function in real space.
+The map (:meth:`FourierReconstructor.reconstruct`):
+
+1. ``E = numerator / max(weight, η w̄)`` on the oversampled grid, ``w̄(|g|)`` the mean
+   weight at the voxel's radius and ``η = 0.02`` (only voxels sampled far less than their
+   neighbours are damped; without noise this is the plain ratio);
+2. ``E`` whitened by ``φ = (S + σ² / w̄)^(-1/2)`` (``S`` the signal's mean power per voxel,
+   ``σ²`` the noise power per image Fourier coefficient, both interpolated smoothly in
+   radius), transformed back, cropped to the ``N³`` box around the centre, divided by the
+   gridding correction ``Π sinc²(x_i / L)`` (:func:`.specimen.gridding_correction`: the
+   trilinear kernel's convolution in Fourier space is that multiplication in real space),
+   transformed and divided by ``φ`` again;
+3. on the ``N`` grid, the Wiener-type regulariser ``a = W / (W + λ)`` per voxel, with
+   ``W = pad³ · weight`` at the voxel's frequency (its CTF² summed over particles) and
+   ``λ = σ² / (T · S)``, ``T`` a fudge (1: Wiener).
+
+A crop is a convolution in Fourier space whose kernel falls off only as ``1/u²``: applied to
+a spectrum spanning orders of magnitude it carries power from the strong shells into the
+weak ones (signal from the low frequencies into shells a regulariser has emptied; noise
+from the high frequencies into the low ones) and correlates the FSC of neighbouring shells.
+Whitening makes the spectrum flat where it is cropped, and the regulariser comes after.
 """
 
 from __future__ import annotations
@@ -33,6 +45,17 @@ def power_at_radius(radius: np.ndarray, power: np.ndarray) -> np.ndarray:
     first shell's below it and the last one's beyond."""
     shell = np.clip(np.rint(radius).astype(np.int64), 1, power.size) - 1
     return power[shell]
+
+
+def smooth_power(radius: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """``S`` at radii in ``N``-grid index units, interpolated linearly in ``log S`` between
+    shell centres (shell ``r`` at radius ``r``), constant beyond the first and last."""
+    log_power = np.log(np.maximum(power, 1e-30 * power.max()))
+    return np.exp(np.interp(radius, np.arange(1, power.size + 1), log_power))
+
+
+STABILISER = 0.02
+"""``η``: voxels weighted less than this fraction of their shell's mean are damped."""
 
 
 class FourierReconstructor:
@@ -60,16 +83,31 @@ class FourierReconstructor:
                 plane = grid[:, :, x]
                 grid[:, :, x] = plane + conj(plane[np.ix_(mirror, mirror)])
 
+    def _shell_of(self, z: int) -> np.ndarray:
+        """Rounded radius (grid units) of each voxel of plane ``z`` of the oversampled grid."""
+        size = self.numerator.shape[0]
+        f = np.fft.fftfreq(size, 1.0 / size)
+        radius = np.sqrt(f[z] ** 2 + f[:, None] ** 2 + np.arange(size // 2 + 1) ** 2)
+        return np.minimum(np.rint(radius), size // 2 + 1).astype(np.intp)
+
+    def _mean_weight(self) -> np.ndarray:
+        """``w̄`` at each rounded radius 0 .. L/2 + 1 of the oversampled grid."""
+        n_bins = self.numerator.shape[0] // 2 + 2
+        sums, counts = np.zeros(n_bins), np.zeros(n_bins)
+        for z in range(self.numerator.shape[0]):
+            shell = self._shell_of(z).ravel()
+            sums += np.bincount(shell, self.weight[z].ravel(), n_bins)
+            counts += np.bincount(shell, minlength=n_bins)
+        return sums / np.maximum(counts, 1)
+
     def reconstruct(self, like: Volume, noise_power: float, signal_power: np.ndarray,
                     fudge: float = 1.0) -> Volume:
-        """The map: regularised division, inverse transform, crop, gridding correction.
-
-        The grids are consumed (the numerator holds the estimate afterwards).
+        """The map (module docstring, steps 1 to 3). The grids are consumed.
 
         Args:
             like: the map's grid (``N³``, voxel size, origin).
             noise_power: ``σ²``, noise power per image Fourier coefficient (0: no noise,
-                plain division where the weight is positive).
+                no regulariser).
             signal_power: ``S`` per shell of the ``N`` grid (cubic), shell ``r`` (1-based)
                 at index ``r - 1`` (see :func:`power_at_radius`).
             fudge: ``T``.
@@ -78,23 +116,38 @@ class FourierReconstructor:
             The reconstruction on ``like``'s grid.
         """
         self._symmetrise_planes()
-        size = self.numerator.shape[0]
-        f = np.fft.fftfreq(size, 1.0 / size).astype(np.float32) / self.pad
-        fx = np.arange(size // 2 + 1, dtype=np.float32) / self.pad
-        for z in range(size):   # plane by plane: no full-size temporaries
+        size, p, n = self.numerator.shape[0], self.pad, self.n
+        weight_n = self.weight[::p, ::p, ::p][:, :, : n // 2 + 1] * np.float32(p**3)
+        mean_weight = self._mean_weight()
+        grid_radius = np.arange(mean_weight.size, dtype=np.float64)
+        if noise_power > 0:
+            positive = mean_weight > 0
+            whiten = np.sqrt(np.interp(grid_radius, grid_radius[positive], mean_weight[positive]))
+        else:
+            whiten = np.ones_like(grid_radius)
+        f = np.fft.fftfreq(size, 1.0 / size)
+        fx = np.arange(size // 2 + 1)
+        for z in range(size):
+            weight = np.maximum(self.weight[z], STABILISER * mean_weight[self._shell_of(z)])
             radius = np.sqrt(f[z] ** 2 + f[:, None] ** 2 + fx[None, :] ** 2)
-            weight = self.weight[z]
-            if noise_power > 0:
-                s = np.maximum(power_at_radius(radius, signal_power), 1e-30)
-                weight = weight + np.float32(noise_power) / (self.pad**3 * fudge * s)
+            factor = np.interp(radius, grid_radius, whiten) / np.maximum(weight, 1e-30)
             plane = self.numerator[z]
-            np.divide(plane, weight, out=plane, where=weight > 0)
-            plane[~(weight > 0)] = 0
+            plane *= np.where(weight > 0, factor, 0.0).astype(np.float32)
         self.weight = None
         big = scipy.fft.irfftn(self.numerator, s=(size,) * 3, workers=-1)
         self.numerator = None
-        data = uncentre(big, self.n, self.pad)
+        data = uncentre(big, n, p)
+        del big
+        spectrum = scipy.fft.rfftn(data, workers=-1)
+        k = np.fft.fftfreq(n, 1.0 / n)
+        radius = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + np.arange(n // 2 + 1) ** 2)
+        factor = 1.0 / np.interp(p * radius, grid_radius, whiten)
+        if noise_power > 0:
+            lam = noise_power / (fudge * np.maximum(power_at_radius(radius, signal_power), 1e-30))
+            factor = factor * weight_n / (weight_n + lam)
+        spectrum *= factor.astype(np.float32)
+        data = scipy.fft.irfftn(spectrum, s=data.shape, workers=-1).astype(np.float32)
         return like.like(data, source=f"reconstruction from {self.particles} particles")
 
 
-__all__ = ["FourierReconstructor", "power_at_radius"]
+__all__ = ["FourierReconstructor", "power_at_radius", "smooth_power"]
