@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
 
 import gemmi
@@ -71,10 +72,9 @@ class Specimen:
         spectrum: the truth's ``rfftn``.
         shells: the map's Fourier shells.
         power: the truth's mean power per voxel in each shell.
-        core: oversampled transform of the rigid part (the whole specimen if rigid).
-        domain: oversampled transform of the flexible domain centred on its pivot, or
-            an array of shape ``(1, 1, 1)``.
-        pivot: the domain's pivot, voxels from the box centre, ``(x, y, z)``.
+        core_density: density of the rigid part (the whole specimen if rigid).
+        domain_density: density of the flexible domain at rest, or None.
+        pivot_index: the domain's pivot, voxel ``(z, y, x)``.
         domain_atoms: atoms in the flexible domain (0 if rigid).
         radius: the particle's radius, Å.
         noise: ``σ²``, noise power per image Fourier coefficient.
@@ -86,12 +86,27 @@ class Specimen:
     spectrum: np.ndarray
     shells: Shells
     power: np.ndarray
-    core: np.ndarray
-    domain: np.ndarray
-    pivot: np.ndarray
+    core_density: np.ndarray
+    domain_density: np.ndarray | None
+    pivot_index: tuple[int, int, int]
     domain_atoms: int
     radius: float
     noise: float
+
+    @property
+    def pivot(self) -> np.ndarray:
+        """The pivot in voxels from the box centre, ``(x, y, z)``."""
+        n = self.truth.shape[0]
+        return (np.asarray(self.pivot_index) - n // 2)[::-1].astype(np.float64)
+
+    @cached_property
+    def transforms(self) -> tuple[np.ndarray, np.ndarray]:
+        """The oversampled transforms particles are cut from: the core (or the whole
+        specimen) and the domain centred on its pivot (shape ``(1, 1, 1)`` if rigid)."""
+        core = oversampled_transform(self.core_density, PAD)
+        if self.domain_density is None:
+            return core, np.zeros((1, 1, 1), np.complex64)
+        return core, oversampled_transform(self.domain_density, PAD, centre=self.pivot_index)
 
 
 def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
@@ -121,25 +136,21 @@ def build_specimen(settings: SimulationSettings, seed: int) -> Specimen:
                                           np.random.default_rng(streams["model"]))
     like = Volume(np.zeros((n,) * 3, np.float32), a, origin, source=f"simulated entry {seed}")
     flexibility = settings.flexibility()
-    pivot = np.zeros(3)
+    pivot_index = (n // 2,) * 3
     domain_atoms = 0
+    domain_density = None
     if flexibility.active:
         mask = select_domain(structure, flexibility, np.random.default_rng(streams["domain"]))
         core_part, domain_part = split_structure(structure, mask)
         pivot_xyz = pivot_of(domain_part, origin, a)
-        pivot_index = np.rint((pivot_xyz[::-1] - np.asarray(origin)) / a).astype(int)
-        core_map = density(core_part, like)
-        truth_data = core_map + density(ensemble_structure(domain_part, pivot_xyz, flexibility),
-                                        like)
-        core = oversampled_transform(core_map, PAD)
-        del core_map
-        domain = oversampled_transform(density(domain_part, like), PAD, centre=pivot_index)
-        pivot = (pivot_index - n // 2)[::-1].astype(np.float64)
+        pivot_index = tuple(np.rint((pivot_xyz[::-1] - np.asarray(origin)) / a).astype(int))
+        core_density = density(core_part, like)
+        domain_density = density(domain_part, like)
+        truth_data = core_density + density(
+            ensemble_structure(domain_part, pivot_xyz, flexibility), like)
         domain_atoms = int(mask.sum())
     else:
-        truth_data = density(structure, like)
-        core = oversampled_transform(truth_data, PAD)
-        domain = np.zeros((1, 1, 1), np.complex64)
+        core_density = truth_data = density(structure, like)
     truth = like.like(truth_data, source=f"simulated entry {seed} truth")
     spectrum = scipy.fft.rfftn(truth.data, workers=-1)
     shells = fourier_shells(truth.shape, truth.voxel_size)
@@ -147,8 +158,8 @@ def build_specimen(settings: SimulationSettings, seed: int) -> Specimen:
     radius = particle_radius(structure, like)
     noise = noise_power(settings.snr, power, ImagePoints.of(n, a), settings.microscope(),
                         settings.defocus_range, radius)
-    return Specimen(structure, name, truth, spectrum, shells, power, core, domain, pivot,
-                    domain_atoms, radius, noise)
+    return Specimen(structure, name, truth, spectrum, shells, power, core_density,
+                    domain_density, pivot_index, domain_atoms, radius, noise)
 
 
 def implied_half_fsc(specimen: Specimen, settings: SimulationSettings,
@@ -196,17 +207,18 @@ def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_pa
     sizes = [min(settings.batch_size, n_particles - k)
              for k in range(0, n_particles, settings.batch_size)]
     sigma = float(np.sqrt(specimen.noise))
+    core, domain = specimen.transforms
     with tqdm(total=n_particles, desc=label, unit="particle", disable=not progress) as bar:
         for size, child in zip(sizes, stream.spawn(len(sizes))):
             rng = np.random.default_rng(child)
             rotations = views.sample(rng, size)
             defocus = rng.uniform(low, high, size)
-            if specimen.domain.shape[0] > 1:
+            if specimen.domain_density is not None:
                 domain_rotations, shifts = flexibility.motions(rng, size)
                 shifts = specimen.pivot + shifts / a
             else:
                 domain_rotations, shifts = np.zeros((size, 3, 3)), np.zeros((size, 3))
-            add_particles(reconstructor, specimen.core, specimen.domain,
+            add_particles(reconstructor, core, domain,
                           Batch(rotations, defocus, domain_rotations, shifts), points,
                           microscope, sigma, rng)
             bar.update(size)

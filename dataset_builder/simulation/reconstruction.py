@@ -14,27 +14,30 @@ The map (:meth:`FourierReconstructor.reconstruct`):
 1. ``E = numerator / max(weight, η w̄)`` on the oversampled grid, ``w̄(|g|)`` the mean
    weight at the voxel's radius and ``η = 0.02`` (only voxels sampled far less than their
    neighbours are damped; without noise this is the plain ratio);
-2. ``E`` whitened by ``φ = (S + σ² / w̄)^(-1/2)`` (``S`` the signal's mean power per voxel,
-   ``σ²`` the noise power per image Fourier coefficient, both interpolated smoothly in
-   radius), transformed back, cropped to the ``N³`` box around the centre, divided by the
-   gridding correction ``Π sinc²(x_i / L)`` (:func:`.specimen.gridding_correction`: the
-   trilinear kernel's convolution in Fourier space is that multiplication in real space),
-   transformed and divided by ``φ`` again;
+2. ``E`` multiplied by ``φ = sqrt(weight averaged over 5³ voxels)``, which makes its noise
+   (power ``σ² / weight``, ``σ²`` the noise power per image Fourier coefficient) white;
+   transformed back, cropped to the ``N³`` box around the centre, divided by the gridding
+   correction ``Π sinc²(x_i / L)`` (:func:`.specimen.gridding_correction`: the trilinear
+   kernel's convolution in Fourier space is that multiplication in real space), transformed
+   and divided by ``φ`` again (no ``φ`` without noise);
 3. on the ``N`` grid, the Wiener-type regulariser ``a = W / (W + λ)`` per voxel, with
    ``W = pad³ · weight`` at the voxel's frequency (its CTF² summed over particles) and
-   ``λ = σ² / (T · S)``, ``T`` a fudge (1: Wiener).
+   ``λ = σ² / (T · S)``, ``S`` the signal's mean power per voxel in the voxel's shell, ``T``
+   a fudge (1: Wiener).
 
 A crop is a convolution in Fourier space whose kernel falls off only as ``1/u²``: applied to
 a spectrum spanning orders of magnitude it carries power from the strong shells into the
 weak ones (signal from the low frequencies into shells a regulariser has emptied; noise
-from the high frequencies into the low ones) and correlates the FSC of neighbouring shells.
-Whitening makes the spectrum flat where it is cropped, and the regulariser comes after.
+from the high frequencies, or from directions few particles sample, into the rest) and
+correlates the FSC of neighbouring shells. Cropping white noise keeps it white; the signal,
+confined to the particle, is not cut; the regulariser comes after the crop.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.fft
+from scipy import ndimage
 
 from cref_bench.volume import Volume
 from dataset_builder.simulation.specimen import uncentre
@@ -47,13 +50,8 @@ def power_at_radius(radius: np.ndarray, power: np.ndarray) -> np.ndarray:
     return power[shell]
 
 
-def smooth_power(radius: np.ndarray, power: np.ndarray) -> np.ndarray:
-    """``S`` at radii in ``N``-grid index units, interpolated linearly in ``log S`` between
-    shell centres (shell ``r`` at radius ``r``), constant beyond the first and last."""
-    log_power = np.log(np.maximum(power, 1e-30 * power.max()))
-    return np.exp(np.interp(radius, np.arange(1, power.size + 1), log_power))
-
-
+WHITENING_WIDTH = 5
+"""Edge (voxels of the oversampled grid) of the box the whitening weight is averaged over."""
 STABILISER = 0.02
 """``η``: voxels weighted less than this fraction of their shell's mean are damped."""
 
@@ -119,21 +117,21 @@ class FourierReconstructor:
         size, p, n = self.numerator.shape[0], self.pad, self.n
         weight_n = self.weight[::p, ::p, ::p][:, :, : n // 2 + 1] * np.float32(p**3)
         mean_weight = self._mean_weight()
-        grid_radius = np.arange(mean_weight.size, dtype=np.float64)
+        whiten = whiten_n = None
         if noise_power > 0:
-            positive = mean_weight > 0
-            whiten = np.sqrt(np.interp(grid_radius, grid_radius[positive], mean_weight[positive]))
-        else:
-            whiten = np.ones_like(grid_radius)
-        f = np.fft.fftfreq(size, 1.0 / size)
-        fx = np.arange(size // 2 + 1)
+            # The noise of a voxel has power σ² / weight: whiten by the local mean weight.
+            whiten = ndimage.uniform_filter(self.weight, WHITENING_WIDTH,
+                                            mode=("wrap", "wrap", "nearest"))
+            np.sqrt(np.maximum(whiten, 0.0, out=whiten), out=whiten)   # rounding: no < 0
+            whiten_n = whiten[::p, ::p, ::p][:, :, : n // 2 + 1].copy()
         for z in range(size):
             weight = np.maximum(self.weight[z], STABILISER * mean_weight[self._shell_of(z)])
-            radius = np.sqrt(f[z] ** 2 + f[:, None] ** 2 + fx[None, :] ** 2)
-            factor = np.interp(radius, grid_radius, whiten) / np.maximum(weight, 1e-30)
-            plane = self.numerator[z]
-            plane *= np.where(weight > 0, factor, 0.0).astype(np.float32)
-        self.weight = None
+            factor = np.divide(np.float32(1.0), weight, out=np.zeros_like(weight),
+                               where=weight > 0)
+            if whiten is not None:
+                factor *= whiten[z]
+            self.numerator[z] *= factor
+        self.weight = whiten = None
         big = scipy.fft.irfftn(self.numerator, s=(size,) * 3, workers=-1)
         self.numerator = None
         data = uncentre(big, n, p)
@@ -141,13 +139,14 @@ class FourierReconstructor:
         spectrum = scipy.fft.rfftn(data, workers=-1)
         k = np.fft.fftfreq(n, 1.0 / n)
         radius = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + np.arange(n // 2 + 1) ** 2)
-        factor = 1.0 / np.interp(p * radius, grid_radius, whiten)
-        if noise_power > 0:
+        factor = np.ones(spectrum.shape, np.float32)
+        if whiten_n is not None:
+            np.divide(factor, whiten_n, out=factor, where=whiten_n > 0)
             lam = noise_power / (fudge * np.maximum(power_at_radius(radius, signal_power), 1e-30))
-            factor = factor * weight_n / (weight_n + lam)
+            factor *= weight_n / (weight_n + lam)
         spectrum *= factor.astype(np.float32)
         data = scipy.fft.irfftn(spectrum, s=data.shape, workers=-1).astype(np.float32)
         return like.like(data, source=f"reconstruction from {self.particles} particles")
 
 
-__all__ = ["FourierReconstructor", "power_at_radius", "smooth_power"]
+__all__ = ["FourierReconstructor", "power_at_radius"]

@@ -1,10 +1,12 @@
 """What a simulated entry is made of: :class:`SimulationSettings` and named :data:`PRESETS`.
 
 Every field has a documented default; :meth:`SimulationSettings.as_dict` is what an entry
-records. The presets span the EMDB range (about 2 to 8 Å, boxes 96 to 256), some with a
-preferred orientation, some with a flexible domain; their resolutions are those the settings
-imply for typical procedural specimens (:func:`.entry.implied_resolution`), and vary with the
-specimen drawn from the seed, as real entries do.
+records. The presets span the EMDB range (boxes 96 to 256, resolutions about 2.5 to 8 Å), some with
+a preferred orientation, some with a flexible domain. Each name gives the FSC-0.143
+resolution the settings imply for procedural specimens of seeds 0 to 2
+(:func:`.entry.implied_half_fsc`, measured within about 15 %: 2.3-2.6, 3.6-4.1, 4.2-4.8,
+4.6-4.8, 7.3-7.5 and 8.3-8.6 Å); it varies with the specimen drawn from the seed, as real
+entries' resolutions do.
 """
 
 from __future__ import annotations
@@ -139,20 +141,20 @@ class SimulationSettings:
 
 
 PRESETS: dict[str, SimulationSettings] = {s.name: s for s in (
-    SimulationSettings(name="rigid-2.5A", box=96, voxel_size=0.9, particles=40_000, snr=0.1,
-                       envelope_b=40.0),
-    SimulationSettings(name="rigid-3.5A", box=128, voxel_size=1.1, particles=12_000,
-                       snr=0.05),
-    SimulationSettings(name="flexible-4A", box=128, voxel_size=1.2, particles=10_000,
-                       snr=0.04, flexible_fraction=0.25, flex_shift=1.5, flex_angle=3.0),
+    SimulationSettings(name="rigid-2.5A", box=96, voxel_size=0.9, particles=40_000, snr=0.15,
+                       envelope_b=20.0),
+    SimulationSettings(name="rigid-3.5A", box=128, voxel_size=1.1, particles=15_000,
+                       snr=0.1, envelope_b=40.0),
+    SimulationSettings(name="flexible-4.5A", box=128, voxel_size=1.2, particles=10_000,
+                       snr=0.06, flexible_fraction=0.25, flex_shift=1.5, flex_angle=3.0),
     SimulationSettings(name="preferred-4.5A", box=160, voxel_size=1.3, particles=10_000,
                        snr=0.03, preferred_kappa=5.0, preferred_fraction=0.7),
-    SimulationSettings(name="flexible-preferred-6A", box=192, voxel_size=1.6,
-                       particles=6_000, snr=0.02, envelope_b=120.0, preferred_kappa=4.0,
+    SimulationSettings(name="flexible-preferred-7A", box=192, voxel_size=1.6,
+                       particles=6_000, snr=0.03, envelope_b=100.0, preferred_kappa=4.0,
                        preferred_fraction=0.6, flexible_fraction=0.3, flex_shift=2.5,
                        flex_angle=5.0),
-    SimulationSettings(name="low-8A", box=256, voxel_size=2.2, particles=3_000, snr=0.01,
-                       envelope_b=250.0),
+    SimulationSettings(name="low-8A", box=256, voxel_size=1.8, particles=4_000, snr=0.03,
+                       envelope_b=150.0),
 )}
 """Named settings spanning the EMDB range (see the module docstring)."""
 
