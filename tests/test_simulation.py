@@ -369,6 +369,7 @@ def test_presets_imply_the_resolutions_their_names_give():
     assert min(implied.values()) < 3.0 and max(implied.values()) > 7.0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not MODEL_3J5P.is_file(), reason=f"reference model absent: {MODEL_3J5P}")
 def test_a_given_model_with_a_named_flexible_domain():
     settings = SimulationSettings(model=str(MODEL_3J5P), box=64, voxel_size=2.0, particles=600,

@@ -84,7 +84,7 @@ def simulate_insert(core, domain, numerator, weight, rotations, domain_rotations
             centre, ``(x, y, z)``.
         defocus: ``(B,)`` Å.
         noise: ``(B · M, 2)`` float32 standard normals (real, imaginary), used in the order
-            the points are processed.
+            the points are processed (not read when ``noise_sigma`` is 0).
         kx, ky: ``(M,)`` float64 image frequencies, inside the Nyquist circle.
         chi_a, chi_b: ``(M,)``: ``χ + arcsin A = chi_a · defocus − chi_b``.
         envelope: ``(M,)`` CTF envelope.
@@ -173,8 +173,11 @@ def simulate_insert(core, domain, numerator, weight, rotations, domain_rotations
                 ctf = one
                 if use_ctf:
                     ctf = np.float32(-np.sin(chi_a[m] * defocus[p] - chi_b[m]) * envelope[m])
-                v_re = ctf * (ctf * re + sigma * noise[k, 0])
-                v_im = ctf * (ctf * im + sigma * noise[k, 1])
+                v_re = ctf * ctf * re
+                v_im = ctf * ctf * im
+                if sigma > 0:
+                    v_re += ctf * sigma * noise[k, 0]
+                    v_im += ctf * sigma * noise[k, 1]
                 c2 = ctf * ctf
                 for z, y, wzy in rows:
                     row = numerator[z, y]

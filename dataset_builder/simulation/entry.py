@@ -18,6 +18,7 @@ the same maps bit for bit, whatever the number of threads):
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
@@ -38,7 +39,12 @@ from dataset_builder.simulation.flexibility import (
     select_domain,
     split_structure,
 )
-from dataset_builder.simulation.particles import Batch, ImagePoints, add_particles
+from dataset_builder.simulation.particles import (
+    Batch,
+    ImagePoints,
+    add_particles,
+    standard_normals,
+)
 from dataset_builder.simulation.reconstruction import FourierReconstructor
 from dataset_builder.simulation.settings import SimulationSettings
 from dataset_builder.simulation.specimen import (
@@ -190,7 +196,8 @@ def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_pa
         specimen: the specimen.
         settings: the settings.
         n_particles: how many particles.
-        stream: the seed sequence of this particle set (one child per batch).
+        stream: the seed sequence of this particle set (one child per batch, which spawns
+            the batch's draws and its noise).
         progress: show a progress bar.
         label: the progress bar's label.
 
@@ -208,9 +215,11 @@ def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_pa
              for k in range(0, n_particles, settings.batch_size)]
     sigma = float(np.sqrt(specimen.noise))
     core, domain = specimen.transforms
-    with tqdm(total=n_particles, desc=label, unit="particle", disable=not progress) as bar:
+    bar = tqdm(total=n_particles, desc=label, unit="particle", disable=not progress)
+    with bar, ThreadPoolExecutor(numba.get_num_threads()) as executor:
         for size, child in zip(sizes, stream.spawn(len(sizes))):
-            rng = np.random.default_rng(child)
+            draws, noise_seed = child.spawn(2)
+            rng = np.random.default_rng(draws)
             rotations = views.sample(rng, size)
             defocus = rng.uniform(low, high, size)
             if specimen.domain_density is not None:
@@ -218,9 +227,11 @@ def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_pa
                 shifts = specimen.pivot + shifts / a
             else:
                 domain_rotations, shifts = np.zeros((size, 3, 3)), np.zeros((size, 3))
+            noise = standard_normals(noise_seed, (size * points.size, 2), executor) \
+                if sigma > 0 else None
             add_particles(reconstructor, core, domain,
                           Batch(rotations, defocus, domain_rotations, shifts), points,
-                          microscope, sigma, rng)
+                          microscope, sigma, noise)
             bar.update(size)
     return reconstructor.reconstruct(specimen.truth, specimen.noise, specimen.power,
                                      settings.regulariser)
@@ -237,7 +248,9 @@ class SimulatedEntry:
         reference: reconstruction from ``reference_factor`` times more particles.
         model: the model, mmCIF text (rest conformation, box coordinates).
         metadata: JSON-ready record of every parameter (see :func:`simulate_entry`).
-        timings: seconds per step (not part of the record: it varies run to run).
+        timings: ``{"wall": {step: s}, "cpu": {step: s}}``, wall-clock and process CPU
+            seconds (all threads) of each step: ``specimen``, ``half1``, ``half2``,
+            ``reference`` (not part of the record: they vary run to run).
     """
 
     half1: Volume
@@ -281,19 +294,25 @@ def simulate_entry(settings: SimulationSettings, seed: int, *,
         ValueError: a bad seed, a box too small for the model, or a bad flexible domain.
         MapError: the model file cannot be read or holds no atoms.
     """
-    timings = {}
-    start = time.perf_counter()
+    timings = {"wall": {}, "cpu": {}}
+
+    def clock(step: str, since: tuple[float, float]) -> None:
+        timings["wall"][step] = time.perf_counter() - since[0]
+        timings["cpu"][step] = time.process_time() - since[1]
+
+    start = (time.perf_counter(), time.process_time())
     specimen = build_specimen(settings, seed)
+    _ = specimen.transforms    # computed here, so that its time counts as the specimen's
     mask = soft_mask(specimen.truth)
-    timings["specimen"] = time.perf_counter() - start
+    clock("specimen", start)
     streams = _streams(seed)
     maps = {}
     for name, count in (("half1", settings.particles), ("half2", settings.particles),
                         ("reference", settings.reference_particles)):
-        start = time.perf_counter()
+        start = (time.perf_counter(), time.process_time())
         maps[name] = reconstruct_particles(specimen, settings, count, streams[name], progress,
                                            label=name)
-        timings[name] = time.perf_counter() - start
+        clock(name, start)
     crossing = fsc(maps["half1"], maps["half2"]).resolution_at(0.143).resolution
     implied = implied_resolution(implied_half_fsc(specimen, settings), specimen.shells)
     n = settings.box

@@ -14,11 +14,12 @@ image is kept as one member of every Friedel pair: the points with ``kx > 0``, t
 ``kx = 0, ky > 0``, and the mean (frequency 0). The noise of white real-space noise of
 variance ``σ_px²`` per pixel has, in the transform of an ``N x N`` image, exactly this
 distribution with ``σ² = N² σ_px²``; it is drawn in Fourier space directly (no image is
-ever transformed). The noise is drawn with numpy (PCG64, one generator per batch).
+ever transformed). The noise is drawn with numpy (PCG64), in parallel chunks.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,9 @@ import numpy as np
 from dataset_builder.simulation import _kernels
 from dataset_builder.simulation.ctf import Microscope
 from dataset_builder.simulation.reconstruction import FourierReconstructor
+
+NOISE_CHUNKS = 8
+"""Chunks (each its own generator) a batch's noise is drawn in."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,9 +80,40 @@ class Batch:
     domain_shifts: np.ndarray
 
 
+def standard_normals(seed: np.random.SeedSequence, shape: tuple[int, int],
+                     executor: Executor | None = None) -> np.ndarray:
+    """float32 standard normals of ``shape`` (rows split in :data:`NOISE_CHUNKS` chunks, each
+    from its own generator spawned from ``seed``, drawn in parallel when an executor is given;
+    the values depend on ``seed`` only, not on the threads).
+
+    Args:
+        seed: the seed sequence of the draw.
+        shape: ``(rows, columns)``.
+        executor: threads to draw the chunks with (numpy releases the GIL while drawing).
+
+    Returns:
+        A new float32 array.
+    """
+    out = np.empty(shape, np.float32)
+    bounds = np.linspace(0, shape[0], NOISE_CHUNKS + 1).astype(int)
+
+    def fill(k_child):
+        k, child = k_child
+        np.random.default_rng(child).standard_normal(out=out[bounds[k]:bounds[k + 1]],
+                                                     dtype=np.float32)
+
+    chunks = list(enumerate(seed.spawn(NOISE_CHUNKS)))
+    if executor is None:
+        for chunk in chunks:
+            fill(chunk)
+    else:
+        list(executor.map(fill, chunks))
+    return out
+
+
 def add_particles(reconstructor: FourierReconstructor, core: np.ndarray, domain: np.ndarray,
                   batch: Batch, points: ImagePoints, microscope: Microscope | None,
-                  noise_sigma: float, rng: np.random.Generator) -> None:
+                  noise_sigma: float, noise: np.ndarray | None) -> None:
     """Simulate a batch of particles and grid them into ``reconstructor``.
 
     Args:
@@ -90,16 +125,17 @@ def add_particles(reconstructor: FourierReconstructor, core: np.ndarray, domain:
         points: the image points.
         microscope: the optics, or None for no CTF (CTF = 1).
         noise_sigma: ``σ``, noise amplitude per Fourier coefficient (0: no noise).
-        rng: the generator of the noise.
+        noise: ``(B · M, 2)`` float32 standard normals (:func:`standard_normals`), or None
+            without noise.
     """
     b, m = batch.rotations.shape[0], points.size
     if core.shape != reconstructor.numerator.shape:
         raise ValueError(f"specimen transform {core.shape} and reconstruction grid "
                          f"{reconstructor.numerator.shape} differ")
-    if noise_sigma > 0:
-        noise = rng.standard_normal((b * m, 2), dtype=np.float32)
-    else:
-        noise = np.zeros((b * m, 2), np.float32)
+    if noise is None or noise_sigma == 0:
+        noise, noise_sigma = np.zeros((1, 2), np.float32), 0.0
+    elif noise.shape != (b * m, 2):
+        raise ValueError(f"noise of shape {noise.shape} for {b} particles of {m} points")
     if microscope is not None:
         chi_a, chi_b = microscope.phase_terms(points.s2)
         envelope = microscope.envelope(points.s2)
@@ -117,4 +153,4 @@ def add_particles(reconstructor: FourierReconstructor, core: np.ndarray, domain:
     reconstructor.particles += b
 
 
-__all__ = ["Batch", "ImagePoints", "add_particles"]
+__all__ = ["NOISE_CHUNKS", "Batch", "ImagePoints", "add_particles", "standard_normals"]
