@@ -27,6 +27,7 @@ from dataset_builder.simulation.flexibility import (
     split_structure,
 )
 from dataset_builder.simulation.orientations import ViewDistribution
+from dataset_builder.simulation.particles import children
 from dataset_builder.simulation.specimen import density
 from dataset_builder.simulation.ssnr import cone_shells, implied_resolution
 
@@ -323,6 +324,14 @@ def test_entry_is_deterministic_whatever_the_threads_and_records_every_parameter
     assert 0.0 <= first.mask.data.min() and first.mask.data.max() <= 1.0
     other = simulate_entry(TINY, 8)
     assert not np.array_equal(other.truth.data, first.truth.data)
+
+
+def test_seed_children_do_not_depend_on_earlier_spawns():
+    seed = np.random.SeedSequence(11)
+    first = [c.generate_state(2).tolist() for c in children(seed, 3)]
+    seed.spawn(5)
+    assert [c.generate_state(2).tolist() for c in children(seed, 3)] == first
+    assert first == [c.generate_state(2).tolist() for c in np.random.SeedSequence(11).spawn(3)]
 
 
 def test_reference_map_is_closer_to_the_truth_than_a_half_map():

@@ -5,8 +5,9 @@ Recipe (all draws from ``numpy.random.SeedSequence(seed)``; the same settings an
 the same maps bit for bit, whatever the number of threads):
 
 1. The specimen (:func:`build_specimen`): the model placed in the box, its flexible domain
-   (if any), the truth (the mean density over the domain's motion), the oversampled
-   transforms particles are cut from, and the noise power the particle SNR sets.
+   (if any), the truth (the mean density over the domain's motion), the noise power the
+   particle SNR sets, and (when first needed) the oversampled transforms particles are cut
+   from.
 2. Three independent particle sets, each simulated and gridded batch by batch
    (:mod:`.particles`, :mod:`.reconstruction`): half 1 and half 2 (``particles`` each) and the
    reference (``reference_factor · particles``). Per particle: orientation, defocus, domain
@@ -43,6 +44,7 @@ from dataset_builder.simulation.particles import (
     Batch,
     ImagePoints,
     add_particles,
+    children,
     standard_normals,
 )
 from dataset_builder.simulation.reconstruction import FourierReconstructor
@@ -119,7 +121,7 @@ def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     names = ("model", "domain", "half1", "half2", "reference")
-    return dict(zip(names, np.random.SeedSequence(int(seed)).spawn(len(names))))
+    return dict(zip(names, children(np.random.SeedSequence(int(seed)), len(names))))
 
 
 def build_specimen(settings: SimulationSettings, seed: int) -> Specimen:
@@ -196,8 +198,8 @@ def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_pa
         specimen: the specimen.
         settings: the settings.
         n_particles: how many particles.
-        stream: the seed sequence of this particle set (one child per batch, which spawns
-            the batch's draws and its noise).
+        stream: the seed sequence of this particle set: batch ``k`` draws from its child
+            ``k`` (orientations, defocus, motions, then the noise from a child of that).
         progress: show a progress bar.
         label: the progress bar's label.
 
@@ -217,8 +219,8 @@ def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_pa
     core, domain = specimen.transforms
     bar = tqdm(total=n_particles, desc=label, unit="particle", disable=not progress)
     with bar, ThreadPoolExecutor(numba.get_num_threads()) as executor:
-        for size, child in zip(sizes, stream.spawn(len(sizes))):
-            draws, noise_seed = child.spawn(2)
+        for size, child in zip(sizes, children(stream, len(sizes))):
+            draws, noise_seed = children(child, 2)
             rng = np.random.default_rng(draws)
             rotations = views.sample(rng, size)
             defocus = rng.uniform(low, high, size)

@@ -80,10 +80,17 @@ class Batch:
     domain_shifts: np.ndarray
 
 
+def children(seed: np.random.SeedSequence, count: int) -> list[np.random.SeedSequence]:
+    """The first ``count`` children of ``seed`` (as its first ``spawn(count)`` gives), whatever
+    it has spawned before: a function of ``seed``'s entropy and spawn key only."""
+    return [np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, k),
+                                   pool_size=seed.pool_size) for k in range(count)]
+
+
 def standard_normals(seed: np.random.SeedSequence, shape: tuple[int, int],
                      executor: Executor | None = None) -> np.ndarray:
     """float32 standard normals of ``shape`` (rows split in :data:`NOISE_CHUNKS` chunks, each
-    from its own generator spawned from ``seed``, drawn in parallel when an executor is given;
+    from its own generator, a child of ``seed``, drawn in parallel when an executor is given;
     the values depend on ``seed`` only, not on the threads).
 
     Args:
@@ -102,7 +109,7 @@ def standard_normals(seed: np.random.SeedSequence, shape: tuple[int, int],
         np.random.default_rng(child).standard_normal(out=out[bounds[k]:bounds[k + 1]],
                                                      dtype=np.float32)
 
-    chunks = list(enumerate(seed.spawn(NOISE_CHUNKS)))
+    chunks = list(enumerate(children(seed, NOISE_CHUNKS)))
     if executor is None:
         for chunk in chunks:
             fill(chunk)
@@ -153,4 +160,5 @@ def add_particles(reconstructor: FourierReconstructor, core: np.ndarray, domain:
     reconstructor.particles += b
 
 
-__all__ = ["NOISE_CHUNKS", "Batch", "ImagePoints", "add_particles", "standard_normals"]
+__all__ = ["NOISE_CHUNKS", "Batch", "ImagePoints", "add_particles", "children",
+           "standard_normals"]
