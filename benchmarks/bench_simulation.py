@@ -4,7 +4,8 @@
   all cores: the time of each step, particles per second, and the ratio of the particle
   time (slices, CTF, noise, gridding and the reconstruction of each set) to the work's
   floor, one ``N x N`` FFT per particle (``scipy.fft.rfft2``, batched, all cores), measured
-  in the same run. Asserted: the two half-maps within 30 s.
+  in the same run. Asserted: the two half-maps within 60 CPU seconds, i.e. 30 s on two cores
+  of their own (the wall time on a shared machine is printed beside it).
 * One 256³ entry in a subprocess: its peak resident memory, asserted within 6 GiB (run once:
   it takes a minute or two; the particle count is cut, which leaves the memory unchanged).
 
@@ -58,7 +59,7 @@ def test_entry_128_from_2_x_10000_particles(benchmark):
           f"{ratio_all:.1f} (all {n_all} particles)")
     print(f"resolution {entries[0].metadata['resolution']}, implied "
           f"{entries[0].metadata['implied_resolution']}")
-    assert halves <= 30.0
+    assert cpu["half1"] + cpu["half2"] <= 60.0
 
 
 _CHILD = textwrap.dedent("""
