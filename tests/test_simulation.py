@@ -191,17 +191,21 @@ def test_half_map_fsc_follows_the_implied_ssnr_with_its_scatter():
 
 @pytest.mark.slow
 def test_doubling_the_particles_doubles_the_ssnr():
-    specimen, half1, half2 = halves(BASE, 0)
     doubled = BASE.with_(particles=2 * BASE.particles)
-    _, double1, double2 = halves(doubled, 0)
-    f1, f2 = fsc(half1, half2).value, fsc(double1, double2).value
-    informative = (f1 > 0.2) & (f1 < 0.9) & (f2 < 0.95)
-    ratio = (f2 / (1 - f2))[informative] / (f1 / (1 - f1))[informative]
-    print(f"\nSSNR(2n) / SSNR(n): median {np.median(ratio):.2f} over {informative.sum()} shells")
-    assert informative.sum() >= 5
+    ratios, z = [], []
+    for seed in (0, 1):
+        specimen, half1, half2 = halves(BASE, seed)
+        _, double1, double2 = halves(doubled, seed)
+        f1, curve = fsc(half1, half2).value, fsc(double1, double2)
+        f2 = curve.value
+        informative = (f1 > 0.1) & (f1 < 0.95) & (f2 < 0.98)
+        ratios.append((f2 / (1 - f2))[informative] / (f1 / (1 - f1))[informative])
+        z.append(fsc_z_scores(f2, implied_half_fsc(specimen, doubled), curve.counts))
+    ratio = np.concatenate(ratios)
+    print(f"\nSSNR(2n) / SSNR(n): median {np.median(ratio):.2f} over {ratio.size} shells")
+    assert ratio.size >= 8
     assert 1.7 < np.median(ratio) < 2.3
-    predicted = implied_half_fsc(specimen, doubled)
-    assert abs(fsc_z_scores(f2, predicted, fsc(double1, double2).counts).mean()) < 0.6
+    assert abs(np.concatenate(z).mean()) < 0.5
 
 
 @pytest.mark.slow
@@ -219,7 +223,7 @@ def test_preferred_orientation_makes_the_resolution_anisotropic_as_predicted():
         curve = spectra.fsc("a", "b")
         predicted = implied_half_fsc(specimen, PREFERRED, shells=shells)
         z = fsc_z_scores(curve.value, predicted, shells.counts)[shells.counts >= 30]
-        assert abs(z.mean()) < 0.5 and z.std() < 1.5
+        assert abs(z.mean()) < 0.75 and z.std() < 1.5     # about 18 shells: 3 standard errors
         crossing[along] = (curve.resolution_at(0.143).resolution,
                            implied_resolution(predicted, shells))
     measured = crossing[True][0] / crossing[False][0]
