@@ -136,7 +136,8 @@ def build_specimen(settings: SimulationSettings, seed: int) -> Specimen:
 
     Raises:
         ValueError: a bad seed, a box too small for the model, or a bad flexible domain.
-        MapError: the model file cannot be read or holds no atoms.
+        Exception: what :func:`cref_bench.model_map.read_model` raises for a model file that
+            cannot be read or holds no atoms.
     """
     streams = _streams(seed)
     n, a = settings.box, settings.voxel_size
@@ -294,7 +295,8 @@ def simulate_entry(settings: SimulationSettings, seed: int, *,
 
     Raises:
         ValueError: a bad seed, a box too small for the model, or a bad flexible domain.
-        MapError: the model file cannot be read or holds no atoms.
+        Exception: what :func:`cref_bench.model_map.read_model` raises for a model file that
+            cannot be read or holds no atoms.
     """
     timings = {"wall": {}, "cpu": {}}
 

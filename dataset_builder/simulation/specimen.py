@@ -54,7 +54,8 @@ def place_model(model: str | Path | gemmi.Structure | None, box: int, voxel_size
 
     Raises:
         ValueError: the box is too small for the model.
-        MapError: the model file cannot be read or holds no atoms.
+        Exception: what :func:`cref_bench.model_map.read_model` raises for a model file that
+            cannot be read or holds no atoms.
     """
     edge = box * voxel_size
     if model is None:
