@@ -1,0 +1,347 @@
+"""One simulated entry: :func:`simulate_entry` turns settings and a seed into half-maps,
+truth, mask, reference map, model and a record of every parameter.
+
+Recipe (all draws from ``numpy.random.SeedSequence(seed)``; the same settings and seed give
+the same maps bit for bit, whatever the number of threads):
+
+1. The specimen (:func:`build_specimen`): the model placed in the box, its flexible domain
+   (if any), the truth (the mean density over the domain's motion), the noise power the
+   particle SNR sets, and (when first needed) the oversampled transforms particles are cut
+   from.
+2. Three independent particle sets, each simulated and gridded batch by batch
+   (:mod:`.particles`, :mod:`.reconstruction`): half 1 and half 2 (``particles`` each) and the
+   reference (``reference_factor · particles``). Per particle: orientation, defocus, domain
+   motion, then the noisy CTF-modulated central slice.
+3. Each set is reconstructed by direct Fourier inversion with the Wiener-type regulariser.
+4. The mask: :func:`dataset_builder.synthetic.soft_mask` of the truth (the phantoms' mask).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib.metadata import PackageNotFoundError, version
+
+import gemmi
+import numba
+import numpy as np
+import scipy
+import scipy.fft
+from tqdm.auto import tqdm
+
+from cref_bench.fsc import fsc
+from cref_bench.shells import Shells, fourier_shells
+from cref_bench.volume import Volume
+from dataset_builder.simulation.flexibility import (
+    ensemble_structure,
+    pivot_of,
+    select_domain,
+    split_structure,
+)
+from dataset_builder.simulation.particles import (
+    Batch,
+    ImagePoints,
+    add_particles,
+    children,
+    standard_normals,
+)
+from dataset_builder.simulation.reconstruction import FourierReconstructor
+from dataset_builder.simulation.settings import SimulationSettings
+from dataset_builder.simulation.specimen import (
+    density,
+    oversampled_transform,
+    particle_radius,
+    place_model,
+)
+from dataset_builder.simulation.ssnr import (
+    implied_fsc,
+    implied_resolution,
+    noise_power,
+    shell_power,
+)
+from dataset_builder.synthetic import soft_mask
+
+SIMULATION_VERSION = 1
+"""Version of the simulation recipe; stored with every entry."""
+PAD = 2
+"""Oversampling of the specimen's transforms and of the reconstruction grids."""
+
+
+@dataclass(eq=False)
+class Specimen:
+    """The specimen of an entry and everything particles need from it.
+
+    Attributes:
+        structure: the model in its rest conformation.
+        model_name: where the model came from.
+        truth: the noise-free map (mean over the domain's motion).
+        spectrum: the truth's ``rfftn``.
+        shells: the map's Fourier shells.
+        power: the truth's mean power per voxel in each shell.
+        core_density: density of the rigid part (the whole specimen if rigid).
+        domain_density: density of the flexible domain at rest, or None.
+        pivot_index: the domain's pivot, voxel ``(z, y, x)``.
+        domain_atoms: atoms in the flexible domain (0 if rigid).
+        radius: the particle's radius, Å.
+        noise: ``σ²``, noise power per image Fourier coefficient.
+    """
+
+    structure: gemmi.Structure
+    model_name: str
+    truth: Volume
+    spectrum: np.ndarray
+    shells: Shells
+    power: np.ndarray
+    core_density: np.ndarray
+    domain_density: np.ndarray | None
+    pivot_index: tuple[int, int, int]
+    domain_atoms: int
+    radius: float
+    noise: float
+
+    @property
+    def pivot(self) -> np.ndarray:
+        """The pivot in voxels from the box centre, ``(x, y, z)``."""
+        n = self.truth.shape[0]
+        return (np.asarray(self.pivot_index) - n // 2)[::-1].astype(np.float64)
+
+    @cached_property
+    def transforms(self) -> tuple[np.ndarray, np.ndarray]:
+        """The oversampled transforms particles are cut from: the core (or the whole
+        specimen) and the domain centred on its pivot (shape ``(1, 1, 1)`` if rigid)."""
+        core = oversampled_transform(self.core_density, PAD)
+        if self.domain_density is None:
+            return core, np.zeros((1, 1, 1), np.complex64)
+        return core, oversampled_transform(self.domain_density, PAD, centre=self.pivot_index)
+
+
+def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    names = ("model", "domain", "half1", "half2", "reference")
+    return dict(zip(names, children(np.random.SeedSequence(int(seed)), len(names))))
+
+
+def build_specimen(settings: SimulationSettings, seed: int) -> Specimen:
+    """The specimen of an entry (step 1 of the module docstring).
+
+    Args:
+        settings: the settings.
+        seed: the entry's seed (non-negative integer).
+
+    Returns:
+        A :class:`Specimen`.
+
+    Raises:
+        ValueError: a bad seed, a box too small for the model, or a bad flexible domain.
+        Exception: what :func:`cref_bench.model_map.read_model` raises for a model file that
+            cannot be read or holds no atoms.
+    """
+    streams = _streams(seed)
+    n, a = settings.box, settings.voxel_size
+    structure, origin, name = place_model(settings.model, n, a,
+                                          np.random.default_rng(streams["model"]))
+    like = Volume(np.zeros((n,) * 3, np.float32), a, origin, source=f"simulated entry {seed}")
+    flexibility = settings.flexibility()
+    pivot_index = (n // 2,) * 3
+    domain_atoms = 0
+    domain_density = None
+    if flexibility.active:
+        mask = select_domain(structure, flexibility, np.random.default_rng(streams["domain"]))
+        core_part, domain_part = split_structure(structure, mask)
+        pivot_xyz = pivot_of(domain_part, origin, a)
+        pivot_index = tuple(np.rint((pivot_xyz[::-1] - np.asarray(origin)) / a).astype(int))
+        core_density = density(core_part, like)
+        domain_density = density(domain_part, like)
+        truth_data = core_density + density(
+            ensemble_structure(domain_part, pivot_xyz, flexibility), like)
+        domain_atoms = int(mask.sum())
+    else:
+        core_density = truth_data = density(structure, like)
+    truth = like.like(truth_data, source=f"simulated entry {seed} truth")
+    spectrum = scipy.fft.rfftn(truth.data, workers=-1)
+    shells = fourier_shells(truth.shape, truth.voxel_size)
+    power = shell_power(spectrum, shells)
+    radius = particle_radius(structure, like)
+    noise = noise_power(settings.snr, power, ImagePoints.of(n, a), settings.microscope(),
+                        settings.defocus_range, radius)
+    return Specimen(structure, name, truth, spectrum, shells, power, core_density,
+                    domain_density, pivot_index, domain_atoms, radius, noise)
+
+
+def implied_half_fsc(specimen: Specimen, settings: SimulationSettings,
+                     shells: Shells | None = None, particles: int | None = None) -> np.ndarray:
+    """The half-map FSC the settings imply for this specimen (:func:`.ssnr.implied_fsc`).
+
+    Args:
+        specimen: the specimen.
+        settings: the settings.
+        shells: shells to report on (default: the map's).
+        particles: particles per half (default: ``settings.particles``).
+
+    Returns:
+        One value per shell.
+    """
+    return implied_fsc(specimen.spectrum, shells or specimen.shells,
+                       settings.particles if particles is None else particles, specimen.noise,
+                       settings.microscope(), settings.defocus_range, settings.views(),
+                       settings.regulariser)
+
+
+def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_particles: int,
+                          stream: np.random.SeedSequence, progress: bool = False,
+                          label: str = "particles") -> Volume:
+    """Simulate ``n_particles`` particles and reconstruct them (steps 2 and 3).
+
+    Args:
+        specimen: the specimen.
+        settings: the settings.
+        n_particles: how many particles.
+        stream: the seed sequence of this particle set: batch ``k`` draws from its child
+            ``k`` (orientations, defocus, motions, then the noise from a child of that).
+        progress: show a progress bar.
+        label: the progress bar's label.
+
+    Returns:
+        The reconstruction on the truth's grid.
+    """
+    n, a = settings.box, settings.voxel_size
+    points = ImagePoints.of(n, a)
+    microscope = settings.microscope()
+    views = settings.views()
+    flexibility = settings.flexibility()
+    low, high = settings.defocus_range
+    reconstructor = FourierReconstructor(n, PAD)
+    sizes = [min(settings.batch_size, n_particles - k)
+             for k in range(0, n_particles, settings.batch_size)]
+    sigma = float(np.sqrt(specimen.noise))
+    core, domain = specimen.transforms
+    bar = tqdm(total=n_particles, desc=label, unit="particle", disable=not progress)
+    with bar, ThreadPoolExecutor(numba.get_num_threads()) as executor:
+        for size, child in zip(sizes, children(stream, len(sizes))):
+            draws, noise_seed = children(child, 2)
+            rng = np.random.default_rng(draws)
+            rotations = views.sample(rng, size)
+            defocus = rng.uniform(low, high, size)
+            if specimen.domain_density is not None:
+                domain_rotations, shifts = flexibility.motions(rng, size)
+                shifts = specimen.pivot + shifts / a
+            else:
+                domain_rotations, shifts = np.zeros((size, 3, 3)), np.zeros((size, 3))
+            noise = standard_normals(noise_seed, (size * points.size, 2), executor) \
+                if sigma > 0 else None
+            add_particles(reconstructor, core, domain,
+                          Batch(rotations, defocus, domain_rotations, shifts), points,
+                          microscope, sigma, noise)
+            bar.update(size)
+    return reconstructor.reconstruct(specimen.truth, specimen.noise, specimen.power,
+                                     settings.regulariser)
+
+
+@dataclass(eq=False)
+class SimulatedEntry:
+    """A simulated entry.
+
+    Attributes:
+        half1, half2: reconstructions from two disjoint particle sets.
+        truth: the noise-free map (mean over the flexible domain's motion).
+        mask: soft mask of the truth, values in [0, 1].
+        reference: reconstruction from ``reference_factor`` times more particles.
+        model: the model, mmCIF text (rest conformation, box coordinates).
+        metadata: JSON-ready record of every parameter (see :func:`simulate_entry`).
+        timings: ``{"wall": {step: s}, "cpu": {step: s}}``, wall-clock and process CPU
+            seconds (all threads) of each step: ``specimen``, ``half1``, ``half2``,
+            ``reference`` (not part of the record: they vary run to run).
+    """
+
+    half1: Volume
+    half2: Volume
+    truth: Volume
+    mask: Volume
+    reference: Volume
+    model: str
+    metadata: dict
+    timings: dict = field(default_factory=dict)
+
+
+def _versions() -> dict:
+    try:
+        ours = version("cref-bench")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return {"cref-bench": ours, "simulation": SIMULATION_VERSION, "numpy": np.__version__,
+            "scipy": scipy.__version__, "numba": numba.__version__, "gemmi": gemmi.__version__}
+
+
+def simulate_entry(settings: SimulationSettings, seed: int, *,
+                   progress: bool = False) -> SimulatedEntry:
+    """Simulate one entry (module docstring).
+
+    Args:
+        settings: the settings (e.g. a preset from :data:`.settings.PRESETS`).
+        seed: non-negative integer; with ``settings`` it determines every map bit for bit.
+        progress: show progress bars.
+
+    Returns:
+        A :class:`SimulatedEntry` whose ``metadata`` holds ``source``, ``seed``,
+        ``simulation_version``, ``settings`` (every field), ``model``, ``atoms``,
+        ``particle_radius``, ``noise_sigma_pixel`` (noise standard deviation per image
+        pixel), ``particles_half``, ``particles_reference``, ``orientations``,
+        ``flexibility`` (domain atoms, pivot, motion), ``implied_resolution`` (Å, from the
+        SSNR the settings imply for a rigid specimen; None if the FSC never crosses 0.143),
+        ``resolution`` (the half-maps' FSC 0.143 crossing, Å, or None) and ``versions``.
+
+    Raises:
+        ValueError: a bad seed, a box too small for the model, or a bad flexible domain.
+        Exception: what :func:`cref_bench.model_map.read_model` raises for a model file that
+            cannot be read or holds no atoms.
+    """
+    timings = {"wall": {}, "cpu": {}}
+
+    def clock(step: str, since: tuple[float, float]) -> None:
+        timings["wall"][step] = time.perf_counter() - since[0]
+        timings["cpu"][step] = time.process_time() - since[1]
+
+    start = (time.perf_counter(), time.process_time())
+    specimen = build_specimen(settings, seed)
+    _ = specimen.transforms    # computed here, so that its time counts as the specimen's
+    mask = soft_mask(specimen.truth)
+    clock("specimen", start)
+    streams = _streams(seed)
+    maps = {}
+    for name, count in (("half1", settings.particles), ("half2", settings.particles),
+                        ("reference", settings.reference_particles)):
+        start = (time.perf_counter(), time.process_time())
+        maps[name] = reconstruct_particles(specimen, settings, count, streams[name], progress,
+                                           label=name)
+        clock(name, start)
+    crossing = fsc(maps["half1"], maps["half2"]).resolution_at(0.143).resolution
+    implied = implied_resolution(implied_half_fsc(specimen, settings), specimen.shells)
+    n = settings.box
+    flexibility = settings.flexibility()
+    metadata = {
+        "source": "simulated", "seed": int(seed), "simulation_version": SIMULATION_VERSION,
+        "settings": settings.as_dict(), "model": specimen.model_name,
+        "atoms": int(specimen.structure[0].count_atom_sites()),
+        "particle_radius": specimen.radius,
+        "noise_sigma_pixel": float(np.sqrt(specimen.noise)) / n,
+        "particles_half": int(settings.particles),
+        "particles_reference": settings.reference_particles,
+        "orientations": settings.views().as_dict(),
+        "flexibility": {"domain_atoms": specimen.domain_atoms,
+                        "pivot_voxels_from_centre_xyz": specimen.pivot.tolist(),
+                        "shift_sd": flexibility.shift_sd, "angle_sd": flexibility.angle_sd,
+                        "selection": flexibility.selection or
+                        ("automatic" if specimen.domain_atoms else None)},
+        "implied_resolution": implied, "resolution": crossing,
+        "versions": _versions(),
+    }
+    model = specimen.structure.make_mmcif_document().as_string()
+    return SimulatedEntry(maps["half1"], maps["half2"], specimen.truth, mask, maps["reference"],
+                          model, metadata, timings)
+
+
+__all__ = ["SIMULATION_VERSION", "SimulatedEntry", "Specimen", "build_specimen",
+           "implied_half_fsc", "reconstruct_particles", "simulate_entry"]
