@@ -113,18 +113,19 @@ class MethodProcess:
 
     Args:
         method: the method (sent to the child with cloudpickle).
-        limits: the per-entry limits.
+        limits: the per-entry limits (default: none).
         log: the file the child's output is appended to (default: a file in the temporary
             folder, removed on :meth:`close`).
 
     Use as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, method: Method, limits: Limits = Limits(), log: str | os.PathLike | None = None):
+    def __init__(self, method: Method, limits: Limits | None = None,
+                 log: str | os.PathLike | None = None):
         import cloudpickle
 
         self.method = method
-        self.limits = limits
+        self.limits = limits or Limits()
         self._blob = cloudpickle.dumps(method)
         self._scratch = Path(tempfile.mkdtemp(prefix="cref-bench-method-"))
         self.log = Path(log) if log is not None else self._scratch / "method.log"

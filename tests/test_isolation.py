@@ -108,7 +108,8 @@ WRONG_OUTPUTS = {
     "not a Denoised": (lambda h: h.data, "not a cref_bench.methods.Denoised"),
     "bare array": (lambda h: Denoised(full=h.data), "is a ndarray, not a cref_bench.Volume"),
     "wrong shape": (lambda h: Denoised(full=Volume(h.data[:-1])), "not on the input grid"),
-    "wrong voxel": (lambda h: Denoised(full=Volume(h.data, 1.0, h.origin)), "not on the input grid"),
+    "wrong voxel": (lambda h: Denoised(full=Volume(h.data, 1.0, h.origin)),
+                    "not on the input grid"),
     "NaN": (lambda h: Denoised(full=h.like(np.where(h.data > 2, np.nan, h.data))), "non-finite"),
     "inf": (lambda h: Denoised(full=h.like(np.full(h.shape, np.inf))), "non-finite"),
     "constant": (lambda h: Denoised(full=h.like(np.zeros(h.shape))), "is constant"),
@@ -156,8 +157,8 @@ def halves():
     return _halves()
 
 
-def _fails(method, halves, limits=Limits(timeout=20)):
-    with MethodProcess(method, limits) as process:
+def _fails(method, halves, limits=None):
+    with MethodProcess(method, limits or Limits(timeout=20)) as process:
         with pytest.raises(MethodFailure) as info:
             process.denoise(*halves, None, label="entry")
     return info.value
