@@ -46,15 +46,19 @@ class MethodFailure(RuntimeError):
         kind: one of :data:`METHOD_FAULTS`.
         fault: what went wrong, in words.
         detail: more for the record (the method's own traceback, when it ran elsewhere).
+        error_type: the name of the exception the method raised (kind ``error``), else
+            ``"MethodFailure"``.
     """
 
-    def __init__(self, method: str, kind: str, fault: str, detail: str = ""):
+    def __init__(self, method: str, kind: str, fault: str, detail: str = "",
+                 error_type: str = "MethodFailure"):
         if kind not in METHOD_FAULTS:
             raise ValueError(f"unknown failure kind {kind!r}; known: {', '.join(METHOD_FAULTS)}")
         self.method = method
         self.kind = kind
         self.fault = fault
         self.detail = detail
+        self.error_type = error_type
         super().__init__(f"method {method!r}: {fault}")
 
 
@@ -159,5 +163,6 @@ def call_method(method: Method, half1: Volume, half2: Volume, mask: Volume | Non
         fault = f"raised {type(raised).__name__}: {raised}"
         if isinstance(raised, ValueError) and "read-only" in str(raised):
             fault += " (its inputs are read-only: copy an input before changing it)"
-        raise MethodFailure(method.name, "error", fault) from raised
+        raise MethodFailure(method.name, "error", fault,
+                            error_type=type(raised).__name__) from raised
     return check_output(method.name, denoised, half1)

@@ -42,6 +42,13 @@ from cref_bench.contract import MethodFailure, call_method, check_output
 from cref_bench.methods import Denoised, Method
 from cref_bench.volume import Volume
 
+ISOLATION = ("auto", "process", "in-process")
+"""Where the runner runs a method: ``auto`` (in its own process only when the method declares
+itself ``safe_in_process``), ``process`` (always a child process) or ``in-process``."""
+
+DEFAULT_TIMEOUT = 3600.0
+"""Seconds a method may spend on one entry unless told otherwise."""
+
 POLL_SECONDS = 0.05
 """How often the parent samples the child's state while it works."""
 
@@ -242,7 +249,7 @@ class MethodProcess:
             reply = self._wait()
             if reply["status"] != "ok":
                 raise MethodFailure(self.method.name, reply["kind"], reply["fault"],
-                                    detail=reply["traceback"])
+                                    detail=reply["traceback"], error_type=reply["error_type"])
             maps = {n: _load(job, n, g, mmap=False) for n, g in reply["outputs"].items()}
         finally:
             shutil.rmtree(job, ignore_errors=True)
@@ -290,7 +297,8 @@ def _run_job(method: Method, job: dict) -> dict:
     except MethodFailure as exc:
         cause = exc.__cause__
         trace = "".join(traceback.format_exception(cause)) if cause is not None else ""
-        return {"status": "failed", "kind": exc.kind, "fault": exc.fault, "traceback": trace}
+        return {"status": "failed", "kind": exc.kind, "fault": exc.fault, "traceback": trace,
+                "error_type": exc.error_type}
     outputs = {"full": _save(folder, "full", denoised.full)}
     if denoised.half1 is not None:
         outputs["half1"] = _save(folder, "half1", denoised.half1)

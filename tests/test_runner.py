@@ -165,7 +165,8 @@ def test_tables_match_direct_evaluation(corpus_path, tmp_path):
     assert run.counts == {"entries": 5, "evaluated": 5, "resumed": 0, "failed": 0}
 
     scalars = run.scalars
-    assert list(scalars.columns[:5]) == list(results.ID_COLUMNS)
+    ids = len(results.ID_COLUMNS)
+    assert list(scalars.columns[:ids]) == list(results.ID_COLUMNS)
     assert sorted(scalars["entry"].unique()) == sorted(TEST_IDS)  # default split: test only
     assert len(scalars) == 10
     assert set(map(tuple, scalars[["entry", "masking"]].values)) == \
@@ -181,7 +182,7 @@ def test_tables_match_direct_evaluation(corpus_path, tmp_path):
                       denoised_half2=den.half2, mask=entry.mask, truth=entry.truth)
     for masking, values in direct.scalars.items():
         row = scalars[(scalars["entry"] == entry.id) & (scalars["masking"] == masking)].iloc[0]
-        assert list(values) == [c for c in scalars.columns[5:] if c in values]
+        assert list(values) == [c for c in scalars.columns[ids:] if c in values]
         for name, value in values.items():
             if value is None:
                 assert np.isnan(row[name])
@@ -292,23 +293,30 @@ def test_entries_are_seeded_by_run_seed_and_id(corpus_path, tmp_path):
 
 # --------------------------------------------------------------------------- failures, resume
 
-def test_failing_entry_is_recorded_and_retried(corpus_path, tmp_path, files):
+def test_failing_entry_is_recorded_and_retried_when_asked(corpus_path, tmp_path, files):
     out = tmp_path / "f"
     bad = TEST_IDS[2]
     Path(files["control"]).write_text(json.dumps({"fail_on": [bad]}))
     run = run_method(SPEC, corpus_path, out=out, params=files, progress=False)
     assert run.exit_status == 1
     assert run.counts["failed"] == 1
+    params = results.params_text({"sigma": 1.0, **files})
     assert run.failures.to_dict("records") == [{
-        "method": "blur-test", "method_version": "1", "entry": bad,
-        "error_type": "RuntimeError", "message": f"refusing entry {bad}"}]
+        "method": "blur-test", "method_version": "1", "params": params, "entry": bad,
+        "split": "test", "kind": "error", "error_type": "RuntimeError",
+        "message": f"method 'blur-test': raised RuntimeError: refusing entry {bad}"}]
     assert bad not in set(run.scalars["entry"]) and run.scalars["entry"].nunique() == 4
     assert pd.read_csv(out / "failures.csv")["entry"].tolist() == [bad]
     assert "RuntimeError" in json.loads((out / "entries" / f"{bad}.json").read_text())["traceback"]
     assert run.summary["failed"].eq(1).all() and "4 of 5 entries ok" in run.summary_text
 
-    Path(files["control"]).write_text("{}")  # the fault is gone: only the failed entry reruns
-    again = run_method(SPEC, corpus_path, out=out, params=files, progress=False)
+    Path(files["control"]).write_text("{}")  # the fault is gone, but failures are kept...
+    kept = run_method(SPEC, corpus_path, out=out, params=files, progress=False)
+    assert kept.exit_status == 1 and kept.counts["evaluated"] == 0
+    assert kept.failures["entry"].tolist() == [bad]
+    # ... until asked: then only the failed entry reruns
+    again = run_method(SPEC, corpus_path, out=out, params=files, progress=False,
+                       retry_failed=True)
     assert again.exit_status == 0 and again.failures.empty
     assert again.counts == {"entries": 5, "evaluated": 1, "resumed": 4, "failed": 0}
     assert sorted(_logged(files["log"])) == sorted(TEST_IDS)
@@ -318,8 +326,9 @@ def test_failing_entry_is_recorded_and_retried(corpus_path, tmp_path, files):
 def test_resume_after_interrupt_evaluates_each_entry_once(corpus_path, tmp_path, files):
     out = tmp_path / "r"
     Path(files["control"]).write_text(json.dumps({"stop_after": 2}))
-    with pytest.raises(KeyboardInterrupt):
-        run_method(SPEC, corpus_path, out=out, params=files, progress=False)
+    with pytest.raises(KeyboardInterrupt):  # in process, the method's interrupt is the user's
+        run_method(SPEC, corpus_path, out=out, params=files, progress=False,
+                   isolation="in-process")
     assert len(_logged(files["log"])) == 2
     assert len(list((out / "entries").glob("*.json"))) == 2
     assert not (out / "scalars.csv").exists()
