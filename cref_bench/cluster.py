@@ -22,7 +22,10 @@ def dask_client(workers: int = 1, scheduler: str | None = None,
         processes: local workers are processes (else threads of this process).
         allowed_failures: how many workers a task may take down before the local
             scheduler gives up on it (dask's ``distributed.scheduler.allowed-failures``;
-            ``None`` keeps dask's default). An existing cluster keeps its own setting.
+            ``None`` keeps dask's default). When given, the local scheduler also sends each
+            worker only as many tasks as it has threads (``worker-saturation`` 1), so that a
+            worker's death is charged to the task it was running, not to those queued on it.
+            An existing cluster keeps its own settings.
 
     Yields:
         The :class:`dask.distributed.Client`.
@@ -35,7 +38,8 @@ def dask_client(workers: int = 1, scheduler: str | None = None,
             yield client
         return
     settings = ({} if allowed_failures is None
-                else {"distributed.scheduler.allowed-failures": allowed_failures})
+                else {"distributed.scheduler.allowed-failures": allowed_failures,
+                      "distributed.scheduler.worker-saturation": 1.0})
     with dask.config.set(settings), LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=processes,
             dashboard_address=None) as cluster, Client(cluster) as client:

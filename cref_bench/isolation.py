@@ -49,6 +49,10 @@ itself ``safe_in_process``), ``process`` (always a child process) or ``in-proces
 DEFAULT_TIMEOUT = 3600.0
 """Seconds a method may spend on one entry unless told otherwise."""
 
+STARTUP_SECONDS = 300.0
+"""How long a method process may take to start (import and unpickle the method); not
+counted against the per-entry time limit."""
+
 POLL_SECONDS = 0.05
 """How often the parent samples the child's state while it works."""
 
@@ -159,6 +163,7 @@ class MethodProcess:
         child.close()
         self._conn = Connection(parent.detach())
         self._conn.send_bytes(self._blob)
+        self._wait(STARTUP_SECONDS, "while starting (loading the method)")
 
     def _kill(self) -> None:
         if self._proc is not None:
@@ -194,9 +199,11 @@ class MethodProcess:
         text = b"".join(lines).decode("utf-8", "replace").rstrip()
         return f"; its last output:\n{text}" if text else ""
 
-    def _wait(self) -> dict:
-        """The child's reply to the job just sent, enforcing the limits while waiting."""
+    def _wait(self, timeout: float | None, during: str = "") -> dict:
+        """The child's next reply, enforcing ``timeout`` and the memory limit while waiting;
+        ``during`` says what the child was doing, for the messages."""
         start, name = time.monotonic(), self.method.name
+        during = f" {during}" if during else ""
         while True:
             try:
                 if self._conn.poll(POLL_SECONDS):
@@ -208,19 +215,19 @@ class MethodProcess:
                 self._proc.wait()
                 tail = self._log_tail()
                 self._forget()
-                raise MethodFailure(name, "crashed", _describe_exit(code) + tail)
+                raise MethodFailure(name, "crashed", _describe_exit(code) + during + tail)
             elapsed = time.monotonic() - start
-            if self.limits.timeout is not None and elapsed > self.limits.timeout:
+            if timeout is not None and elapsed > timeout:
                 self._kill()
-                raise MethodFailure(name, "timeout", f"stopped after {elapsed:.0f} s "
-                                    f"(the limit is {self.limits.timeout:g} s per entry)")
+                raise MethodFailure(name, "timeout", f"stopped after {elapsed:.0f} s{during} "
+                                    f"(the limit is {timeout:g} s)")
             if self.limits.memory is not None:
                 rss = _tree_rss(self._proc.pid)
                 if rss > self.limits.memory:
                     self._kill()
                     raise MethodFailure(name, "memory", f"stopped at {rss / 2**30:.2f} GiB "
-                                        f"resident (the limit is {self.limits.memory / 2**30:.2f} "
-                                        "GiB per entry)")
+                                        f"resident{during} (the limit is "
+                                        f"{self.limits.memory / 2**30:.2f} GiB)")
 
     def denoise(self, half1: Volume, half2: Volume, mask: Volume | None, *, seed: int = 0,
                 label: str = "") -> Denoised:
@@ -246,7 +253,7 @@ class MethodProcess:
             geometry = {n: _save(job, n, v) for n, v in inputs.items() if v is not None}
             self._conn.send_bytes(pickle.dumps({"folder": str(job), "geometry": geometry,
                                                 "seed": seed, "label": label}))
-            reply = self._wait()
+            reply = self._wait(self.limits.timeout)
             if reply["status"] != "ok":
                 raise MethodFailure(self.method.name, reply["kind"], reply["fault"],
                                     detail=reply["traceback"], error_type=reply["error_type"])
@@ -314,6 +321,7 @@ def child_main() -> None:
 
     conn = Connection(int(sys.argv[1]))
     method = cloudpickle.loads(conn.recv_bytes())
+    conn.send_bytes(pickle.dumps("ready"))
     while True:
         try:
             job = pickle.loads(conn.recv_bytes())

@@ -31,10 +31,11 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
 * **Parallelism.** ``workers=1`` and no scheduler (or at most one entry to do): in this
   process. Otherwise dask: a ``LocalCluster(n_workers=min(workers, entries to do),
   threads_per_worker=1, dashboard_address=None)``, or the existing cluster at
-  ``scheduler``. The method is sent to each worker once; workers read their entry from the
-  corpus location themselves (maps are never shipped) and keep one method process each. A
-  worker that dies is not replaced for its entry (the scheduler's ``allowed-failures`` is 0
-  on a local cluster): the entry is recorded as crashed. With ``save_maps`` the workers
+  ``scheduler``. One entry per worker thread is in flight at a time; the method travels
+  with each task; workers read their entry from the corpus location themselves (maps are
+  never shipped) and keep one method process each. A worker that dies is not retried with
+  its entry (the scheduler's ``allowed-failures`` is 0 on a local cluster): the entry is
+  recorded as crashed. With ``save_maps`` the workers
   write ``maps/`` themselves, so on a remote cluster the results folder must be reachable at
   the same path from the workers (so must ``logs/``).
 * **Reproducibility.** Before each entry the numpy, ``random`` and torch generators (of the
@@ -50,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import json
 import os
 import random
@@ -279,22 +281,36 @@ def _lost(entry_id: str, exc: BaseException) -> dict:
 
 
 def _on_dask(method, location, todo, execution, storage_options) -> Iterator[dict]:
+    """Evaluate ``todo`` on a dask cluster, one entry in flight per worker thread (so that a
+    worker's death is charged to the entry it was running, and the method travels with each
+    task rather than living on workers that may die)."""
     from dask.distributed import as_completed
 
-    workers = min(execution.workers, len(todo))
-    with dask_client(workers, execution.scheduler, allowed_failures=0) as client:
-        [shared_method] = client.scatter([method], broadcast=True, hash=False)
-        futures = {client.submit(evaluate_entry, shared_method, location, entry_id, execution,
-                                 storage_options=storage_options, pure=False,
-                                 key=f"cref-bench-{entry_id}-{execution.token}"): entry_id
-                   for entry_id in todo}
+    waiting = iter(todo)
+    with dask_client(min(execution.workers, len(todo)), execution.scheduler,
+                     allowed_failures=0) as client:
+        slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()) or 1
+        flight: dict = {}
+
+        def submit(entry_id: str):
+            future = client.submit(evaluate_entry, method, location, entry_id, execution,
+                                   storage_options=storage_options, pure=False,
+                                   key=f"cref-bench-{entry_id}-{execution.token}")
+            flight[future] = entry_id
+            return future
+
+        done = as_completed([submit(e) for e in itertools.islice(waiting, slots)])
         try:
-            for future in as_completed(futures):
+            for future in done:
+                entry_id = flight.pop(future)
                 try:
                     yield future.result()
                 except Exception as exc:  # the task, not the entry, was lost
-                    yield _lost(futures[future], exc)
+                    yield _lost(entry_id, exc)
                 future.release()
+                following = next(waiting, None)
+                if following is not None:
+                    done.add(submit(following))
         finally:
             client.run(close_method_processes, execution.token)
 

@@ -1,9 +1,10 @@
 """Tests of the evaluation runner (cref_bench.runner, cref_bench.results) and `cref-bench run`.
 
-A session fixture writes a tiny corpus (32-40³ boxes: a smooth random truth plus noise) with
-dataset_builder.store. The methods below are referenced by ``tests.test_runner:Name``; they
-log every entry they finish to a file, so tests can count evaluations across runs, and a
-control file tells them to fail on an entry or to interrupt the run (KeyboardInterrupt).
+The session fixture ``corpus_path`` (tests/runner_corpus.py) is a tiny corpus (32-40³ boxes:
+a smooth random truth plus noise). The methods below are referenced by
+``tests.test_runner:Name``; they log every entry they finish to a file, so tests can count
+evaluations across runs, and a control file tells them to fail on an entry or to interrupt
+the run (KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from cref_bench.mapio import read_map
 from cref_bench.methods import Denoised, Method, SingleMapMethod
 from cref_bench.metrics import evaluate
 from cref_bench.runner import entry_seed, run_method
-from cref_bench.splits import split_of
 from cref_bench.volume import Volume
+from tests.runner_corpus import TEST_IDS, VALID_IDS, ids_of_split, phantom_maps
 
 SPEC = "tests.test_runner:Blur"
 
@@ -102,49 +103,6 @@ class RandomNoise(SingleMapMethod):
 
 
 # --------------------------------------------------------------------------- corpus
-
-def _ids(split: str, count: int) -> list[str]:
-    found, i = [], 0
-    while len(found) < count:
-        entry_id = f"PH-{i:04d}"
-        if split_of(entry_id) == split:
-            found.append(entry_id)
-        i += 1
-    return found
-
-
-def _phantom(rng, n: int, with_truth: bool) -> dict:
-    truth = ndimage.gaussian_filter(rng.standard_normal((n, n, n)), 1.5)
-    truth = (truth / truth.std()).astype(np.float32)
-    z, y, x = np.ogrid[:n, :n, :n]
-    radius = np.sqrt((z - n / 2) ** 2 + (y - n / 2) ** 2 + (x - n / 2) ** 2)
-    mask = np.clip((0.38 * n - radius) / 3, 0, 1).astype(np.float32)
-    maps = {name: Volume(truth + rng.standard_normal(truth.shape).astype(np.float32) * 0.8, 1.5)
-            for name in ("half1", "half2")}
-    maps["mask"] = Volume(mask, 1.5)
-    maps["truth"] = Volume(truth, 1.5) if with_truth else None
-    return maps
-
-
-TEST_IDS = _ids("test", 5)
-VALID_IDS = _ids("valid", 1)
-
-
-@pytest.fixture(scope="session")
-def corpus_path(tmp_path_factory) -> str:
-    from dataset_builder.store import create_store, finalize, write_entry
-
-    path = tmp_path_factory.mktemp("runner") / "corpus.zarr"
-    store = create_store(path, source="runner test phantoms", patch_size=16)
-    rng = np.random.default_rng(7)
-    for k, entry_id in enumerate(TEST_IDS + VALID_IDS):
-        maps = _phantom(rng, 32 if k % 2 else 40, with_truth=k != 1)
-        if k == 2:  # one entry with a reference map (here its truth)
-            maps["reference"] = maps["truth"]
-        write_entry(store, entry_id, **maps, metadata={"resolution": 4.0})
-    finalize(store)
-    return str(path)
-
 
 @pytest.fixture
 def files(tmp_path):
@@ -366,8 +324,8 @@ def test_corpus_change_recomputes(corpus_path, tmp_path, files):
     shutil.copytree(corpus_path, copy)
     out = tmp_path / "c"
     run_method(SPEC, copy, out=out, params=files, progress=False, limit=2)
-    extra = _ids("test", 6)[-1]
-    write_entry(str(copy), extra, **_phantom(np.random.default_rng(1), 32, True))
+    extra = ids_of_split("test", 6)[-1]
+    write_entry(str(copy), extra, **phantom_maps(np.random.default_rng(1), 32, True))
     finalize(str(copy))
     run = run_method(SPEC, copy, out=out, params=files, progress=False, limit=2)
     assert run.counts["resumed"] == 0 and run.counts["evaluated"] == 2
