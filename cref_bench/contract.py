@@ -26,7 +26,7 @@ import hashlib
 
 import numpy as np
 
-from cref_bench.errors import GeometryMismatch
+from cref_bench.errors import CrefBenchError, GeometryMismatch
 from cref_bench.methods import Denoised, Method
 from cref_bench.volume import Volume
 
@@ -38,8 +38,9 @@ METHOD_FAULTS = FAILURE_KINDS[:6]
 """The failure kinds that are the method's fault."""
 
 
-class MethodFailure(RuntimeError):
-    """A method broke the runner's contract or its limits on one entry.
+class MethodFailure(CrefBenchError):
+    """A method broke the runner's contract or its limits on one entry (recorded by the
+    runner as that entry's failure; never the end of a run).
 
     Args:
         method: the method's name.
@@ -54,12 +55,14 @@ class MethodFailure(RuntimeError):
                  error_type: str = "MethodFailure"):
         if kind not in METHOD_FAULTS:
             raise ValueError(f"unknown failure kind {kind!r}; known: {', '.join(METHOD_FAULTS)}")
+        super().__init__(f"method {method!r}", fault)
         self.method = method
         self.kind = kind
-        self.fault = fault
         self.detail = detail
         self.error_type = error_type
-        super().__init__(f"method {method!r}: {fault}")
+
+    def __reduce__(self):
+        return type(self), (self.method, self.kind, self.fault, self.detail, self.error_type)
 
 
 def read_only(volume: Volume) -> Volume:

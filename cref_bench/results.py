@@ -260,7 +260,8 @@ def summarise(scalars: pd.DataFrame, failed: int, metrics=SUMMARY_METRICS,
             values = part[metric].dropna()
             if values.empty:
                 continue
-            bounded = sum((e, masking, metric) in bound for e in part.loc[values.index, "entry"])
+            bounded = (sum((e, masking, metric) in bound for e in part.loc[values.index, "entry"])
+                       if bound else 0)
             rows.append({"masking": masking, "metric": metric, "mean": values.mean(),
                          "std": values.std(ddof=1), "median": values.median(),
                          "n": int(values.size), "bounded": int(bounded), "failed": int(failed)})
