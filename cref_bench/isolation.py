@@ -257,7 +257,8 @@ class MethodProcess:
             if reply["status"] != "ok":
                 raise MethodFailure(self.method.name, reply["kind"], reply["fault"],
                                     detail=reply["traceback"], error_type=reply["error_type"])
-            maps = {n: _load(job, n, g, mmap=False) for n, g in reply["outputs"].items()}
+            maps = {n: _load(job, f"out-{n}", g, mmap=False)
+                    for n, g in reply["outputs"].items()}
         finally:
             shutil.rmtree(job, ignore_errors=True)
         denoised = Denoised(full=maps["full"], half1=maps.get("half1"), half2=maps.get("half2"),
@@ -306,10 +307,11 @@ def _run_job(method: Method, job: dict) -> dict:
         trace = "".join(traceback.format_exception(cause)) if cause is not None else ""
         return {"status": "failed", "kind": exc.kind, "fault": exc.fault, "traceback": trace,
                 "error_type": exc.error_type}
-    outputs = {"full": _save(folder, "full", denoised.full)}
+    # the outputs get names of their own: a method may return its (mapped) inputs
+    outputs = {"full": _save(folder, "out-full", denoised.full)}
     if denoised.half1 is not None:
-        outputs["half1"] = _save(folder, "half1", denoised.half1)
-        outputs["half2"] = _save(folder, "half2", denoised.half2)
+        outputs["half1"] = _save(folder, "out-half1", denoised.half1)
+        outputs["half2"] = _save(folder, "out-half2", denoised.half2)
     return {"status": "ok", "outputs": outputs, "note": denoised.note}
 
 

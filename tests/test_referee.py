@@ -247,10 +247,13 @@ def test_memory_limit_is_recorded(corpus_path, tmp_path):
 
 def test_classic_filters_run_in_process_and_others_in_their_own(corpus_path, tmp_path):
     pytest.importorskip("baselines.classic")
-    assert _run("noisy", corpus_path, tmp_path / "n", limit=1).provenance["execution"][
-        "isolation"] == "in-process"
-    assert _run("noisy", corpus_path, tmp_path / "n2", limit=1, isolation="process"
-                ).provenance["execution"]["isolation"] == "process"
+    in_process = _run("noisy", corpus_path, tmp_path / "n", limit=2)
+    assert in_process.provenance["execution"]["isolation"] == "in-process"
+    # noisy returns its own inputs as the denoised halves: that must work in a process too
+    separate = _run("noisy", corpus_path, tmp_path / "n2", limit=2, isolation="process")
+    assert separate.provenance["execution"]["isolation"] == "process"
+    assert in_process.exit_status == separate.exit_status == 0
+    pd.testing.assert_frame_equal(in_process.scalars, separate.scalars)
     assert _run("tests.test_referee:Blur", corpus_path, tmp_path / "b", limit=1
                 ).provenance["execution"]["isolation"] == "process"
 
