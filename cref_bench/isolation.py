@@ -142,6 +142,7 @@ class MethodProcess:
         self.log = Path(log) if log is not None else self._scratch / "method.log"
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
+        self._starting = False
 
     def __enter__(self) -> MethodProcess:
         return self
@@ -149,7 +150,11 @@ class MethodProcess:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the child now, without waiting for it to be ready (the first entry waits),
+        so that its start overlaps the caller's own work; a no-op when it is running."""
+        if self._proc is not None:
+            return
         parent, child = socket.socketpair()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             os.path.abspath(p) if p else os.getcwd() for p in sys.path))
@@ -163,7 +168,14 @@ class MethodProcess:
         child.close()
         self._conn = Connection(parent.detach())
         self._conn.send_bytes(self._blob)
-        self._wait(STARTUP_SECONDS, "while starting (loading the method)")
+        self._starting = True
+
+    def _ready(self) -> None:
+        """Start the child if needed and wait until it has loaded the method."""
+        self.start()
+        if self._starting:
+            self._wait(STARTUP_SECONDS, "while starting (loading the method)")
+            self._starting = False
 
     def _kill(self) -> None:
         if self._proc is not None:
@@ -245,8 +257,7 @@ class MethodProcess:
             MethodFailure: the method raised, broke the contract, or ran over a limit or
                 died (the child is then restarted for the next entry).
         """
-        if self._proc is None:
-            self._start()
+        self._ready()
         job = Path(tempfile.mkdtemp(prefix="entry-", dir=self._scratch))
         try:
             inputs = {"half1": half1, "half2": half2, "mask": mask}

@@ -262,6 +262,8 @@ def evaluate_entry(method: Method, location: str, entry_id: str, execution: _Exe
 
 
 def _in_process(method, location, todo, execution, storage_options) -> Iterator[dict]:
+    if execution.isolation == "process" and todo:
+        _method_process(method, execution).start()  # its start overlaps reading the first entry
     try:
         for entry_id in todo:
             yield evaluate_entry(method, location, entry_id, execution,
