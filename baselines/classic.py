@@ -116,6 +116,7 @@ class Noisy(Method):
     name = "noisy"
     version = "1"
     needs_gpu = False
+    safe_in_process = True
 
     def denoise(self, half1: Volume, half2: Volume, mask: Volume | None = None) -> Denoised:
         """Return the average and the halves as given.
@@ -128,6 +129,8 @@ class Noisy(Method):
 
 class _ShellWeighting(Method):
     """A filter whose per-shell weights follow from the half-map FSC."""
+
+    safe_in_process = True
 
     def weights(self, fsc_half: FSCCurve) -> tuple[np.ndarray, np.ndarray]:
         """Per-shell weights ``(of the average, of each half)`` for a half-map FSC curve."""

@@ -66,7 +66,8 @@ def corpus(tmp_path_factory) -> str:
     return str(path)
 
 
-def test_runner_overhead_vs_metrics_alone(benchmark, corpus, tmp_path):
+@pytest.mark.parametrize("isolation", ["process", "in-process"])
+def test_runner_overhead_vs_metrics_alone(benchmark, corpus, tmp_path, isolation):
     loaded = []
     for entry in open_corpus(corpus).entries("all"):
         loaded.append((entry.half1, entry.half2, entry.mask, entry.truth))
@@ -85,7 +86,8 @@ def test_runner_overhead_vs_metrics_alone(benchmark, corpus, tmp_path):
         alone.append(median_seconds(metrics_alone, 1))
 
     def whole_run():
-        run = run_method(method, corpus, split="all", out=next(folders), progress=False)
+        run = run_method(method, corpus, split="all", out=next(folders), progress=False,
+                         isolation=isolation)
         assert run.counts["evaluated"] == ENTRIES and run.exit_status == 0
 
     whole_run()  # warm-up: kernels compiled, shells cached
@@ -94,5 +96,5 @@ def test_runner_overhead_vs_metrics_alone(benchmark, corpus, tmp_path):
     per_minute = ENTRIES / benchmark.stats.stats.median * 60
     benchmark.extra_info["entries_per_minute"] = per_minute
     print(f"\nrunner: {per_minute:.0f} entries per minute ({ENTRIES} entries, {BOXES} boxes)")
-    assert report_ratio(benchmark, "runner, 12 entries in process", "evaluate_alone",
-                        baseline) <= 1.3
+    assert report_ratio(benchmark, f"runner, {ENTRIES} entries, method {isolation}",
+                        "evaluate_alone", baseline) <= 1.3

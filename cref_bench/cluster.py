@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 @contextmanager
 def dask_client(workers: int = 1, scheduler: str | None = None,
-                processes: bool = True) -> Iterator:
+                processes: bool = True, allowed_failures: int | None = None) -> Iterator:
     """A dask client: on an existing cluster, or on a local one made (and closed) here.
 
     Args:
@@ -20,16 +20,27 @@ def dask_client(workers: int = 1, scheduler: str | None = None,
         scheduler: the address of an existing scheduler (``tcp://host:8786``); ``None``
             starts a :class:`dask.distributed.LocalCluster`.
         processes: local workers are processes (else threads of this process).
+        allowed_failures: how many workers a task may take down before the local
+            scheduler gives up on it (dask's ``distributed.scheduler.allowed-failures``;
+            ``None`` keeps dask's default). When given, the local scheduler also sends each
+            worker only as many tasks as it has threads (``worker-saturation`` 1), so that a
+            worker's death is charged to the task it was running, not to those queued on it.
+            An existing cluster keeps its own settings.
 
     Yields:
         The :class:`dask.distributed.Client`.
     """
+    import dask
     from dask.distributed import Client, LocalCluster
 
     if scheduler is not None:
         with Client(scheduler) as client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    settings = ({} if allowed_failures is None
+                else {"distributed.scheduler.allowed-failures": allowed_failures,
+                      "distributed.scheduler.worker-saturation": 1.0})
+    with dask.config.set(settings), LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=processes,
+            dashboard_address=None) as cluster, Client(cluster) as client:
         yield client

@@ -32,11 +32,18 @@ class Crossing:
         threshold: the threshold (0.143, 0.5, ...).
         resolution: the crossing in Å, or ``None`` when there is none; ``note`` says why.
         note: empty when ``resolution`` is a number, else the reason (``"never crosses ..."``).
+        bound: where there is no crossing, what is known instead: ``"<"`` when the curve
+            never falls below the threshold (the resolution is finer than ``limit``, the
+            Nyquist resolution), ``">"`` when it is below already at the first shell (coarser
+            than ``limit``, the first shell's resolution); ``""`` otherwise.
+        limit: the resolution in Å that ``bound`` refers to, or ``None``.
     """
 
     threshold: float
     resolution: float | None
     note: str = ""
+    bound: str = ""
+    limit: float | None = None
 
 
 def resolution_at(frequency: np.ndarray, values: np.ndarray, threshold: float) -> Crossing:
@@ -45,8 +52,9 @@ def resolution_at(frequency: np.ndarray, values: np.ndarray, threshold: float) -
     Starting at the lowest-frequency shell, the first shell whose value is below the
     threshold is found; the crossing frequency is interpolated linearly between it and the
     shell before. A curve that stays at or above the threshold up to its last shell "never
-    crosses" (the resolution is then at least the Nyquist limit); one that starts below it
-    is "below at the first shell". Neither is reported as a number.
+    crosses" (the resolution is then finer than the Nyquist limit: bound ``"<"``); one that
+    starts below it is "below at the first shell" (coarser than that shell: bound ``">"``).
+    Neither is reported as a crossing; the bound and its limit are.
 
     Args:
         frequency: increasing shell frequencies, 1/Å.
@@ -59,13 +67,15 @@ def resolution_at(frequency: np.ndarray, values: np.ndarray, threshold: float) -
     values = np.asarray(values, dtype=np.float64)
     below = ~(values >= threshold)
     if not below.any():
+        limit = float(1 / frequency[-1])
         return Crossing(threshold, None,
-                        f"never crosses {threshold:g} up to {1 / frequency[-1]:.3g} Å (Nyquist)")
+                        f"never crosses {threshold:g} up to {limit:.3g} Å (Nyquist)", "<", limit)
     i = int(np.argmax(below))
     if i == 0:
+        limit = float(1 / frequency[0])
         return Crossing(threshold, None,
-                        f"below {threshold:g} already at the first shell "
-                        f"({1 / frequency[0]:.3g} Å)")
+                        f"below {threshold:g} already at the first shell ({limit:.3g} Å)",
+                        ">", limit)
     v0, v1 = values[i - 1], values[i]
     t = (v0 - threshold) / (v0 - v1) if np.isfinite(v1) else 0.0
     f = frequency[i - 1] + t * (frequency[i] - frequency[i - 1])

@@ -47,11 +47,14 @@ class Method:
         name: the registry name (``cref-bench run --method NAME``).
         version: bumped whenever results would change; part of the runner's resume key.
         needs_gpu: whether the method is impractical without a GPU.
+        safe_in_process: the runner may run it in its own process (no child process, so no
+            time or memory limit); for small, trusted code such as the classic filters.
     """
 
     name: str = "unnamed"
     version: str = "0"
     needs_gpu: bool = False
+    safe_in_process: bool = False
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -60,7 +63,9 @@ class Method:
         return None
 
     def params(self) -> dict:
-        """The method's parameters, recorded in the provenance of every result."""
+        """The method's parameters: recorded in the provenance of every result and part of
+        the runner's resume key (with those given to the run), so that results of other
+        settings are never reused. Return every setting that changes the output."""
         return {}
 
     def denoise(self, half1: Volume, half2: Volume, mask: Volume | None = None) -> Denoised:

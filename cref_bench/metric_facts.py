@@ -66,7 +66,7 @@ def _table(*rows: tuple) -> dict[str, MetricFacts]:
 METRICS: dict[str, MetricFacts] = _table(
     # name, unit, better, shown, summary, description
     ("cref_rmse", "", "min", True, True,
-     "RMSE between FSC_FD² and C_ref² over the shells (the benchmark score)"),
+     "RMSE between max(FSC_FD, 0)² and C_ref² over the shells (the benchmark score)"),
     ("cref_l1", "", "min", True, True,
      "mean |C_ref - FSC_FD| over the shells (the training loss)"),
     ("fsc05_change", "Å", "min", True, True,

@@ -10,7 +10,8 @@ an atomic model; a reference map (a higher-resolution map of the same specimen).
   reference trainer keeps ``|f|`` instead; see :mod:`cref_bench.torch_loss`.)
 * ``FSC_FD = FSC(D, M)``. A good denoiser keeps ``FSC_FD`` equal to ``C_ref``: above it is
   noise left in, below it is signal lost. Scores: ``cref_rmse``, the RMSE between
-  ``FSC_FD²`` and ``C_ref²`` over the shells up to Nyquist (the benchmark score), and
+  ``max(FSC_FD, 0)²`` and ``C_ref²`` over the shells up to Nyquist (the benchmark score;
+  a negative FSC_FD counts as 0, as in the paper's anchors), and
   ``cref_l1``, the mean ``|C_ref - FSC_FD|`` (the training loss, on our shells). A shell
   where ``D`` keeps no power above float32 rounding (mean power per voxel below
   :data:`NO_POWER` times ``D``'s mean over all shells) has ``FSC_FD = 0``: the denoiser
@@ -23,7 +24,8 @@ an atomic model; a reference map (a higher-resolution map of the same specimen).
   ``var(B) = cov(D1, D2) + sqrt(cov(M1, M1) cov(M2, M2)) - 2 cov(M1, D2) - var(N)``,
   ``var(N^d) = sqrt(cov(D1, D1) cov(D2, D2)) - cov(D1, D2)``; curves S/N and S/B.
 * Model-map FSC (like phenix.mtriage): ``d_fsc_model`` at 0.143 and 0.5 between a map and
-  the model map computed on its grid; unmasked, and masked with a soft mask around the atoms.
+  the model map computed on its grid (band-limited without a roll-off, which would bias the
+  last shells); unmasked, and masked with a soft mask around the atoms.
 * With a reference map: ``FSC(D, reference)`` and its crossings.
 * With the truth: ``FSC(D, T)`` and its crossings, and the correlation and RMSE to ``T``
   (inside the mask, weighted by it, in the masked row; over the box in the unmasked row).
@@ -87,8 +89,14 @@ def fsc_fd_curve(spectra: Spectra, denoised: str = "D", average: str = "M") -> F
 
 
 def cref_rmse(fsc_fd: np.ndarray, cref: np.ndarray) -> float:
-    """The benchmark score: RMSE between ``FSC_FD²`` and ``C_ref²`` over the shells."""
-    diff = np.asarray(fsc_fd, dtype=np.float64) ** 2 - np.asarray(cref, dtype=np.float64) ** 2
+    """The benchmark score: RMSE between ``max(FSC_FD, 0)²`` and ``C_ref²`` over the shells.
+
+    A negative ``FSC_FD`` (the denoised map anti-correlated with the input in a shell, as
+    after a contrast inversion) counts as 0, as in the paper's anchors: squaring it unclipped
+    would score an inverted shell like a correct one.
+    """
+    fd = np.maximum(np.asarray(fsc_fd, dtype=np.float64), 0.0)
+    diff = fd ** 2 - np.asarray(cref, dtype=np.float64) ** 2
     return float(np.sqrt(np.nanmean(diff ** 2)))
 
 
@@ -153,12 +161,17 @@ class MetricReport:
     Attributes:
         scalars: ``{masking: {metric: value or None}}`` for masking in ``("unmasked", "masked")``.
         curves: long table with columns masking, curve, shell, frequency, value.
-        notes: ``{masking: {metric: reason}}`` for every metric that is ``None``.
+        notes: ``{masking: {metric: reason}}`` for every metric that is ``None`` or a bound.
+        bounds: ``{masking: {metric: "<" or ">"}}`` for every metric whose value is a bound,
+            not a measurement: a resolution whose FSC never falls below the threshold up to
+            Nyquist is reported as the Nyquist resolution with ``"<"`` (it is finer), one
+            below the threshold already at the first shell as that shell's with ``">"``.
     """
 
     scalars: dict[str, dict[str, float | None]] = field(default_factory=dict)
     curves: pd.DataFrame | None = None
     notes: dict[str, dict[str, str]] = field(default_factory=dict)
+    bounds: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def rows(self) -> list[dict]:
         """One flat dict per masking: ``masked`` (bool), every scalar, and ``notes`` (text)."""
@@ -177,6 +190,7 @@ class _Recorder:
         self.frequency = shells_frequency
         self.scalars: dict[str, float | None] = {}
         self.notes: dict[str, str] = {}
+        self.bounds: dict[str, str] = {}
         self.curves: list[pd.DataFrame] = []
 
     def curve(self, name: str, values: np.ndarray) -> None:
@@ -184,13 +198,18 @@ class _Recorder:
             "masking": self.masking, "curve": name, "shell": np.arange(1, values.size + 1),
             "frequency": self.frequency, "value": np.asarray(values, dtype=np.float64)}))
 
-    def value(self, name: str, value: float | None, note: str = "") -> None:
+    def value(self, name: str, value: float | None, note: str = "", bound: str = "") -> None:
         self.scalars[name] = None if value is None else float(value)
-        if value is None:
+        if value is None or bound:
             self.notes[name] = note
+        if bound and value is not None:
+            self.bounds[name] = bound
 
     def crossing(self, name: str, crossing: Crossing) -> None:
-        self.value(name, crossing.resolution, crossing.note)
+        if crossing.resolution is None and crossing.bound:
+            self.value(name, crossing.limit, crossing.note, crossing.bound)
+        else:
+            self.value(name, crossing.resolution, crossing.note)
 
     def crossings(self, prefix: str, curve: FSCCurve) -> None:
         for t in THRESHOLDS:
@@ -199,6 +218,18 @@ class _Recorder:
     def missing(self, names, note: str) -> None:
         for name in names:
             self.value(name, None, note)
+
+
+def _change(rec: _Recorder, after: Crossing, before: Crossing) -> None:
+    """``fsc05_change``: after minus before; a bound where ``after`` is one (``before`` must be
+    a crossing, else the change is unknown)."""
+    if before.resolution is None:
+        rec.value("fsc05_change", None, f"half-map FSC {before.note}")
+    elif after.resolution is not None:
+        rec.value("fsc05_change", after.resolution - before.resolution)
+    else:
+        rec.value("fsc05_change", after.limit - before.resolution,
+                  f"FSC(D2, M1) {after.note}", after.bound)
 
 
 def _tag(threshold: float) -> str:
@@ -241,10 +272,7 @@ def _evaluate_masking(rec: _Recorder, spectra: Spectra, maps: dict[str, Volume |
         rec.curve("fsc_d2m1", fsc_d2m1.value)
         after, before = fsc_d2m1.resolution_at(0.5), fsc_half.resolution_at(0.5)
         rec.crossing("res_d2m1_05", after)
-        if after.resolution is None or before.resolution is None:
-            rec.value("fsc05_change", None, after.note or f"half-map FSC {before.note}")
-        else:
-            rec.value("fsc05_change", after.resolution - before.resolution)
+        _change(rec, after, before)
         for name, values in variance_analysis(spectra).items():
             rec.curve(name, values)
     else:
@@ -309,7 +337,7 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
         from cref_bench import model_map as mm
 
         structure = model if isinstance(model, gemmi.Structure) else mm.read_model(model)
-        model_volume = mm.model_map(structure, half1, d_min=model_resolution)
+        model_volume = mm.model_map(structure, half1, d_min=model_resolution, taper=False)
         model_mask = mm.atom_mask(structure, half1)
 
     report = MetricReport()
@@ -344,6 +372,7 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
                 spectra.release()
         report.scalars[masking] = rec.scalars
         report.notes[masking] = rec.notes
+        report.bounds[masking] = rec.bounds
         frames.extend(rec.curves)
     report.curves = pd.concat(frames, ignore_index=True)
     return report

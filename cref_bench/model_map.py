@@ -162,8 +162,11 @@ class _PaddedBox:
         return np.ascontiguousarray(padded_zyx[self._crop], dtype=np.float32)
 
 
-def _band_limit(s: np.ndarray, s_max: float) -> np.ndarray:
-    """1 up to ``(1 - taper) s_max``, raised-cosine roll-off to 0 at ``s_max``, 0 beyond."""
+def _band_limit(s: np.ndarray, s_max: float, taper: bool) -> np.ndarray:
+    """1 up to ``(1 - taper) s_max``, raised-cosine roll-off to 0 at ``s_max``, 0 beyond;
+    without ``taper``, 1 up to ``s_max`` and 0 beyond."""
+    if not taper:
+        return (s <= np.float32(s_max)).astype(np.float32)
     start = s_max * (1.0 - _TAPER_FRACTION)
     fraction = np.clip((s - np.float32(start)) / np.float32(s_max - start), 0.0, 1.0)
     return (0.5 + 0.5 * np.cos(np.float32(np.pi) * fraction)).astype(np.float32, copy=False)
@@ -178,7 +181,7 @@ def _frequency_squared(shape: tuple[int, int, int], voxel: np.ndarray) -> np.nda
 
 
 def model_map(structure: gemmi.Structure, like: Volume, *, d_min: float | None = None,
-              ) -> Volume:
+              taper: bool = True) -> Volume:
     """The density of an atomic model on exactly the grid of ``like``.
 
     Uses gemmi's electron-scattering density (``DensityCalculatorE``, c4322 form factors), the
@@ -186,9 +189,12 @@ def model_map(structure: gemmi.Structure, like: Volume, *, d_min: float | None =
     structure. Sampling a sharp atom on a grid aliases; to avoid it every atom is blurred to a
     total B of at least ``8 pi^2 / 1.1 * h^2`` (``h``: the coarsest voxel edge; gemmi's
     Refmac-compatible blur), and the blur is removed again in Fourier space, where the map is
-    also band-limited to a sphere of radius ``s_max = 1 / max(d_min, 2 h)``: full weight up to
-    ``0.8 s_max``, a raised-cosine roll-off to 0 at ``s_max`` (a hard edge would ring around
-    sharp atoms; FSC, computed per shell, is blind to the roll-off). With ``d_min=None`` the
+    also band-limited to a sphere of radius ``s_max = 1 / max(d_min, 2 h)``. With ``taper``
+    (the default, for a map to look at) full weight up to ``0.8 s_max`` and a raised-cosine
+    roll-off to 0 at ``s_max``: a hard edge would ring around sharp atoms. FSC is *not* blind
+    to the roll-off (within a shell the weight varies, and the last shells keep almost no
+    power), so a map for model-map FSC is made with ``taper=False``: full weight up to
+    ``s_max``, which only the FSC's own shells sample. With ``d_min=None`` the
     sphere reaches the grid's Nyquist frequency ``1 / (2 h)``; a ``d_min`` finer than ``2 h``
     is treated as ``2 h``. Beyond the sphere (the corners of the spectrum) the map is 0.
 
@@ -196,6 +202,7 @@ def model_map(structure: gemmi.Structure, like: Volume, *, d_min: float | None =
         structure: the model (e.g. from :func:`read_model`); left unchanged.
         like: the map whose grid (shape, voxel size, origin) the result takes.
         d_min: resolution limit in Å, or None for the grid's Nyquist limit.
+        taper: roll the band limit off smoothly (see above); ``False`` for FSC.
 
     Returns:
         A Volume on ``like``'s grid; values in gemmi's units for electron scattering (see
@@ -229,7 +236,7 @@ def model_map(structure: gemmi.Structure, like: Volume, *, d_min: float | None =
     spectrum = scipy.fft.rfftn(padded, workers=-1)
     s2 = _frequency_squared(box.shape, voxel)
     unblur = np.exp(np.float32(calc.blur / 4.0) * s2)
-    unblur *= _band_limit(np.sqrt(s2), s_max)
+    unblur *= _band_limit(np.sqrt(s2), s_max, taper)
     spectrum *= unblur
     del unblur, s2
     density = scipy.fft.irfftn(spectrum, s=box.shape, workers=-1)

@@ -4,22 +4,31 @@ Layout of ``<out>/`` (the schema other tools, such as the leaderboard, read)::
 
     entries/<entry>.json   one record per entry, written atomically as soon as the entry
                            finishes (ok or failed); the tables are assembled from these
-    scalars.csv            method, method_version, entry, split, masking, then one column
-                           per scalar metric (as named in cref_bench.metric_facts), empty
-                           where not computable; one row per (method, entry, masking)
-    notes.csv              method, entry, masking, metric, reason (why a metric is empty)
+    scalars.csv            method, method_version, params, entry, split, masking, then one
+                           column per scalar metric (as named in cref_bench.metric_facts),
+                           empty where not computable; one row per (method, entry, masking)
+    notes.csv              method, params, entry, masking, metric, reason, bound: why a metric
+                           is empty, or that its value is a bound (``<``: the true value is
+                           finer/lower, e.g. an FSC that never crosses up to Nyquist; ``>``:
+                           coarser/higher); ``bound`` is empty for a missing value
     curves.csv             method, entry, masking, curve, shell, frequency, value
-    failures.csv           method, method_version, entry, error_type, message
+    failures.csv           method, method_version, params, entry, split, kind, error_type,
+                           message: every entry that failed, ``kind`` saying whose fault
+                           (see cref_bench.contract.FAILURE_KINDS)
     provenance.json        see cref_bench.runner
+    logs/                  the method process's output (see cref_bench.isolation)
     maps/<entry>_denoised.mrc   with --save-maps
 
+``params`` is the method's parameters as canonical JSON (sorted keys, no spaces), so that
+results of several settings of one method can share a leaderboard.
+
 An entry record is a JSON object: ``schema`` (:data:`RECORD_SCHEMA`), ``entry``,
-``split``, the resume key (``method``, ``method_version``, ``params``, ``corpus_hash``),
-``status`` (``"ok"`` or ``"failed"``), for ``ok`` the ``scalars`` and ``notes``
-(``{masking: {metric: value or reason}}``, as in :class:`cref_bench.metrics.MetricReport`)
-and ``curves`` (column lists), for ``failed`` ``error_type``, ``message`` and
-``traceback``; and ``seconds``, ``worker`` (host, pid, peak RSS) and ``finished_at``.
-Non-finite numbers are stored as ``null``.
+``split``, the resume key (:data:`KEY_FIELDS`: ``method``, ``method_version``, ``params``
+(an object), ``code_digest``, ``corpus_hash``), ``status`` (``"ok"`` or ``"failed"``), for
+``ok`` the ``scalars``, ``notes`` and ``bounds`` (``{masking: {metric: ...}}``, as in
+:class:`cref_bench.metrics.MetricReport`) and ``curves`` (column lists), for ``failed``
+``kind``, ``error_type``, ``message`` and ``traceback``; and ``seconds``, ``worker`` (host,
+pid, peak RSS) and ``finished_at``. Non-finite numbers are stored as ``null``.
 """
 
 from __future__ import annotations
@@ -35,27 +44,28 @@ import pandas as pd
 from cref_bench import atomic
 from cref_bench.metric_facts import SUMMARY_METRICS
 
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = 2
 """Version of the entry-record layout; records of another version are recomputed."""
 
 # The columns of each table. A column named like a field of the entry record is filled from
 # it, so a new per-record column (e.g. a parameters label) is one line here and one field the
 # runner writes into each record; readers (the leaderboard) take the lists from here.
-ID_COLUMNS = ("method", "method_version", "entry", "split", "masking")
+ID_COLUMNS = ("method", "method_version", "params", "entry", "split", "masking")
 """The identifying columns of ``scalars.csv``; every other column is a metric."""
-NOTE_COLUMNS = ("method", "entry", "masking", "metric", "reason")
+NOTE_COLUMNS = ("method", "params", "entry", "masking", "metric", "reason", "bound")
 CURVE_COLUMNS = ("method", "entry", "masking", "curve", "shell", "frequency", "value")
-FAILURE_COLUMNS = ("method", "method_version", "entry", "error_type", "message")
+FAILURE_COLUMNS = ("method", "method_version", "params", "entry", "split", "kind",
+                   "error_type", "message")
 TABLE_COLUMNS = {"scalars": ID_COLUMNS, "notes": NOTE_COLUMNS, "curves": CURVE_COLUMNS,
                  "failures": FAILURE_COLUMNS}
 """The tables of a results folder (``<name>.csv``) and their fixed columns."""
 NUMBER_COLUMNS = ("shell", "frequency", "value")
 """The fixed columns that hold numbers (the others hold text); metric columns are numbers."""
 
-KEY_FIELDS = ("method", "method_version", "params", "corpus_hash")
+KEY_FIELDS = ("method", "method_version", "params", "code_digest", "corpus_hash")
 """The fields of a record that must match for a rerun to reuse it."""
 
-SUMMARY_COLUMNS = ("masking", "metric", "mean", "std", "median", "n", "failed")
+SUMMARY_COLUMNS = ("masking", "metric", "mean", "std", "median", "n", "bounded", "failed")
 
 
 def write_table(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
@@ -145,19 +155,33 @@ def read_record(out: str | os.PathLike, entry_id: str) -> dict | None:
     return record if isinstance(record, dict) and record.get("schema") == RECORD_SCHEMA else None
 
 
-def is_reusable(record: dict | None, key: dict) -> bool:
+def params_text(params: dict) -> str:
+    """Parameters as the canonical JSON text of the tables' ``params`` column.
+
+    Args:
+        params: a JSON-ready mapping.
+
+    Returns:
+        Compact JSON with sorted keys (``"{}"`` for no parameters).
+    """
+    return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def is_reusable(record: dict | None, key: dict, *, retry_failed: bool = False) -> bool:
     """Whether a stored record can stand in for a new evaluation (resume).
 
     Args:
         record: a stored record or ``None``.
         key: the run's values of :data:`KEY_FIELDS`.
+        retry_failed: failed records are not reused (their entries are tried again).
 
     Returns:
-        True when the record finished ``ok`` with the same method, version, parameters and
-        corpus content hash. Failed records are never reused (they are retried).
+        True when the record has the same method, version, parameters, code digest and
+        corpus content hash, and finished ``ok`` (or failed, unless ``retry_failed``): an
+        entry that timed out or crashed a method is not tried again unless asked.
     """
-    return (record is not None and record.get("status") == "ok"
-            and all(record.get(k) == key[k] for k in KEY_FIELDS))
+    return (record is not None and all(record.get(k) == key[k] for k in KEY_FIELDS)
+            and (record.get("status") == "ok" or not retry_failed))
 
 
 def assemble_tables(records: list[dict]) -> dict[str, pd.DataFrame]:
@@ -174,17 +198,20 @@ def assemble_tables(records: list[dict]) -> dict[str, pd.DataFrame]:
     rows, notes, curves, failures = [], [], [], []
     metrics: dict[str, None] = {}
     for rec in records:
+        fields = {**rec, "params": params_text(rec.get("params", {}))}
         if rec["status"] != "ok":
-            failures.append(_from_record(rec, FAILURE_COLUMNS))
+            failures.append(_from_record(fields, FAILURE_COLUMNS))
             continue
         for masking, values in rec["scalars"].items():
             metrics.update(dict.fromkeys(values))
-            rows.append({**_from_record(rec, ID_COLUMNS), "masking": masking, **values})
+            rows.append({**_from_record(fields, ID_COLUMNS), "masking": masking, **values})
+            bounds = rec.get("bounds", {}).get(masking, {})
             for metric, reason in rec["notes"].get(masking, {}).items():
-                notes.append({**_from_record(rec, NOTE_COLUMNS), "masking": masking,
-                              "metric": metric, "reason": reason})
+                notes.append({**_from_record(fields, NOTE_COLUMNS), "masking": masking,
+                              "metric": metric, "reason": reason,
+                              "bound": bounds.get(metric, "")})
         part = pd.DataFrame(rec["curves"])
-        for name, value in _from_record(rec, CURVE_COLUMNS).items():
+        for name, value in _from_record(fields, CURVE_COLUMNS).items():
             if name not in part:
                 part[name] = value
         curves.append(part[list(CURVE_COLUMNS)])
@@ -206,19 +233,25 @@ def _from_record(record: dict, columns: tuple[str, ...]) -> dict:
     return {name: record[name] for name in columns if name in record}
 
 
-def summarise(scalars: pd.DataFrame, failed: int, metrics=SUMMARY_METRICS) -> pd.DataFrame:
+def summarise(scalars: pd.DataFrame, failed: int, metrics=SUMMARY_METRICS,
+              notes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean, sample standard deviation, median and count of key metrics, per masking.
 
     Args:
         scalars: the scalars table of a run.
         failed: how many entries failed (repeated on every row).
         metrics: the metrics to summarise; those absent or with no value are left out.
+        notes: the notes table of the run, to count the values that are bounds.
 
     Returns:
         Columns masking, metric, mean, std (``ddof=1``; NaN for fewer than two values),
-        median, n (entries with a value), failed.
+        median, n (entries with a value, bounds included), bounded (how many of them are
+        bounds, e.g. a resolution that never crosses up to Nyquist), failed.
     """
     rows = []
+    bound = (set() if notes is None else
+             set(map(tuple, notes.loc[notes["bound"].fillna("") != "",
+                                      ["entry", "masking", "metric"]].to_numpy())))
     for masking in dict.fromkeys(scalars["masking"]):
         part = scalars[scalars["masking"] == masking]
         for metric in metrics:
@@ -227,9 +260,11 @@ def summarise(scalars: pd.DataFrame, failed: int, metrics=SUMMARY_METRICS) -> pd
             values = part[metric].dropna()
             if values.empty:
                 continue
+            bounded = (sum((e, masking, metric) in bound for e in part.loc[values.index, "entry"])
+                       if bound else 0)
             rows.append({"masking": masking, "metric": metric, "mean": values.mean(),
                          "std": values.std(ddof=1), "median": values.median(),
-                         "n": int(values.size), "failed": int(failed)})
+                         "n": int(values.size), "bounded": int(bounded), "failed": int(failed)})
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 

@@ -9,31 +9,49 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
 * **Methods.** A :class:`~cref_bench.methods.SingleMapMethod` yields denoised halves, so the
   half-map metrics (FSC-0.5 change, variance analysis) are computed; a pair method gives the
   full map only, and those metrics are reported as not applicable with the method's note.
-* **Entries in isolation.** An entry whose loading, denoising or scoring raises is recorded
-  in ``failures.csv`` with the error, and the run carries on. :attr:`RunResult.exit_status`
+* **The referee.** The runner never trusts a method. It reads each entry itself and scores
+  against its own copy; the method gets read-only inputs whose digests are compared after
+  the call, and its output must be a :class:`~cref_bench.methods.Denoised` of finite,
+  non-constant maps on the input grid (:mod:`cref_bench.contract`). By default a method runs
+  in a child process of its own (:mod:`cref_bench.isolation`) under a per-entry time and
+  memory limit; only methods that declare ``safe_in_process`` (the classic filters) run in
+  this process, where the limits cannot be enforced. ``isolation="process"`` forces a child
+  process for those too.
+* **Failures in plain sight.** An entry whose loading, denoising or scoring fails is recorded
+  in ``failures.csv`` with its kind (the method raised, broke the output contract, changed
+  its inputs, timed out, went over memory or crashed; or the entry could not be read or
+  scored) and the run carries on; the tables are always written. :attr:`RunResult.exit_status`
   is 0 when every entry succeeded, 1 when some failed.
 * **Resume.** Each finished entry is written at once to ``entries/<entry>.json`` (by the
-  driver, atomically). A rerun skips an entry whose record finished ``ok`` for the same
-  method name, version and parameters and the same corpus content hash; failed entries and
-  records of another version, parameters or corpus are recomputed.
+  driver, atomically). A rerun reuses an entry's record when the resume key matches: the
+  method's name, version and parameters (those given to the run merged with the method's
+  own :meth:`~cref_bench.methods.Method.params`), a digest of the source file that defines
+  the method's class, and the corpus content hash. A failed entry is not tried again unless
+  ``retry_failed``: a method that hung or crashed on it would do so again.
 * **Parallelism.** ``workers=1`` and no scheduler (or at most one entry to do): in this
   process. Otherwise dask: a ``LocalCluster(n_workers=min(workers, entries to do),
   threads_per_worker=1, dashboard_address=None)``, or the existing cluster at
-  ``scheduler``. The method is sent to each worker once; workers read their entry from the
-  corpus location themselves (maps are never shipped). With ``save_maps`` the workers write
-  ``maps/`` themselves, so on a remote cluster the results folder must be reachable at the
-  same path from the workers.
-* **Reproducibility.** Before each entry the numpy, ``random`` and torch generators are
-  seeded from ``(seed, entry id)``, so results do not depend on scheduling.
-  ``provenance.json`` records the dataset (location, format version, content hash, split,
-  entry count), the method (name, version, parameters, needs_gpu), package versions,
-  hardware, the seed, start/end times and wall time, peak memory (of this process and of
-  each worker process) and the command line.
+  ``scheduler``. One entry per worker thread is in flight at a time; the method travels
+  with each task; workers read their entry from the corpus location themselves (maps are
+  never shipped) and keep one method process each. A worker that dies is not retried with
+  its entry (the scheduler's ``allowed-failures`` is 0 on a local cluster): the entry is
+  recorded as crashed. With ``save_maps`` the workers
+  write ``maps/`` themselves, so on a remote cluster the results folder must be reachable at
+  the same path from the workers (so must ``logs/``).
+* **Reproducibility.** Before each entry the numpy, ``random`` and torch generators (of the
+  process the method runs in) are seeded from ``(seed, entry id)``, so results do not depend
+  on scheduling. ``provenance.json`` records the dataset (location, format version, content
+  hash, split, entry count), the method (name, version, parameters, code digest, needs_gpu),
+  the execution (workers, isolation, limits), package versions, hardware, the seed,
+  start/end times and wall time, peak memory (of this process and of each worker process)
+  and the command line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
+import itertools
 import json
 import os
 import random
@@ -50,14 +68,22 @@ from tqdm.auto import tqdm
 
 from cref_bench import atomic, provenance, results
 from cref_bench.cluster import dask_client
+from cref_bench.contract import MethodFailure, call_method
 from cref_bench.dataset import Corpus, open_corpus
 from cref_bench.errors import InputError, MethodError
+from cref_bench.isolation import DEFAULT_TIMEOUT, ISOLATION, Limits, MethodProcess
 from cref_bench.mapio import write_map
-from cref_bench.methods import Denoised, Method, load_method
+from cref_bench.methods import Method, load_method
 from cref_bench.metrics import evaluate
+
+DEFAULT_MEMORY_FRACTION = 0.8
+"""Share of the machine's memory the method processes of a local run may use together."""
 
 _CORPORA: dict[tuple[str, str], Corpus] = {}
 """Corpora opened by this process (a worker evaluates many entries of one corpus)."""
+
+_PROCESSES: dict[str, MethodProcess] = {}
+"""The method processes this process (the driver or a dask worker) keeps, by run token."""
 
 
 @dataclass
@@ -68,11 +94,11 @@ class RunResult:
         out: the results folder.
         scalars, notes, curves, failures: the tables written there (see
             :mod:`cref_bench.results`).
-        summary: the end-of-run summary table (masking, metric, mean, std, median, n, failed).
+        summary: the end-of-run summary table (see :func:`cref_bench.results.summarise`).
         summary_text: the summary as printable text.
         provenance: the content of ``provenance.json``.
-        counts: ``entries`` (selected), ``evaluated`` (this run), ``resumed`` (reused),
-            ``failed``.
+        counts: ``entries`` (selected), ``evaluated`` (this run), ``resumed`` (reused,
+            ok or failed), ``failed`` (of all selected entries).
     """
 
     out: Path
@@ -108,9 +134,8 @@ def entry_seed(seed: int, entry_id: str) -> int:
 def _seed_everything(value: int) -> None:
     random.seed(value)
     np.random.seed(value)
-    import torch
-
-    torch.manual_seed(value)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(value)
 
 
 def _corpus(location: str, storage_options: dict | None) -> Corpus:
@@ -130,86 +155,196 @@ def _first_model(entry):
     return gemmi.make_structure_from_block(block)
 
 
-def _score(method: Method, entry, maps_dir: str | None) -> dict:
-    half1, half2, mask = entry.half1, entry.half2, entry.mask
-    denoised = method.denoise(half1, half2, mask)
-    if not isinstance(denoised, Denoised):
-        raise TypeError(f"method {method.name!r} returned {type(denoised).__name__}, "
-                        "not a cref_bench.methods.Denoised")
+@dataclass(frozen=True)
+class _Execution:
+    """How a run evaluates its entries (see :func:`run_method`); sent to every worker."""
+
+    workers: int
+    scheduler: str | None
+    seed: int
+    progress: bool
+    isolation: str
+    limits: Limits
+    retry_failed: bool
+    token: str
+    logs: Path
+    maps_dir: Path | None
+
+
+def _failed(kind: str, exc: BaseException, detail: str = "") -> dict:
+    error_type = exc.error_type if isinstance(exc, MethodFailure) else type(exc).__name__
+    trace = detail or "".join(traceback.format_exception(exc))
+    return {"status": "failed", "kind": kind, "error_type": error_type, "message": str(exc),
+            "traceback": trace}
+
+
+def _method_process(method: Method, execution: _Execution) -> MethodProcess:
+    """This process's method process of the run (started on first use)."""
+    if execution.token not in _PROCESSES:
+        log = execution.logs / f"method-{provenance.process_identity()['pid']}.log"
+        _PROCESSES[execution.token] = MethodProcess(method, execution.limits, log=log)
+    return _PROCESSES[execution.token]
+
+
+def close_method_processes(token: str) -> None:
+    """Stop this process's method process of the run ``token`` (run on every dask worker
+    when a run ends)."""
+    process = _PROCESSES.pop(token, None)
+    if process is not None:
+        process.close()
+
+
+def _read(entry) -> dict:
+    """Everything of an entry that a run uses: its maps (``None`` where absent) and model."""
+    return {"half1": entry.half1, "half2": entry.half2, "mask": entry.mask,
+            "truth": entry.truth, "reference": entry.reference, "model": _first_model(entry)}
+
+
+def _denoise(method: Method, entry_id: str, maps: dict, execution: _Execution):
+    seed = entry_seed(execution.seed, entry_id)
+    inputs = maps["half1"], maps["half2"], maps["mask"]
+    if execution.isolation == "process":
+        return _method_process(method, execution).denoise(*inputs, seed=seed, label=entry_id)
+    _seed_everything(seed)
+    return call_method(method, *inputs)
+
+
+def _score(entry_id: str, maps: dict, denoised, maps_dir: Path | None) -> dict:
     if maps_dir is not None:
-        write_map(Path(maps_dir) / f"{entry.id}_denoised.mrc", denoised.full)
-    report = evaluate(half1, half2, denoised.full, denoised_half1=denoised.half1,
-                      denoised_half2=denoised.half2, mask=mask, model=_first_model(entry),
-                      truth=entry.truth, reference=entry.reference, halves_note=denoised.note)
+        write_map(maps_dir / f"{entry_id}_denoised.mrc", denoised.full)
+    report = evaluate(maps["half1"], maps["half2"], denoised.full,
+                      denoised_half1=denoised.half1, denoised_half2=denoised.half2,
+                      mask=maps["mask"], model=maps["model"], truth=maps["truth"],
+                      reference=maps["reference"], halves_note=denoised.note)
     return {"status": "ok", "scalars": report.scalars, "notes": report.notes,
-            "curves": results.curves_to_columns(report.curves)}
+            "bounds": report.bounds, "curves": results.curves_to_columns(report.curves)}
 
 
-def evaluate_entry(method: Method, location: str, entry_id: str, *,
-                   storage_options: dict | None = None, maps_dir: str | None = None,
-                   seed: int = 0) -> dict:
+def evaluate_entry(method: Method, location: str, entry_id: str, execution: _Execution, *,
+                   storage_options: dict | None = None) -> dict:
     """Denoise and score one corpus entry; the unit of work of a run (runs on a worker).
 
-    Exceptions (``Exception`` subclasses) from reading the entry, the method or the metrics
-    are caught and returned as a failed result; ``KeyboardInterrupt`` and ``SystemExit``
-    propagate.
+    Every failure is caught and returned as a failed result of its kind: ``load`` (the entry
+    cannot be read), the method's kinds of :mod:`cref_bench.contract` (it raised, broke the
+    output contract, changed its inputs, ran over a limit or died) and ``metrics`` (scoring
+    or saving the map failed). ``KeyboardInterrupt`` and ``SystemExit`` propagate.
 
     Args:
         method: the method.
         location: the corpus location (path or fsspec URL); the entry is read from there.
         entry_id: the entry.
+        execution: the run's settings.
         storage_options: fsspec options of the corpus.
-        maps_dir: a folder to write ``<entry>_denoised.mrc`` into, or None.
-        seed: the run's seed (see :func:`entry_seed`).
 
     Returns:
         A partial entry record: ``entry``, ``status`` and either ``scalars``, ``notes``,
-        ``curves`` or ``error_type``, ``message``, ``traceback``; plus ``seconds`` and
-        ``worker`` (host, pid, peak RSS in bytes).
+        ``bounds``, ``curves`` or ``kind``, ``error_type``, ``message``, ``traceback``; plus
+        ``seconds`` and ``worker`` (host, pid, peak RSS in bytes).
     """
     start = time.perf_counter()
-    _seed_everything(entry_seed(seed, entry_id))
     try:
-        outcome = _score(method, _corpus(location, storage_options).entry(entry_id), maps_dir)
+        maps = _read(_corpus(location, storage_options).entry(entry_id))
     except Exception as exc:  # an entry's failure is recorded, never fatal to the run
-        outcome = {"status": "failed", "error_type": type(exc).__name__, "message": str(exc),
-                   "traceback": traceback.format_exc()}
+        outcome = _failed("load", exc)
+    else:
+        try:
+            denoised = _denoise(method, entry_id, maps, execution)
+        except MethodFailure as exc:
+            outcome = _failed(exc.kind, exc, exc.detail)
+        else:
+            try:
+                outcome = _score(entry_id, maps, denoised, execution.maps_dir)
+            except Exception as exc:  # recorded as the entry's failure
+                outcome = _failed("metrics", exc)
     worker = {**provenance.process_identity(), "peak_rss_bytes": provenance.peak_rss_bytes()}
     return {"entry": entry_id, **outcome, "seconds": time.perf_counter() - start,
             "worker": worker}
 
 
-def _in_process(method, location, todo, options) -> Iterator[dict]:
-    for entry_id in todo:
-        yield evaluate_entry(method, location, entry_id, **options)
+def _in_process(method, location, todo, execution, storage_options) -> Iterator[dict]:
+    if execution.isolation == "process" and todo:
+        _method_process(method, execution).start()  # its start overlaps reading the first entry
+    try:
+        for entry_id in todo:
+            yield evaluate_entry(method, location, entry_id, execution,
+                                 storage_options=storage_options)
+    finally:
+        close_method_processes(execution.token)
 
 
-def _on_dask(method, location, todo, options, workers: int,
-             scheduler: str | None) -> Iterator[dict]:
+def _lost(entry_id: str, exc: BaseException) -> dict:
+    """The record of an entry whose dask task was lost (its worker died, say)."""
+    return {"entry": entry_id, "status": "failed", "kind": "crashed",
+            "error_type": type(exc).__name__,
+            "message": f"the worker evaluating it was lost ({type(exc).__name__}: {exc}); "
+                       "often the method killed its process or ran out of memory",
+            "traceback": "".join(traceback.format_exception(exc)), "seconds": None,
+            "worker": None}
+
+
+def _on_dask(method, location, todo, execution, storage_options) -> Iterator[dict]:
+    """Evaluate ``todo`` on a dask cluster, one entry in flight per worker thread (so that a
+    worker's death is charged to the entry it was running, and the method travels with each
+    task rather than living on workers that may die)."""
     from dask.distributed import as_completed
 
-    with dask_client(workers, scheduler) as client:
-        [shared_method] = client.scatter([method], broadcast=True, hash=False)
-        token = hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()).hexdigest()[:10]
-        futures = {client.submit(evaluate_entry, shared_method, location, entry_id,
-                                 key=f"cref-bench-{entry_id}-{token}", pure=False,
-                                 **options): entry_id
-                   for entry_id in todo}
-        for future in as_completed(futures):
-            if future.status == "error":  # the worker itself died or the task was lost
-                exc = future.exception()
-                yield {"entry": futures[future], "status": "failed",
-                       "error_type": type(exc).__name__, "message": str(exc),
-                       "traceback": "".join(traceback.format_exception(exc)),
-                       "seconds": None, "worker": None}
-            else:
-                yield future.result()
-            future.release()
+    waiting = iter(todo)
+    with dask_client(min(execution.workers, len(todo)), execution.scheduler,
+                     allowed_failures=0) as client:
+        slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()) or 1
+        flight: dict = {}
+
+        def submit(entry_id: str):
+            future = client.submit(evaluate_entry, method, location, entry_id, execution,
+                                   storage_options=storage_options, pure=False,
+                                   key=f"cref-bench-{entry_id}-{execution.token}")
+            flight[future] = entry_id
+            return future
+
+        done = as_completed([submit(e) for e in itertools.islice(waiting, slots)])
+        try:
+            for future in done:
+                entry_id = flight.pop(future)
+                try:
+                    yield future.result()
+                except Exception as exc:  # the task, not the entry, was lost
+                    yield _lost(entry_id, exc)
+                future.release()
+                following = next(waiting, None)
+                if following is not None:
+                    done.add(submit(following))
+        finally:
+            client.run(close_method_processes, execution.token)
 
 
-def _method_key(method: Method, corpus: Corpus) -> dict:
-    params = json.loads(json.dumps(method.params(), sort_keys=True, default=str))
+def _params(method: Method, given: dict | None) -> dict:
+    """The parameters of the resume key: those given, overridden by the method's own."""
+    merged = {**(given or {}), **method.params()}
+    return json.loads(json.dumps(merged, sort_keys=True, default=str))
+
+
+def code_digest(method: Method) -> str | None:
+    """The SHA-256 of the source file that defines the method's class (of the class's source
+    where the file cannot be read), or None where Python holds no source for it.
+
+    Args:
+        method: the method.
+
+    Returns:
+        A hex digest, or None.
+    """
+    cls = type(method)
+    try:
+        path = inspect.getsourcefile(cls)
+        data = Path(path).read_bytes() if path else inspect.getsource(cls).encode()
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
+def _method_key(method: Method, params: dict, corpus: Corpus) -> dict:
     return {"method": method.name, "method_version": str(method.version), "params": params,
+            "code_digest": code_digest(method),
             "corpus_hash": corpus.content_hash or corpus.current_hash()}
 
 
@@ -253,11 +388,33 @@ def _record_all(stream: Iterable[dict], out: Path, header: dict, split_of: dict[
     return fresh
 
 
+def _isolation(method: Method, isolation: str, limits: Limits) -> str:
+    """The isolation a run uses: ``"process"`` or ``"in-process"``."""
+    if isolation not in ISOLATION:
+        raise InputError("isolation", f"must be one of {', '.join(ISOLATION)}, got {isolation!r}")
+    if isolation == "auto":
+        return "in-process" if getattr(method, "safe_in_process", False) else "process"
+    return isolation
+
+
+def _limits(timeout: float | None, memory_limit: int | str | None, workers: int) -> Limits:
+    if memory_limit == "auto":
+        import psutil
+
+        memory_limit = int(DEFAULT_MEMORY_FRACTION * psutil.virtual_memory().total / workers)
+    try:
+        return Limits(timeout=timeout, memory=memory_limit)
+    except ValueError as exc:
+        raise InputError("limits", str(exc)) from None
+
+
 def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: str = "test",
                out: str | os.PathLike | None = None, *, workers: int = 1,
                scheduler: str | None = None, limit: int | None = None,
                save_maps: bool = False, params: dict | None = None, progress: bool = True,
                seed: int = 0, storage_options: dict | None = None,
+               isolation: str = "auto", timeout: float | None = DEFAULT_TIMEOUT,
+               memory_limit: int | str | None = "auto", retry_failed: bool = False,
                command_line: list[str] | None = None) -> RunResult:
     """Evaluate a method on every entry of a corpus split and write the results folder.
 
@@ -272,10 +429,19 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
             ``workers``.
         limit: evaluate only the first ``limit`` entries of the split.
         save_maps: write every denoised full map to ``maps/<entry>_denoised.mrc``.
-        params: the method's parameters (only with a method given by name).
+        params: the method's parameters (only with a method given by name); part of the
+            resume key and the provenance, merged with the method's own ``params()``.
         progress: show a progress bar.
         seed: the run's seed (each entry gets :func:`entry_seed` of it).
         storage_options: fsspec options of the corpus location.
+        isolation: ``"auto"`` (default), ``"process"`` or ``"in-process"`` (see
+            :data:`ISOLATION`).
+        timeout: seconds a method may spend on one entry (None: no limit); enforced on
+            methods that run in their own process.
+        memory_limit: bytes of resident memory a method's process may use (None: no limit;
+            ``"auto"``: :data:`DEFAULT_MEMORY_FRACTION` of the machine's memory shared by
+            the workers); enforced on methods that run in their own process.
+        retry_failed: evaluate again the entries that failed in an earlier run.
         command_line: recorded in the provenance (default ``sys.argv``).
 
     Returns:
@@ -285,7 +451,8 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
         MethodError: the method cannot be built (see
             :func:`cref_bench.methods.load_method`), or ``params`` given with a method
             instance.
-        InputError: a bad ``workers`` or ``limit``.
+        InputError: a bad ``workers``, ``limit``, ``isolation`` or limit, or nothing to
+            evaluate (an empty split).
         CorpusError: the corpus cannot be opened or the split is unknown.
         OSError: the results folder cannot be written.
     """
@@ -294,21 +461,28 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
     method = _build(method, params)
     if workers < 1:
         raise InputError("workers", f"must be at least 1, got {workers}")
-    if limit is not None and limit < 0:
-        raise InputError("limit", f"must not be negative, got {limit}")
+    if limit is not None and limit < 1:
+        raise InputError("limit", f"must be at least 1, got {limit}")
+    limits = _limits(timeout, memory_limit, workers)
     if not isinstance(corpus, Corpus):
         corpus = open_corpus(corpus, storage_options=storage_options)
     ids = corpus.ids(split)[:limit]
+    if not ids:
+        raise InputError(corpus.location, f"the {split!r} split holds no entries; nothing to "
+                         "evaluate (choose another --split)")
     out = Path(out if out is not None else Path("results") / method.name)
+    token = hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()).hexdigest()[:10]
     execution = _Execution(workers=workers, scheduler=scheduler, seed=seed, progress=progress,
+                           isolation=_isolation(method, isolation, limits), limits=limits,
+                           retry_failed=retry_failed, token=token, logs=(out / "logs").resolve(),
                            maps_dir=_make_folders(out, save_maps))
-    key = _method_key(method, corpus)
+    key = _method_key(method, _params(method, params), corpus)
     records, fresh = _evaluate(method, corpus, ids, out, key, execution)
 
     tables = results.assemble_tables([records[i] for i in ids])
     counts = {"entries": len(ids), "evaluated": len(fresh), "resumed": len(ids) - len(fresh),
               "failed": len(tables["failures"])}
-    summary = results.summarise(tables["scalars"], counts["failed"])
+    summary = results.summarise(tables["scalars"], counts["failed"], notes=tables["notes"])
     title = (f"{method.name} {method.version} on {corpus.location} [{split}]: "
              f"{len(ids) - counts['failed']} of {len(ids)} entries ok")
     record_of_run = {
@@ -318,9 +492,12 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
         "method": _method_facts(method, key, spec),
         "packages": provenance.package_versions(),
         "hardware": provenance.hardware(),
-        "execution": {"workers": workers, "scheduler": scheduler, "save_maps": save_maps},
+        "execution": {"workers": workers, "scheduler": scheduler, "save_maps": save_maps,
+                      "isolation": execution.isolation, "timeout_s": limits.timeout,
+                      "memory_limit_bytes": limits.memory, "retry_failed": retry_failed},
         "seed": seed,
         "counts": counts,
+        "failures_by_kind": tables["failures"]["kind"].value_counts().to_dict(),
         "started_at": started_at,
         "finished_at": provenance.now_utc(),
         "wall_seconds": time.perf_counter() - start,
@@ -333,41 +510,28 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
                      provenance=record_of_run, counts=counts, **tables)
 
 
-@dataclass(frozen=True)
-class _Execution:
-    """How a run evaluates its entries (see :func:`run_method`)."""
-
-    workers: int
-    scheduler: str | None
-    seed: int
-    progress: bool
-    maps_dir: Path | None
-
-
 def _make_folders(out: Path, save_maps: bool) -> Path | None:
-    """Create ``out/entries`` (and ``out/maps`` with ``save_maps``, returned, else None)."""
+    """Create ``out/entries`` (and ``out/maps`` with ``save_maps``, returned resolved, else
+    None)."""
     (out / "entries").mkdir(parents=True, exist_ok=True)
     if not save_maps:
         return None
     (out / "maps").mkdir(exist_ok=True)
-    return out / "maps"
+    return (out / "maps").resolve()
 
 
 def _evaluate(method: Method, corpus: Corpus, ids: list[str], out: Path, key: dict,
               execution: _Execution) -> tuple[dict[str, dict], list[dict]]:
-    """The record of every entry of ``ids``: the stored one where it can be reused (same
-    :data:`~cref_bench.results.KEY_FIELDS`, finished ok), else evaluated now and written at
-    once. Returns every record by entry id, and the records made now."""
+    """The record of every entry of ``ids``: the stored one where it can be reused (see
+    :func:`cref_bench.results.is_reusable`), else evaluated now and written at once. Returns
+    every record by entry id, and the records made now."""
     records = {i: results.read_record(out, i) for i in ids}
-    todo = [i for i in ids if not results.is_reusable(records[i], key)]
-    maps_dir = execution.maps_dir
-    options = {"storage_options": corpus.storage_options, "seed": execution.seed,
-               "maps_dir": None if maps_dir is None else str(maps_dir.resolve())}
+    todo = [i for i in ids if not results.is_reusable(records[i], key,
+                                                      retry_failed=execution.retry_failed)]
     if execution.scheduler is None and (execution.workers == 1 or len(todo) <= 1):
-        stream = _in_process(method, corpus.location, todo, options)
+        stream = _in_process(method, corpus.location, todo, execution, corpus.storage_options)
     else:
-        stream = _on_dask(method, corpus.location, todo, options,
-                          min(execution.workers, len(todo)), execution.scheduler)
+        stream = _on_dask(method, corpus.location, todo, execution, corpus.storage_options)
     header = {"schema": results.RECORD_SCHEMA, **key}
     desc = method.name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")
     fresh = _record_all(stream, out, header, {i: corpus.entry(i).split for i in todo},
@@ -379,8 +543,8 @@ def _evaluate(method: Method, corpus: Corpus, ids: list[str], out: Path, key: di
 def _method_facts(method: Method, key: dict, spec: str | None) -> dict:
     """The provenance's description of the method."""
     return {"name": method.name, "version": str(method.version), "params": key["params"],
-            "needs_gpu": bool(method.needs_gpu), "spec": spec,
-            "class": f"{type(method).__module__}:{type(method).__qualname__}"}
+            "code_digest": key["code_digest"], "needs_gpu": bool(method.needs_gpu),
+            "spec": spec, "class": f"{type(method).__module__}:{type(method).__qualname__}"}
 
 
 def _write_results(out: Path, tables: dict[str, pd.DataFrame], record_of_run: dict) -> None:

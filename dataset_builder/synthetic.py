@@ -7,7 +7,8 @@ corpus store. A phantom is built in four steps, all determined by the seed:
    helices and strands packed into domains, centred in the box), or a given model, whose
    box is then centred on it (its coordinates are left as they are; the box origin moves).
 2. **Truth.** The model's density on the box grid (:func:`cref_bench.model_map.model_map`,
-   electron scattering, per-atom B-factors, band-limited at Nyquist), times a global
+   electron scattering, per-atom B-factors, band-limited at Nyquist without a roll-off, as
+   the model map of the model-map FSC is, so that FSC(truth, model map) is 1), times a global
    B-factor envelope ``exp(-B s² / 4)`` in Fourier space.
 3. **Mask.** The truth low-passed (Gaussian, sigma 3 Å), thresholded where it holds 90 % of
    its positive mass, dilated by 3 Å, with a 5 Å raised-cosine soft edge: values in [0, 1].
@@ -49,7 +50,7 @@ from dataset_builder.phantom_noise import calibrated_noise, designed_fsc, noise_
 
 logger = logging.getLogger(__name__)
 
-PHANTOM_VERSION = 1
+PHANTOM_VERSION = 2
 """Version of the phantom recipe; stored with every phantom."""
 
 PATCH_SIZE = 96
@@ -212,7 +213,7 @@ def make_phantom(seed: int, *, box: int = 64, voxel_size: float = 1.2,
 
     like = Volume(np.zeros((box,) * 3, np.float32), voxel_size, tuple(origin),
                   source=f"phantom {seed}")
-    density = model_map(structure, like).data
+    density = model_map(structure, like, taper=False).data
     shells = fourier_shells(like.shape, like.voxel_size)
     freq = np.fft.fftfreq(box, voxel_size)
     s2 = freq[:, None, None] ** 2 + freq[None, :, None] ** 2 + np.abs(freq[: box // 2 + 1]) ** 2

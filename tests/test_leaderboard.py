@@ -39,7 +39,8 @@ def write_folder(folder, method, scalars: pd.DataFrame, content_hash="abc123", c
     scalars = scalars.copy()
     scalars.insert(0, "method", method)
     scalars.insert(1, "method_version", version)
-    scalars.insert(3, "split", "test")
+    scalars.insert(2, "params", "{}")
+    scalars.insert(4, "split", "test")
     scalars.to_csv(folder / "scalars.csv", index=False)
     if curves is None:
         curves = pd.DataFrame(columns=[c for c in CURVE_COLUMNS if c != "method"])
@@ -292,7 +293,7 @@ def test_cli_end_to_end(evaluated, tmp_path, capsys):
 
 def test_cli_reports_refusals(evaluated, tmp_path, capsys):
     scalars = pd.read_csv(evaluated[0] / "scalars.csv").drop(
-        columns=["method", "method_version", "split"])
+        columns=["method", "method_version", "params", "split"])
     other = write_folder(tmp_path / "other", "other", scalars, content_hash="different")
     assert main(["leaderboard", str(evaluated[0]), str(other)]) == 2
     assert "different corpus content" in capsys.readouterr().err

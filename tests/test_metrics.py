@@ -183,3 +183,70 @@ def test_evaluate_model_map_fsc_finds_the_resolution_of_a_lowpassed_model_map(tm
         for name, value in reports[0].scalars[masking].items():
             other = reports[1].scalars[masking][name]
             assert other is None if value is None else other == pytest.approx(value, rel=1e-5)
+
+
+def _flip_shells_finer_than(volume: Volume, resolution: float) -> Volume:
+    """``volume`` with the sign of every Fourier coefficient finer than ``resolution`` flipped."""
+    import scipy.fft
+
+    spectrum = scipy.fft.rfftn(volume.data)
+    shells = fourier_shells(volume.shape, volume.voxel_size)
+    frequency = np.append(shells.frequency, np.inf)[shells.index]  # corners: beyond Nyquist
+    spectrum[(frequency > 1 / resolution) & (shells.index >= 0)] *= -1
+    return volume.like(scipy.fft.irfftn(spectrum, s=volume.shape).astype(np.float32))
+
+
+def test_cref_rmse_counts_anticorrelated_shells_as_lost(case):
+    """A contrast-inverted output, or one with its fine shells inverted, scores worse than the
+    same output with the right sign (FSC_FD below 0 counts as 0, not as its square)."""
+    m1, m2, truth = case["M1"], case["M2"], case["T"]
+    average = m1.like((m1.data + m2.data) / 2)
+    cref = c_ref(fsc(m1, m2).value)
+    right = cref_rmse(fsc(truth, average).value, cref)
+    inverted = cref_rmse(fsc(truth.like(-truth.data), average).value, cref)
+    fine_flipped = cref_rmse(fsc(_flip_shells_finer_than(truth, 6.0), average).value, cref)
+    assert right < 0.05
+    assert inverted == pytest.approx(cref_rmse(np.zeros_like(cref), cref)) and inverted > 0.5
+    assert fine_flipped > right + 0.1
+    # unclipped, the sign would not matter at all
+    assert np.sqrt(np.nanmean((fsc(truth.like(-truth.data), average).value ** 2 - cref ** 2)
+                              ** 2)) == pytest.approx(right, rel=1e-6)
+
+
+def test_crossings_that_never_happen_are_bounds_not_gaps(case):
+    """A map against itself never falls below 0.5: its resolutions are reported as the
+    Nyquist resolution with the bound '<'; so is the FSC-0.5 change of "denoised halves"
+    that are copies of each other's input (D2 = M1)."""
+    m1, m2, truth = case["M1"], case["M2"], case["T"]
+    report = evaluate(m1, m2, truth, denoised_half1=m2, denoised_half2=m1, truth=truth)
+    values, notes, bounds = (report.scalars["unmasked"], report.notes["unmasked"],
+                             report.bounds["unmasked"])
+    nyquist = 1 / fourier_shells(SHAPE, VOXEL).frequency[-1]
+    for metric in ("truth_res_0143", "truth_res_05", "res_d2m1_05"):
+        assert values[metric] == pytest.approx(nyquist) and bounds[metric] == "<"
+        assert "never crosses" in notes[metric]
+    half = fsc(m1, m2).resolution_at(0.5).resolution
+    assert values["fsc05_change"] == pytest.approx(nyquist - half)
+    assert bounds["fsc05_change"] == "<" and values["fsc05_change"] < 0
+    assert "res_half_0143" not in bounds  # a real crossing is no bound
+
+
+def test_a_noise_free_map_never_crosses_against_its_own_model():
+    """FSC(truth, model map of the truth's model) stays near 1 up to Nyquist, so d_fsc_model
+    is the bound '< Nyquist' in both rows; a tapered model map would bend the last shells."""
+    from cref_bench.model_map import model_map
+    from dataset_builder.synthetic import make_phantom
+
+    phantom = make_phantom(11, box=64, voxel_size=1.2, resolution=4.0, b_factor=0.0)
+    truth = phantom.truth
+    report = evaluate(truth, truth, truth, mask=phantom.mask, model=phantom.structure)
+    nyquist = 1 / fourier_shells(truth.shape, truth.voxel_size).frequency[-1]
+    for masking in ("unmasked", "masked"):
+        for metric in ("d_fsc_model_0143", "d_fsc_model_05"):
+            assert report.scalars[masking][metric] == pytest.approx(nyquist)
+            assert report.bounds[masking][metric] == "<"
+    curve = report.curves[(report.curves["masking"] == "unmasked")
+                          & (report.curves["curve"] == "fsc_model")]["value"].to_numpy()
+    assert curve.min() > 0.99
+    tapered = fsc(truth, model_map(phantom.structure, truth, taper=True)).value
+    assert tapered[-1] < 0.9

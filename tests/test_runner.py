@@ -1,9 +1,10 @@
 """Tests of the evaluation runner (cref_bench.runner, cref_bench.results) and `cref-bench run`.
 
-A session fixture writes a tiny corpus (32-40³ boxes: a smooth random truth plus noise) with
-dataset_builder.store. The methods below are referenced by ``tests.test_runner:Name``; they
-log every entry they finish to a file, so tests can count evaluations across runs, and a
-control file tells them to fail on an entry or to interrupt the run (KeyboardInterrupt).
+The session fixture ``corpus_path`` (tests/runner_corpus.py) is a tiny corpus (32-40³ boxes:
+a smooth random truth plus noise). The methods below are referenced by
+``tests.test_runner:Name``; they log every entry they finish to a file, so tests can count
+evaluations across runs, and a control file tells them to fail on an entry or to interrupt
+the run (KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from cref_bench.mapio import read_map
 from cref_bench.methods import Denoised, Method, SingleMapMethod
 from cref_bench.metrics import evaluate
 from cref_bench.runner import entry_seed, run_method
-from cref_bench.splits import split_of
 from cref_bench.volume import Volume
+from tests.runner_corpus import TEST_IDS, VALID_IDS, ids_of_split, phantom_maps
 
 SPEC = "tests.test_runner:Blur"
 
@@ -103,49 +104,6 @@ class RandomNoise(SingleMapMethod):
 
 # --------------------------------------------------------------------------- corpus
 
-def _ids(split: str, count: int) -> list[str]:
-    found, i = [], 0
-    while len(found) < count:
-        entry_id = f"PH-{i:04d}"
-        if split_of(entry_id) == split:
-            found.append(entry_id)
-        i += 1
-    return found
-
-
-def _phantom(rng, n: int, with_truth: bool) -> dict:
-    truth = ndimage.gaussian_filter(rng.standard_normal((n, n, n)), 1.5)
-    truth = (truth / truth.std()).astype(np.float32)
-    z, y, x = np.ogrid[:n, :n, :n]
-    radius = np.sqrt((z - n / 2) ** 2 + (y - n / 2) ** 2 + (x - n / 2) ** 2)
-    mask = np.clip((0.38 * n - radius) / 3, 0, 1).astype(np.float32)
-    maps = {name: Volume(truth + rng.standard_normal(truth.shape).astype(np.float32) * 0.8, 1.5)
-            for name in ("half1", "half2")}
-    maps["mask"] = Volume(mask, 1.5)
-    maps["truth"] = Volume(truth, 1.5) if with_truth else None
-    return maps
-
-
-TEST_IDS = _ids("test", 5)
-VALID_IDS = _ids("valid", 1)
-
-
-@pytest.fixture(scope="session")
-def corpus_path(tmp_path_factory) -> str:
-    from dataset_builder.store import create_store, finalize, write_entry
-
-    path = tmp_path_factory.mktemp("runner") / "corpus.zarr"
-    store = create_store(path, source="runner test phantoms", patch_size=16)
-    rng = np.random.default_rng(7)
-    for k, entry_id in enumerate(TEST_IDS + VALID_IDS):
-        maps = _phantom(rng, 32 if k % 2 else 40, with_truth=k != 1)
-        if k == 2:  # one entry with a reference map (here its truth)
-            maps["reference"] = maps["truth"]
-        write_entry(store, entry_id, **maps, metadata={"resolution": 4.0})
-    finalize(store)
-    return str(path)
-
-
 @pytest.fixture
 def files(tmp_path):
     """Paths of a log and a control file for the test methods."""
@@ -165,7 +123,8 @@ def test_tables_match_direct_evaluation(corpus_path, tmp_path):
     assert run.counts == {"entries": 5, "evaluated": 5, "resumed": 0, "failed": 0}
 
     scalars = run.scalars
-    assert list(scalars.columns[:5]) == list(results.ID_COLUMNS)
+    ids = len(results.ID_COLUMNS)
+    assert list(scalars.columns[:ids]) == list(results.ID_COLUMNS)
     assert sorted(scalars["entry"].unique()) == sorted(TEST_IDS)  # default split: test only
     assert len(scalars) == 10
     assert set(map(tuple, scalars[["entry", "masking"]].values)) == \
@@ -181,7 +140,7 @@ def test_tables_match_direct_evaluation(corpus_path, tmp_path):
                       denoised_half2=den.half2, mask=entry.mask, truth=entry.truth)
     for masking, values in direct.scalars.items():
         row = scalars[(scalars["entry"] == entry.id) & (scalars["masking"] == masking)].iloc[0]
-        assert list(values) == [c for c in scalars.columns[5:] if c in values]
+        assert list(values) == [c for c in scalars.columns[ids:] if c in values]
         for name, value in values.items():
             if value is None:
                 assert np.isnan(row[name])
@@ -292,23 +251,30 @@ def test_entries_are_seeded_by_run_seed_and_id(corpus_path, tmp_path):
 
 # --------------------------------------------------------------------------- failures, resume
 
-def test_failing_entry_is_recorded_and_retried(corpus_path, tmp_path, files):
+def test_failing_entry_is_recorded_and_retried_when_asked(corpus_path, tmp_path, files):
     out = tmp_path / "f"
     bad = TEST_IDS[2]
     Path(files["control"]).write_text(json.dumps({"fail_on": [bad]}))
     run = run_method(SPEC, corpus_path, out=out, params=files, progress=False)
     assert run.exit_status == 1
     assert run.counts["failed"] == 1
+    params = results.params_text({"sigma": 1.0, **files})
     assert run.failures.to_dict("records") == [{
-        "method": "blur-test", "method_version": "1", "entry": bad,
-        "error_type": "RuntimeError", "message": f"refusing entry {bad}"}]
+        "method": "blur-test", "method_version": "1", "params": params, "entry": bad,
+        "split": "test", "kind": "error", "error_type": "RuntimeError",
+        "message": f"method 'blur-test': raised RuntimeError: refusing entry {bad}"}]
     assert bad not in set(run.scalars["entry"]) and run.scalars["entry"].nunique() == 4
     assert pd.read_csv(out / "failures.csv")["entry"].tolist() == [bad]
     assert "RuntimeError" in json.loads((out / "entries" / f"{bad}.json").read_text())["traceback"]
     assert run.summary["failed"].eq(1).all() and "4 of 5 entries ok" in run.summary_text
 
-    Path(files["control"]).write_text("{}")  # the fault is gone: only the failed entry reruns
-    again = run_method(SPEC, corpus_path, out=out, params=files, progress=False)
+    Path(files["control"]).write_text("{}")  # the fault is gone, but failures are kept...
+    kept = run_method(SPEC, corpus_path, out=out, params=files, progress=False)
+    assert kept.exit_status == 1 and kept.counts["evaluated"] == 0
+    assert kept.failures["entry"].tolist() == [bad]
+    # ... until asked: then only the failed entry reruns
+    again = run_method(SPEC, corpus_path, out=out, params=files, progress=False,
+                       retry_failed=True)
     assert again.exit_status == 0 and again.failures.empty
     assert again.counts == {"entries": 5, "evaluated": 1, "resumed": 4, "failed": 0}
     assert sorted(_logged(files["log"])) == sorted(TEST_IDS)
@@ -318,8 +284,9 @@ def test_failing_entry_is_recorded_and_retried(corpus_path, tmp_path, files):
 def test_resume_after_interrupt_evaluates_each_entry_once(corpus_path, tmp_path, files):
     out = tmp_path / "r"
     Path(files["control"]).write_text(json.dumps({"stop_after": 2}))
-    with pytest.raises(KeyboardInterrupt):
-        run_method(SPEC, corpus_path, out=out, params=files, progress=False)
+    with pytest.raises(KeyboardInterrupt):  # in process, the method's interrupt is the user's
+        run_method(SPEC, corpus_path, out=out, params=files, progress=False,
+                   isolation="in-process")
     assert len(_logged(files["log"])) == 2
     assert len(list((out / "entries").glob("*.json"))) == 2
     assert not (out / "scalars.csv").exists()
@@ -357,8 +324,8 @@ def test_corpus_change_recomputes(corpus_path, tmp_path, files):
     shutil.copytree(corpus_path, copy)
     out = tmp_path / "c"
     run_method(SPEC, copy, out=out, params=files, progress=False, limit=2)
-    extra = _ids("test", 6)[-1]
-    write_entry(str(copy), extra, **_phantom(np.random.default_rng(1), 32, True))
+    extra = ids_of_split("test", 6)[-1]
+    write_entry(str(copy), extra, **phantom_maps(np.random.default_rng(1), 32, True))
     finalize(str(copy))
     run = run_method(SPEC, copy, out=out, params=files, progress=False, limit=2)
     assert run.counts["resumed"] == 0 and run.counts["evaluated"] == 2

@@ -4,9 +4,16 @@ Each entry's half-maps are denoised by the method and scored with the whole metr
 (unmasked and masked; truth and reference metrics where the entry has those maps). The
 results folder (default results/<method>) gets scalars.csv, notes.csv, curves.csv,
 failures.csv, provenance.json and, per entry, entries/<entry>.json; with --save-maps also
-maps/<entry>_denoised.mrc. An entry that fails is listed in failures.csv and the others are
-scored (exit status 1). A rerun skips the entries already finished for the same method
-version, parameters and corpus content; failed entries are retried. A summary table
+maps/<entry>_denoised.mrc; the method's own output goes to logs/.
+
+The method runs in a child process of its own (the classic filters, known safe, run in
+process unless --isolation process), on read-only inputs, with --timeout seconds and
+--memory-limit bytes per entry. An entry that fails -- the method raised, returned a map
+off the grid, non-finite or constant, changed its inputs, timed out, went over memory or
+crashed -- is listed in failures.csv with the kind of failure, the others are scored, and
+the exit status is 1. A rerun skips the entries already finished for the same method,
+version, parameters (those of --param and the method's own), method source code and corpus
+content; failed entries are tried again only with --retry-failed. A summary table
 (mean ± std, median, n per metric) is printed at the end.
 
 Examples:
@@ -14,6 +21,7 @@ Examples:
     cref-bench run --method mypkg.denoiser:MyDenoiser --corpus corpus.zarr --split test-50 \\
         --workers 4 --param sigma=1.5
     cref-bench run --method wiener --corpus s3://bucket/corpus.zarr --scheduler tcp://10.0.0.5:8786
+    cref-bench run --method crefdenoiser --corpus corpus.zarr --timeout 600 --memory-limit 8G
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import json
 
 from cref_bench.errors import InputError
+from cref_bench.isolation import DEFAULT_TIMEOUT, ISOLATION
 
 HELP = "evaluate a method on a corpus split and write the results tables"
 
@@ -46,6 +55,34 @@ def parse_param(text: str) -> tuple[str, object]:
         return key.strip(), value
 
 
+def parse_memory(text: str) -> int | str | None:
+    """A memory limit: bytes, or with a suffix K, M, G or T (powers of 1024); ``auto`` or
+    ``none``.
+
+    Args:
+        text: e.g. ``8G``, ``512M``, ``1000000``, ``auto``, ``none``.
+
+    Returns:
+        Bytes, ``"auto"`` or None.
+
+    Raises:
+        InputError: not a positive size.
+    """
+    word = text.strip().lower()
+    if word in ("auto", "none"):
+        return None if word == "none" else "auto"
+    scale = 1024 ** ("kmgt".index(word[-1]) + 1) if word[-1:] in ("k", "m", "g", "t") else 1
+    number = word[:-1] if scale > 1 else word
+    try:
+        value = float(number) * scale
+    except ValueError:
+        value = 0.0
+    if not value >= 1:
+        raise InputError("--memory-limit", f"expected a size such as 8G, 512M, auto or none, "
+                         f"got {text!r}")
+    return int(value)
+
+
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
     parser.add_argument("--method", required=True,
@@ -66,6 +103,19 @@ def add_args(parser) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a method parameter (repeatable; VALUE read as JSON if it parses)")
     parser.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"time limit of the method on one entry (default "
+                             f"{DEFAULT_TIMEOUT:g}; 0: none)")
+    parser.add_argument("--memory-limit", default="auto", metavar="SIZE",
+                        help="resident memory limit of the method's process on one entry, "
+                             "e.g. 8G (default auto: 80%% of the machine's memory shared by "
+                             "the workers; none: no limit)")
+    parser.add_argument("--isolation", default="auto", choices=ISOLATION,
+                        help="run the method in a child process of its own (process), in "
+                             "this process (in-process: no limits), or in process only when "
+                             "the method is known safe there (auto, default)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="evaluate again the entries that failed in an earlier run")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -78,11 +128,16 @@ def main(args) -> int:
                         workers=args.workers, scheduler=args.scheduler, limit=args.limit,
                         save_maps=args.save_maps, params=params,
                         progress=not args.no_progress, seed=args.seed,
-                        command_line=command_line(args))
+                        isolation=args.isolation, timeout=args.timeout or None,
+                        memory_limit=parse_memory(args.memory_limit),
+                        retry_failed=args.retry_failed, command_line=command_line(args))
     print(result.summary_text)
     print(f"results: {result.out}")
     if result.exit_status:
-        print(f"{result.counts['failed']} entries failed; see {result.out / 'failures.csv'}")
+        kinds = ", ".join(f"{n} {kind}" for kind, n in
+                          result.provenance["failures_by_kind"].items())
+        print(f"{result.counts['failed']} entries failed ({kinds}); see "
+              f"{result.out / 'failures.csv'}")
     return result.exit_status
 
 
@@ -104,5 +159,9 @@ def command_line(args) -> list[str]:
             words += [flag, str(value)]
     if args.workers != 1:
         words += ["--workers", str(args.workers)]
+    words += ["--timeout", f"{args.timeout:g}", "--memory-limit", str(args.memory_limit),
+              "--isolation", args.isolation]
+    if args.retry_failed:
+        words.append("--retry-failed")
     words += [w for p in args.param for w in ("--param", p)]
     return words + (["--save-maps"] if args.save_maps else [])
