@@ -33,11 +33,10 @@ import os
 import pkgutil
 import sys
 import warnings
-from importlib.metadata import entry_points
-
 import cref_bench
 from cref_bench import commands
 from cref_bench.errors import CrefBenchError
+from cref_bench.method_registry import registered
 
 COMMAND_GROUP = "cref_bench.commands"
 """Entry-point group of commands contributed by other packages."""
@@ -76,7 +75,7 @@ def command_modules() -> dict:
         if not info.name.startswith("_"):
             module = importlib.import_module(f"{commands.__name__}.{info.name}")
             found[info.name.replace("_", "-")] = module
-    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+    for ep in sorted(registered(COMMAND_GROUP), key=lambda e: e.name):
         try:
             found[ep.name] = ep.load()
         except Exception as exc:  # a broken plug-in must not take the whole CLI down

@@ -16,6 +16,7 @@ numpy nor any method, so the command line can list methods quickly.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -33,9 +34,28 @@ FILE_MODULE_PREFIX = "cref_bench_method_file_"
 """Module names of method files loaded by path start with this."""
 
 
+@functools.cache
+def _installed_entry_points():
+    """Every installed distribution's entry points, read once per process (each reading
+    scans every installed distribution's metadata)."""
+    return entry_points()
+
+
+def registered(group: str) -> list:
+    """The installed entry points of one group.
+
+    Args:
+        group: the entry-point group, e.g. :data:`ENTRY_POINT_GROUP`.
+
+    Returns:
+        The :class:`importlib.metadata.EntryPoint` objects of that group.
+    """
+    return list(_installed_entry_points().select(group=group))
+
+
 def available_methods() -> dict[str, str]:
     """Names of the registered methods, mapped to their ``module:attribute`` targets."""
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {ep.name: ep.value for ep in registered(ENTRY_POINT_GROUP)}
 
 
 def is_file_spec(spec: str) -> bool:
@@ -80,7 +100,7 @@ def resolve(spec: str):
             raise MethodError(spec, f"no module {module_name!r}{_path_hint(module_name, attr)}"
                               ) from exc
         return _attribute(spec, module, attr)
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
+    found = [ep for ep in registered(ENTRY_POINT_GROUP) if ep.name == spec]
     if not found:
         known = ", ".join(sorted(available_methods())) or "none"
         raise MethodError(f"no method named {spec!r}; registered methods: {known}; or give "
