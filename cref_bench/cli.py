@@ -33,6 +33,7 @@ import os
 import pkgutil
 import sys
 import warnings
+
 import cref_bench
 from cref_bench import commands
 from cref_bench.errors import CrefBenchError
