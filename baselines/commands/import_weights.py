@@ -39,6 +39,9 @@ def main(args) -> int:
         0 (a checkpoint that cannot be used raises
         :class:`~baselines.crefdenoiser.errors.CheckpointError`).
     """
+    from cref_bench.output_paths import check_output_file
+
+    check_output_file(args.out, "--out")  # before torch is imported
     from baselines.crefdenoiser.checkpoint import save_weights, tf_state_dict, weights_digest
     from baselines.crefdenoiser.network import CrefUNet
 

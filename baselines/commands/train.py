@@ -63,6 +63,9 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
+    from cref_bench.output_paths import check_output_folder
+
+    check_output_folder(args.out, "--out")  # before torch is imported
     from baselines.crefdenoiser.train import TrainConfig, train
 
     config = TrainConfig(

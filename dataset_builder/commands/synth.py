@@ -37,9 +37,11 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Write the corpus; returns the exit status."""
+    from cref_bench.output_paths import check_output_folder
     from dataset_builder.store import Store
     from dataset_builder.synthetic import write_phantom_corpus
 
+    check_output_folder(args.out, "--out")
     location = write_phantom_corpus(
         args.out, args.entries, seed=args.seed, boxes=tuple(args.box_range),
         voxel_sizes=tuple(args.voxel_range), resolutions=tuple(args.resolution_range),

@@ -98,7 +98,10 @@ def run_demo(out: str | Path, *, entries: int = 12, seed: int = 0, methods=DEFAU
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
+    from cref_bench.output_paths import check_output_folder
     from leaderboard import tables
+
+    check_output_folder(args.out, "--out")
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     start = time.perf_counter()

@@ -50,8 +50,11 @@ def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.atomic import write_text
     from cref_bench.metric_facts import DEFAULT_METRICS
+    from cref_bench.output_paths import check_output_file, check_output_folder
     from leaderboard import tables
 
+    check_output_file(args.out, "--out", make_parents=True)
+    check_output_folder(args.figures, "--figures")
     metrics = (DEFAULT_METRICS if args.metrics is None
                else [m.strip() for m in args.metrics.split(",") if m.strip()])
     frame = tables.load_results(args.results, allow_mixed_corpora=args.allow_mixed_corpora)
