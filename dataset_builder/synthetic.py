@@ -385,9 +385,10 @@ def write_phantom_corpus(out, entries: int, *, seed: int = 0, boxes=(64, 96),
     model stored as ``models/model`` (mmCIF) and metadata extended by ``corpus_seed`` and
     ``corpus_index``. Resumable: entries already complete are skipped, so a killed run
     continues where it stopped; the ranges are recorded in the store (root attribute
-    :data:`SETTINGS_ATTRIBUTE`), and adding to it with other ranges is refused. An entry that fails is recorded as failed in the manifest
-    and the others go on. The store is finalised at the end. The patches of a new store's
-    patch index are 96³, or as large as the smallest box when that is smaller.
+    :data:`SETTINGS_ATTRIBUTE`), and adding to it with other ranges is refused. An entry
+    that fails is recorded as failed in the manifest and the others go on. The store is
+    finalised at the end. The patches of a new store's patch index are 96³, or as large as
+    the smallest box when that is smaller.
 
     Args:
         out: the store, a local path or fsspec URL: absent, an empty folder, or a store
