@@ -109,8 +109,12 @@ def main(args) -> int:
     preset = None if args.ids else (args.preset or "paper2023")
     entries = select_entries(preset, id_file=args.ids, released_before=args.released_before,
                              api=args.api)
-    print(f"{len(entries)} entries listed"
-          + (f" by preset {preset}" if preset else f" in {args.ids}"))
+    source = f"by preset {preset}" if preset else f"in {args.ids}"
+    if not entries:
+        raise InputError(f"no entries listed {source}"
+                         + (f" released before {args.released_before}"
+                            if args.released_before else "") + "; nothing to build")
+    print(f"{len(entries)} entries listed {source}")
     if args.limit is not None:
         entries = entries[:args.limit]
     kept = str(Path(args.keep_downloads).resolve()) if args.keep_downloads else None
