@@ -6,13 +6,13 @@ with the whole metric set, and prints the leaderboard table (masked rows, ranked
 C_ref RMSE). Everything lands under --out: the corpus, one results folder per method, the
 table as Markdown and LaTeX, and the figures.
 
-This command ties the packages together (the phantom generator of ``dataset_builder``, the
-runner of ``cref_bench``, the methods found through the registry, the tables of
-``leaderboard``); it is the only module outside ``dataset_builder`` that imports it.
-
 Example:
     cref-bench demo --out cref-bench-demo
 """
+
+# This command ties the packages together (the phantom generator of dataset_builder, the
+# runner of cref_bench, the methods found through the registry, the tables of leaderboard);
+# it is the only module outside dataset_builder that imports it.
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Rank methods from their results folders and write the leaderboard table (and figures).
 
 Reads the scalars (and, for figures, the curves) of one or more results folders written by
-``cref-bench run``, typically one per method on one corpus; results of different corpus
+cref-bench run, typically one per method on one corpus; results of different corpus
 content are refused unless --allow-mixed-corpora is given. Methods are compared on the
 entries every one of them finished (the count dropped is reported) and ranked by the
 primary metric; each cell is mean ± std (median). The table goes to standard output or
