@@ -26,6 +26,7 @@ BAD_INPUT = {
     "build": (["--out", "{tmp}/b.zarr", "--ids", "{tmp}/ids.txt", "--workers", "0"],
               "--workers must be at least 1"),
     "leaderboard": (["{tmp}/no-results"], "provenance.json: missing"),
+    "check": (["{tmp}/no-results"], "provenance.json: missing"),
     "train": (["--corpus", "{tmp}/absent.zarr", "--out", "{tmp}/run", "--no-progress"],
               "absent.zarr: no corpus store here"),
     "import-weights": (["{tmp}/model.index", "--out", "{tmp}/w.pt"], "model.index"),
