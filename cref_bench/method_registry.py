@@ -112,8 +112,8 @@ def _path_hint(module_name: str, attr: str) -> str:
     """Advice when a module is not importable but a file of that name is here."""
     candidate = Path(*module_name.split(".")).with_suffix(".py")
     if candidate.is_file():
-        return (f" on the import path; {candidate} is here: give it as "
-                f"./{candidate.as_posix()}:{attr}, or add its folder to PYTHONPATH")
+        return (f" on the import path (the current folder is not on it); {candidate} is "
+                f"here: give it as ./{candidate.as_posix()}:{attr}, or run with PYTHONPATH=.")
     return " on the import path (install its package, add its folder to PYTHONPATH, or give "\
            "the file as path/to/file.py:Attribute)"
 

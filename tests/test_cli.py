@@ -27,6 +27,7 @@ BAD_INPUT = {
               "--workers must be at least 1"),
     "leaderboard": (["{tmp}/no-results"], "provenance.json: missing"),
     "check": (["{tmp}/no-results"], "provenance.json: missing"),
+    "new-method": (["Bad_Name", "--out", "{tmp}"], "is not a method name"),
     "train": (["--corpus", "{tmp}/absent.zarr", "--out", "{tmp}/run", "--no-progress"],
               "absent.zarr: no corpus store here"),
     "import-weights": (["{tmp}/model.index", "--out", "{tmp}/w.pt"], "model.index"),
