@@ -34,29 +34,54 @@ def _flags_of(command: str | None) -> set[str]:
 def mentions(text: str, default: str | None) -> list[tuple[str | None, str, str]]:
     """Every flag a text mentions, with the command it is given to.
 
-    A flag belongs to the nearest ``cref-bench COMMAND`` before it in the same clause
+    Each line of a fenced code block is read alone; prose is read a clause at a time
     (clauses end at ``;``, ``:``, a parenthesis or a full stop; a paragraph's lines are read
-    as one, lines ending in a backslash too); with none, to ``default``. Flags given to
-    another program (pip, torchrun, ...) are left out.
+    as one, lines ending in a backslash too). A flag belongs to the nearest
+    ``cref-bench COMMAND`` before it in its clause, or, inside an inline code span, in that
+    span; with none, to ``default``. Flags given to another program (pip, torchrun, ...)
+    are left out.
 
     Returns:
         ``(command, flag, clause)`` triples; ``command`` is ``"?"`` for an unknown command.
     """
     found = []
-    for paragraph in re.split(r"\n\s*\n", text):
+    prose = []
+    for k, part in enumerate(text.split("```")):
+        if k % 2:  # a fenced code block: one command a line
+            for line in part.replace("\\\n", " ").splitlines()[1:]:
+                found += _attributed(line.split("#")[0], default)
+        else:
+            prose.append(part)
+    for paragraph in re.split(r"\n\s*\n", "\n\n".join(prose)):
         joined = re.sub(r"\s+", " ", paragraph.replace("\\\n", " "))
         for clause in CLAUSE_END.split(joined):
-            events = sorted([(m.start(), "ours", m.group(1)) for m in OURS.finditer(clause)]
-                            + [(m.start(), "foreign", None) for m in FOREIGN.finditer(clause)]
-                            + [(m.start(), "flag", m.group(0)) for m in FLAG.finditer(clause)])
+            found += _attributed(clause, default)
+    return found
+
+
+def _attributed(clause: str, default: str | None) -> list[tuple[str | None, str, str]]:
+    """The flags of one clause with their owners (see :func:`mentions`)."""
+    clause = clause.strip()
+    spans = [m.span() for m in re.finditer(r"`[^`]*`", clause)]
+
+    def span_of(position: int):
+        return next((s for s in spans if s[0] <= position < s[1]), None)
+
+    events = sorted([(m.start(), "ours", m.group(1)) for m in OURS.finditer(clause)]
+                    + [(m.start(), "foreign", None) for m in FOREIGN.finditer(clause)])
+    found = []
+    for flag in FLAG.finditer(clause):
+        where = span_of(flag.start())
+        before = [e for e in events if e[0] < flag.start()
+                  and (where is None or span_of(e[0]) == where)]
+        if not before:
             owner = default
-            for _, kind, value in events:
-                if kind == "ours":
-                    owner = value if value in COMMANDS else "?"
-                elif kind == "foreign":
-                    owner = None
-                elif owner is not None:
-                    found.append((owner, value, clause.strip()))
+        elif before[-1][1] == "foreign":
+            owner = None
+        else:
+            owner = before[-1][2] if before[-1][2] in COMMANDS else "?"
+        if owner is not None:
+            found.append((owner, flag.group(0), clause))
     return found
 
 
@@ -79,6 +104,15 @@ def test_every_flag_the_readme_gives_a_command_exists():
     wrong = [(owner, flag, clause) for owner, flag, clause in mentions(README.read_text(), None)
              if owner != "?" and flag.split("=")[0] not in _flags_of(owner)]
     assert not wrong
+
+
+def test_the_attribution_rule_in_markdown():
+    text = ("Once installed `cref-bench methods` lists it and `--method x` finds it; "
+            "`cref-bench run --out r` works.\n\n```bash\ncref-bench check r --corpus c  "
+            "# --nothing\npip install --no-deps x\n```\n")
+    assert sorted(mentions(text, None)) == [
+        ("check", "--corpus", "cref-bench check r --corpus c"),
+        ("run", "--out", "`cref-bench run --out r` works.")]
 
 
 def test_the_attribution_rule():
