@@ -27,6 +27,8 @@ import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cref_bench.errors import UnavailableError
+
 PROTOCOL_MODULE = "cref_bench.methods"
 """Where the method protocol lives: its classes' attributes are the defaults."""
 
@@ -130,7 +132,7 @@ def _parameters(target) -> str:
     return ", ".join(words)
 
 
-class _Unavailable(Exception):
+class _Unavailable(UnavailableError):
     """The source shows that a method cannot be imported here."""
 
 
