@@ -13,28 +13,65 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from cref_bench import cli, corpora
 from cref_bench.dataset import open_corpus
 from cref_bench.errors import ResultsError
+from cref_bench.methods import SingleMapMethod
 from cref_bench.runner import run_method
+from cref_bench.splits import split_of
 from cref_bench.submission import check_results
-from tests.test_runner import SPEC, TEST_IDS, _phantom
+from cref_bench.volume import Volume
 
-RUNNER_TEST_SOURCE = Path(__file__).with_name("test_runner.py")
+SPEC = "tests.test_check:Smooth"
+TEST_IDS = [i for i in (f"CK-{k:04d}" for k in range(200)) if split_of(i) == "test"][:4]
+
+
+class Smooth(SingleMapMethod):
+    """A Gaussian blur that raises on the entries named in ``fail_on``."""
+
+    name = "smooth-test"
+    version = "1"
+
+    def __init__(self, sigma: float = 1.0, fail_on: tuple = ()):
+        self.sigma, self.fail_on = float(sigma), list(fail_on)
+
+    def params(self) -> dict:
+        return {"sigma": self.sigma, "fail_on": self.fail_on}
+
+    def denoise(self, half1, half2, mask=None):
+        entry = half1.source.rstrip("/").split("/")[-2]
+        if entry in self.fail_on:
+            raise RuntimeError(f"refusing entry {entry}")
+        return super().denoise(half1, half2, mask)
+
+    def denoise_map(self, volume, mask=None):
+        return volume.like(ndimage.gaussian_filter(volume.data, self.sigma))
+
+
+def _maps(rng, n: int) -> dict:
+    """Half-maps of a smooth random truth with noise, a soft spherical mask, the truth."""
+    truth = ndimage.gaussian_filter(rng.standard_normal((n, n, n)), 1.5)
+    truth = (truth / truth.std()).astype(np.float32)
+    radius = np.sqrt(((np.indices((n, n, n)) - n / 2) ** 2).sum(axis=0))
+    maps = {h: Volume(truth + 0.8 * rng.standard_normal(truth.shape).astype(np.float32), 1.5)
+            for h in ("half1", "half2")}
+    maps["mask"] = Volume(np.clip((0.38 * n - radius) / 3, 0, 1).astype(np.float32), 1.5)
+    maps["truth"] = Volume(truth, 1.5)
+    return maps
 
 
 def _write_corpus(path: Path, seed: int) -> str:
-    import numpy as np
-
     from dataset_builder.store import create_store, finalize, write_entry
 
     store = create_store(path, source="check test phantoms", patch_size=16)
     rng = np.random.default_rng(seed)
-    for k, entry_id in enumerate(TEST_IDS[:4]):
-        write_entry(store, entry_id, **_phantom(rng, 32 if k % 2 else 36, with_truth=True))
+    for k, entry_id in enumerate(TEST_IDS):
+        write_entry(store, entry_id, **_maps(rng, 32 if k % 2 else 36))
     finalize(store)
     return str(path)
 
@@ -48,7 +85,7 @@ def publishable(folder: Path) -> Path:
     """Add to provenance.json what the isolated runner records (where it is missing)."""
     path = folder / "provenance.json"
     provenance = json.loads(path.read_text())
-    digest = hashlib.sha256(RUNNER_TEST_SOURCE.read_bytes()).hexdigest()
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     provenance["method"].setdefault("code_digest", digest)
     provenance["method"]["spec"] = provenance["method"].get("spec") or SPEC
     for key, value in (("isolation", "process"), ("timeout_s", None),
@@ -121,10 +158,8 @@ def test_a_missing_entry_is_named(copy, corpus):
 
 
 def test_a_failed_entry_is_listed(corpus, tmp_path):
-    control = tmp_path / "control.json"
-    control.write_text(json.dumps({"fail_on": [TEST_IDS[1]]}))
     run = run_method(SPEC, corpus, out=tmp_path / "failing", progress=False,
-                     params={"control": str(control)})
+                     params={"fail_on": [TEST_IDS[1]]})
     assert run.counts["failed"] == 1
     report = check_results(publishable(run.out), corpus=open_corpus(corpus))
     assert _topics(report) == ["failures"]
@@ -216,7 +251,7 @@ def test_the_leaderboard_lists_results_that_are_not_fit(complete, corpus, tmp_pa
                         f"- noisy ({noisy}): tables\n")
     assert cli.main(argv[:-2]) == 0  # without the corpus: no folder is of a published corpus
     listed = capsys.readouterr().out.split("says why):")[1]
-    assert f"- blur-test ({complete}): corpus" in listed and "- noisy" in listed
+    assert f"- smooth-test ({complete}): corpus" in listed and "- noisy" in listed
     assert cli.main(argv + ["--format", "html"]) == 0
     assert f"<li>noisy ({noisy}): tables</li>" in capsys.readouterr().out
 
