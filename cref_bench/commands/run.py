@@ -49,8 +49,8 @@ def parse_param(text: str) -> tuple[str, object]:
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
     parser.add_argument("--method", required=True,
-                        help="a registered method name (see `cref-bench methods`) or "
-                             "package.module:Attribute")
+                        help="a registered method name (see `cref-bench methods`), "
+                             "package.module:Attribute or path/to/file.py:Attribute")
     parser.add_argument("--corpus", required=True, help="the corpus store (path or fsspec URL)")
     parser.add_argument("--split", default="test",
                         choices=("test", "test-50", "valid", "train", "all"),
