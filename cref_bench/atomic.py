@@ -2,13 +2,14 @@
 
 A reader (or a process killed mid-write) never sees a partial file: the target holds either
 its old content or the whole new one. Used for result tables, provenance, leaderboards,
-figures, maps and checkpoints.
+figures, maps and checkpoints. The file gets the permissions of any new file of the user
+(``0666`` less the umask, as ``open`` gives), not the private ``0600`` of a temporary file.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,8 +36,7 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False,
     path = Path(path)
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    temp = _new_file_beside(path)
     try:
         yield Path(temp)
         if fsync:
@@ -46,6 +46,19 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False,
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def _new_file_beside(path: Path) -> Path:
+    """Create an empty, uniquely named file ``.<name>.<random>.tmp`` in ``path``'s folder,
+    with the mode ``open`` gives a new file (``0666`` less the umask)."""
+    for _ in range(100):
+        temp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return temp
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, make_parents: bool = False) -> Path:

@@ -10,7 +10,10 @@ and a module docstring (the command's description). Commands come from two place
   left out with a warning, so one broken plug-in does not disable the rest.
 
 Only the chosen command's arguments are added to the parser, so a command never pays for
-another's imports (``train`` imports torch; ``metrics`` does not).
+another's imports (``train`` imports torch; ``metrics`` does not), and ``cref-bench --help``
+imports no command's dependencies at all. Dask's logs are kept at WARNING (in this process and
+in the workers it starts) unless ``--verbose`` is given. Standard output closed early (``cref-bench
+metrics ... | head``) ends the command quietly with status 141.
 
 Errors are caught here, once: a command's ``main`` lets them rise. An error of the
 project's family (:class:`cref_bench.errors.CrefBenchError`) or of the operating system
@@ -26,14 +29,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 import warnings
-from importlib.metadata import entry_points
 
 import cref_bench
 from cref_bench import commands
 from cref_bench.errors import CrefBenchError
+from cref_bench.method_registry import registered
 
 COMMAND_GROUP = "cref_bench.commands"
 """Entry-point group of commands contributed by other packages."""
@@ -44,10 +48,18 @@ exit status:
   1    some of the work failed and was recorded as such; the rest was done
   2    bad input or an unusable environment (one line on standard error says why)
   130  interrupted (Ctrl-C)
+  141  standard output was closed early (e.g. piped into head); the output stops there
 """
 """The exit-status table of every command: this module's docstring and each ``--help``."""
 
 __doc__ += "\n" + EXIT_STATUSES  # the documented table is the one the commands print
+
+DASK_LOG_SETTINGS = ("DASK_LOGGING__DISTRIBUTED", "DASK_LOGGING__DASK")
+"""Environment variables of dask's logging configuration set to ``warning`` unless
+``--verbose``: dask reads them on import, and the worker processes it starts inherit them."""
+
+BROKEN_PIPE_STATUS = 141
+"""The exit status when standard output is closed early (128 + SIGPIPE, as a shell reports)."""
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +76,7 @@ def command_modules() -> dict:
         if not info.name.startswith("_"):
             module = importlib.import_module(f"{commands.__name__}.{info.name}")
             found[info.name.replace("_", "-")] = module
-    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+    for ep in sorted(registered(COMMAND_GROUP), key=lambda e: e.name):
         try:
             found[ep.name] = ep.load()
         except Exception as exc:  # a broken plug-in must not take the whole CLI down
@@ -77,7 +89,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     Args:
         command: add the arguments of this command only (the others are listed without
-            theirs); ``None`` adds every command's arguments.
+            theirs); ``None`` adds no command's arguments (the top-level help lists the
+            commands only).
 
     Returns:
         The parser.
@@ -95,7 +108,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         doc = (module.__doc__ or "").strip()
         cmd = sub.add_parser(name, help=module.HELP, description=doc, epilog=EXIT_STATUSES,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
-        if command is None or name == command:
+        if name == command:
             module.add_args(cmd)
         cmd.set_defaults(_main=module.main)
     return parser
@@ -120,11 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    _quiet_dask(args.verbose)
     if not getattr(args, "_main", None):
         parser.print_help()
         return 2
     try:
-        return int(args._main(args) or 0)
+        status = int(args._main(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE_STATUS
     except KeyboardInterrupt:
         print("cref-bench: interrupted", file=sys.stderr)
         return 130
@@ -132,6 +151,27 @@ def main(argv: list[str] | None = None) -> int:
         logger.debug("the error's traceback:", exc_info=True)
         print(f"cref-bench: error: {exc}", file=sys.stderr)
         return exc.exit_status if isinstance(exc, CrefBenchError) else 2
+
+
+def _quiet_dask(verbose: bool) -> None:
+    """Keep dask's INFO logs out of the output unless ``verbose`` (a user's own setting of the
+    environment variables wins)."""
+    for variable in DASK_LOG_SETTINGS:
+        os.environ.setdefault(variable, "info" if verbose else "warning")
+    for name in ("distributed", "dask"):  # where dask is already imported (tests, scripts)
+        if name in sys.modules:
+            logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so that the interpreter's last flush of a
+    closed pipe does not print a second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout replaced by an object without a descriptor
+        pass
 
 
 if __name__ == "__main__":

@@ -7,21 +7,22 @@ each half. Pair-based denoisers (LAFTER, say) subclass :class:`Method` directly 
 only the full map, with a note saying why the half-map metrics do not apply.
 
 Methods are found by name through the entry-point group ``cref_bench.methods``, or given as
-``package.module:Attribute`` (a class or a factory called with the method's parameters).
+``package.module:Attribute`` or ``path/to/file.py:Attribute`` (a class or a factory called
+with the method's parameters); :mod:`cref_bench.method_registry` resolves the names.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 
 import numpy as np
 
 from cref_bench.errors import CrefBenchError, MethodError
+from cref_bench.method_registry import ENTRY_POINT_GROUP, available_methods, resolve
 from cref_bench.volume import Volume
 
-ENTRY_POINT_GROUP = "cref_bench.methods"
+__all__ = ["ENTRY_POINT_GROUP", "Denoised", "Method", "SingleMapMethod", "available_methods",
+           "average_halves", "load_method"]
 
 
 @dataclass
@@ -101,17 +102,14 @@ class SingleMapMethod(Method):
                         half2=self.denoise_map(half2, mask))
 
 
-def available_methods() -> dict[str, str]:
-    """Names of the registered methods, mapped to their ``module:attribute`` targets."""
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def load_method(spec: str, **params) -> Method:
-    """Build a method from a registry name or a ``package.module:Attribute`` path.
+    """Build a method from a registry name, ``package.module:Attribute`` or
+    ``path/to/file.py:Attribute``.
 
     Args:
-        spec: a name registered under the ``cref_bench.methods`` entry points, or
-            ``package.module:Attribute``.
+        spec: a name registered under the ``cref_bench.methods`` entry points,
+            ``package.module:Attribute`` or ``path/to/file.py:Attribute`` (see
+            :func:`cref_bench.method_registry.resolve`).
         **params: keyword parameters passed to the class or factory.
 
     Returns:
@@ -119,12 +117,12 @@ def load_method(spec: str, **params) -> Method:
 
     Raises:
         MethodError: no method of that name is registered (the message lists those that
-            are), the ``module:attribute`` path does not resolve, the target refuses the
+            are), the module or file does not resolve, the target refuses the
             parameters (its ``TypeError`` or ``ValueError``, chained), or it did not produce
             a :class:`Method`. The target's own errors of the project's family (a missing
             weights file, say) pass through as they are.
     """
-    target = _resolve(spec)
+    target = resolve(spec)
     try:
         method = target(**params)
     except CrefBenchError:
@@ -136,25 +134,3 @@ def load_method(spec: str, **params) -> Method:
         raise MethodError(spec, f"produced {type(method).__name__}, not a "
                           "cref_bench.methods.Method")
     return method
-
-
-def _resolve(spec: str):
-    """The class or factory a method spec names."""
-    if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if not (module_name == exc.name or module_name.startswith(f"{exc.name}.")):
-                raise  # the module exists, but something it imports does not
-            raise MethodError(spec, f"no module {module_name!r}") from exc
-        try:
-            return getattr(module, attr)
-        except AttributeError:
-            raise MethodError(spec, f"module {module_name!r} has no attribute {attr!r}") from None
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
-    if not found:
-        known = ", ".join(sorted(available_methods())) or "none"
-        raise MethodError(f"no method named {spec!r}; registered methods: {known}; or give "
-                          "one as package.module:Attribute")
-    return found[0].load()

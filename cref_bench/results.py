@@ -271,6 +271,11 @@ def summarise(scalars: pd.DataFrame, failed: int, metrics=SUMMARY_METRICS,
 def format_summary(summary: pd.DataFrame, title: str = "") -> str:
     """The summary as an aligned text table (``mean ± std``, median, n, failed).
 
+    Every mean and median has four significant figures and every standard deviation two
+    (trailing zeros kept, so a column reads alike; see
+    :func:`cref_bench.number_format.significant`); a metric with one value shows its mean
+    without a spread.
+
     Args:
         summary: a table from :func:`summarise`.
         title: a first line (e.g. the method and corpus).
@@ -278,6 +283,8 @@ def format_summary(summary: pd.DataFrame, title: str = "") -> str:
     Returns:
         The text, one line per (masking, metric).
     """
+    from cref_bench.number_format import significant
+
     lines = [title] if title else []
     if summary.empty:
         lines.append("no entry was evaluated")
@@ -286,7 +293,10 @@ def format_summary(summary: pd.DataFrame, title: str = "") -> str:
     lines.append(f"{'masking':<9} {'metric':<{width}} {'mean ± std':>23} {'median':>10} "
                  f"{'n':>5} {'failed':>6}")
     for row in summary.itertuples(index=False):
-        spread = f"{row.mean:.4g} ± {row.std:.3g}"
-        lines.append(f"{row.masking:<9} {row.metric:<{width}} {spread:>23} {row.median:>10.4g} "
-                     f"{row.n:>5d} {row.failed:>6d}")
+        spread = significant(row.mean, 4)
+        if math.isfinite(row.std):
+            spread += f" ± {significant(row.std, 2)}"
+        lines.append(f"{row.masking:<9} {row.metric:<{width}} {spread:>23} "
+                     f"{significant(row.median, 4):>10} {row.n:>5d} "
+                     f"{row.failed:>6d}")
     return "\n".join(lines)

@@ -93,6 +93,12 @@ MAP_ROLES = (
 MAP_ROLE_NAMES = tuple(role.name for role in MAP_ROLES)
 REQUIRED_MAPS = tuple(role.name for role in MAP_ROLES if role.required)
 
+MASK_THRESHOLD = 0.5
+"""A voxel is inside the mask when its mask value is above this."""
+
+MASK_TOLERANCE = 1e-3
+"""Mask values may stray this far outside ``[0, 1]`` (rounding in files) before refusal."""
+
 MANIFEST_COLUMNS = ("id", "status", "reason", "split", "source", "resolution", "voxel_size",
                     "box", "release_date", "fitted_models", "considered_at")
 """The leading columns of the manifest table; extra metadata keys follow them."""

@@ -66,6 +66,8 @@ from cref_bench.store_layout import (
     FORMAT_VERSION,
     MANIFEST_GROUP,
     MAP_ROLES,
+    MASK_THRESHOLD,
+    MASK_TOLERANCE,
     MODELS_GROUP,
     PATCHES_ARRAY,
     check_store_root,
@@ -80,12 +82,6 @@ from dataset_builder._moments import masked_moments
 
 PATCH_SIZE = 96
 """Default patch edge in voxels (the crefDenoiser training patches)."""
-
-MASK_THRESHOLD = 0.5
-"""A voxel is inside the mask when its mask value is above this."""
-
-MASK_TOLERANCE = 1e-3
-"""Mask values may stray this far outside ``[0, 1]`` (rounding in files) before refusal."""
 
 MAP_CODEC = "blosc-lz4-1-bitshuffle"
 MODEL_CHUNK_BYTES = 16 << 20

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from cref_bench.errors import CorpusError, InputError, ModelError
 from cref_bench.model_map import model_map, read_model
 from cref_bench.shells import fourier_shells
+from cref_bench.store_layout import list_complete_entries
 from cref_bench.volume import Volume
 from dataset_builder import store
 from dataset_builder.phantom_models import build_model
@@ -317,6 +318,54 @@ def _report(entry_id: str, error: str | None) -> None:
         logger.warning("%s failed (recorded in the manifest): %s", entry_id, error)
 
 
+SETTINGS_ATTRIBUTE = "phantom_settings"
+"""The root attribute recording the settings a phantom corpus is drawn with."""
+
+SETTING_FLAGS = {"boxes": "--box-range", "voxel_sizes": "--voxel-range",
+                 "resolutions": "--resolution-range"}
+"""The command-line flag of each drawing setting (for messages)."""
+
+
+def phantom_id(index: int) -> str:
+    """The id of corpus entry ``index`` (0-based): ``SYN-0001`` for 0."""
+    return f"SYN-{index + 1:04d}"
+
+
+def _check_settings(handle: store.Store, seed: int, settings: dict) -> None:
+    """Refuse to add to a store drawn with other settings; record them in a new store.
+
+    A store written before the settings were recorded is accepted when every complete
+    entry has the box, voxel size and resolution the settings draw for it.
+    """
+    root = handle.root()
+    recorded = root.attrs.get(SETTINGS_ATTRIBUTE)
+    if recorded is None:
+        for entry_id, group in list_complete_entries(root).items():
+            meta = group.attrs.asdict()
+            if meta.get("corpus_seed") != seed or "corpus_index" not in meta:
+                continue
+            drawn = entry_parameters(seed, meta["corpus_index"], **settings)
+            if (meta.get("phantom_box"), meta.get("phantom_voxel_size"),
+                    meta.get("resolution")) != (drawn["box"], drawn["voxel_size"],
+                                                drawn["resolution"]):
+                raise CorpusError(handle.location, f"entry {entry_id} was drawn with other "
+                                  "settings than " + _describe(settings) + "; give the "
+                                  "settings it was written with, or another output")
+        root.attrs[SETTINGS_ATTRIBUTE] = settings
+        return
+    differ = {k: v for k, v in settings.items() if list(recorded.get(k, ())) != list(v)}
+    if differ:
+        raise CorpusError(handle.location, "written with " + _describe(recorded, differ)
+                          + ", not " + _describe(differ) + "; give the same settings to add "
+                          "entries, or another output")
+
+
+def _describe(settings: dict, keys=None) -> str:
+    """Settings as the command line gives them: ``--box-range 64 96, ...``."""
+    return ", ".join(f"{SETTING_FLAGS[k]} {' '.join(f'{v:g}' for v in settings[k])}"
+                     for k in (keys or settings))
+
+
 def _open_corpus_store(out, seed: int, patch_size: int) -> store.Store:
     """The store at ``out``, created if absent; refuses anything else there."""
     source = f"synthetic phantoms v{PHANTOM_VERSION} (seed {seed})"
@@ -336,9 +385,11 @@ def write_phantom_corpus(out, entries: int, *, seed: int = 0, boxes=(64, 96),
     Entry ``k`` (1-based) is ``make_phantom(**entry_parameters(seed, k - 1, ...))`` with its
     model stored as ``models/model`` (mmCIF) and metadata extended by ``corpus_seed`` and
     ``corpus_index``. Resumable: entries already complete are skipped, so a killed run
-    continues where it stopped. An entry that fails is recorded as failed in the manifest
-    and the others go on. The store is finalised at the end. The patches of a new store's
-    patch index are 96³, or as large as the smallest box when that is smaller.
+    continues where it stopped; the ranges are recorded in the store (root attribute
+    :data:`SETTINGS_ATTRIBUTE`), and adding to it with other ranges is refused. An entry
+    that fails is recorded as failed in the manifest and the others go on. The store is
+    finalised at the end. The patches of a new store's patch index are 96³, or as large as
+    the smallest box when that is smaller.
 
     Args:
         out: the store, a local path or fsspec URL: absent, an empty folder, or a store
@@ -355,15 +406,20 @@ def write_phantom_corpus(out, entries: int, *, seed: int = 0, boxes=(64, 96),
 
     Raises:
         InputError: bad ranges or counts.
-        CorpusError: ``out`` exists and is not a corpus store, or is a store of another seed.
+        CorpusError: ``out`` exists and is not a corpus store, or is a store of another seed
+            or other ranges.
     """
     if not isinstance(entries, (int, np.integer)) or entries < 1:
         raise InputError(f"entries must be a positive integer, got {entries!r}")
     if not isinstance(workers, (int, np.integer)) or workers < 1:
         raise InputError(f"workers must be a positive integer, got {workers!r}")
-    jobs = [(f"SYN-{k + 1:04d}", entry_parameters(seed, k, boxes, voxel_sizes, resolutions),
+    jobs = [(phantom_id(k), entry_parameters(seed, k, boxes, voxel_sizes, resolutions),
              {"corpus_seed": int(seed), "corpus_index": k}) for k in range(entries)]
-    handle = _open_corpus_store(out, seed, min(PATCH_SIZE, _range("boxes", boxes, int)[0]))
+    settings = {"boxes": list(_range("boxes", boxes, int)),
+                "voxel_sizes": list(_range("voxel_sizes", voxel_sizes)),
+                "resolutions": list(_range("resolutions", resolutions))}
+    handle = _open_corpus_store(out, seed, min(PATCH_SIZE, settings["boxes"][0]))
+    _check_settings(handle, int(seed), settings)
     jobs = [job for job in jobs if not handle.is_complete(job[0])]
     bar = tqdm(total=entries, initial=entries - len(jobs), desc="phantoms", unit="entry",
                disable=not progress)
@@ -382,5 +438,5 @@ def write_phantom_corpus(out, entries: int, *, seed: int = 0, boxes=(64, 96),
     return handle.location
 
 
-__all__ = ["PHANTOM_VERSION", "Phantom", "entry_parameters", "make_phantom", "soft_mask",
-           "write_phantom_corpus"]
+__all__ = ["PHANTOM_VERSION", "Phantom", "entry_parameters", "make_phantom", "phantom_id",
+           "soft_mask", "write_phantom_corpus"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from cref_bench.atomic import atomic_path, write_bytes, write_text
@@ -32,3 +35,16 @@ def test_parents_are_made_only_when_asked(tmp_path):
     with pytest.raises(OSError):
         write_text(tmp_path / "missing" / "x.txt", "x")
     assert write_text(tmp_path / "made" / "x.txt", "x", make_parents=True).read_text() == "x"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_follow_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        written = write_text(tmp_path / "scalars.csv", "a\n")
+        with atomic_path(tmp_path / "model.pt") as temp:
+            temp.write_bytes(b"weights")
+    finally:
+        os.umask(previous)
+    for path in (written, tmp_path / "model.pt"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

@@ -5,6 +5,7 @@ train do not import torch."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ BAD_INPUT = {
     "build": (["--out", "{tmp}/b.zarr", "--ids", "{tmp}/ids.txt", "--workers", "0"],
               "--workers must be at least 1"),
     "leaderboard": (["{tmp}/no-results"], "provenance.json: missing"),
+    "check": (["{tmp}/no-results"], "provenance.json: missing"),
+    "new-method": (["Bad_Name", "--out", "{tmp}"], "is not a method name"),
     "train": (["--corpus", "{tmp}/absent.zarr", "--out", "{tmp}/run", "--no-progress"],
               "absent.zarr: no corpus store here"),
     "import-weights": (["{tmp}/model.index", "--out", "{tmp}/w.pt"], "model.index"),
@@ -108,3 +111,38 @@ def test_commands_that_do_not_train_never_import_torch(tmp_path):
                           cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) is False
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_closed_pipe_ends_quietly(unbuffered):
+    script = Path(sys.executable).with_name("cref-bench")
+    if not script.exists():
+        pytest.skip(f"no console script at {script} (pip install -e .)")
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    child = subprocess.Popen([str(script), "methods"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env)
+    child.stdout.close()  # as `| head` does once it has read enough
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == cli.BROKEN_PIPE_STATUS
+    assert err == ""
+
+
+def test_dask_logs_are_kept_at_warning_unless_verbose(monkeypatch):
+    import logging
+
+    import distributed  # noqa: F401 -- imported: its loggers exist
+
+    for variable in cli.DASK_LOG_SETTINGS:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(methods_command, "main", lambda args: 0)
+    previous = logging.getLogger("distributed").level
+    try:
+        assert cli.main(["methods"]) == 0
+        assert logging.getLogger("distributed").level == logging.WARNING
+        assert all(os.environ[v] == "warning" for v in cli.DASK_LOG_SETTINGS)
+        monkeypatch.delenv(cli.DASK_LOG_SETTINGS[0])
+        assert cli.main(["-v", "methods"]) == 0
+        assert logging.getLogger("distributed").level == logging.INFO
+        assert os.environ[cli.DASK_LOG_SETTINGS[0]] == "info"
+    finally:
+        logging.getLogger("distributed").setLevel(previous)

@@ -376,6 +376,11 @@ def test_cli_refuses_bad_arguments(tmp_path, capsys):
     assert cli.main(["build", "--out", out, "--ids", str(ids),
                      "--mirror", str(tmp_path / "nothing")]) == 2
     assert "neither a known mirror" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# no accession yet\n")
+    assert cli.main(["build", "--out", out, "--ids", str(empty), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"cref-bench: error: no entries listed in {empty}; nothing to build"]
     assert not Path(out).exists()
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -101,3 +104,103 @@ def test_metrics_cli_names_the_bad_file(case, tmp_path, capsys):
                  "--denoised", str(other)]) == 2
     err = capsys.readouterr().err
     assert "voxel" in err.lower()
+
+
+# --------------------------------------------------------------------------- bad input refused
+
+
+def _metrics_argv(paths, **extra) -> list[str]:
+    argv = ["metrics", str(paths["half1"]), str(paths["half2"]),
+            "--denoised", str(extra.pop("denoised", paths["denoised"]))]
+    for flag, value in extra.items():
+        argv += [f"--{flag.replace('_', '-')}", str(value)]
+    return argv
+
+
+@pytest.mark.parametrize("values, fault", [
+    (lambda m: m * 2.0, "mask values must lie in [0, 1], found [0, 2]"),
+    (lambda m: m - 0.5, "mask values must lie in [0, 1], found [-0.5, 0.5]"),
+    (lambda m: m * 0.4, "mask is empty (no voxel > 0.5; the largest value is 0.4)"),
+    (lambda m: m * 0.0, "mask is empty"),
+])
+def test_bad_masks_are_refused_as_the_builder_refuses_them(case, tmp_path, capsys, values, fault):
+    maps, paths = case
+    bad = write_map(tmp_path / "bad_mask.mrc", maps["mask"].like(values(maps["mask"].data)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(_metrics_argv(paths, mask=bad)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and fault in err[0]
+
+
+@pytest.mark.parametrize("role", ["denoised", "truth", "denoised_half1"])
+def test_an_all_zero_map_gets_a_reason_not_nan(case, tmp_path, capsys, role):
+    maps, paths = case
+    zero = write_map(tmp_path / "zero.mrc", maps["half1"].like(np.zeros(SHAPE, np.float32)))
+    extra = {role: zero}
+    if role == "denoised_half1":
+        extra["denoised_half2"] = paths["d2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warnings either
+        assert main(_metrics_argv(paths, **extra)) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and str(zero) in err[0] and "every voxel is 0" in err[0]
+    assert "nan" not in captured.out.lower()
+
+
+def test_json_is_standard_json_with_null_for_non_finite_values(case, tmp_path, monkeypatch):
+    from cref_bench import metrics
+
+    _, paths = case
+    real = metrics.evaluate
+
+    def with_non_finite(*args, **kwargs):
+        report = real(*args, **kwargs)
+        report.scalars["unmasked"]["cref_rmse"] = float("nan")
+        report.scalars["unmasked"]["res_half_0143"] = float("inf")
+        report.scalars["unmasked"]["truth_corr"] = np.float32(0.5)
+        return report
+
+    monkeypatch.setattr(metrics, "evaluate", with_non_finite)
+    out = tmp_path / "m.json"
+    assert main(_metrics_argv(paths, json=out)) == 0
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    written = json.loads(out.read_text(), parse_constant=refuse)
+    assert written["scalars"]["unmasked"]["cref_rmse"] is None
+    assert written["scalars"]["unmasked"]["res_half_0143"] is None
+    assert written["scalars"]["unmasked"]["truth_corr"] == 0.5
+
+
+@pytest.mark.parametrize("flag", ["json", "curves"])
+def test_an_unwritable_output_is_refused_before_any_work(case, tmp_path, capsys, flag):
+    _, paths = case
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    missing = tmp_path / "missing-half.mrc"  # the work would fail on it first
+    argv = ["metrics", str(paths["half1"]), str(missing), "--denoised", str(paths["denoised"]),
+            f"--{flag}", str(blocker / "out.txt")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--{flag} {blocker / 'out.txt'}" in err[0]
+    assert "is a file, not a folder" in err[0]
+
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert main(argv[:-1] + [str(folder)]) == 2
+    assert "is a folder, not a file" in capsys.readouterr().err
+
+
+def test_written_files_follow_the_umask(case, tmp_path):
+    _, paths = case
+    previous = os.umask(0o022)
+    try:
+        assert main(_metrics_argv(paths, json=tmp_path / "m.json",
+                                  curves=tmp_path / "c.csv")) == 0
+    finally:
+        os.umask(previous)
+    for name in ("m.json", "c.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644

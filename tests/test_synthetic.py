@@ -321,11 +321,44 @@ def test_synth_command(tmp_path, capsys):
     argv = ["synth", "--out", str(out), "--entries", "2", "--box-range", "32", "40",
             "--voxel-range", "1.5", "2.0", "--resolution-range", "4", "8", "--no-progress"]
     assert cli.main(argv) == 0
-    assert "2 entries written, 0 failed" in capsys.readouterr().out
+    assert ("2 entries written now, 0 already there, 0 failed, of the 2 asked for; the store "
+            "holds 2 entries") in capsys.readouterr().out
     assert open_corpus(out).ids() == ["SYN-0001", "SYN-0002"]
+    fewer = ["synth", "--out", str(out), "--entries", "1"] + argv[5:]
+    assert cli.main(fewer) == 0
+    assert ("0 entries written now, 1 already there, 0 failed, of the 1 asked for; the store "
+            "holds 2 entries") in capsys.readouterr().out
     assert cli.main(argv[:-1] + ["--seed", "3", "--no-progress"]) == 2
     assert "not of" in capsys.readouterr().err
     (tmp_path / "file.txt").write_text("x")
     assert cli.main(["synth", "--out", str(tmp_path / "file.txt"), "--entries", "1",
                      "--no-progress"]) == 2
-    assert "not a corpus store" in capsys.readouterr().err
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_resuming_with_other_ranges_is_refused(tmp_path, capsys):
+    out = tmp_path / "c.zarr"
+    argv = ["synth", "--out", str(out), "--entries", "1", "--box-range", "32", "40",
+            "--voxel-range", "1.5", "2.0", "--resolution-range", "4", "8", "--no-progress"]
+    assert cli.main(argv) == 0
+    digest = open_corpus(out).content_hash
+    other = argv[:4] + ["2", "--box-range", "32", "48"] + argv[8:]
+    assert cli.main(other) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0]
+    assert "written with --box-range 32 40, not --box-range 32 48" in err[0]
+    assert open_corpus(out).ids() == ["SYN-0001"] and open_corpus(out).content_hash == digest
+    assert cli.main(argv[:4] + ["2"] + argv[5:]) == 0  # the same ranges add entries
+
+
+def test_a_store_without_recorded_ranges_is_checked_entry_by_entry(tmp_path):
+    from dataset_builder.store import Store
+    from dataset_builder.synthetic import SETTINGS_ATTRIBUTE
+
+    location = write_phantom_corpus(tmp_path / "c.zarr", 1, seed=5, progress=False, **TINY)
+    del Store(location).root().attrs[SETTINGS_ATTRIBUTE]  # as written before they were
+    wider = {**TINY, "resolutions": (4.0, 6.0)}
+    with pytest.raises(CorpusError, match="entry SYN-0001 was drawn with other settings"):
+        write_phantom_corpus(location, 2, seed=5, progress=False, **wider)
+    write_phantom_corpus(location, 2, seed=5, progress=False, **TINY)
+    assert Store(location).attrs[SETTINGS_ATTRIBUTE]["resolutions"] == list(TINY["resolutions"])

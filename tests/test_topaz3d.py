@@ -18,6 +18,7 @@ from baselines.topaz3d import INSTALL_HINT, Topaz3D
 from cref_bench import cli, mapio
 from cref_bench.commands import methods as methods_cmd
 from cref_bench.errors import MapError, UnavailableError
+from cref_bench.method_catalog import describe_by_import
 from cref_bench.methods import available_methods, load_method
 from cref_bench.volume import Volume
 from dataset_builder.synthetic import make_phantom
@@ -162,7 +163,7 @@ def test_bad_maps_are_refused_with_their_source():
 
 @needs_topaz
 def test_methods_listing_shows_it_ready():
-    row = methods_cmd.describe("topaz3d", TARGET)
+    row = describe_by_import("topaz3d", TARGET)
     assert row["error"] is None and row["version"] == Topaz3D.version
     assert row["parameters"] == "model='unet-3d-10a', patch_size=96, padding=48, device='auto'"
 
@@ -174,10 +175,10 @@ def test_missing_extra_says_how_to_install(monkeypatch, capsys):
         Topaz3D()
     assert INSTALL_HINT in str(caught.value)
     assert INSTALL_HINT in Topaz3D.unavailable()
-    row = methods_cmd.describe("topaz3d", TARGET)
+    row = describe_by_import("topaz3d", TARGET)
     assert INSTALL_HINT in row["error"] and row["version"] is None and row["parameters"] is None
     monkeypatch.setattr(methods_cmd, "available_methods", lambda: {"topaz3d": TARGET})
-    assert cli.main(["methods"]) == 0
+    assert cli.main(["methods", "--check"]) == 0
     [line] = capsys.readouterr().out.splitlines()[1:]
     assert line.startswith("topaz3d") and f"unavailable: {Topaz3D.unavailable()}" in line
 

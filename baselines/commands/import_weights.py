@@ -1,11 +1,11 @@
 """Convert the published crefDenoiser TensorFlow checkpoint into a cref-bench weights file.
 
-Reads the checkpoint's ``.index`` and its ``.data-00000-of-00001`` (beside it) with numpy
-alone -- TensorFlow is not needed -- and writes the weights of the PyTorch network
-(``baselines.crefdenoiser.network.CrefUNet``) as a ``.pt`` file that the ``crefdenoiser``
-method and the trainer load. The published weights are not shipped with cref-bench (the
-authors' repository carries no licence); get them from the crefDenoiser repository
-(``models/saved-model-epoch-192.*``).
+Reads the checkpoint's .index file and its .data-00000-of-00001 (beside it) with numpy
+alone -- TensorFlow is not needed -- and writes the weights of the PyTorch network as a .pt
+file that the crefdenoiser method (cref-bench run --method crefdenoiser --param
+weights=FILE.pt) and the trainer load. The published weights are not shipped with
+cref-bench (the authors' repository carries no licence); get them from the crefDenoiser
+repository (models/saved-model-epoch-192.*).
 
 Example:
     cref-bench import-weights models/saved-model-epoch-192.index --out crefdenoiser.pt
@@ -39,6 +39,9 @@ def main(args) -> int:
         0 (a checkpoint that cannot be used raises
         :class:`~baselines.crefdenoiser.errors.CheckpointError`).
     """
+    from cref_bench.output_paths import check_output_file
+
+    check_output_file(args.out, "--out")  # before torch is imported
     from baselines.crefdenoiser.checkpoint import save_weights, tf_state_dict, weights_digest
     from baselines.crefdenoiser.network import CrefUNet
 

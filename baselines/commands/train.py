@@ -5,8 +5,9 @@ the valid split is scored after every epoch (a deterministic hold-out of the tra
 when the corpus has no valid split). Adam with a learning rate that decays continuously by
 --lr-decay every --lr-decay-epochs epochs. The output folder gets epoch-NNNN.pt after every
 epoch, last.pt, best.pt (lowest validation loss) and metrics.csv (epoch, step, train_loss,
-valid_loss, lr, seconds). best.pt plugs into the crefdenoiser method (--weights
-DIR/best.pt); --resume continues from last.pt with the same result as an uninterrupted run.
+valid_loss, lr, seconds). best.pt plugs into the crefdenoiser method (cref-bench run
+--method crefdenoiser --param weights=DIR/best.pt ...); --resume continues from last.pt with
+the same result as an uninterrupted run.
 
 Several GPUs: torchrun --nproc_per_node=N -m cref_bench.cli train ... (or the path of the
 cref-bench script instead of -m cref_bench.cli); --batch-size is per process.
@@ -63,6 +64,9 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
+    from cref_bench.output_paths import check_output_folder
+
+    check_output_folder(args.out, "--out")  # before torch is imported
     from baselines.crefdenoiser.train import TrainConfig, train
 
     config = TrainConfig(

@@ -1,85 +1,36 @@
 """List the registered denoising methods.
 
 Shows each method of the entry-point group cref_bench.methods: its name (what
-`cref-bench run --method NAME` takes), target (package.module:Attribute), version, whether
-it needs a GPU, and its parameters with their defaults (pass them to `cref-bench run` as
---param KEY=VALUE). A method whose module fails to import, or whose class says through
-`unavailable()` that it cannot run here (an optional dependency is missing), is listed
-with the reason, and how to fix it, instead of its details. Nothing is instantiated
-(no weights are loaded).
+`cref-bench run --method NAME` takes), version, whether it needs a GPU, target
+(package.module:Attribute) and parameters with their defaults (pass them to `cref-bench run`
+as --param KEY=VALUE). Nothing is imported: the facts are read from each method's source, so
+the list is quick even where a method needs torch. A method that cannot be imported here (its
+module or a package it imports is missing, or its source does not parse) is listed as
+unavailable with the reason. What only importing can tell is marked: a version computed on
+import shows "?", and a method that decides on import whether it can run here (an optional
+dependency) is marked "unchecked". --check imports every method (slower) and answers both.
 
-Example:
+Examples:
     cref-bench methods
+    cref-bench methods --check
     cref-bench methods --json
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 
-from cref_bench.methods import available_methods
+from cref_bench.method_registry import available_methods
 
 HELP = "list the registered methods with their versions and parameters"
 
 
-def _parameters(target) -> str:
-    try:
-        signature = inspect.signature(target)
-    except (TypeError, ValueError):
-        return "?"
-    words = []
-    for p in signature.parameters.values():
-        if p.kind is p.VAR_KEYWORD:
-            words.append(f"**{p.name}")
-        elif p.kind is p.VAR_POSITIONAL:
-            words.append(f"*{p.name}")
-        else:
-            words.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
-    return ", ".join(words)
-
-
-def describe(name: str, target: str) -> dict:
-    """What is known of one method without building it.
-
-    Args:
-        name: the registry name.
-        target: ``package.module:Attribute`` (a Method subclass or a factory).
-
-    Returns:
-        ``{"name", "target", "version", "needs_gpu", "parameters", "error"}``; ``version``
-        and ``needs_gpu`` are ``None`` for a factory (known only once called). For a target
-        that fails to import every field but ``error`` (``"Type: message"``) is ``None``; so
-        for a class whose ``unavailable()`` returns a reason (``error`` is that reason).
-    """
-    found = {"name": name, "target": target, "version": None, "needs_gpu": None,
-             "parameters": None, "error": None}
-    module_name, _, attr = target.partition(":")
-    try:
-        obj = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        check = getattr(obj, "unavailable", None) if inspect.isclass(obj) else None
-        reason = check() if callable(check) else None
-    except Exception as exc:  # a broken method must not hide the others
-        found["error"] = f"{type(exc).__name__}: {exc}"
-        return found
-    if reason:
-        found["error"] = str(reason)
-        return found
-    if inspect.isclass(obj):
-        found["version"] = str(getattr(obj, "version", None))
-        found["needs_gpu"] = bool(getattr(obj, "needs_gpu", False))
-    found["parameters"] = _parameters(obj)
-    return found
-
-
 def format_methods(rows: list[dict]) -> str:
-    """The method descriptions as an aligned text table (errors on their own line).
+    """The method descriptions as an aligned text table, with a note on unchecked methods.
 
     Args:
-        rows: from :func:`describe`.
+        rows: from :func:`cref_bench.method_catalog.describe_statically` or
+            :func:`~cref_bench.method_catalog.describe_by_import`.
 
     Returns:
         The text.
@@ -89,26 +40,38 @@ def format_methods(rows: list[dict]) -> str:
     heads = ("name", "version", "gpu", "target", "parameters")
     cells = []
     for row in rows:
-        if row["error"]:
+        if row["status"] == "unavailable":
             cells.append((row["name"], "-", "-", row["target"], f"unavailable: {row['error']}"))
-        else:
-            gpu = "?" if row["needs_gpu"] is None else ("yes" if row["needs_gpu"] else "no")
-            cells.append((row["name"], row["version"] or "?", gpu, row["target"],
-                          row["parameters"] or "-"))
+            continue
+        gpu = "?" if row["needs_gpu"] is None else ("yes" if row["needs_gpu"] else "no")
+        name = row["name"] + ("*" if row["status"] == "unchecked" else "")
+        cells.append((name, row["version"] or "?", gpu, row["target"], row["parameters"] or "-"))
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads[:-1])]
     lines = []
     for line in (heads, *cells):
         lines.append("  ".join(f"{v:<{w}}" for v, w in zip(line, widths)) + "  " + line[-1])
+    if any(row["status"] == "unchecked" for row in rows):
+        lines += ["", "* unchecked: decides on import whether it can run here (an optional "
+                      "dependency); `cref-bench methods --check` imports it and says"]
+    if any(row["status"] != "unavailable" and row["version"] is None for row in rows):
+        lines.append("? known once imported: `cref-bench methods --check` shows it")
     return "\n".join(lines)
 
 
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
+    parser.add_argument("--check", action="store_true",
+                        help="import every method to check that it can run here, and show what "
+                             "only importing tells (slower: may import torch)")
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
 
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
+    from cref_bench import method_catalog
+
+    describe = (method_catalog.describe_by_import if args.check
+                else method_catalog.describe_statically)
     rows = [describe(name, target) for name, target in sorted(available_methods().items())]
     print(json.dumps(rows, indent=2) if args.json else format_methods(rows))
     return 0

@@ -3,8 +3,11 @@
 Reads the two half-maps and the denoised full map (and, where given, the denoised
 half-maps, a mask, an atomic model, the noise-free truth and a reference map), and prints
 the C_ref scores, resolutions, FSC-0.5 change and model-map FSC, unmasked and masked.
-Metrics that cannot be computed are shown as "n/a" with the reason. ``--json`` writes the
-scalars and notes; ``--curves`` writes every curve as a long CSV table.
+Metrics that cannot be computed are shown as "n/a" with the reason. --json writes the
+scalars and notes (standard JSON: a missing value is null); --curves writes every curve
+as a long CSV table. Maps on another grid than the first half-map, maps with one value
+everywhere (all zero, say) or with NaN, and masks outside [0, 1] or without a voxel inside
+are refused before anything is computed; so are output paths that cannot be written.
 
 Example:
     cref-bench metrics half1.mrc half2.mrc --denoised denoised.mrc --mask mask.mrc
@@ -13,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 
 HELP = "compute every metric for one half-map pair and its denoised map(s)"
 
@@ -61,11 +65,50 @@ def format_report(report) -> str:
     return "\n".join(lines)
 
 
+def check_inputs(maps: dict) -> None:
+    """Refuse maps the metrics cannot use, before any is computed.
+
+    Args:
+        maps: ``{role: Volume or None}``, ``half1`` among them.
+
+    Raises:
+        GeometryMismatch: a map is not on the grid of the first half-map.
+        BadMask: a mask outside ``[0, 1]`` or empty.
+        ConstantMap, NonFiniteMap: a map with one value everywhere, or with NaN or inf.
+    """
+    from cref_bench.map_checks import check_mask, check_varying
+
+    for role, volume in maps.items():
+        if volume is None:
+            continue
+        if role != "half1":
+            maps["half1"].check_same_grid(volume)
+        (check_mask if role == "mask" else check_varying)(volume)
+
+
+def json_ready(value):
+    """``value`` with every non-finite float replaced by ``None`` (JSON's null), in nested
+    dicts and lists; numpy numbers become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.atomic import write_text
     from cref_bench.mapio import read_map
     from cref_bench.metrics import evaluate
+    from cref_bench.output_paths import check_output_file
+
+    check_output_file(args.json, "--json")
+    check_output_file(args.curves, "--curves")
 
     def load(path):
         return None if path is None else read_map(path)
@@ -74,12 +117,13 @@ def main(args) -> int:
             "denoised": load(args.denoised), "denoised_half1": load(args.denoised_half1),
             "denoised_half2": load(args.denoised_half2), "mask": load(args.mask),
             "truth": load(args.truth), "reference": load(args.reference)}
+    check_inputs(maps)
     report = evaluate(maps.pop("half1"), maps.pop("half2"), maps.pop("denoised"), **maps,
                       model=args.model, model_resolution=args.model_resolution)
     print(format_report(report))
     if args.json:
-        write_text(args.json, json.dumps({"scalars": report.scalars, "notes": report.notes},
-                                         indent=2))
+        content = json_ready({"scalars": report.scalars, "notes": report.notes})
+        write_text(args.json, json.dumps(content, indent=2, allow_nan=False))
     if args.curves:
         write_text(args.curves, report.curves.to_csv(index=False))
     return 0

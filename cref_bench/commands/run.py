@@ -86,8 +86,8 @@ def parse_memory(text: str) -> int | str | None:
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
     parser.add_argument("--method", required=True,
-                        help="a registered method name (see `cref-bench methods`) or "
-                             "package.module:Attribute")
+                        help="a registered method name (see `cref-bench methods`), "
+                             "package.module:Attribute or path/to/file.py:Attribute")
     parser.add_argument("--corpus", required=True, help="the corpus store (path or fsspec URL)")
     parser.add_argument("--split", default="test",
                         choices=("test", "test-50", "valid", "train", "all"),
@@ -121,8 +121,10 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
+    from cref_bench.output_paths import check_output_folder
     from cref_bench.runner import run_method
 
+    check_output_folder(args.out or "results", "--out")
     params = dict(parse_param(p) for p in args.param)
     result = run_method(args.method, args.corpus, split=args.split, out=args.out,
                         workers=args.workers, scheduler=args.scheduler, limit=args.limit,

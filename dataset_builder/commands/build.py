@@ -70,8 +70,9 @@ def add_args(parser) -> None:
                         help="turn down entries with a box edge over N voxels")
     parser.add_argument("--keep-downloads", metavar="DIR",
                         help="download into DIR and keep the files (reused by later runs); by "
-                             "default downloads go to a temporary folder and are deleted entry "
-                             "by entry")
+                             "default downloads go to your own cache folder "
+                             "($XDG_CACHE_HOME/cref-bench/downloads, else "
+                             "~/.cache/cref-bench/downloads) and are deleted entry by entry")
     parser.add_argument("--with-models", action="store_true",
                         help="also store the fitted models (mmCIF)")
     parser.add_argument("--limit", type=int, metavar="K",
@@ -93,6 +94,7 @@ def _mirror(text: str) -> str:
 
 def main(args) -> int:
     """Run the build; returns the exit status."""
+    from cref_bench.output_paths import check_output_folder
     from dataset_builder.emdb.build import BuildOptions, build
     from dataset_builder.emdb.download import DEFAULT_EMDB_MIRRORS
     from dataset_builder.emdb.listing import select_entries
@@ -101,12 +103,18 @@ def main(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    check_output_folder(args.out, "--out")
+    check_output_folder(args.keep_downloads, "--keep-downloads")
     mirrors = tuple(_mirror(m) for m in args.mirror) if args.mirror else DEFAULT_EMDB_MIRRORS
     preset = None if args.ids else (args.preset or "paper2023")
     entries = select_entries(preset, id_file=args.ids, released_before=args.released_before,
                              api=args.api)
-    print(f"{len(entries)} entries listed"
-          + (f" by preset {preset}" if preset else f" in {args.ids}"))
+    source = f"by preset {preset}" if preset else f"in {args.ids}"
+    if not entries:
+        raise InputError(f"no entries listed {source}"
+                         + (f" released before {args.released_before}"
+                            if args.released_before else "") + "; nothing to build")
+    print(f"{len(entries)} entries listed {source}")
     if args.limit is not None:
         entries = entries[:args.limit]
     kept = str(Path(args.keep_downloads).resolve()) if args.keep_downloads else None

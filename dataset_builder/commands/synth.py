@@ -4,8 +4,9 @@ Each entry (SYN-0001, SYN-0002, ...) holds two half-maps whose FSC crosses 0.143
 resolution drawn for it, the noise-free truth, a soft mask and the atomic model. Box,
 voxel size and resolution are drawn per entry from the ranges given, deterministically
 from --seed and the entry number: the same command writes bit-identical maps. Running it
-again on the same store completes what is missing (an interrupted run resumes). An
-existing path that is not a store written with the same seed is refused.
+again on the same store completes what is missing (an interrupted run resumes) or adds
+entries (a larger --entries). An existing path that is not a store written with the same
+seed and ranges is refused.
 
 Entries that fail are recorded in the manifest (exit status 1).
 
@@ -35,17 +36,37 @@ def add_args(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _complete(location: str, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are complete entries of the store (none when there is no store)."""
+    from cref_bench.errors import CorpusError
+    from cref_bench.store_layout import list_complete_entries
+    from dataset_builder.store import Store
+
+    try:
+        return set(list_complete_entries(Store(location).root("r"))) & set(ids)
+    except CorpusError:
+        return set()
+
+
 def main(args) -> int:
     """Write the corpus; returns the exit status."""
+    from cref_bench.output_paths import check_output_folder
+    from cref_bench.splits import SPLITS
     from dataset_builder.store import Store
-    from dataset_builder.synthetic import write_phantom_corpus
+    from dataset_builder.synthetic import phantom_id, write_phantom_corpus
 
+    check_output_folder(args.out, "--out")
+    ids = [phantom_id(k) for k in range(max(args.entries, 0))]
+    before = _complete(str(args.out), ids)
     location = write_phantom_corpus(
         args.out, args.entries, seed=args.seed, boxes=tuple(args.box_range),
         voxel_sizes=tuple(args.voxel_range), resolutions=tuple(args.resolution_range),
         workers=args.workers, progress=not args.no_progress)
+    after = _complete(location, ids)
     attrs = Store(location).attrs
-    counts = attrs.get("counts", {})
-    print(f"{location}: {counts.get('ok', 0)} entries written, {counts.get('failed', 0)} "
-          f"failed; content hash {attrs.get('content_hash')}")
-    return 1 if counts.get("failed") else 0
+    total = sum(attrs.get("counts", {}).get(split, 0) for split in SPLITS)
+    failed = len(ids) - len(after)
+    print(f"{location}: {len(after - before)} entries written now, {len(before)} already "
+          f"there, {failed} failed, of the {len(ids)} asked for; the store holds {total} "
+          f"entries; content hash {attrs.get('content_hash')}")
+    return 1 if failed else 0

@@ -27,7 +27,6 @@ import gzip
 import hashlib
 import logging
 import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +38,7 @@ from tqdm import tqdm
 
 from cref_bench.cluster import dask_client
 from cref_bench.errors import MapError
+from cref_bench.output_paths import cache_folder
 from cref_bench.store_layout import list_complete_entries, read_manifest_rows
 from dataset_builder.emdb.download import (
     DEFAULT_EMDB_MIRRORS,
@@ -91,8 +91,9 @@ class BuildOptions:
             or base URLs, ``file://`` included), tried in order for every file.
         model_sources: sources of fitted models (see
             :func:`~dataset_builder.emdb.download.model_urls`).
-        download_dir: where downloads go (``<download_dir>/EMD-N/...``); ``None``: a
-            ``cref-bench-downloads`` folder in the worker's temporary directory.
+        download_dir: where downloads go (``<download_dir>/EMD-N/...``); ``None``: the
+            ``downloads`` folder of the per-user cache of the worker's user
+            (:func:`cref_bench.output_paths.cache_folder`).
         keep_downloads: keep the downloaded files (else each entry's are deleted once it is done).
         max_box: the largest box edge accepted, voxels; ``None`` for no limit.
         with_models: also fetch and store the fitted models (mmCIF).
@@ -113,7 +114,7 @@ class BuildOptions:
         """The download folder (see ``download_dir``)."""
         if self.download_dir is not None:
             return Path(self.download_dir)
-        return Path(tempfile.gettempdir()) / "cref-bench-downloads"
+        return cache_folder("downloads")
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@ with the whole metric set, and prints the leaderboard table (masked rows, ranked
 C_ref RMSE). Everything lands under --out: the corpus, one results folder per method, the
 table as Markdown and LaTeX, and the figures.
 
-This command ties the packages together (the phantom generator of ``dataset_builder``, the
-runner of ``cref_bench``, the methods found through the registry, the tables of
-``leaderboard``); it is the only module outside ``dataset_builder`` that imports it.
-
 Example:
     cref-bench demo --out cref-bench-demo
 """
+
+# This command ties the packages together (the phantom generator of dataset_builder, the
+# runner of cref_bench, the methods found through the registry, the tables of leaderboard);
+# it is the only module outside dataset_builder that imports it.
 
 from __future__ import annotations
 
@@ -98,7 +98,10 @@ def run_demo(out: str | Path, *, entries: int = 12, seed: int = 0, methods=DEFAU
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
+    from cref_bench.output_paths import check_output_folder
     from leaderboard import tables
+
+    check_output_folder(args.out, "--out")
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     start = time.perf_counter()

@@ -1,12 +1,15 @@
 """Rank methods from their results folders and write the leaderboard table (and figures).
 
 Reads the scalars (and, for figures, the curves) of one or more results folders written by
-``cref-bench run``, typically one per method on one corpus; results of different corpus
+cref-bench run, typically one per method on one corpus; results of different corpus
 content are refused unless --allow-mixed-corpora is given. Methods are compared on the
 entries every one of them finished (the count dropped is reported) and ranked by the
 primary metric; each cell is mean ± std (median). The table goes to standard output or
 --out; --figures writes the distribution of the primary metric and the mean FSC_FD²
-against C_ref² curves, as PNG and PDF.
+against C_ref² curves, as PNG and PDF. Results that are not fit to publish (as cref-bench check
+says: an unpublished corpus, missing or failed entries, incomplete provenance, tables that
+disagree with their records) are listed under the table, with what is wrong; --corpus or
+--expect-hash names the corpus they must be of.
 
 Example:
     cref-bench leaderboard results/noisy results/wiener results/mine --format latex --out table.tex
@@ -44,24 +47,63 @@ def add_args(parser) -> None:
                         help="the method marked as reference (default: noisy)")
     parser.add_argument("--allow-mixed-corpora", action="store_true",
                         help="compare results of different corpus content hashes")
+    parser.add_argument("--corpus", metavar="PATH",
+                        help="the corpus store the results must be of, for the check of each "
+                             "folder (see cref-bench check)")
+    parser.add_argument("--expect-hash", metavar="HASH",
+                        help="the corpus content hash the results must have, for the check")
+
+
+def unfit_note(reports, fmt: str) -> str:
+    """The note listing results folders that are not fit to publish, in a table format.
+
+    Args:
+        reports: :class:`cref_bench.submission.CheckReport` of every folder.
+        fmt: ``md``, ``latex`` or ``html`` (``csv`` has no place for a note: empty).
+
+    Returns:
+        The note (empty when every folder is fit).
+    """
+    import html
+
+    unfit = [r for r in reports if not r.fit]
+    if not unfit or fmt == "csv":
+        return ""
+    head = "Not fit to publish (cref-bench check FOLDER says why):"
+    items = [f"{r.facts.get('method')} ({r.folder}): "
+             + ", ".join(dict.fromkeys(f.topic for f in r.findings)) for r in unfit]
+    if fmt == "md":
+        return "\n" + head + "\n\n" + "".join(f"- {i}\n" for i in items)
+    if fmt == "latex":
+        return "".join(f"% {line}\n" for line in [head, *items])
+    return (f'<div class="cref-bench-unfit"><p>{html.escape(head)}</p><ul>'
+            + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul></div>\n")
 
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.atomic import write_text
     from cref_bench.metric_facts import DEFAULT_METRICS
+    from cref_bench.output_paths import check_output_file, check_output_folder
     from leaderboard import tables
 
+    check_output_file(args.out, "--out", make_parents=True)
+    check_output_folder(args.figures, "--figures")
     metrics = (DEFAULT_METRICS if args.metrics is None
                else [m.strip() for m in args.metrics.split(",") if m.strip()])
     frame = tables.load_results(args.results, allow_mixed_corpora=args.allow_mixed_corpora)
     table = tables.leaderboard_table(frame, metrics=metrics, masking=args.masking,
                                      primary=args.primary, reference=args.reference)
-    text = tables.RENDERERS[args.format](table)
+    reports = _check_all(args)
+    text = tables.RENDERERS[args.format](table) + unfit_note(reports, args.format)
     if args.out:
         write_text(args.out, text, make_parents=True)
     else:
         sys.stdout.write(text)
+    if args.format == "csv":
+        for report in reports:
+            if not report.fit:
+                print(f"not fit to publish: {report.format()}", file=sys.stderr)
     if args.figures:
         from leaderboard.figures import write_figures
 
@@ -70,3 +112,16 @@ def main(args) -> int:
         for path in write_figures(frame, curves, table, args.figures):
             print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _check_all(args) -> list:
+    """The verdict of ``cref-bench check`` on every results folder of the leaderboard."""
+    from cref_bench.submission import check_results
+
+    corpus = None
+    if args.corpus is not None:
+        from cref_bench.dataset import open_corpus
+
+        corpus = open_corpus(args.corpus)
+    return [check_results(folder, corpus=corpus, expect_hash=args.expect_hash)
+            for folder in args.results]

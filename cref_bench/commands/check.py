@@ -1,0 +1,60 @@
+"""Say whether a results folder is fit to publish.
+
+Checks a folder written by cref-bench run: its corpus is a published one (listed in
+cref_bench.corpora, or the store given with --corpus, or the hash given with --expect-hash)
+and its split the one results are published on (--split; default: the published corpus's,
+else test); every entry of the split was scored (named where --corpus is given) and none
+failed (each failure is listed); provenance.json is complete (method version, parameters,
+code digest, isolation and limits, package versions, hardware); every table agrees with the
+entry records it is made from. Prints the verdict and every reason it is not fit.
+
+Exit status 0: fit to publish; 1: not fit (the reasons are printed); 2: the folder is not a
+results folder, or the corpus cannot be read.
+
+Examples:
+    cref-bench check results/mine --corpus corpus.zarr
+    cref-bench check results/mine --expect-hash 3f0c...e9 --split test-50
+    cref-bench check results/* --json
+"""
+
+from __future__ import annotations
+
+import json
+
+HELP = "say whether a results folder is fit to publish (corpus, entries, provenance, tables)"
+
+
+def add_args(parser) -> None:
+    """Add this command's arguments to ``parser``."""
+    parser.add_argument("results", nargs="+", metavar="RESULTS_DIR",
+                        help="results folder(s) of cref-bench run")
+    parser.add_argument("--corpus", metavar="PATH",
+                        help="the corpus store the results must be of (path or fsspec URL)")
+    parser.add_argument("--expect-hash", metavar="HASH",
+                        help="the corpus content hash the results must have")
+    parser.add_argument("--split", choices=("test", "test-50", "valid", "train", "all"),
+                        help="the split that must have been evaluated (default: the "
+                             "published corpus's, else test)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the verdicts as JSON (folder, fit, findings, facts)")
+
+
+def main(args) -> int:
+    """Run the command with the parsed ``args``; returns the exit status."""
+    from cref_bench.submission import check_results
+
+    corpus = None
+    if args.corpus is not None:
+        from cref_bench.dataset import open_corpus
+
+        corpus = open_corpus(args.corpus)
+    reports = [check_results(folder, corpus=corpus, expect_hash=args.expect_hash,
+                             split=args.split) for folder in args.results]
+    if args.json:
+        print(json.dumps([{"folder": str(r.folder), "fit": r.fit, "facts": r.facts,
+                           "findings": [{"topic": f.topic, "message": f.message}
+                                        for f in r.findings]} for r in reports],
+                         indent=2, default=str))
+    else:
+        print("\n".join(r.format() for r in reports))
+    return 0 if all(r.fit for r in reports) else 1

@@ -1,0 +1,422 @@
+"""Whether a results folder is fit to publish: the checks behind ``cref-bench check``.
+
+:func:`check_results` reads a folder written by ``cref-bench run`` (layout:
+:mod:`cref_bench.results`) and lists every reason it is not fit, each a :class:`Finding`:
+
+* ``corpus``: the corpus content hash is not that of a published corpus
+  (:mod:`cref_bench.corpora`), of the store given (``corpus``) or the hash expected
+  (``expect_hash``); the split is not the one results are published on;
+* ``entries``: an entry of the split was not scored (with the store given: which), the run
+  was limited to its first entries, or the tables hold entries the split does not;
+* ``failures``: entries that failed, each with its kind and message;
+* ``provenance``: ``provenance.json`` lacks what makes the numbers reproducible (method
+  version, parameters, code digest, isolation and limits, package versions, hardware), or
+  an entry record was computed with another method version, parameters or corpus;
+* ``tables``: a table of the folder (``scalars.csv``, ``notes.csv``, ``curves.csv``,
+  ``failures.csv``) differs from what its entry records give (a value, a row, a column),
+  or the provenance's counts differ from the tables.
+
+The tables are rebuilt from the records with :func:`cref_bench.results.assemble_tables`, so
+the comparison follows the results schema when it changes. Numbers agree when equal to
+:data:`RELATIVE_TOLERANCE` (the tables are written from the records at full precision).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cref_bench import results
+from cref_bench.corpora import HASH_PATTERN, published_corpus
+from cref_bench.errors import ResultsError
+
+RELATIVE_TOLERANCE = 1e-9
+"""Table values and record values agree when within this relative difference."""
+
+DEFAULT_SPLIT = "test"
+"""The split results are published on when the published corpus does not say."""
+
+REQUIRED_PROVENANCE = {
+    ("method", "name"): str, ("method", "version"): str, ("method", "params"): dict,
+    ("method", "spec"): str, ("method", "code_digest"): str,
+    ("execution", "isolation"): str, ("execution", "timeout_s"): None,
+    ("execution", "memory_limit_bytes"): None,
+    ("dataset", "content_hash"): str, ("dataset", "split"): str, ("dataset", "entries"): int,
+    ("packages",): dict, ("hardware",): dict, ("counts", "failed"): int,
+}
+"""The provenance fields a publishable folder must hold, with their type (``None``: any
+value, ``null`` included, but the field must be there)."""
+
+NON_EMPTY = {("packages",), ("hardware",), ("method", "name"), ("method", "version"),
+             ("method", "spec"), ("method", "code_digest"), ("dataset", "content_hash")}
+"""The provenance fields that must not be empty (a method may have no parameters)."""
+
+ISOLATIONS = ("process", "in-process")
+"""The values of ``execution.isolation``."""
+
+RECORD_KEY_SOURCES = {"method": ("method", "name"), "method_version": ("method", "version"),
+                      "params": ("method", "params"), "corpus_hash": ("dataset", "content_hash"),
+                      "code_digest": ("method", "code_digest")}
+"""Where the provenance holds each field of an entry record's resume key."""
+
+TABLE_KEYS = {"scalars": ("entry", "masking"), "notes": ("entry", "masking", "metric"),
+              "curves": ("entry", "masking", "curve", "shell"), "failures": ("entry",)}
+"""The columns that name a row of each table in messages."""
+
+MAX_LISTED = 10
+"""At most this many items (entries, cells) are named in one finding."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason a results folder is not fit to publish.
+
+    Attributes:
+        topic: ``corpus``, ``entries``, ``failures``, ``provenance`` or ``tables``.
+        message: what is wrong, in words.
+    """
+
+    topic: str
+    message: str
+
+
+@dataclass
+class CheckReport:
+    """The verdict on one results folder.
+
+    Attributes:
+        folder: the results folder.
+        findings: every reason it is not fit (empty: fit to publish).
+        facts: what was checked: ``method``, ``version``, ``params``, ``corpus_hash``,
+            ``corpus`` (the published corpus's name, or None), ``split``, ``entries``
+            (scored or failed), ``failed``.
+    """
+
+    folder: Path
+    findings: list[Finding] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)
+
+    @property
+    def fit(self) -> bool:
+        """Whether the folder is fit to publish (no finding)."""
+        return not self.findings
+
+    def add(self, topic: str, message: str) -> None:
+        """Record one finding."""
+        self.findings.append(Finding(topic, message))
+
+    def format(self) -> str:
+        """The verdict as text: a first line, then one line per finding."""
+        f = self.facts
+        what = (f"{f.get('method')} {f.get('version')} on corpus "
+                f"{str(f.get('corpus_hash'))[:12]} [{f.get('split')}], "
+                f"{f.get('entries', 0)} entries")
+        if self.fit:
+            return f"{self.folder}: fit to publish ({what})"
+        lines = [f"{self.folder}: NOT fit to publish ({what}):"]
+        lines += [f"  {x.topic}: {x.message}" for x in self.findings]
+        return "\n".join(lines)
+
+
+def _listed(items) -> str:
+    items = list(items)
+    shown = ", ".join(str(i) for i in items[:MAX_LISTED])
+    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+def _get(mapping: dict, path: tuple[str, ...]):
+    """The value at ``path`` in nested dicts, or ``KeyError``."""
+    value = mapping
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            raise KeyError(".".join(path))
+        value = value[key]
+    return value
+
+
+def read_provenance(folder: Path) -> dict:
+    """The ``provenance.json`` of a results folder.
+
+    Raises:
+        ResultsError: missing, unreadable or not a JSON object.
+    """
+    path = folder / "provenance.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(path, "missing: not a results folder of cref-bench run") from None
+    except (OSError, ValueError) as exc:
+        raise ResultsError(path, f"cannot be read: {exc}") from None
+    if not isinstance(value, dict):
+        raise ResultsError(path, "is not a JSON object")
+    return value
+
+
+def _check_provenance(report: CheckReport, provenance: dict) -> None:
+    missing, wrong = [], []
+    for path, kind in REQUIRED_PROVENANCE.items():
+        try:
+            value = _get(provenance, path)
+        except KeyError:
+            missing.append(".".join(path))
+            continue
+        if kind is not None and (not isinstance(value, kind) or isinstance(value, bool)
+                                 or (path in NON_EMPTY and not value)):
+            wrong.append(f"{'.'.join(path)} ({'empty' if value in ({}, '') else value!r})")
+    if missing:
+        report.add("provenance", f"provenance.json lacks {_listed(missing)}")
+    if wrong:
+        report.add("provenance", f"provenance.json has no usable {_listed(wrong)}")
+    digest = provenance.get("method", {}).get("code_digest")
+    if isinstance(digest, str) and not HASH_PATTERN.fullmatch(digest):
+        report.add("provenance", f"method.code_digest {digest!r} is not a sha256 hex digest")
+    isolation = provenance.get("execution", {}).get("isolation")
+    if isinstance(isolation, str) and isolation not in ISOLATIONS:
+        report.add("provenance", f"execution.isolation {isolation!r} is not one of "
+                                 f"{', '.join(ISOLATIONS)}")
+    packages = provenance.get("packages")
+    if isinstance(packages, dict) and packages and not packages.get("cref-bench"):
+        report.add("provenance", "packages lacks the cref-bench version")
+
+
+def _check_corpus(report: CheckReport, provenance: dict, corpus, expect_hash: str | None,
+                  split: str | None) -> list[str] | None:
+    """The corpus and split checks; returns the split's entry ids when the store is given."""
+    dataset = provenance.get("dataset", {})
+    recorded, run_split = dataset.get("content_hash"), dataset.get("split")
+    published = published_corpus(recorded)
+    report.facts["corpus"] = published.name if published else None
+    expected_ids = None
+    if corpus is not None:
+        store_hash = corpus.content_hash or corpus.current_hash()
+        if recorded != store_hash:
+            report.add("corpus", f"the results are of corpus {recorded}, not of "
+                                 f"{corpus.location} ({store_hash})")
+        elif run_split is not None:
+            expected_ids = corpus.ids(run_split)
+    if expect_hash is not None and recorded != expect_hash:
+        report.add("corpus", f"the results are of corpus {recorded}, not of the expected "
+                             f"{expect_hash}")
+    if corpus is None and expect_hash is None and published is None:
+        report.add("corpus", f"corpus {recorded} is not a published corpus (none of "
+                             "cref_bench.corpora.PUBLISHED); give the store with --corpus or "
+                             "its hash with --expect-hash")
+    wanted = split or (published.split if published else DEFAULT_SPLIT)
+    if run_split != wanted:
+        report.add("corpus", f"the results are of split {run_split!r}, not {wanted!r}")
+    if dataset.get("limit") is not None:
+        report.add("entries", f"the run was limited to its first {dataset['limit']} entries "
+                              "(--limit)")
+    return expected_ids
+
+
+def _read_table(folder: Path, name: str, report: CheckReport) -> pd.DataFrame | None:
+    path = folder / f"{name}.csv"
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        report.add("tables", f"{name}.csv is missing")
+    except (OSError, ValueError) as exc:
+        report.add("tables", f"{name}.csv cannot be read: {exc}")
+    return None
+
+
+def _canonical(value) -> str:
+    """A text cell as a comparable string: dicts and lists (or their JSON or Python text) as
+    canonical JSON, missing values as the empty string."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in "{[":
+            for parse in (json.loads, ast.literal_eval):
+                try:
+                    value = parse(text)
+                    break
+                except (ValueError, SyntaxError):
+                    continue
+            else:
+                return value
+        else:
+            return value
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return str(value)
+
+
+def _numbers(column: pd.Series) -> np.ndarray:
+    return pd.to_numeric(column.replace("", np.nan), errors="coerce").to_numpy(np.float64)
+
+
+def _compare_table(report: CheckReport, name: str, table: pd.DataFrame,
+                   expected: pd.DataFrame) -> None:
+    """Findings where a table read from CSV differs from the one its records give."""
+    extra = [c for c in table.columns if c not in expected.columns]
+    lacking = [c for c in expected.columns if c not in table.columns]
+    if extra or lacking:
+        words = ([f"has columns not in the records: {_listed(extra)}"] if extra else []) + \
+                ([f"lacks columns: {_listed(lacking)}"] if lacking else [])
+        report.add("tables", f"{name}.csv " + "; ".join(words))
+        return
+    fixed = results.TABLE_COLUMNS[name]
+    numeric = [c for c in table.columns
+               if c in results.NUMBER_COLUMNS or (name == "scalars" and c not in fixed)]
+    text = [c for c in table.columns if c not in numeric]
+
+    def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame[list(table.columns)].copy()
+        for column in text:
+            frame[column] = [_canonical(v) for v in frame[column]]
+        for column in numeric:
+            frame[column] = _numbers(frame[column])
+        order = [c for c in TABLE_KEYS[name] if c in frame] + text + numeric
+        return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+    mine, theirs = keyed(table), keyed(expected)
+    key = [c for c in TABLE_KEYS[name] if c in mine]
+    identity = text + [c for c in key if c in numeric]  # what names a row
+    if len(mine) != len(theirs) or not mine[identity].equals(theirs[identity]):
+        in_table = pd.MultiIndex.from_frame(mine[identity])
+        in_records = pd.MultiIndex.from_frame(theirs[identity])
+        places = [identity.index(k) for k in key]
+        detail = []
+        for words, only in (("rows not in the records", in_table.difference(in_records)),
+                            ("rows of the records missing", in_records.difference(in_table))):
+            if len(only):
+                named = [tuple(row[i] for i in places) for row in only[:MAX_LISTED]]
+                more = f" and {len(only) - MAX_LISTED} more" if len(only) > MAX_LISTED else ""
+                detail.append(f"{words}: {', '.join(map(str, named))}{more}")
+        report.add("tables", f"{name}.csv ({len(mine)} rows) differs from its entry records "
+                             f"({len(theirs)} rows): " + ("; ".join(detail) or "a row is "
+                                                          "repeated"))
+        return
+    wrong, count = [], 0
+    for column in numeric:
+        a, b = mine[column].to_numpy(), theirs[column].to_numpy()
+        differ = np.flatnonzero(~np.isclose(a, b, rtol=RELATIVE_TOLERANCE, atol=0,
+                                            equal_nan=True))
+        count += differ.size
+        for i in differ[:MAX_LISTED - len(wrong)]:
+            where = " ".join(str(mine.at[i, k]) for k in key)
+            wrong.append(f"{where} {column} is {a[i]:.10g} in the table, {b[i]:.10g} in "
+                         "its record")
+    if count:
+        more = f" and {count - len(wrong)} more" if count > len(wrong) else ""
+        report.add("tables", f"{name}.csv disagrees with the entry records: "
+                             f"{', '.join(wrong)}{more}")
+
+
+def _records(folder: Path, report: CheckReport) -> dict[str, dict]:
+    records = {}
+    for path in sorted((folder / "entries").glob("*.json")):
+        record = results.read_record(folder, path.stem)
+        if record is None:
+            report.add("tables", f"entries/{path.name} cannot be read (not JSON, or another "
+                                 "record schema)")
+        else:
+            records[path.stem] = record
+    return records
+
+
+def _check_records(report: CheckReport, provenance: dict, records: dict[str, dict],
+                   run_entries: list[str]) -> None:
+    """Every run entry has a record computed with the provenance's method and corpus."""
+    absent = [e for e in run_entries if e not in records]
+    if absent:
+        report.add("tables", f"entries in the tables without a record: {_listed(absent)}")
+    for field_name in results.KEY_FIELDS:
+        try:
+            wanted = _get(provenance, RECORD_KEY_SOURCES[field_name])
+        except KeyError:  # a key field the provenance does not hold
+            continue
+        odd = [e for e in run_entries if e in records
+               and _canonical(records[e].get(field_name)) != _canonical(wanted)]
+        if odd:
+            report.add("provenance", f"entries whose record has another {field_name} than "
+                                     f"provenance.json ({_canonical(wanted)}): {_listed(odd)}")
+
+
+def check_results(folder: str | os.PathLike, *, corpus=None, expect_hash: str | None = None,
+                  split: str | None = None) -> CheckReport:
+    """Check whether a results folder is fit to publish (see the module docstring).
+
+    Args:
+        folder: a results folder of ``cref-bench run``.
+        corpus: the corpus store the results must be of (an opened
+            :class:`cref_bench.dataset.Corpus`), or None; with it, the entries of the split
+            are known and every one must be scored.
+        expect_hash: the content hash the results' corpus must have, or None.
+        split: the split that must have been evaluated (default: the published corpus's,
+            else :data:`DEFAULT_SPLIT`).
+
+    Returns:
+        The :class:`CheckReport`.
+
+    Raises:
+        ResultsError: the folder has no readable ``provenance.json``.
+        InputError: ``expect_hash`` is not a sha256 hex digest.
+    """
+    folder = Path(folder)
+    if expect_hash is not None and not HASH_PATTERN.fullmatch(expect_hash):
+        raise ResultsError("--expect-hash", f"{expect_hash!r} is not a sha256 hex digest "
+                                            "(64 lower-case hex digits)")
+    provenance = read_provenance(folder)
+    method, dataset = provenance.get("method", {}), provenance.get("dataset", {})
+    report = CheckReport(folder, facts={
+        "method": method.get("name"), "version": method.get("version"),
+        "params": method.get("params"), "corpus_hash": dataset.get("content_hash"),
+        "split": dataset.get("split")})
+    _check_provenance(report, provenance)
+    expected_ids = _check_corpus(report, provenance, corpus, expect_hash, split)
+
+    tables = {name: _read_table(folder, name, report) for name in results.TABLE_COLUMNS}
+    run_entries = sorted({e for name in ("scalars", "failures") if tables[name] is not None
+                          for e in tables[name].get("entry", [])})
+    report.facts["entries"] = len(run_entries)
+    if expected_ids is not None:
+        missing = [e for e in expected_ids if e not in set(run_entries)]
+        extra = [e for e in run_entries if e not in set(expected_ids)]
+        if missing:
+            report.add("entries", f"{len(missing)} of the {len(expected_ids)} entries of the "
+                                  f"split were not scored: {_listed(missing)}")
+        if extra:
+            report.add("entries", f"entries not in the split: {_listed(extra)}")
+    elif isinstance(dataset.get("entries"), int) and dataset["entries"] != len(run_entries):
+        report.add("entries", f"provenance.json counts {dataset['entries']} entries in the "
+                              f"split, the tables hold {len(run_entries)}")
+    if not run_entries:
+        report.add("entries", "no entry was scored")
+
+    records = _records(folder, report)
+    _check_records(report, provenance, records, run_entries)
+    failed = [e for e in run_entries if records.get(e, {}).get("status") == "failed"]
+    report.facts["failed"] = len(failed)
+    if failed:
+        described = [f"{e} ({records[e].get('kind') or records[e].get('error_type')}: "
+                     f"{records[e].get('message')})" for e in failed]
+        report.add("failures", f"{len(failed)} entr{'y' if len(failed) == 1 else 'ies'} "
+                               f"failed: {_listed(described)}")
+    counted = provenance.get("counts", {}).get("failed")
+    if isinstance(counted, int) and tables["failures"] is not None \
+            and counted != len(tables["failures"]):
+        report.add("tables", f"provenance.json counts {counted} failed entries, failures.csv "
+                             f"lists {len(tables['failures'])}")
+
+    present = [records[e] for e in run_entries if e in records]
+    try:
+        expected = results.assemble_tables(present)
+    except (KeyError, TypeError, ValueError) as exc:  # a record without a field it needs
+        report.add("tables", f"the entry records cannot be made into tables: "
+                             f"{type(exc).__name__}: {exc}")
+        return report
+    for name, table in tables.items():
+        if table is not None:
+            _compare_table(report, name, table, expected[name])
+    return report
