@@ -67,6 +67,24 @@ def he_normal_(weight: torch.Tensor) -> torch.Tensor:
         return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
+def check_multiple(name: str, value: int, *, positive: bool = False) -> None:
+    """Refuse a length that is not a multiple of :data:`SIZE_MULTIPLE`.
+
+    Args:
+        name: what the value is, for the message.
+        value: the length.
+        positive: refuse 0 as well.
+
+    Raises:
+        ValueError: ``value`` is not an integer multiple of 32 (not negative; not 0 when
+            ``positive``).
+    """
+    if (not isinstance(value, int) or isinstance(value, bool) or value < 0
+            or value % SIZE_MULTIPLE or (positive and value == 0)):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a {kind} multiple of {SIZE_MULTIPLE}, got {value!r}")
+
+
 def check_input_shape(shape: tuple[int, ...]) -> None:
     """Refuse a spatial shape the network cannot take.
 
@@ -78,9 +96,23 @@ def check_input_shape(shape: tuple[int, ...]) -> None:
     """
     bad = [n for n in shape if n <= 0 or n % SIZE_MULTIPLE]
     if len(shape) != 3 or bad:
-        raise ValueError(f"the crefDenoiser network needs three sides that are positive multiples "
-                         f"of {SIZE_MULTIPLE} (five 2x poolings); got {tuple(shape)}. Pad the map "
-                         "first (baselines.crefdenoiser.inference does).")
+        raise ValueError(f"the crefDenoiser network needs three sides that are positive "
+                         f"multiples of {SIZE_MULTIPLE} (five 2x poolings); got {tuple(shape)}. "
+                         "Pad the map first (baselines.crefdenoiser.inference does).")
+
+
+def check_input(x: torch.Tensor) -> None:
+    """Refuse an input the network cannot take.
+
+    Args:
+        x: the network's input.
+
+    Raises:
+        ValueError: ``x`` is not ``(N, 1, D, H, W)`` with sides multiples of 32.
+    """
+    if x.dim() != 5 or x.shape[1] != 1:
+        raise ValueError(f"the crefDenoiser network takes (N, 1, D, H, W); got {tuple(x.shape)}")
+    check_input_shape(tuple(x.shape[2:]))
 
 
 def conv_flops(shape: tuple[int, int, int]) -> int:
@@ -138,9 +170,7 @@ class CrefUNet(nn.Module):
         Raises:
             ValueError: the input is not 5D with one channel, or a side is not a multiple of 32.
         """
-        if x.dim() != 5 or x.shape[1] != 1:
-            raise ValueError(f"the crefDenoiser network takes (N, 1, D, H, W); got {tuple(x.shape)}")
-        check_input_shape(tuple(x.shape[2:]))
+        check_input(x)
         enc = self.encoder
         h = self._act(enc[1](self._act(enc[0](x))))
         skips = [x]
