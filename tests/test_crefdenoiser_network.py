@@ -8,8 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from baselines.crefdenoiser.network import (PARAMETER_COUNT, SIZE_MULTIPLE, CrefUNet,
-                                            check_input_shape, conv_flops)
+from baselines.crefdenoiser.network import (
+    PARAMETER_COUNT,
+    SIZE_MULTIPLE,
+    CrefUNet,
+    check_input_shape,
+    conv_flops,
+)
 
 # (C_in, C_out, side of the output for a 64^3 input) of each convolution in Keras order,
 # written out from the published architecture (encoder, decoder, output).
