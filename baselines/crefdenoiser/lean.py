@@ -23,9 +23,11 @@ resolution the 16-channel skip and the 32-channel decoder output: about
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,11 +63,17 @@ def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
         is phase ``(pz, py, px)`` of channel ``c``. Convolved with ``h`` with padding 1, its
         output at ``j`` (per axis) holds phase ``p`` of the upsampled voxel ``2 (j - p) + p``.
     """
-    fold = torch.tensor(_FOLD, dtype=weight.dtype, device=weight.device)
-    out = torch.einsum("zat,oituv->zoiauv", fold, weight)  # one axis at a time: tiny steps
-    out = torch.einsum("ybu,zoiauv->zyoiabv", fold, out)
-    out = torch.einsum("xcv,zyoiabv->zyxoiabc", fold, out)
-    return out.reshape(8 * weight.shape[0], weight.shape[1], 2, 2, 2)
+    # In numpy, float64, single-threaded: the arrays are tiny, and waking a thread pool for
+    # each step would cost more than the arithmetic.
+    c_out, c_in = weight.shape[:2]
+    fold = np.array(_FOLD)  # (phase, tap2, tap3)
+    # (phases, taps2, taps3) over all three axes at once, then one product with the kernels.
+    folds = np.einsum("zat,ybu,xcv->zyxabctuv", fold, fold, fold).reshape(64, 27)
+    kernels = weight.detach().to("cpu", torch.float64).numpy().reshape(c_out * c_in, 27)
+    out = np.einsum("pt,kt->pk", folds, kernels)  # not BLAS: its threads cost more here
+    out = out.reshape(8, 8, c_out, c_in).transpose(0, 2, 3, 1)
+    out = torch.from_numpy(out.reshape(8 * c_out, c_in, 2, 2, 2).copy())
+    return out.to(weight.dtype).to(weight.device)
 
 
 class _Kernels:
@@ -168,9 +176,42 @@ class _Decoder:
         """The block of ``convs`` (first one taking ``skip_channels`` skip channels)."""
         first = convs[0].weight.detach()
         return cls(skip=_Conv.of(first[:, :skip_channels], convs[0].bias, like),
-                   up=_Conv.of(phase_kernels(first[:, skip_channels:].double()), None, like),
+                   up=_Conv.of(phase_kernels(first[:, skip_channels:]), None, like),
                    rest=tuple(_Conv.of(c.weight, c.bias, like) for c in convs[1:]),
                    linear_last=linear_last)
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """The network's parameters laid out for the pass."""
+
+    encoder: tuple[_Conv, ...]
+    decoders: tuple[_Decoder, ...]
+
+
+# The parameters laid out for the pass, per model, with the key they were made for: the
+# parameters' storage and version counters (bumped by every in-place change, an optimiser
+# step or load_state_dict), the type and the device.
+_LAID_OUT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _weights(model: CrefUNet, like: torch.Tensor) -> _Weights:
+    """``model``'s parameters laid out for a pass in ``like``'s type and device (cached until
+    a parameter changes)."""
+    key = (like.dtype, like.device,
+           tuple((p.data_ptr(), p._version) for p in model.parameters()))
+    cached = _LAID_OUT.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    enc, dec = model.encoder, model.decoder
+    decoders = [_Decoder.of([dec[2 * k], dec[2 * k + 1]], _SKIP_CHANNELS[k], like)
+                for k in range(4)]
+    decoders.append(_Decoder.of([dec[8], dec[9], model.output], _SKIP_CHANNELS[4], like,
+                                linear_last=True))
+    weights = _Weights(encoder=tuple(_Conv.of(c.weight, c.bias, like) for c in enc),
+                       decoders=tuple(decoders))
+    _LAID_OUT[model] = (key, weights)
+    return weights
 
 
 @dataclass(frozen=True)
@@ -208,17 +249,10 @@ def _valid(planes: _Planes) -> tuple[int, int]:
 class _Pass:
     """The lean forward pass of one network on one input."""
 
-    def __init__(self, model: CrefUNet, like: torch.Tensor, kernels: _Kernels,
-                 slab_bytes: int):
-        self.kernels = kernels
-        self.like, self.slab_bytes = like, slab_bytes
-        enc, dec = model.encoder, model.decoder
-        self.encoder = [_Conv.of(c.weight, c.bias, like) for c in enc]
-        self.decoders = [
-            _Decoder.of([dec[2 * k], dec[2 * k + 1]], _SKIP_CHANNELS[k], like)
-            for k in range(4)]
-        self.decoders.append(_Decoder.of([dec[8], dec[9], model.output], _SKIP_CHANNELS[4],
-                                         like, linear_last=True))
+    def __init__(self, weights: _Weights, kernels: _Kernels, slab_bytes: int):
+        self.kernels, self.slab_bytes = kernels, slab_bytes
+        self.like = weights.encoder[0].weight
+        self.encoder, self.decoders = weights.encoder, weights.decoders
 
     # -- building blocks on planes --------------------------------------------------------
 
@@ -354,6 +388,7 @@ def lean_forward(model: CrefUNet, x: torch.Tensor, *, slab_bytes: int = DEFAULT_
     check_input(x)
     kernels = _kernels(x, dtype, fused)
     with torch.inference_mode():
-        run = _Pass(model, torch.empty((), dtype=dtype, device=x.device), kernels, slab_bytes)
+        like = torch.empty((), dtype=dtype, device=x.device)
+        run = _Pass(_weights(model, like), kernels, slab_bytes)
         outputs = [run.run(x[i:i + 1]).float() for i in range(x.shape[0])]
         return outputs[0].contiguous() if len(outputs) == 1 else torch.cat(outputs)
