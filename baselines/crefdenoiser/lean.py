@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.crefdenoiser import _lean_kernels
 from baselines.crefdenoiser.network import NEGATIVE_SLOPE, CrefUNet, check_input
 
 CHANNELS_LAST = torch.channels_last_3d
@@ -84,6 +83,10 @@ class _Kernels:
 
     def __init__(self, onednn: bool, compiled: bool):
         self.onednn, self.compiled = onednn, compiled
+        if compiled:  # numba only where it is used (a GPU machine need not have it)
+            from baselines.crefdenoiser import _lean_kernels
+
+            self.lean_kernels = _lean_kernels
 
     def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
              act: bool, pad_z: int = 1) -> torch.Tensor:
@@ -107,7 +110,7 @@ class _Kernels:
             raise AssertionError(f"low-resolution planes [{low.start}, {low.stop}) do not "
                                  f"cover planes [{acc.start}, {acc.stop})")
         if self.compiled:
-            _lean_kernels.add_upsampled_leaky(_as_numpy(acc.data), _as_numpy(phases), acc.start,
+            self.lean_kernels.add_upsampled_leaky(_as_numpy(acc.data), _as_numpy(phases), acc.start,
                                               low.start, NEGATIVE_SLOPE)
             return
         phases = phases.narrow(2, lo - low.start, hi - lo + 1)
@@ -125,7 +128,7 @@ class _Kernels:
         n, c, z, y, w = x.shape
         out = torch.empty((n, c, z // 2, y // 2, w // 2), dtype=x.dtype, device=x.device,
                           memory_format=CHANNELS_LAST)
-        _lean_kernels.max_pool2(_as_numpy(x), _as_numpy(out))
+        self.lean_kernels.max_pool2(_as_numpy(x), _as_numpy(out))
         return out
 
 
