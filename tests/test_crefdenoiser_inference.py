@@ -4,7 +4,10 @@ recipe end to end, and the ``crefdenoiser`` method."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -144,6 +147,33 @@ def test_choose_cores_respects_the_budget():
                    for t in plan_tiles((256,) * 3, c, 64))
 
     assert work(cores) < work((32, 32, 32))  # less work than the smallest cores
+
+
+_PEAK_SCRIPT = """
+import json, resource, sys
+import torch
+from baselines.crefdenoiser.lean import lean_forward
+from baselines.crefdenoiser.network import CrefUNet
+torch.set_num_threads(2)
+model = CrefUNet().eval()
+lean_forward(model, torch.zeros(1, 1, 32, 32, 32))  # kernels compiled, weights laid out
+x = torch.randn(1, 1, {shape})
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+lean_forward(model, x)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+json.dump({{"grew": after - before}}, sys.stdout)
+"""
+
+
+@pytest.mark.slow
+def test_window_bytes_bounds_the_lean_pass():
+    """The tiling budget's estimate of a window's memory covers the lean pass's measured
+    growth of peak RSS (input and output included) in a fresh process."""
+    shape = (160, 128, 96)
+    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT.format(shape=str(shape)[1:-1])],
+                          check=True, capture_output=True, text=True)
+    grew = json.loads(done.stdout)["grew"]
+    assert 0 < grew <= window_bytes(shape)
 
 
 def test_tiled_stitching_is_exact_for_a_pointwise_model():

@@ -219,13 +219,17 @@ def run_tiles(forward: Callable[[torch.Tensor], torch.Tensor], data: np.ndarray,
     Returns:
         A new float32 array of ``data``'s shape.
     """
-    out = np.empty(data.shape, dtype=np.float32)
+    out = None
     for item in tqdm(tiles, desc="crefDenoiser tiles", unit="tile",
                      disable=not progress or len(tiles) == 1):
         window = torch.from_numpy(np.ascontiguousarray(data[item.window], dtype=np.float32))
         with torch.inference_mode():
-            result = forward(window[None, None].to(device))[0, 0]
-            out[item.core] = result[item.core_in_window()].cpu().numpy()
+            result = forward(window[None, None].to(device))[0, 0][item.core_in_window()]
+            if len(tiles) == 1:  # the whole map: the result is the output
+                return np.ascontiguousarray(result.cpu().numpy(), dtype=np.float32)
+            if out is None:
+                out = np.empty(data.shape, dtype=np.float32)
+            out[item.core] = result.cpu().numpy()
         del window, result
     return out
 
