@@ -55,17 +55,17 @@ def add_upsampled_leaky(acc: np.ndarray, phases: np.ndarray, z_first: int, z_off
                         slope: float) -> None:
     """``acc = leaky(acc + up)`` in place, ``up`` the upsampled part held as phases.
 
-    Voxel ``(z, y, x)`` of ``acc`` (``z`` counted from ``z_first`` in the map) takes phase
+    Voxel ``(z, y, x)`` of ``acc`` (``z`` counted in the map, from ``z_first``) takes phase
     ``(z % 2, y % 2, x % 2)`` of ``phases`` at ``(z // 2 + z % 2 - z_offset, y // 2 + y % 2,
     x // 2 + x % 2)``.
 
     Args:
         acc: ``(Z, Y, X, C)`` float32, the skip part with its bias; overwritten.
-        phases: ``(Z', Y / 2 + 1, X / 2 + 1, 8 C)`` float32, the phase convolution's output
-            whose plane ``j`` is the map's low-resolution plane ``j + z_offset`` shifted by one
-            (padding 1).
+        phases: ``(Z', Y / 2 + 1, X / 2 + 1, 8 C)`` float32, the phase convolution (padding 1)
+            of low-resolution planes starting at the map's plane ``z_offset``: its plane ``j``
+            holds phase ``p`` of the upsampled plane ``2 (j + z_offset - p) + p``.
         z_first: the map plane of ``acc``'s first plane.
-        z_offset: the map's low-resolution plane of ``phases``' plane 0, plus 0 (see above).
+        z_offset: the map's low-resolution plane where the phase convolution's input starts.
         slope: the LeakyReLU's negative slope.
     """
     _add_upsampled_leaky(acc, phases, z_first, z_offset, np.float32(slope))

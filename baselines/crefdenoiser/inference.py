@@ -17,9 +17,9 @@ edge), and only the core of each output is kept. Cores and margins are multiples
 every window starts on the network's pooling grid and its pooling cells are those of the
 whole map; where a window meets the map's edge the network sees the same zero padding as in
 one piece. Hence tiled inference equals whole-map inference exactly (to rounding) once
-``margin`` reaches the network's receptive radius
-(:data:`~baselines.crefdenoiser.network.RECEPTIVE_RADIUS`, 158 voxels): the default margin,
-160, does. Smaller margins trade a deviation at the seams for less work; see the README for
+``margin`` reaches the network's receptive radius for such aligned cores
+(:data:`~baselines.crefdenoiser.network.ALIGNED_RECEPTIVE_RADIUS`, 128 voxels): the default
+margin does. Smaller margins trade a deviation at the seams for less work; see the README for
 measured values.
 
 With ``tile=None`` the core sides are chosen from a memory budget (:func:`choose_cores`):
@@ -45,14 +45,14 @@ from baselines.crefdenoiser.lean import (
     lean_forward,
 )
 from baselines.crefdenoiser.network import (
-    RECEPTIVE_RADIUS,
+    ALIGNED_RECEPTIVE_RADIUS,
     SIZE_MULTIPLE,
     CrefUNet,
     check_input_shape,
     check_multiple,
 )
 
-DEFAULT_MARGIN = SIZE_MULTIPLE * -(-RECEPTIVE_RADIUS // SIZE_MULTIPLE)  # 160: exact tiling
+DEFAULT_MARGIN = ALIGNED_RECEPTIVE_RADIUS  # 128: tiled equals whole
 DEFAULT_MEMORY_BUDGET = 6 * 1024 ** 3
 PADDINGS = ("end", "symmetric")
 """Ways to pad a map to a multiple of 32: zeros at each axis's end (published), or split over

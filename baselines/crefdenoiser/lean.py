@@ -1,7 +1,7 @@
 """The memory-lean inference forward pass of the crefDenoiser network.
 
 :func:`lean_forward` computes what :meth:`CrefUNet.forward <baselines.crefdenoiser.network.
-CrefUNet.forward>` computes, with the same parameters (read from the model at each call), in a
+CrefUNet.forward>` computes, with the same parameters (laid out anew whenever one changes), in a
 fraction of its time and memory on a CPU:
 
 * every tensor is ``channels_last_3d`` and every activation is freed once consumed; on the CPU

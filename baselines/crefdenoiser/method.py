@@ -47,7 +47,7 @@ class CrefDenoiser(SingleMapMethod):
         padding: ``"end"`` (published: zeros after the map) or ``"symmetric"``.
         tile: core side of the tiles (a multiple of 32); ``None`` chooses it from
             ``memory_budget`` (a map that fits runs in one piece).
-        margin: context voxels on each side of a tile (a multiple of 32); the default, 160,
+        margin: context voxels on each side of a tile (a multiple of 32); the default, 128,
             makes tiled inference equal whole-map inference.
         device: the torch device to run on.
         memory_budget: bytes allowed for one tile's forward pass when ``tile`` is ``None``.

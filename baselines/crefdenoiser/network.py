@@ -14,8 +14,10 @@ last, which is linear. Shapes below are for a 96^3 input.
 18 convolutions, 322,881 parameters. Five poolings make the network equivariant to shifts
 by multiples of :data:`SIZE_MULTIPLE` = 32 only, and every side of the input must be such a
 multiple. An output voxel depends on input voxels up to :data:`RECEPTIVE_RADIUS` = 158
-away along each axis. :meth:`CrefUNet.keras_order` lists the convolutions in the order Keras created
-them, which is the order of the checkpoint keys ``layer_with_weights-{0..17}``.
+away along each axis; the voxels of a block whose edges lie on multiples of 32 depend on
+input voxels up to :data:`ALIGNED_RECEPTIVE_RADIUS` = 128 beyond those edges.
+:meth:`CrefUNet.keras_order` lists the convolutions in the order Keras created them, which is
+the order of the checkpoint keys ``layer_with_weights-{0..17}``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ PARAMETER_COUNT = 322_881
 # the pooling grid: three convolutions at full resolution plus the deeper levels, counted
 # through each 3-wide convolution, 2-wide pooling and nearest upsampling of the graph.
 RECEPTIVE_RADIUS = 158
+# Farthest input voxel beyond a block's edge that the block's output voxels depend on, when the
+# edge lies on a multiple of 32 (the pooling grid): the voxels that reach farther (158) lie
+# far enough inside the block. Tiles cut on that grid are exact with this much context.
+ALIGNED_RECEPTIVE_RADIUS = 128
 
 # (in, out) channels in Keras creation order: encoder, decoder, output.
 _ENCODER = [(1, 16)] + [(16, 16)] * 6
