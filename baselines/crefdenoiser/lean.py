@@ -165,23 +165,27 @@ class _Conv:
 @dataclass(frozen=True)
 class _Decoder:
     """A decoder block: the first convolution split into its skip part and its upsampled
-    part (as phase kernels), then the following convolutions (the last one linear when
-    ``linear_last``)."""
+    part (as phase kernels), the second convolution, and for the last block the linear output
+    convolution, its kernel split by z tap (:meth:`_Pass._conv_by_z_taps`)."""
 
     skip: _Conv
     up: _Conv
-    rest: tuple[_Conv, ...]
-    linear_last: bool
+    second: _Conv
+    output: _Conv | None
 
     @classmethod
-    def of(cls, convs: list[nn.Conv3d], skip_channels: int, like: torch.Tensor,
-           linear_last: bool = False) -> _Decoder:
-        """The block of ``convs`` (first one taking ``skip_channels`` skip channels)."""
+    def of(cls, convs: list[nn.Conv3d], skip_channels: int, like: torch.Tensor) -> _Decoder:
+        """The block of ``convs`` (the first taking ``skip_channels`` skip channels; a third
+        one is the output convolution)."""
         first = convs[0].weight.detach()
+        output = None
+        if len(convs) == 3:
+            weight = convs[2].weight.detach()  # (O, I, 3, 3, 3) -> (3 O, I, 1, 3, 3)
+            taps = weight.permute(2, 0, 1, 3, 4).reshape(-1, weight.shape[1], 1, 3, 3)
+            output = _Conv.of(taps, convs[2].bias, like)
         return cls(skip=_Conv.of(first[:, :skip_channels], convs[0].bias, like),
                    up=_Conv.of(phase_kernels(first[:, skip_channels:]), None, like),
-                   rest=tuple(_Conv.of(c.weight, c.bias, like) for c in convs[1:]),
-                   linear_last=linear_last)
+                   second=_Conv.of(convs[1].weight, convs[1].bias, like), output=output)
 
 
 @dataclass(frozen=True)
@@ -209,8 +213,7 @@ def _weights(model: CrefUNet, like: torch.Tensor) -> _Weights:
     enc, dec = model.encoder, model.decoder
     decoders = [_Decoder.of([dec[2 * k], dec[2 * k + 1]], _SKIP_CHANNELS[k], like)
                 for k in range(4)]
-    decoders.append(_Decoder.of([dec[8], dec[9], model.output], _SKIP_CHANNELS[4], like,
-                                linear_last=True))
+    decoders.append(_Decoder.of([dec[8], dec[9], model.output], _SKIP_CHANNELS[4], like))
     weights = _Weights(encoder=tuple(_Conv.of(c.weight, c.bias, like) for c in enc),
                        decoders=tuple(decoders))
     _LAID_OUT[model] = (key, weights)
@@ -269,17 +272,33 @@ class _Pass:
             out = out.narrow(2, start - planes.start, stop - start)
         return _Planes(out, start, planes.total)
 
+    def _conv_by_z_taps(self, planes: _Planes, conv: _Conv) -> _Planes:
+        """A linear convolution with few output channels, as one (1, 3, 3) convolution per z
+        tap (three times the output channels, which oneDNN pads to 16 anyway) summed over
+        neighbouring planes: a third of the work."""
+        taps = self.kernels.conv(planes.data, conv.weight, None, act=False, pad_z=0)
+        start, stop = _valid(planes)
+        before, after = int(start == planes.start), int(stop == planes.stop)  # map edges
+        if before or after:  # the zero padding beyond the map
+            taps = F.pad(taps, (0, 0, 0, 0, before, after))
+        first, depth, c = start - planes.start + before, stop - start, conv.bias.shape[0]
+        out = taps[:, c:2 * c].narrow(2, first, depth) + conv.bias.view(1, c, 1, 1, 1)
+        out += taps[:, :c].narrow(2, first - 1, depth)
+        out += taps[:, 2 * c:].narrow(2, first + 1, depth)
+        return _Planes(out, start, planes.total)
+
     def _decode(self, block: _Decoder, skip_whole: torch.Tensor, low_whole: torch.Tensor,
                 start: int, stop: int) -> _Planes:
         """Planes ``[start, stop)`` of a decoder block's output."""
-        depth = 1 + len(block.rest)  # convolutions in a row, each widening the halo by one
+        depth = 2 if block.output is None else 3  # convolutions in a row, each widening the halo
         h = self._conv(_take(skip_whole, start - depth, stop + depth), block.skip, act=False)
         low = _take(low_whole, h.start // 2 - 1, -(-h.stop // 2) + 1)
         phases = self.kernels.conv(low.data, block.up.weight, None, act=False)
         self.kernels.add_upsampled_leaky_(h, phases, low)
         del phases, low
-        for k, conv in enumerate(block.rest):
-            h = self._conv(h, conv, act=not (block.linear_last and k == len(block.rest) - 1))
+        h = self._conv(h, block.second, act=True)
+        if block.output is not None:
+            h = self._conv_by_z_taps(h, block.output)
         return h.narrow(start, stop)
 
     def _encode(self, convs: list[_Conv], whole: torch.Tensor, start: int,
