@@ -21,7 +21,7 @@ needs_reference = pytest.mark.skipif(
     not (INDEX.is_file() and FORWARD.is_file()),
     reason=f"reference crefDenoiser checkpoint and forward pass not found in {REFERENCE}")
 TOLERANCE = 1e-5  # largest deviation allowed, relative to the largest output value
-BFLOAT16_TOLERANCE = 0.01  # relative L2 from float32 on the reference input (measured 0.0033)
+BFLOAT16_TOLERANCE = 0.01  # relative L2 from float32 on the reference input (measured 0.004)
 
 
 @pytest.fixture(scope="module")

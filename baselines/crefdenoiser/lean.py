@@ -78,7 +78,7 @@ def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
 class _Kernels:
     """The steps of the pass. On the CPU: convolutions through oneDNN with their bias and
     activation fused (``onednn``), and the memory-bound steps compiled
-    (:mod:`baselines.crefdenoiser._lean_kernels`, float32 only, ``compiled``); elsewhere plain
+    (:mod:`baselines.crefdenoiser._lean_kernels`, ``compiled``); elsewhere plain
     PyTorch."""
 
     def __init__(self, onednn: bool, compiled: bool):
@@ -144,8 +144,12 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 def _as_numpy(x: torch.Tensor):
-    """Batch item 0 of a channels_last tensor as a ``(Z, Y, X, C)`` numpy view."""
-    return x[0].permute(1, 2, 3, 0).numpy()
+    """Batch item 0 of a channels_last tensor as a ``(Z, Y, X, C)`` numpy view (bfloat16 as
+    its uint16 bit patterns)."""
+    planes = x[0].permute(1, 2, 3, 0)
+    if x.dtype == torch.bfloat16:
+        return planes.view(torch.int16).numpy().view(np.uint16)
+    return planes.numpy()
 
 
 @dataclass(frozen=True)
@@ -381,7 +385,7 @@ def _kernels(x: torch.Tensor, dtype: torch.dtype, fused: bool | None) -> _Kernel
                          f"{x.device} and {dtype}")
     if fused is False:
         return _Kernels(onednn=False, compiled=False)
-    return _Kernels(onednn=onednn, compiled=onednn and dtype == torch.float32)
+    return _Kernels(onednn=onednn, compiled=onednn)
 
 
 def lean_forward(model: CrefUNet, x: torch.Tensor, *, slab_bytes: int = DEFAULT_SLAB_BYTES,
