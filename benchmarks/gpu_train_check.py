@@ -33,9 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from baselines.crefdenoiser.lean import lean_forward  # noqa: E402
-from baselines.crefdenoiser.losses import patch_losses  # noqa: E402
-from baselines.crefdenoiser.network import CrefUNet  # noqa: E402
+from baselines.crefdenoiser.lean import lean_forward
+from baselines.crefdenoiser.losses import patch_losses
+from baselines.crefdenoiser.network import CrefUNet
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 LAYOUTS = {"ncdhw": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
