@@ -4,21 +4,26 @@ recorded TensorFlow forward pass; bad checkpoints and weights files are refused 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from baselines.crefdenoiser.checkpoint import (load_weights, read_weights_file, save_weights,
-                                               tf_state_dict, weights_digest)
+from baselines.crefdenoiser.checkpoint import (
+    load_weights,
+    read_weights_file,
+    save_weights,
+    tf_state_dict,
+    weights_digest,
+)
 from baselines.crefdenoiser.errors import CheckpointError
 from baselines.crefdenoiser.network import CrefUNet
 from baselines.crefdenoiser.sstable import crc32c, read_table
 from baselines.crefdenoiser.tf_bundle import TensorBundle, parse_entry
 from cref_bench.cli import main as cli_main
+from tests.reference import reference_dir
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "crefdenoiser"
+REFERENCE = reference_dir("crefdenoiser")
 INDEX = REFERENCE / "saved-model-epoch-192.index"
 DATA = REFERENCE / "saved-model-epoch-192.data-00000-of-00001"
 FORWARD = REFERENCE / "forward_64.npz"
@@ -62,7 +67,8 @@ def test_parse_bundle_entry_known_answer():
     message = (bytes([0x08, 1, 0x12, len(shape)]) + shape + bytes([0x20, 7, 0x28, 48, 0x35])
                + (0x12345678).to_bytes(4, "little"))
     entry = parse_entry(message)
-    assert (entry.dtype, entry.shape, entry.offset, entry.size, entry.crc32c) == (1, (3, 4), 7, 48, 0x12345678)
+    assert (entry.dtype, entry.shape, entry.offset, entry.size, entry.crc32c) == (
+        1, (3, 4), 7, 48, 0x12345678)
     with pytest.raises(ValueError, match="wire type"):
         parse_entry(bytes([0x30, 5]))  # crc32c written as a varint
 
@@ -72,7 +78,8 @@ def test_checkpoint_index_lists_the_18_convolutions():
     bundle = TensorBundle(INDEX)
     variables = [k for k in bundle.keys() if k.startswith("layer_with_weights-")]
     assert len(variables) == 36
-    assert bundle.entries["layer_with_weights-15/kernel/.ATTRIBUTES/VARIABLE_VALUE"].shape == (3, 3, 3, 33, 16)
+    kernel = bundle.entries["layer_with_weights-15/kernel/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert kernel.shape == (3, 3, 3, 33, 16)
     assert sum(int(np.prod(bundle.entries[k].shape)) for k in variables) == 322_881
     # The object graph is a string tensor, refused by the numeric reader.
     with pytest.raises(CheckpointError, match="string tensor"):

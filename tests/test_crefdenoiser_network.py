@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from baselines.crefdenoiser.network import (PARAMETER_COUNT, SIZE_MULTIPLE, CrefUNet,
-                                            check_input_shape, conv_flops)
+from baselines.crefdenoiser.network import (
+    ALIGNED_RECEPTIVE_RADIUS,
+    PARAMETER_COUNT,
+    RECEPTIVE_RADIUS,
+    SIZE_MULTIPLE,
+    CrefUNet,
+    check_input_shape,
+    conv_flops,
+)
 
 # (C_in, C_out, side of the output for a 64^3 input) of each convolution in Keras order,
 # written out from the published architecture (encoder, decoder, output).
@@ -155,3 +163,41 @@ def test_conv_flops_matches_the_convolutions_run(model):
     assert conv_flops(shape) == counted
     with pytest.raises(ValueError):
         conv_flops((40, 64, 64))
+
+
+def _reach(aligned: bool) -> int:
+    """How far beyond a voxel (or a 32-aligned block's edge) the output depends on the input,
+    along one axis, by following each input's index interval through the graph."""
+    n = 32 * 40
+    lo, hi = np.arange(n), np.arange(n)
+
+    def conv(t):
+        return np.r_[t[0][:1], t[0][:-1]], np.r_[t[1][1:], t[1][-1:]]
+
+    def pool(t):
+        return t[0][0::2], t[1][1::2]
+
+    def up_cat(skip, t):
+        return np.minimum(skip[0], np.repeat(t[0], 2)), np.maximum(skip[1], np.repeat(t[1], 2))
+
+    x = (lo, hi)
+    h, skips = conv(conv(x)), [x]
+    for _ in range(4):
+        h = pool(h)
+        skips.append(h)
+        h = conv(h)
+    h = conv(pool(h))
+    for _ in range(5):
+        h = conv(conv(up_cat(skips.pop(), h)))
+    lo, hi = conv(h)
+    z = np.arange(32 * 10, 32 * 30)  # far from the ends
+    left, right, offset = z - lo[z], hi[z] - z, z % 32
+    if not aligned:
+        return int(max(left.max(), right.max()))
+    # Beyond a block edge on the grid: the reach less the voxel's distance from the edge.
+    return int(max((left - offset).max(), (right - (31 - offset)).max()))
+
+
+def test_receptive_radii_follow_from_the_graph():
+    assert _reach(aligned=False) == RECEPTIVE_RADIUS == 158
+    assert _reach(aligned=True) == ALIGNED_RECEPTIVE_RADIUS == 128

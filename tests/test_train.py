@@ -14,9 +14,16 @@ from scipy import ndimage
 from baselines.crefdenoiser.checkpoint import load_weights, read_weights_file
 from baselines.crefdenoiser.losses import network_input, patch_losses
 from baselines.crefdenoiser.network import CrefUNet
-from baselines.crefdenoiser.train import (METRICS_COLUMNS, NoValidationWarning, TrainConfig,
-                                          evenly_spaced, holdout_split, learning_rate,
-                                          load_checkpoint, train)
+from baselines.crefdenoiser.train import (
+    METRICS_COLUMNS,
+    NoValidationWarning,
+    TrainConfig,
+    evenly_spaced,
+    holdout_split,
+    learning_rate,
+    load_checkpoint,
+    train,
+)
 from cref_bench import cli, splits
 from cref_bench.dataset import open_corpus
 from cref_bench.patches import PatchDataset

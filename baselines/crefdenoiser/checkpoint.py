@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from baselines.crefdenoiser.errors import CheckpointError
-from cref_bench.atomic import atomic_path
 from baselines.crefdenoiser.network import ARCHITECTURE, CrefUNet
 from baselines.crefdenoiser.tf_bundle import TensorBundle
+from cref_bench.atomic import atomic_path
 
 FILE_FORMAT = "cref-bench-weights"
 FORMAT_VERSION = 1
@@ -77,11 +77,50 @@ def tf_state_dict(index_path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_weights(model: CrefUNet, path: str | os.PathLike, metadata: dict | None = None) -> Path:
-    """Write the network's weights to our ``.pt`` format, atomically.
+def weights_payload(model: torch.nn.Module, metadata: dict | None = None) -> dict:
+    """The dictionary our weights file holds, for ``model``'s parameters.
 
-    The file is written under a temporary name in the same folder and renamed into place,
-    so a reader never sees a half-written file.
+    The trainer adds a ``"training"`` entry to it for its checkpoints.
+
+    Args:
+        model: the network.
+        metadata: JSON-like facts to keep beside the weights (strings, numbers, lists, dicts).
+
+    Returns:
+        ``{"format", "format_version", "architecture", "state_dict", "metadata"}``, the
+        state dict's tensors copied to the CPU as contiguous float32.
+    """
+    return {"format": FILE_FORMAT, "format_version": FORMAT_VERSION,
+            "architecture": ARCHITECTURE,
+            "state_dict": {k: v.detach().to("cpu", torch.float32).contiguous()
+                           for k, v in model.state_dict().items()},
+            "metadata": dict(metadata or {})}
+
+
+def save_payload(payload: dict, path: str | os.PathLike) -> Path:
+    """Write a weights-file dictionary (:func:`weights_payload`, perhaps with more entries)
+    atomically: under a temporary name in the same folder, then renamed into place, so a
+    reader never sees a half-written file.
+
+    Args:
+        payload: the dictionary.
+        path: where to write.
+
+    Returns:
+        The path written.
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+    path = Path(path)
+    with atomic_path(path) as temp:
+        torch.save(payload, temp)
+    return path
+
+
+def save_weights(model: torch.nn.Module, path: str | os.PathLike,
+                 metadata: dict | None = None) -> Path:
+    """Write the network's weights to our ``.pt`` format, atomically.
 
     Args:
         model: the network.
@@ -94,15 +133,7 @@ def save_weights(model: CrefUNet, path: str | os.PathLike, metadata: dict | None
     Raises:
         OSError: the folder cannot be written.
     """
-    path = Path(path)
-    payload = {"format": FILE_FORMAT, "format_version": FORMAT_VERSION,
-               "architecture": ARCHITECTURE,
-               "state_dict": {k: v.detach().to("cpu", torch.float32).contiguous()
-                              for k, v in model.state_dict().items()},
-               "metadata": dict(metadata or {})}
-    with atomic_path(path) as temp:
-        torch.save(payload, temp)
-    return path
+    return save_payload(weights_payload(model, metadata), path)
 
 
 def read_payload(path: str | os.PathLike) -> dict:

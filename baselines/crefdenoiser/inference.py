@@ -1,46 +1,62 @@
 """Running the crefDenoiser network on a whole map, in one piece or in overlapping tiles.
 
 The published recipe (:func:`denoise_array`): standardise the map (mean and standard
-deviation over the box), pad every axis symmetrically (numpy ``'symmetric'`` mode) to a
-multiple of 32, run the network, crop the padding off, and rescale the output so that it
-has the input's mean and standard deviation.
+deviation over the box), pad every axis *at its end* with zeros up to a multiple of 32, run
+the network, keep ``[:n]`` of each axis, and rescale the output so that it has the input's
+mean and standard deviation. (``padding="symmetric"`` instead splits the padding over both
+ends, mirroring the map: numpy's ``'symmetric'`` mode, what cref-bench did before version 2
+of the method.)
 
-Tiling (:func:`run_network`) bounds the memory of a large map. The padded map is cut into
-*cores*, blocks of ``tile`` voxels per side (the last along an axis may be shorter), each
-run with a *margin* of ``margin`` voxels of context on every side (clipped at the map's
-edge), and only the core of each output is kept. Cores and margins are multiples of 32,
-so every window starts on the network's pooling grid and its pooling cells are those of
-the whole map; where a window meets the map's edge the network sees the same zero padding
-as in one piece. Hence tiled inference equals whole-map inference exactly (to rounding)
-once ``margin`` reaches the network's receptive radius
-(:data:`~baselines.crefdenoiser.network.RECEPTIVE_RADIUS`, 158 voxels); smaller margins
-(the default is 64) trade a small deviation at the seams for far less work. Measured with
-the published weights on a noisy 256x96x96 model map of PDB 3j5p cut into 64-voxel cores
-along one axis: relative L2 deviation from whole-map inference 1.7% (margin 32), 0.33%
-(64), 0.05% (96).
+The network runs as :func:`~baselines.crefdenoiser.lean.lean_forward`, which needs about
+:data:`~baselines.crefdenoiser.lean.BYTES_PER_VOXEL` bytes per voxel plus its slabs.
+
+Tiling (:func:`run_network`) bounds the memory of a map larger than that. The padded map is
+cut into *cores*, blocks of ``tile`` voxels per side (the last along an axis may be shorter),
+each run with a *margin* of ``margin`` voxels of context on every side (clipped at the map's
+edge), and only the core of each output is kept. Cores and margins are multiples of 32, so
+every window starts on the network's pooling grid and its pooling cells are those of the
+whole map; where a window meets the map's edge the network sees the same zero padding as in
+one piece. Hence tiled inference equals whole-map inference exactly (to rounding) once
+``margin`` reaches the network's receptive radius for such aligned cores
+(:data:`~baselines.crefdenoiser.network.ALIGNED_RECEPTIVE_RADIUS`, 128 voxels): the default
+margin does. Smaller margins trade a deviation at the seams for less work; see the README for
+measured values.
 
 With ``tile=None`` the core sides are chosen from a memory budget (:func:`choose_cores`):
-the least total work whose largest window fits in ``memory_budget`` bytes at
-:data:`BYTES_PER_VOXEL` bytes per window voxel; a map that fits runs in one piece.
+the least total work whose largest window fits in ``memory_budget`` bytes
+(:func:`window_bytes`); a map that fits runs in one piece.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from baselines.crefdenoiser.network import SIZE_MULTIPLE, CrefUNet, check_input_shape
+from baselines.crefdenoiser.lean import (
+    BYTES_PER_VOXEL,
+    DEFAULT_SLAB_BYTES,
+    MIN_SLAB_PLANES,
+    lean_forward,
+)
+from baselines.crefdenoiser.network import (
+    ALIGNED_RECEPTIVE_RADIUS,
+    SIZE_MULTIPLE,
+    CrefUNet,
+    check_input_shape,
+    check_multiple,
+)
 
-DEFAULT_MARGIN = 64
-DEFAULT_MEMORY_BUDGET = 3 * 1024 ** 3
-# Peak bytes per voxel of a window during a float32 CPU forward pass in inference mode
-# (measured: about 390 at 128^3, activations and convolution workspaces), with headroom.
-BYTES_PER_VOXEL = 450
+DEFAULT_MARGIN = ALIGNED_RECEPTIVE_RADIUS  # 128: tiled equals whole
+DEFAULT_MEMORY_BUDGET = 6 * 1024 ** 3
+PADDINGS = ("end", "symmetric")
+"""Ways to pad a map to a multiple of 32: zeros at each axis's end (published), or split over
+both ends mirroring the map (numpy ``'symmetric'``)."""
 
 
 @dataclass(frozen=True)
@@ -57,12 +73,57 @@ class Tile:
 
     def core_in_window(self) -> tuple[slice, slice, slice]:
         """The core's slices relative to the window."""
-        return tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(self.core, self.window))
+        return tuple(slice(c.start - w.start, c.stop - w.start)
+                     for c, w in zip(self.core, self.window))
 
 
-def _check_multiple(name: str, value: int) -> None:
-    if value < 0 or value % SIZE_MULTIPLE:
-        raise ValueError(f"{name} must be a non-negative multiple of {SIZE_MULTIPLE}, got {value}")
+def check_padding(padding: str) -> None:
+    """Refuse an unknown way of padding.
+
+    Args:
+        padding: the name.
+
+    Raises:
+        ValueError: ``padding`` is not one of :data:`PADDINGS`.
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}; got {padding!r}")
+
+
+def check_tiling(tile: int | None, margin: int) -> None:
+    """Refuse tiling settings the network cannot use.
+
+    Args:
+        tile: the core side, or ``None`` (chosen from the memory budget).
+        margin: the context on each side of a core.
+
+    Raises:
+        ValueError: ``tile`` is not a positive multiple of 32, or ``margin`` not a
+            non-negative one.
+    """
+    if tile is not None:
+        check_multiple("tile", tile, positive=True)
+    check_multiple("margin", margin)
+
+
+def window_bytes(shape: tuple[int, int, int], slab_bytes: int = DEFAULT_SLAB_BYTES) -> int:
+    """About how many bytes the lean forward pass of one window of ``shape`` needs.
+
+    The whole-map tensors (:data:`~baselines.crefdenoiser.lean.BYTES_PER_VOXEL` per voxel)
+    plus two slabs (one being built while the previous one's inputs are alive), a slab at
+    least :data:`~baselines.crefdenoiser.lean.MIN_SLAB_PLANES` full-resolution planes of
+    32 float32 channels.
+
+    Args:
+        shape: the window's shape.
+        slab_bytes: the lean pass's slab size.
+
+    Returns:
+        The estimate in bytes.
+    """
+    plane = shape[1] * shape[2]
+    slab = max(slab_bytes, MIN_SLAB_PLANES * plane * 32 * 4)
+    return BYTES_PER_VOXEL * math.prod(shape) + 2 * slab
 
 
 def _axis_windows(n: int, core: int, margin: int) -> list[int]:
@@ -75,10 +136,10 @@ def choose_cores(shape: tuple[int, int, int], margin: int = DEFAULT_MARGIN,
     """The core sides for a map of ``shape`` that need the least work within a memory budget.
 
     Every combination of core sides (multiples of 32, one per axis) is considered; among
-    those whose largest window fits ``memory_budget`` (at :data:`BYTES_PER_VOXEL` bytes per
-    voxel) the one with the fewest window voxels in all (the network's work) wins, ties
-    going to fewer tiles. The whole map is one core when it fits. When nothing fits, the
-    smallest cores (32) are returned.
+    those whose largest window fits ``memory_budget`` (:func:`window_bytes`) the one with the
+    fewest window voxels in all (the network's work) wins, ties going to fewer tiles. The
+    whole map is one core when it fits. When nothing fits, the smallest cores (32) are
+    returned.
 
     Args:
         shape: the padded map's shape, sides multiples of 32.
@@ -92,8 +153,7 @@ def choose_cores(shape: tuple[int, int, int], margin: int = DEFAULT_MARGIN,
         ValueError: a side or the margin is not a multiple of 32.
     """
     check_input_shape(tuple(shape))
-    _check_multiple("margin", margin)
-    limit = memory_budget / BYTES_PER_VOXEL
+    check_multiple("margin", margin)
     options = []
     for n in shape:
         axis = []
@@ -103,7 +163,7 @@ def choose_cores(shape: tuple[int, int, int], margin: int = DEFAULT_MARGIN,
         options.append(axis)
     best, best_key = (SIZE_MULTIPLE,) * 3, None
     for combo in itertools.product(*options):
-        if math.prod(o[2] for o in combo) > limit:
+        if window_bytes(tuple(o[2] for o in combo)) > memory_budget:
             continue
         key = (math.prod(o[1] for o in combo), math.prod(o[3] for o in combo))
         if best_key is None or key < best_key:
@@ -128,12 +188,10 @@ def plan_tiles(shape: tuple[int, int, int], cores: tuple[int, int, int] | int,
         ValueError: a side, core or the margin is not a positive multiple of 32.
     """
     check_input_shape(tuple(shape))
-    _check_multiple("margin", margin)
+    check_multiple("margin", margin)
     cores = (cores,) * 3 if isinstance(cores, int) else tuple(cores)
     for core in cores:
-        _check_multiple("tile", core)
-        if core == 0:
-            raise ValueError("tile must be at least 32")
+        check_multiple("tile", core, positive=True)
     per_axis = []
     for n, core in zip(shape, cores):
         axis = []
@@ -145,19 +203,52 @@ def plan_tiles(shape: tuple[int, int, int], cores: tuple[int, int, int] | int,
             for combo in itertools.product(*per_axis)]
 
 
+def run_tiles(forward: Callable[[torch.Tensor], torch.Tensor], data: np.ndarray,
+              tiles: list[Tile], *, device: str | torch.device = "cpu",
+              progress: bool = True) -> np.ndarray:
+    """Run ``forward`` on each tile's window and keep each core's output.
+
+    Args:
+        forward: maps a ``(1, 1, D, H, W)`` float32 tensor on ``device`` to one of the same
+            shape.
+        data: the map, 3D.
+        tiles: the tiles, their cores a partition of the map.
+        device: where to run.
+        progress: show a progress bar (when there is more than one tile).
+
+    Returns:
+        A new float32 array of ``data``'s shape.
+    """
+    out = None
+    for item in tqdm(tiles, desc="crefDenoiser tiles", unit="tile",
+                     disable=not progress or len(tiles) == 1):
+        window = torch.from_numpy(np.ascontiguousarray(data[item.window], dtype=np.float32))
+        with torch.inference_mode():
+            result = forward(window[None, None].to(device))[0, 0][item.core_in_window()]
+            if len(tiles) == 1:  # the whole map: the result is the output
+                return np.ascontiguousarray(result.cpu().numpy(), dtype=np.float32)
+            if out is None:
+                out = np.empty(data.shape, dtype=np.float32)
+            out[item.core] = result.cpu().numpy()
+        del window, result
+    return out
+
+
 def run_network(model: CrefUNet, data: np.ndarray, *, tile: int | None = None,
                 margin: int = DEFAULT_MARGIN, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                device: str | torch.device = "cpu", progress: bool = True) -> np.ndarray:
+                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                progress: bool = True) -> np.ndarray:
     """The network's raw output for a map whose sides are multiples of 32, tile by tile.
 
     Args:
-        model: the network (moved to ``device`` by the caller, or here).
+        model: the network (its parameters are copied to ``device`` for the pass).
         data: the standardised, padded map, 3D, sides multiples of 32.
         tile: the core side (a multiple of 32); ``None`` chooses it from ``memory_budget``.
             A tile at least as large as the map runs it in one piece.
         margin: context voxels around each core, a multiple of 32.
         memory_budget: bytes allowed per window when ``tile`` is ``None``.
         device: where to run the network.
+        dtype: the computation's type (see :func:`~baselines.crefdenoiser.lean.lean_forward`).
         progress: show a progress bar over the tiles (when there is more than one).
 
     Returns:
@@ -166,19 +257,12 @@ def run_network(model: CrefUNet, data: np.ndarray, *, tile: int | None = None,
     Raises:
         ValueError: a side, the tile or the margin is not a multiple of 32.
     """
+    check_tiling(tile, margin)
     shape = tuple(data.shape)
     cores = choose_cores(shape, margin, memory_budget) if tile is None else (tile,) * 3
     tiles = plan_tiles(shape, cores, margin)
-    model = model.to(device)
-    out = np.empty(shape, dtype=np.float32)
-    with torch.inference_mode():
-        for item in tqdm(tiles, desc="crefDenoiser tiles", unit="tile",
-                         disable=not progress or len(tiles) == 1):
-            window = torch.from_numpy(np.ascontiguousarray(data[item.window], dtype=np.float32))
-            result = model(window[None, None].to(device))[0, 0]
-            out[item.core] = result[item.core_in_window()].cpu().numpy()
-            del window, result
-    return out
+    return run_tiles(lambda window: lean_forward(model, window, dtype=dtype), data, tiles,
+                     device=device, progress=progress)
 
 
 def standardise(data: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -202,55 +286,68 @@ def standardise(data: np.ndarray) -> tuple[np.ndarray, float, float]:
     return out, mean, std
 
 
-def pad_to_multiple(data: np.ndarray, multiple: int = SIZE_MULTIPLE
+def pad_to_multiple(data: np.ndarray, multiple: int = SIZE_MULTIPLE, padding: str = "end"
                     ) -> tuple[np.ndarray, tuple[slice, slice, slice]]:
-    """Pad each axis symmetrically (numpy ``'symmetric'`` mode) to a multiple of ``multiple``.
-
-    The padding is split evenly, the extra voxel (for an odd amount) going after the map.
+    """Pad each axis to a multiple of ``multiple``.
 
     Args:
         data: a 3D map.
         multiple: the side multiple wanted.
+        padding: ``"end"``: zeros after the map on each axis (the published recipe);
+            ``"symmetric"``: split evenly over both ends (the extra voxel of an odd amount
+            after the map), mirrored with the edge voxel repeated (numpy ``'symmetric'``).
 
     Returns:
         ``(padded, crop)``: the padded map (``data`` itself when no padding is needed) and
         the slices that cut the original box back out of it.
+
+    Raises:
+        ValueError: ``padding`` is not one of :data:`PADDINGS`.
     """
+    check_padding(padding)
     extra = [(-n) % multiple for n in data.shape]
-    pads = [(e // 2, e - e // 2) for e in extra]
+    pads = [(0, e) if padding == "end" else (e // 2, e - e // 2) for e in extra]
     crop = tuple(slice(before, before + n) for (before, _), n in zip(pads, data.shape))
     if not any(extra):
         return data, crop
+    if padding == "end":
+        out = np.zeros([n + e for n, e in zip(data.shape, extra)], dtype=data.dtype)
+        out[crop] = data
+        return out, crop
     return np.pad(data, pads, mode="symmetric"), crop
 
 
-def denoise_array(model: CrefUNet, data: np.ndarray, *, tile: int | None = None,
-                  margin: int = DEFAULT_MARGIN, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                  device: str | torch.device = "cpu", progress: bool = True) -> np.ndarray:
+def denoise_array(model: CrefUNet, data: np.ndarray, *, padding: str = "end",
+                  tile: int | None = None, margin: int = DEFAULT_MARGIN,
+                  memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                  progress: bool = True) -> np.ndarray:
     """Denoise one map with the published recipe (see the module docstring).
 
     Args:
         model: the network.
         data: the map, any 3D shape.
-        tile, margin, memory_budget, device, progress: as for :func:`run_network`.
+        padding: how to reach a multiple of 32 (:func:`pad_to_multiple`).
+        tile, margin, memory_budget, device, dtype, progress: as for :func:`run_network`.
 
     Returns:
         The denoised map, float32, ``data``'s shape, with ``data``'s mean and standard
         deviation.
 
     Raises:
-        ValueError: the map is not 3D, is constant or not finite; the tile or margin is not
-            a multiple of 32.
+        ValueError: the map is not 3D, is constant or not finite; an unknown padding; the
+            tile or margin is not a multiple of 32.
     """
     if data.ndim != 3:
         raise ValueError(f"a map must be 3D, got shape {data.shape}")
+    check_tiling(tile, margin)
     standardised, mean, std = standardise(data)
-    padded, crop = pad_to_multiple(standardised)
+    padded, crop = pad_to_multiple(standardised, padding=padding)
     del standardised
     raw = run_network(model, padded, tile=tile, margin=margin, memory_budget=memory_budget,
-                      device=device, progress=progress)
+                      device=device, dtype=dtype, progress=progress)
     del padded
-    out = np.ascontiguousarray(raw[crop])
+    out = raw if raw.shape == data.shape else np.ascontiguousarray(raw[crop])
     del raw
     out_mean = float(np.mean(out, dtype=np.float64))
     out_std = float(np.std(out, dtype=np.float64))

@@ -14,8 +14,10 @@ last, which is linear. Shapes below are for a 96^3 input.
 18 convolutions, 322,881 parameters. Five poolings make the network equivariant to shifts
 by multiples of :data:`SIZE_MULTIPLE` = 32 only, and every side of the input must be such a
 multiple. An output voxel depends on input voxels up to :data:`RECEPTIVE_RADIUS` = 158
-away along each axis. :meth:`CrefUNet.keras_order` lists the convolutions in the order Keras created
-them, which is the order of the checkpoint keys ``layer_with_weights-{0..17}``.
+away along each axis; the voxels of a block whose edges lie on multiples of 32 depend on
+input voxels up to :data:`ALIGNED_RECEPTIVE_RADIUS` = 128 beyond those edges.
+:meth:`CrefUNet.keras_order` lists the convolutions in the order Keras created them, which is
+the order of the checkpoint keys ``layer_with_weights-{0..17}``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ PARAMETER_COUNT = 322_881
 # the pooling grid: three convolutions at full resolution plus the deeper levels, counted
 # through each 3-wide convolution, 2-wide pooling and nearest upsampling of the graph.
 RECEPTIVE_RADIUS = 158
+# Farthest input voxel beyond a block's edge that the block's output voxels depend on, when the
+# edge lies on a multiple of 32 (the pooling grid): the voxels that reach farther (158) lie
+# far enough inside the block. Tiles cut on that grid are exact with this much context.
+ALIGNED_RECEPTIVE_RADIUS = 128
 
 # (in, out) channels in Keras creation order: encoder, decoder, output.
 _ENCODER = [(1, 16)] + [(16, 16)] * 6
@@ -67,6 +73,24 @@ def he_normal_(weight: torch.Tensor) -> torch.Tensor:
         return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
+def check_multiple(name: str, value: int, *, positive: bool = False) -> None:
+    """Refuse a length that is not a multiple of :data:`SIZE_MULTIPLE`.
+
+    Args:
+        name: what the value is, for the message.
+        value: the length.
+        positive: refuse 0 as well.
+
+    Raises:
+        ValueError: ``value`` is not an integer multiple of 32 (not negative; not 0 when
+            ``positive``).
+    """
+    if (not isinstance(value, int) or isinstance(value, bool) or value < 0
+            or value % SIZE_MULTIPLE or (positive and value == 0)):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a {kind} multiple of {SIZE_MULTIPLE}, got {value!r}")
+
+
 def check_input_shape(shape: tuple[int, ...]) -> None:
     """Refuse a spatial shape the network cannot take.
 
@@ -78,9 +102,23 @@ def check_input_shape(shape: tuple[int, ...]) -> None:
     """
     bad = [n for n in shape if n <= 0 or n % SIZE_MULTIPLE]
     if len(shape) != 3 or bad:
-        raise ValueError(f"the crefDenoiser network needs three sides that are positive multiples "
-                         f"of {SIZE_MULTIPLE} (five 2x poolings); got {tuple(shape)}. Pad the map "
-                         "first (baselines.crefdenoiser.inference does).")
+        raise ValueError(f"the crefDenoiser network needs three sides that are positive "
+                         f"multiples of {SIZE_MULTIPLE} (five 2x poolings); got {tuple(shape)}. "
+                         "Pad the map first (baselines.crefdenoiser.inference does).")
+
+
+def check_input(x: torch.Tensor) -> None:
+    """Refuse an input the network cannot take.
+
+    Args:
+        x: the network's input.
+
+    Raises:
+        ValueError: ``x`` is not ``(N, 1, D, H, W)`` with sides multiples of 32.
+    """
+    if x.dim() != 5 or x.shape[1] != 1:
+        raise ValueError(f"the crefDenoiser network takes (N, 1, D, H, W); got {tuple(x.shape)}")
+    check_input_shape(tuple(x.shape[2:]))
 
 
 def conv_flops(shape: tuple[int, int, int]) -> int:
@@ -138,9 +176,7 @@ class CrefUNet(nn.Module):
         Raises:
             ValueError: the input is not 5D with one channel, or a side is not a multiple of 32.
         """
-        if x.dim() != 5 or x.shape[1] != 1:
-            raise ValueError(f"the crefDenoiser network takes (N, 1, D, H, W); got {tuple(x.shape)}")
-        check_input_shape(tuple(x.shape[2:]))
+        check_input(x)
         enc = self.encoder
         h = self._act(enc[1](self._act(enc[0](x))))
         skips = [x]

@@ -128,7 +128,8 @@ def _block_entries(block: bytes, source: str) -> list[tuple[bytes, bytes]]:
     (num_restarts,) = struct.unpack_from("<I", block, len(block) - 4)
     end = len(block) - 4 - 4 * num_restarts
     if end < 0:
-        raise CheckpointError(source, f"a block claims {num_restarts} restart points, more than fit")
+        raise CheckpointError(source, f"a block claims {num_restarts} restart points, more "
+                              "than fit")
     entries = []
     key = b""
     pos = 0
@@ -172,8 +173,9 @@ def read_table(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
                               "not a TensorFlow checkpoint index, or truncated")
     (magic,) = struct.unpack_from("<Q", content, len(content) - 8)
     if magic != TABLE_MAGIC:
-        raise CheckpointError(source, f"bad magic number {magic:#018x} (expected {TABLE_MAGIC:#018x}); "
-                              "not a TensorFlow checkpoint index, or truncated")
+        raise CheckpointError(source, f"bad magic number {magic:#018x} (expected "
+                              f"{TABLE_MAGIC:#018x}); not a TensorFlow checkpoint index, or "
+                              "truncated")
     footer_start = len(content) - FOOTER_SIZE
     try:
         _metaindex, pos = _block_handle(content, footer_start, len(content) - 8)
@@ -181,7 +183,8 @@ def read_table(path: str | os.PathLike) -> list[tuple[bytes, bytes]]:
     except ValueError as err:
         raise CheckpointError(source, f"corrupt table footer: {err}") from None
     entries = []
-    for _last_key, handle_bytes in _block_entries(_read_block(content, index_handle, source), source):
+    index_block = _read_block(content, index_handle, source)
+    for _last_key, handle_bytes in _block_entries(index_block, source):
         try:
             handle, _ = _block_handle(handle_bytes, 0, len(handle_bytes))
         except ValueError as err:

@@ -37,6 +37,8 @@ default), and validates on the ``valid`` split after every epoch.
   afterwards), two runs with the same seed and configuration give the same weights (on one
   machine, same thread count; DataLoader workers change nothing). GPU runs are not
   bit-reproducible (3D max-pooling has no deterministic CUDA backward).
+* **Layout.** Parameters and patches are ``channels_last_3d`` (:data:`CHANNELS_LAST`), which
+  lets oneDNN (CPU) and cuDNN (GPU) take their fast paths; the saved weights are contiguous.
 * **Mixed precision** (``amp``): the forward pass under ``torch.autocast`` (float16 with a
   gradient scaler on CUDA, bfloat16 on the CPU); the loss is computed in float32.
 * **Several GPUs**: start with ``torchrun --nproc_per_node=N -m cref_bench.cli train ...``.
@@ -66,16 +68,20 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
-from baselines.crefdenoiser.checkpoint import FILE_FORMAT, FORMAT_VERSION, read_payload
+from baselines.crefdenoiser.checkpoint import read_payload, save_payload, weights_payload
 from baselines.crefdenoiser.errors import CheckpointError
 from baselines.crefdenoiser.losses import check_loss, patch_losses
-from baselines.crefdenoiser.network import ARCHITECTURE, CrefUNet, check_input_shape
+from baselines.crefdenoiser.network import CrefUNet, check_input_shape
 from cref_bench import atomic
 from cref_bench.dataset import open_corpus
 from cref_bench.errors import CorpusError
 from cref_bench.patches import PatchDataset
 
 log = logging.getLogger(__name__)
+
+CHANNELS_LAST = torch.channels_last_3d
+"""The layout of the network's parameters and inputs during training (about twice the speed
+of the default layout on a CPU through oneDNN)."""
 
 HOLDOUT_SEED = 20240
 """Seed of the permutation that picks the hold-out patches when there is no valid split."""
@@ -393,32 +399,61 @@ def _autocast(config: TrainConfig, device: torch.device) -> torch.autocast | Non
     return torch.autocast(device.type, dtype=dtype)
 
 
+@dataclass
+class _Loop:
+    """What every step of a run uses.
+
+    Attributes:
+        net: the network as trained (wrapped in DistributedDataParallel under torchrun).
+        optimizer: its Adam optimiser.
+        scaler: the gradient scaler (enabled for float16 on CUDA only).
+        config: the run's settings.
+        device: where the network runs.
+        autocast: the mixed-precision context of the forward pass, or None.
+        env: the torchrun processes.
+    """
+
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    config: TrainConfig
+    device: torch.device
+    autocast: torch.autocast | None
+    env: _Distributed
+
+    def batch(self, half1: torch.Tensor, half2: torch.Tensor) -> torch.Tensor:
+        """The per-patch losses of a batch, moved to the device in the network's layout."""
+        move = {"device": self.device, "non_blocking": True, "memory_format": CHANNELS_LAST}
+        return patch_losses(self.config.loss, self.net, half1.to(**move), half2.to(**move),
+                            self.autocast)
+
+
 @torch.no_grad()
-def _validate(model, loader, config, device, autocast, env: _Distributed) -> float:
-    model.eval()
+def _validate(loop: _Loop, loader: DataLoader) -> float:
+    loop.net.eval()
     total, count = 0.0, 0
     for half1, half2, _ in loader:
-        losses = patch_losses(config.loss, model, half1.to(device), half2.to(device), autocast)
+        losses = loop.batch(half1, half2)
         total += float(losses.double().sum())
         count += len(losses)
-    total, count = env.sum([total, float(count)], device)
+    total, count = loop.env.sum([total, float(count)], loop.device)
     return total / count
 
 
-def _train_epoch(net, loader, steps, optimizer, scaler, config, epoch, device, autocast,
-                 env: _Distributed) -> tuple[float, float]:
+def _train_epoch(loop: _Loop, loader: DataLoader, steps: int, epoch: int
+                 ) -> tuple[float, float]:
     """One epoch of ``steps`` optimiser steps; returns (mean patch loss, last rate)."""
-    net.train()
-    total = torch.zeros((), dtype=torch.float64, device=device)
+    config, optimizer, scaler = loop.config, loop.optimizer, loop.scaler
+    loop.net.train()
+    total = torch.zeros((), dtype=torch.float64, device=loop.device)
     count, lr = 0, config.lr
     bar = tqdm(islice(loader, steps), total=steps, desc=f"epoch {epoch + 1}/{config.epochs}",
-               disable=not (config.progress and env.rank == 0), leave=False)
+               disable=not (config.progress and loop.env.rank == 0), leave=False)
     for k, (half1, half2, _) in enumerate(bar):
         lr = learning_rate(config, epoch, k, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        losses = patch_losses(config.loss, net, half1.to(device, non_blocking=True),
-                              half2.to(device, non_blocking=True), autocast)
+        losses = loop.batch(half1, half2)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(losses.mean()).backward()
         scaler.step(optimizer)
@@ -427,7 +462,7 @@ def _train_epoch(net, loader, steps, optimizer, scaler, config, epoch, device, a
         count += len(losses)
         if k % 10 == 9:
             bar.set_postfix(loss=f"{float(total) / count:.4f}")
-    total, count = env.sum([float(total), float(count)], device)
+    total, count = loop.env.sum([float(total), float(count)], loop.device)
     if not math.isfinite(total):
         raise FloatingPointError(f"the training loss became {total / count} in epoch "
                                  f"{epoch + 1}; lower --lr (or leave out --amp)")
@@ -478,7 +513,7 @@ def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device
         _check_resumable(config, saved["training"]["config"], out / "last.pt")
     data = _datasets(config)
     torch.manual_seed(config.seed)
-    model = CrefUNet().to(device)
+    model = CrefUNet().to(device, memory_format=CHANNELS_LAST)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     history, best, start_epoch, step = [], {"epoch": 0, "valid_loss": math.inf}, 0, 0
@@ -504,7 +539,8 @@ def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device
                               num_workers=config.workers, pin_memory=device.type == "cuda")
     steps = len(loader) if config.steps_per_epoch is None else min(config.steps_per_epoch,
                                                                    len(loader))
-    autocast = _autocast(config, device)
+    loop = _Loop(net=net, optimizer=optimizer, scaler=scaler, config=config, device=device,
+                 autocast=_autocast(config, device), env=env)
     is_main = env.rank == 0
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -515,10 +551,9 @@ def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         data.augmenting.set_epoch(epoch)
-        train_loss, lr = _train_epoch(net, loader, steps, optimizer, scaler, config, epoch,
-                                      device, autocast, env)
+        train_loss, lr = _train_epoch(loop, loader, steps, epoch)
         step += steps
-        valid_loss = _validate(net, valid_loader, config, device, autocast, env)
+        valid_loss = _validate(loop, valid_loader)
         row = {"epoch": epoch + 1, "step": step, "train_loss": train_loss,
                "valid_loss": valid_loss, "lr": lr, "seconds": time.perf_counter() - started}
         history.append(row)
@@ -528,10 +563,10 @@ def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device
         if is_main:
             payload = _checkpoint(model, optimizer, scaler, config, history, best, epoch + 1,
                                   step, data.corpus_version)
-            _save(payload, out / f"epoch-{epoch + 1:04d}.pt")
-            _save(payload, out / "last.pt")
+            save_payload(payload, out / f"epoch-{epoch + 1:04d}.pt")
+            save_payload(payload, out / "last.pt")
             if improved:
-                _save(payload, out / "best.pt")
+                save_payload(payload, out / "best.pt")
             write_metrics(out / "metrics.csv", history)
             log.info("epoch %d: train %.5f, valid %.5f, lr %.3g, %.1f s", epoch + 1,
                      row["train_loss"], valid_loss, lr, row["seconds"])
@@ -542,20 +577,12 @@ def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device
 def _checkpoint(model, optimizer, scaler, config, history, best, epoch, step,
                 corpus_version) -> dict:
     record = _config_record(config)
-    return {
-        "format": FILE_FORMAT, "format_version": FORMAT_VERSION, "architecture": ARCHITECTURE,
-        "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
-        "metadata": {"source": "cref-bench train", "corpus": config.corpus,
-                     "corpus_version": corpus_version, "loss": config.loss,
-                     "epoch": epoch, "step": step, "valid_loss": history[-1]["valid_loss"],
-                     "config": record},
-        "training": {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                     "epoch": epoch, "step": step, "config": record,
-                     "history": [dict(r) for r in history], "best": dict(best),
-                     "rng": _rng_states()},
-    }
-
-
-def _save(payload: dict, path: Path) -> None:
-    with atomic.atomic_path(path) as temp:
-        torch.save(payload, temp)
+    payload = weights_payload(model, {
+        "source": "cref-bench train", "corpus": config.corpus, "corpus_version": corpus_version,
+        "loss": config.loss, "epoch": epoch, "step": step,
+        "valid_loss": history[-1]["valid_loss"], "config": record})
+    payload["training"] = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                           "epoch": epoch, "step": step, "config": record,
+                           "history": [dict(r) for r in history], "best": dict(best),
+                           "rng": _rng_states()}
+    return payload
