@@ -26,8 +26,8 @@ from baselines.crefdenoiser.train import (
 )
 from cref_bench import cli, splits
 from cref_bench.dataset import open_corpus
-from cref_bench.patches import PatchDataset
 from cref_bench.metrics import Spectra, reference_cref_loss
+from cref_bench.patches import PatchDataset
 from cref_bench.shells import reference_shells
 from cref_bench.volume import Volume
 from dataset_builder.store import create_store, finalize, write_entry
