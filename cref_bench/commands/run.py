@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 
 from cref_bench.errors import InputError
-from cref_bench.isolation import DEFAULT_TIMEOUT, ISOLATION
 
 HELP = "evaluate a method on a corpus split and write the results tables"
 
@@ -85,6 +84,8 @@ def parse_memory(text: str) -> int | str | None:
 
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
+    from cref_bench.isolation import DEFAULT_TIMEOUT, ISOLATION
+
     parser.add_argument("--method", required=True,
                         help="a registered method name (see `cref-bench methods`), "
                              "package.module:Attribute or path/to/file.py:Attribute")
