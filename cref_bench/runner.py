@@ -145,8 +145,12 @@ def _corpus(location: str, storage_options: dict | None) -> Corpus:
     return _CORPORA[key]
 
 
-def _first_model(entry):
-    """The entry's first fitted model as a gemmi structure, or None."""
+def first_model(entry):
+    """The entry's first fitted model as a ``gemmi.Structure``, or None when it has none.
+
+    Args:
+        entry: a :class:`cref_bench.dataset.Entry`.
+    """
     if not entry.model_names:
         return None
     import gemmi
@@ -197,7 +201,7 @@ def close_method_processes(token: str) -> None:
 def _read(entry) -> dict:
     """Everything of an entry that a run uses: its maps (``None`` where absent) and model."""
     return {"half1": entry.half1, "half2": entry.half2, "mask": entry.mask,
-            "truth": entry.truth, "reference": entry.reference, "model": _first_model(entry)}
+            "truth": entry.truth, "reference": entry.reference, "model": first_model(entry)}
 
 
 def _denoise(method: Method, entry_id: str, maps: dict, execution: _Execution):
