@@ -756,7 +756,7 @@ _ARGUMENTS = ("command", "output", "half1_output", "half2_output", "per_map", "d
 """The adapter's own parameters (for messages)."""
 
 
-def from_recipe(recipe: str, **params) -> External:
+def from_recipe(recipe: str, /, **params) -> External:
     """The method of a named recipe: what ``--method recipe:NAME`` builds (the ``recipe``
     scheme of :data:`cref_bench.method_registry.SCHEME_GROUP`).
 
@@ -767,6 +767,9 @@ def from_recipe(recipe: str, **params) -> External:
 
     Returns:
         The :class:`External` method.
+
+    Raises:
+        MethodError: ``params`` names a recipe too; or as :class:`External`.
     """
     if "recipe" in params:
         raise MethodError(f"recipe:{recipe}", "names its recipe already; leave out --param "

@@ -465,3 +465,15 @@ def _which(name):
     import shutil
 
     return shutil.which(name)
+
+
+def test_the_recipe_scheme_is_a_registered_spec_form():
+    from cref_bench.method_registry import available_schemes, resolve
+
+    assert available_schemes() == {"recipe": "baselines.external:from_recipe"}
+    target = resolve("recipe:relion-postprocess")
+    assert target.func is external.from_recipe and target.args == ("relion-postprocess",)
+    with pytest.raises(MethodError, match=r"path/to/file.py:Attribute, recipe:NAME"):
+        load_method("no-such-method")
+    with pytest.raises(MethodError, match="names its recipe already"):
+        load_method("recipe:relion-postprocess", recipe="lafter")
