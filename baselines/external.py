@@ -345,9 +345,10 @@ def fourier_resample(data: np.ndarray, shape: tuple[int, int, int]) -> np.ndarra
 def onto_grid(volume: Volume, like: Volume, what: str) -> tuple[Volume, str]:
     """Put a program's output map on the grid of the input.
 
-    Same shape and voxel size: the data as they are, with the input's geometry (a moved
-    origin is noted). Another sampling of the same box (each axis's extent within half a
-    voxel, the larger of the two): Fourier-resampled (:func:`fourier_resample`), with a note.
+    Same shape: the data as they are, with the input's geometry (another voxel size or origin
+    in the program's header is noted: programs that do not carry the header over write 1 Å
+    or nothing). Another shape over the same box (each axis's extent within half a voxel, the
+    larger of the two): Fourier-resampled (:func:`fourier_resample`), with a note.
 
     Args:
         volume: the map the program wrote.
@@ -362,13 +363,17 @@ def onto_grid(volume: Volume, like: Volume, what: str) -> tuple[Volume, str]:
     """
     shape_out, shape_in = volume.shape, like.shape
     size_out, size_in = np.asarray(volume.voxel_size), np.asarray(like.voxel_size)
-    if shape_out == shape_in and np.allclose(size_out, size_in, rtol=GRID_RTOL, atol=0):
-        shift = np.abs(np.subtract(volume.origin, like.origin)) / size_in
+    if shape_out == shape_in:
+        moved = np.any(np.abs(np.subtract(volume.origin, like.origin)) / size_in >= 0.5)
+        scaled = not np.allclose(size_out, size_in, rtol=GRID_RTOL, atol=0)
         note = ""
-        if np.any(shift >= 0.5):
-            note = (f"the program's {what} has origin {_triple(volume.origin)} Å, the input "
-                    f"{_triple(like.origin)} Å: taken on the input grid (same shape and voxel "
-                    "size)")
+        if moved or scaled:
+            note = (f"the program's {what} has the input's shape but "
+                    + " and ".join(w for w, on in (
+                        (f"voxel size {_triple(volume.voxel_size)} Å", scaled),
+                        (f"origin {_triple(volume.origin)} Å", moved)) if on)
+                    + f" (the input: {_triple(like.voxel_size)} Å, origin "
+                      f"{_triple(like.origin)} Å): taken on the input grid")
         return like.like(volume.data, source=volume.source), note
     extent_out = np.multiply(shape_out, size_out)
     extent_in = np.multiply(shape_in, size_in)
@@ -448,7 +453,7 @@ class External(Method):
             looked up on PATH); default: the command's first word, and its script when that
             word is an interpreter.
         version_command: a command whose output identifies the program's version
-            (``relion_postprocess --version``).
+            (``relion_postprocess --version``); it must print the same text on every call.
         needs_gpu: the program is impractical without a GPU.
         recipe: a recipe name (or a ``.toml`` path) supplying the settings (see
             :mod:`baselines.recipes`).
@@ -476,6 +481,9 @@ class External(Method):
                  program: str | list | None = None, version_command: str | None = None,
                  needs_gpu: bool | None = None, recipe: str | None = None,
                  recipes: str | None = None, name: str | None = None, **values):
+        if recipes is not None and recipe is None:
+            raise MethodError("external", "recipes is a folder searched for the recipe: give "
+                                          "recipe=NAME (or --method recipe:NAME) with it")
         self.recipe: Recipe | None = read_recipe(find_recipe(recipe, recipes)) if recipe else None
         given = {"command": command, "output": output, "half1_output": half1_output,
                  "half2_output": half2_output, "per_map": per_map,
@@ -522,6 +530,12 @@ class External(Method):
             if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
                 raise ValueError(f"{key} must be of type {' or '.join(k.__name__ for k in kinds)}"
                                  f", got {value!r}")
+        program, env = settings.get("program"), settings["env"]
+        if isinstance(program, list) and not all(isinstance(p, str) for p in program):
+            raise ValueError(f"program must be a file or a list of files, got {program!r}")
+        if not all(isinstance(v, str | int | float) and not isinstance(v, bool)
+                   for v in env.values()):
+            raise ValueError(f"env values must be strings or numbers, got {env!r}")
 
     def _placeholder_values(self, given: dict) -> dict:
         """The recipe's ``[params]`` defaults overridden by the values given; every given
@@ -599,8 +613,8 @@ class External(Method):
             raise MethodError(self.name, f"cannot tell which program {self.command!r} runs (its "
                                          "first word is a shell word): give program=FILE, whose "
                                          "digest identifies it, or version_command")
-        identity: dict = {"files": {str(_locate(w, hint)): _sha256(_locate(w, hint))
-                                    for w in words or []}}
+        paths = [_locate(w, hint) for w in words or []]
+        identity: dict = {"files": {str(p): _sha256(p) for p in paths}}
         if version_command is not None:
             command = render(version_command, static, quote=True)
             try:

@@ -149,6 +149,10 @@ def test_the_settings_are_checked_before_any_entry(tmp_path):
         External(command="cd {workdir} && prog", output="x.mrc")
     with pytest.raises(UnavailableError, match="exited with status 3: nope"):
         External(command=base, output="x.mrc", version_command="echo nope; exit 3")
+    with pytest.raises(MethodError, match="give recipe=NAME"):
+        External(command=base, output="x.mrc", recipes=str(tmp_path))
+    with pytest.raises(ValueError, match="env values"):
+        External(command=base, output="x.mrc", env={"A": ["x"]})
 
 
 def test_the_program_is_identified_in_the_parameters(tmp_path):
@@ -264,7 +268,29 @@ def test_fourier_resampling_matches_a_band_limited_function():
     like = Volume(np.zeros((10, 10, 10)), 2.0, (1.0, 1.0, 1.0))
     moved = Volume(np.arange(1000.0).reshape(10, 10, 10), 2.0, (9.0, 1.0, 1.0), "o.mrc")
     placed, note = onto_grid(moved, like, "full map")
-    assert placed.origin == like.origin and "origin" in note
+    assert placed.origin == like.origin and "origin 9, 1, 1 Å" in note
+    assert "voxel size" not in note
+    np.testing.assert_array_equal(placed.data, moved.data)
+    assert onto_grid(Volume(moved.data, 2.0, (1.2, 1, 1)), like, "full map")[1] == ""
+
+
+def test_an_output_without_the_inputs_header_is_taken_on_the_input_grid(tmp_path):
+    """A program that writes its map with mrcfile and no voxel size (cell 0): read
+    permissively (1 Å assumed), then taken on the input grid, both noted."""
+    half1, half2, mask = _pair()
+    script = _script(tmp_path, "bare.py", """
+        import sys
+        import mrcfile
+        from cref_bench.mapio import read_map
+        m = read_map(sys.argv[1])
+        with mrcfile.new("out.mrc") as out:
+            out.set_data(m.data * 2)
+        """)
+    out = call_method(External(command=f"{PYTHON} {script} {{half1}}", output="out.mrc"),
+                      half1, half2, mask)
+    np.testing.assert_allclose(out.full.data, 2 * half1.data, rtol=1e-6)
+    assert out.full.voxel_size == half1.voxel_size
+    assert "read permissively" in out.note and "voxel size 1, 1, 1 Å" in out.note
 
 
 # -------------------------------------------------------------------------------- failures
