@@ -545,6 +545,10 @@ class External(Method):
             raise MethodError(self.name, f"{', '.join(clash)} cannot be given: the adapter "
                                          "fills in that placeholder itself")
         declared = dict(self.recipe.params) if self.recipe else {}
+        reserved = sorted((set(given) | set(declared)) & set(RESERVED))
+        if reserved:
+            raise MethodError(self.name, f"{', '.join(reserved)} cannot name a placeholder: "
+                                         "it names a part of the method's parameters")
         used = {n for t, what in self._templates() for n, _ in _fields(t, what)}
         unknown = sorted(set(given) - set(declared) - used)
         if unknown:
@@ -635,15 +639,15 @@ class External(Method):
     # ---------------------------------------------------------------------- protocol
 
     def params(self) -> dict:
-        """Everything that determines the output: the command and output templates, the
-        settings, the placeholder values, the environment, the recipe's whole text, and the
-        program's identity (file digests, version text). ``threads``, ``recipes`` and
-        ``name`` are left out (they enter the resume key only when given)."""
-        return {"command": self.command, "output": self.output,
+        """Everything that determines the output: the placeholder values (the recipe's
+        ``[params]`` and those given, each under its own name), the command and output
+        templates, the settings, the environment, the recipe's whole text, and the program's
+        identity (file digests, version text). ``threads``, ``recipes`` and ``name`` are left
+        out (they enter the resume key only when given)."""
+        return {**self.values, "command": self.command, "output": self.output,
                 "half1_output": self.half1_output, "half2_output": self.half2_output,
                 "per_map": self.per_map, "denoise_halves": self.denoise_halves,
-                "values": self.values, "env": self.env,
-                "recipe": self.recipe.name if self.recipe else None,
+                "env": self.env, "recipe": self.recipe.name if self.recipe else None,
                 "recipe_text": self.recipe.text if self.recipe else None,
                 "program": self.identity}
 
@@ -763,6 +767,10 @@ class External(Method):
         return Denoised(full=full, half1=maps["half1"], half2=maps["half2"],
                         note="; ".join(notes))
 
+
+RESERVED = ("recipe_text",)
+"""Keys of :meth:`External.params` that are not parameters of the adapter, so cannot name a
+placeholder."""
 
 _ARGUMENTS = ("command", "output", "half1_output", "half2_output", "per_map", "denoise_halves",
               "threads", "env", "program", "version_command", "needs_gpu", "recipe", "recipes",

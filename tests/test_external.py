@@ -428,6 +428,7 @@ def test_recipes_are_found_by_name_user_folders_first(tmp_path, monkeypatch):
     half1, half2, _ = _pair()
     user = load_method("recipe:scale")
     assert user.name == "scale" and user.values == {"factor": 2.0}
+    assert user.params()["factor"] == 2.0  # each placeholder value under its own name
     assert load_method("recipe:scale", recipes=str(tmp_path / "mine")).values["factor"] == 5.0
     out = load_method("recipe:scale", factor=-1).denoise(half1, half2)
     np.testing.assert_allclose(out.half1.data, -half1.data, atol=1e-6)
