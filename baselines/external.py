@@ -319,15 +319,18 @@ def _quote(tail) -> str:
     return "; its last lines of output:\n" + "\n".join(lines)
 
 
-def fourier_resample(data: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+def fourier_resample(data: np.ndarray, shape: tuple[int, int, int],
+                     chunk_bytes: int = 64 * 2**20) -> np.ndarray:
     """Resample a map onto ``shape`` voxels over the same box by Fourier cropping or padding
     (each axis with :func:`scipy.signal.resample`: Nyquist terms split or joined, values kept
-    at their scale; voxel ``(0, 0, 0)`` stays in place). Axes that shrink go first, to keep
-    memory low.
+    at their scale; voxel ``(0, 0, 0)`` stays in place). Axes that shrink go first, each in
+    slabs of about ``chunk_bytes``, so that memory stays near the input and output arrays
+    (a 2x upsampled 512³ output, 4 GiB, is brought back within about 6.5 GiB).
 
     Args:
         data: the map.
         shape: the new shape.
+        chunk_bytes: the size of the slabs transformed at once.
 
     Returns:
         A ``float32`` array of ``shape``.
@@ -335,10 +338,19 @@ def fourier_resample(data: np.ndarray, shape: tuple[int, int, int]) -> np.ndarra
     from scipy.signal import resample
 
     out = np.asarray(data, dtype=np.float32)
-    order = sorted(range(3), key=lambda a: shape[a] - out.shape[a])
-    for axis in order:
-        if out.shape[axis] != shape[axis]:
-            out = resample(out, shape[axis], axis=axis).astype(np.float32, copy=False)
+    for axis in sorted(range(3), key=lambda a: shape[a] - out.shape[a]):
+        if out.shape[axis] == shape[axis]:
+            continue
+        other = (axis + 1) % 3  # slabs along another axis; each holds whole lines of ``axis``
+        line = 4 * max(out.shape[axis], shape[axis]) * out.shape[3 - axis - other]
+        step = max(1, chunk_bytes // line)
+        result = np.empty(tuple(shape[axis] if a == axis else n
+                                for a, n in enumerate(out.shape)), dtype=np.float32)
+        for start in range(0, out.shape[other], step):
+            slab = tuple(slice(start, start + step) if a == other else slice(None)
+                         for a in range(3))
+            result[slab] = resample(out[slab], shape[axis], axis=axis)
+        out = result
     return out
 
 

@@ -265,6 +265,27 @@ def test_fourier_resampling_matches_a_band_limited_function():
         data = _band_limited(x_in)[:, None, None] * np.ones((1, 8, 6))
         out = fourier_resample(data, (size_out, 8, 6))
         np.testing.assert_allclose(out[:, 0, 0], _band_limited(x_out), atol=1e-5)
+
+
+def test_fourier_resampling_works_in_slabs():
+    """Bringing a map onto a smaller grid holds the intermediate arrays and one slab of
+    transforms, not the transforms of the whole map (20 MiB here)."""
+    import tracemalloc
+
+    data = np.random.default_rng(1).standard_normal((128, 128, 128)).astype(np.float32)
+    fourier_resample(data[:8, :8, :8], (4, 4, 4))  # scipy's modules and plans loaded
+    tracemalloc.start()
+    try:
+        out = fourier_resample(data, (64, 64, 64), chunk_bytes=2**20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.25 * data.nbytes  # measured 8.0 MiB: the 4 MiB half-way array, slabs
+    np.testing.assert_allclose(out, fourier_resample(data, (64, 64, 64), chunk_bytes=2**40),
+                               atol=1e-5)
+
+
+def test_an_output_of_the_inputs_shape_keeps_the_input_grid():
     like = Volume(np.zeros((10, 10, 10)), 2.0, (1.0, 1.0, 1.0))
     moved = Volume(np.arange(1000.0).reshape(10, 10, 10), 2.0, (9.0, 1.0, 1.0), "o.mrc")
     placed, note = onto_grid(moved, like, "full map")
