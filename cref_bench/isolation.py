@@ -16,7 +16,10 @@ A new child is started for the next entry. The child's standard output and error
 log file (``log``), since a method's prints must not interleave with the runner's output.
 The child is a fresh interpreter (not a fork) with the parent's ``sys.path``, started in its
 own session so that a kill reaches the programs it started; on Linux it also dies with its
-parent. The method is sent to it with cloudpickle, so methods defined in scripts work.
+parent. The method is sent to it with cloudpickle, so methods defined in scripts work. The
+environment variable :data:`SCRATCH_ENV` names a folder the method may fill with temporary
+files: it is removed with the process's other files on :meth:`MethodProcess.close`, also
+after the child was killed mid-entry.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ POLL_SECONDS = 0.05
 
 LOG_TAIL_LINES = 20
 """How many of the child's last output lines a ``crashed`` failure quotes."""
+
+SCRATCH_ENV = "CREF_BENCH_METHOD_SCRATCH"
+"""Environment variable naming, in the child, a folder for the method's temporary files
+(removed on :meth:`MethodProcess.close`, even after a kill)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,7 @@ class MethodProcess:
         parent, child = socket.socketpair()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             os.path.abspath(p) if p else os.getcwd() for p in sys.path))
+        env[SCRATCH_ENV] = str(self._scratch)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self._proc = subprocess.Popen(

@@ -1,8 +1,11 @@
-"""Where methods come from: the registry and the three ways of naming a method.
+"""Where methods come from: the registry and the four ways of naming a method.
 
 A method spec (what ``cref-bench run --method`` takes) is one of
 
 * a name registered under the entry-point group :data:`ENTRY_POINT_GROUP` (``lowpass``);
+* ``SCHEME:NAME``, a scheme registered under :data:`SCHEME_GROUP`: its factory builds the
+  method as ``factory(NAME, **params)`` (``recipe:relion-postprocess``, a named recipe of
+  the external-program method); a registered scheme wins over a module of the same name;
 * ``package.module:Attribute``, the module importable (installed, or on ``PYTHONPATH``);
 * ``path/to/file.py:Attribute``, a Python file loaded as it is, nothing installed. The file is
   loaded once per process under a private module name, and registered with cloudpickle to
@@ -29,6 +32,10 @@ from cref_bench.errors import MethodError
 
 ENTRY_POINT_GROUP = "cref_bench.methods"
 """The entry-point group under which packages register their methods."""
+
+SCHEME_GROUP = "cref_bench.method_schemes"
+"""The entry-point group of spec schemes: ``SCHEME = "package.module:factory"``, where
+``factory(NAME, **params)`` builds the method that ``SCHEME:NAME`` names."""
 
 FILE_MODULE_PREFIX = "cref_bench_method_file_"
 """Module names of method files loaded by path start with this."""
@@ -58,6 +65,11 @@ def available_methods() -> dict[str, str]:
     return {ep.name: ep.value for ep in registered(ENTRY_POINT_GROUP)}
 
 
+def available_schemes() -> dict[str, str]:
+    """Spec schemes (``SCHEME:NAME``), mapped to their ``module:factory`` targets."""
+    return {ep.name: ep.value for ep in registered(SCHEME_GROUP)}
+
+
 def is_file_spec(spec: str) -> bool:
     """Whether a spec names a Python file (``path/to/file.py:Attribute``).
 
@@ -75,17 +87,26 @@ def resolve(spec: str):
     """The class or factory a method spec names (see the module docstring).
 
     Args:
-        spec: a registered name, ``package.module:Attribute`` or ``path/file.py:Attribute``.
+        spec: a registered name, ``SCHEME:NAME``, ``package.module:Attribute`` or
+            ``path/file.py:Attribute``.
 
     Returns:
-        The class or factory (not yet called).
+        The class or factory (not yet called); for ``SCHEME:NAME``, the scheme's factory
+        with ``NAME`` bound as its first argument.
 
     Raises:
         MethodError: no method of that name is registered (the message lists those that
-            are), the module or file is missing or fails to import one of its dependencies,
-            or it has no such attribute. Other errors raised while the module runs (a bug in
-            it) pass through with their traceback.
+            are), a scheme without a name, the module or file is missing or fails to import
+            one of its dependencies, or it has no such attribute. Other errors raised while
+            the module runs (a bug in it) pass through with their traceback.
     """
+    scheme, sep, rest = spec.partition(":")
+    if sep:
+        found = [ep for ep in registered(SCHEME_GROUP) if ep.name == scheme]
+        if found:
+            if not rest.strip():
+                raise MethodError(spec, f"names no {scheme}: give {scheme}:NAME")
+            return functools.partial(found[0].load(), rest.strip())
     if is_file_spec(spec):
         location, _, attr = spec.rpartition(":")
         return _attribute(spec, load_file(spec, location), attr)
@@ -103,8 +124,9 @@ def resolve(spec: str):
     found = [ep for ep in registered(ENTRY_POINT_GROUP) if ep.name == spec]
     if not found:
         known = ", ".join(sorted(available_methods())) or "none"
+        schemes = "".join(f", {s}:NAME" for s in sorted(available_schemes()))
         raise MethodError(f"no method named {spec!r}; registered methods: {known}; or give "
-                          "one as package.module:Attribute or path/to/file.py:Attribute")
+                          f"one as package.module:Attribute, path/to/file.py:Attribute{schemes}")
     return found[0].load()
 
 

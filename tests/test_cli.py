@@ -34,6 +34,7 @@ BAD_INPUT = {
     "import-weights": (["{tmp}/model.index", "--out", "{tmp}/w.pt"], "model.index"),
     "demo": (["--out", "{tmp}/demo", "--entries", "0", "--no-progress"],
              "entries must be a positive integer"),
+    "recipes": (["--recipes", "{tmp}/no-such-folder"], "is not a folder of recipes"),
 }
 
 

@@ -22,6 +22,7 @@ Examples:
         --workers 4 --param sigma=1.5
     cref-bench run --method wiener --corpus s3://bucket/corpus.zarr --scheduler tcp://10.0.0.5:8786
     cref-bench run --method crefdenoiser --corpus corpus.zarr --timeout 600 --memory-limit 8G
+    cref-bench run --method recipe:relion-postprocess --corpus corpus.zarr  # see cref-bench recipes
 """
 
 from __future__ import annotations
