@@ -10,8 +10,9 @@ the reason). The table is honest about what it holds:
   as the Nyquist resolution with ``<``) is a number, never a missing value; a mean over
   values some of which are ``<`` bounds is itself shown as ``< mean`` and ranks as at least
   as good as its value (ties go to the bounded row);
-* the best mean of a metric is bolded only among rows that have a value on every compared
-  entry; a row with fewer values is marked ``[n=k]`` and never bolded.
+* the best mean of a metric is bolded only among the rows with the most values of it (every
+  compared entry, where a row has them all); a row with fewer values is marked ``[n=k]`` and
+  never bolded over one with more.
 
 :func:`to_markdown`, :func:`to_latex` (booktabs), :func:`to_html` and :func:`to_csv` render
 it; :func:`describe` writes the note under it. Where :mod:`leaderboard.statistics` has added
@@ -110,9 +111,10 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
     metrics = list(dict.fromkeys([primary, *metrics]))
     for metric in metrics:
         metric_facts(metric)
-    if primary not in results.scalars.columns:
-        raise InputError(f"the primary metric {primary!r} has no value in the results")
     part = results.scalars[results.scalars["masking"] == masking]
+    if len(part) and (primary not in part.columns or not part[primary].notna().any()):
+        raise InputError(f"the primary metric {primary!r} has no value in the {masking} "
+                         "results")
     ranked = [label for label in results.labels if (part["label"] == label).any()]
     unranked = [label for label in results.labels if label not in ranked]
     common, dropped = ([], {}) if not ranked else _common_entries(part, ranked, primary)
@@ -185,26 +187,27 @@ def _number(value: float, digits: int) -> str:
 
 
 def best_rows(table: pd.DataFrame) -> dict[str, set[int]]:
-    """Per metric, the rows holding the best mean among the rows with a value on every
-    compared entry (the cells to bold; empty where no row is complete).
+    """Per metric, the rows holding the best mean among the ranked rows with the most values
+    of it (the cells to bold): a mean over fewer entries is never bolded over rows with more.
 
     Args:
         table: a table from :func:`leaderboard_table`.
 
     Returns:
-        ``{metric: {row index, ...}}``.
+        ``{metric: {row index, ...}}`` (empty where no row has a value).
     """
-    n = table.attrs["n_entries"]
+    ranked = table[table["rank"].notna()]
     best = {}
     for m in table.attrs["metrics"]:
-        complete = table[(table[f"{m}_n"] == n) & table["rank"].notna()] if n else table[[]]
-        means = complete[f"{m}_mean"].to_numpy(np.float64) if len(complete) else np.array([])
+        counts = ranked[f"{m}_n"]
+        most = ranked[(counts == counts.max()) & (counts > 0)] if len(ranked) else ranked
+        means = most[f"{m}_mean"].to_numpy(np.float64)
         finite = means[np.isfinite(means)]
         if not finite.size:
             best[m] = set()
             continue
         target = finite.min() if metric_facts(m).better == "min" else finite.max()
-        best[m] = set(complete.index[complete[f"{m}_mean"] == target])
+        best[m] = set(most.index[most[f"{m}_mean"] == target])
     return best
 
 
@@ -300,9 +303,9 @@ def describe(table: pd.DataFrame) -> str:
         text += " (" + "; ".join(f"{e}: {why}" for e, why in shown)
         text += f"; and {a['n_dropped'] - 5} more)" if a["n_dropped"] > 5 else ")"
     text += (f". Ranked by {a['primary']}; ↓ lower is better, ↑ higher is better; the best "
-             "mean in bold, among the rows with a value on every compared entry ([n=k]: only "
-             "k entries had a value; never bold). < x: some values are upper bounds (an FSC "
-             "that never falls below its threshold up to Nyquist counts as the Nyquist "
+             "mean in bold, among the rows with the most values ([n=k]: only k entries had a "
+             "value; never bolded over a row with more). < x: some values are upper bounds (an "
+             "FSC that never falls below its threshold up to Nyquist counts as the Nyquist "
              "resolution), so the true mean is lower; > x: some are lower bounds; †: bounds "
              "of both kinds.")
     if "tied_with_best" in table.columns:
