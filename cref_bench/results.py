@@ -25,11 +25,12 @@ grid, ``NZxNYxNX`` voxels (for breakdowns by box size).
 
 An entry record is a JSON object: ``schema`` (:data:`RECORD_SCHEMA`), ``entry``,
 ``split``, ``box`` (for ``ok``), the resume key (:data:`KEY_FIELDS`: ``method``,
-``method_version``, ``params`` (an object), ``code_digest``, ``corpus_hash``), ``status`` (``"ok"`` or ``"failed"``), for
-``ok`` the ``scalars``, ``notes`` and ``bounds`` (``{masking: {metric: ...}}``, as in
-:class:`cref_bench.metrics.MetricReport`) and ``curves`` (column lists), for ``failed``
-``kind``, ``error_type``, ``message`` and ``traceback``; and ``seconds``, ``worker`` (host,
-pid, peak RSS) and ``finished_at``. Non-finite numbers are stored as ``null``.
+``method_version``, ``params`` (an object), ``code_digest``, ``corpus_hash``), ``status``
+(``"ok"`` or ``"failed"``), for ``ok`` the ``scalars``, ``notes`` and ``bounds``
+(``{masking: {metric: ...}}``, as in :class:`cref_bench.metrics.MetricReport`) and
+``curves`` (column lists), for ``failed`` ``kind``, ``error_type``, ``message`` and
+``traceback``; and ``seconds``, ``worker`` (host, pid, peak RSS) and ``finished_at``.
+Non-finite numbers are stored as ``null``.
 """
 
 from __future__ import annotations
