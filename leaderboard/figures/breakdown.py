@@ -13,13 +13,22 @@ import os
 import numpy as np
 import pandas as pd
 
-from leaderboard.figures.common import PAGE_WIDTH, Absent, Context, Drawn, new_figure, save_figure
+from leaderboard.figures.common import (
+    PAGE_WIDTH,
+    Absent,
+    Context,
+    Drawn,
+    new_figure,
+    save_figure,
+    styled,
+)
 
 NAME = "breakdown"
 TITLE = "The primary metric by resolution and by box size"
 PANELS = (("resolution", "half-map FSC-0.143 resolution"), ("box", "box edge (voxels)"))
 
 
+@styled
 def make(ctx: Context, out_dir: str | os.PathLike, table: pd.DataFrame) -> Drawn | Absent:
     """Draw and save the figure from a breakdown table (or say why it cannot be drawn).
 

@@ -5,9 +5,10 @@
   read once for every figure.
 * :class:`Drawn` and :class:`Absent`: what a figure module returns, a figure written (with its
   caption) or the reason it could not be drawn.
-* :func:`new_figure`: a :class:`matplotlib.figure.Figure` (no pyplot, no global state) at a
-  journal's column width (:data:`COLUMN_WIDTH`, :data:`PAGE_WIDTH` inches) in the report's
-  style (:data:`STYLE`: 8 pt text, no titles; captions belong to the report).
+* :func:`styled` and :func:`new_figure`: figures drawn in the report's style (:data:`STYLE`:
+  8 pt text, no titles; captions belong to the report) on a
+  :class:`matplotlib.figure.Figure` (no pyplot, no global state) at a journal's column width
+  (:data:`COLUMN_WIDTH`, :data:`PAGE_WIDTH` inches).
 * :func:`save_figure`: PNG, vector PDF and the data behind the figure as CSV, each atomically.
 * :func:`on_grid`: curves of entries of different boxes and voxel sizes on one frequency axis
   (1/Å), with the mean and quartiles across entries at each point.
@@ -15,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -150,9 +152,24 @@ class Context:
         return text
 
 
+def styled(draw):
+    """Decorate a function that draws figures: it runs with :data:`STYLE` in force (a
+    matplotlib ``rc_context``, so nothing global changes)."""
+
+    @functools.wraps(draw)
+    def in_style(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return in_style
+
+
 def new_figure(width: float = COLUMN_WIDTH, height: float = 2.6, ncols: int = 1,
                sharey: bool = False):
-    """A figure and its axes in the report's style.
+    """A figure and its axes (call it, and draw, inside a function decorated by
+:func:`styled`).
 
     Args:
         width, height: inches.
@@ -162,13 +179,10 @@ def new_figure(width: float = COLUMN_WIDTH, height: float = 2.6, ncols: int = 1,
     Returns:
         ``(figure, axes)``: one axes, or an array of ``ncols``.
     """
-    import matplotlib
     from matplotlib.figure import Figure
 
-    with matplotlib.rc_context(STYLE):
-        figure = Figure(figsize=(width, height), layout="constrained")
-        axes = figure.subplots(1, ncols, sharey=sharey, squeeze=True)
-    return figure, axes
+    figure = Figure(figsize=(width, height), layout="constrained")
+    return figure, figure.subplots(1, ncols, sharey=sharey, squeeze=True)
 
 
 def save_figure(figure, out_dir: str | os.PathLike, stem: str,
@@ -187,19 +201,16 @@ def save_figure(figure, out_dir: str | os.PathLike, stem: str,
     Raises:
         OSError: the folder cannot be created or written.
     """
-    import matplotlib
-
     logging.getLogger("fontTools").setLevel(logging.WARNING)  # its font subsetting chatters
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    with matplotlib.rc_context(STYLE):
-        for fmt in FORMATS:
-            target = out_dir / f"{stem}.{fmt}"
-            with atomic_path(target) as temp:
-                figure.savefig(temp, format=fmt, dpi=DPI,
-                               metadata={"Software": "cref-bench"} if fmt == "png" else None)
-            written.append(target)
+    for fmt in FORMATS:
+        target = out_dir / f"{stem}.{fmt}"
+        with atomic_path(target) as temp:
+            figure.savefig(temp, format=fmt, dpi=DPI,
+                           metadata={"Software": "cref-bench"} if fmt == "png" else None)
+        written.append(target)
     if data is not None:
         written.append(write_text(out_dir / f"{stem}.csv", data.to_csv(index=False)))
     return written
@@ -242,7 +253,7 @@ def on_grid(curves: pd.DataFrame, grid: np.ndarray | None = None,
                          "q75": q75, "n": np.isfinite(values).sum(axis=0)})
 
 
-RESOLUTION_TICKS = (50.0, 20.0, 10.0, 6.0, 4.0, 3.0, 2.5, 2.0, 1.5)
+RESOLUTION_TICKS = (20.0, 10.0, 6.0, 4.0, 3.0, 2.5, 2.0, 1.5)
 """Resolutions (Å) marked on the top axis of frequency plots."""
 
 

@@ -22,6 +22,7 @@ from leaderboard.figures.common import (
     Drawn,
     new_figure,
     save_figure,
+    styled,
 )
 
 NAME = "cref_curves"
@@ -80,6 +81,7 @@ def data(ctx: Context) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(target) else pd.DataFrame()
 
 
+@styled
 def make(ctx: Context, out_dir: str | os.PathLike, stem: str = NAME) -> Drawn | Absent:
     """Draw and save the figure (or say why it cannot be drawn)."""
     frame = data(ctx)

@@ -13,7 +13,15 @@ import numpy as np
 import pandas as pd
 
 from cref_bench.metric_facts import metric_facts
-from leaderboard.figures.common import COLUMN_WIDTH, Absent, Context, Drawn, new_figure, save_figure
+from leaderboard.figures.common import (
+    COLUMN_WIDTH,
+    Absent,
+    Context,
+    Drawn,
+    new_figure,
+    save_figure,
+    styled,
+)
 
 NAME = "fig1_distribution"
 TITLE = "The primary metric per method (paper Fig. 1)"
@@ -87,6 +95,7 @@ def axis_label(metric: str, masking: str) -> str:
     return f"{metric} ({masking})" + (f", {unit}" if unit else "")
 
 
+@styled
 def plot(ctx: Context, out_dir: str | os.PathLike, metric: str, stem: str,
          masking: str | None = None) -> list:
     """Draw and save the distribution of one metric.
@@ -109,6 +118,7 @@ def plot(ctx: Context, out_dir: str | os.PathLike, metric: str, stem: str,
     return save_figure(figure, out_dir, stem, frame)
 
 
+@styled
 def make(ctx: Context, out_dir: str | os.PathLike) -> Drawn | Absent:
     """The report's Fig. 1: the primary metric (C_ref RMSE by default) per method."""
     primary = ctx.table.attrs["primary"]

@@ -20,6 +20,7 @@ from leaderboard.figures.common import (
     new_figure,
     resolution_axis,
     save_figure,
+    styled,
 )
 
 NAME = "figS1_fsc_fd_entry"
@@ -50,6 +51,7 @@ def data(ctx: Context, entry: str) -> pd.DataFrame:
     return frame[["entry", "label", "curve", "shell", "frequency", "value"]]
 
 
+@styled
 def make(ctx: Context, out_dir: str | os.PathLike) -> Drawn | Absent:
     """Draw and save the figure for the first chosen entry (or say why it cannot)."""
     if not ctx.chosen:

@@ -14,7 +14,15 @@ import pandas as pd
 
 from cref_bench.metric_facts import MASKINGS
 from leaderboard.figures import distribution
-from leaderboard.figures.common import PAGE_WIDTH, Absent, Context, Drawn, new_figure, save_figure
+from leaderboard.figures.common import (
+    PAGE_WIDTH,
+    Absent,
+    Context,
+    Drawn,
+    new_figure,
+    save_figure,
+    styled,
+)
 
 NAME = "fig2_fsc05_change"
 TITLE = "FSC-0.5 change, unmasked and masked (paper Fig. 2)"
@@ -31,6 +39,7 @@ def data(ctx: Context) -> pd.DataFrame:
                      ignore_index=True)
 
 
+@styled
 def make(ctx: Context, out_dir: str | os.PathLike) -> Drawn | Absent:
     """Draw and save the figure (or say why it cannot be drawn)."""
     frame = data(ctx)

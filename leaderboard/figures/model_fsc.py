@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 
 from leaderboard.figures import distribution
-from leaderboard.figures.common import COLUMN_WIDTH, Absent, Context, Drawn, new_figure, save_figure
+from leaderboard.figures.common import (
+    COLUMN_WIDTH,
+    Absent,
+    Context,
+    Drawn,
+    new_figure,
+    save_figure,
+    styled,
+)
 
 NAME = "fig4_model_fsc"
 TITLE = "Model-map FSC resolution before and after denoising (paper Fig. 4)"
@@ -53,6 +61,7 @@ def data(ctx: Context) -> pd.DataFrame:
     return frame[columns].reset_index(drop=True)
 
 
+@styled
 def make(ctx: Context, out_dir: str | os.PathLike) -> Drawn | Absent:
     """Draw and save the figure (or say why it cannot be drawn)."""
     frame = data(ctx)

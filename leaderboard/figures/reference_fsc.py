@@ -22,6 +22,7 @@ from leaderboard.figures.common import (
     on_grid,
     resolution_axis,
     save_figure,
+    styled,
 )
 
 NAME = "fig3_reference_fsc"
@@ -76,6 +77,7 @@ def draw_means(ax, styles: dict, frame: pd.DataFrame) -> None:
                         linewidth=0)
 
 
+@styled
 def make(ctx: Context, out_dir: str | os.PathLike) -> Drawn | Absent:
     """Draw and save the figure (or say why it cannot be drawn)."""
     frame = mean_curves(ctx, CURVE)

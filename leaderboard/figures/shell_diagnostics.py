@@ -24,6 +24,7 @@ from leaderboard.figures.common import (
     new_figure,
     resolution_axis,
     save_figure,
+    styled,
 )
 
 NAME = "figS4_shell_diagnostics"
@@ -66,6 +67,7 @@ def data(ctx: Context, entries) -> pd.DataFrame:
     return frame[["entry", "label", "quantity", "shell", "frequency", "value", "relative"]]
 
 
+@styled
 def make(ctx: Context, out_dir: str | os.PathLike) -> Drawn | Absent:
     """Draw and save the figure for up to three chosen entries (or say why it cannot)."""
     entries = ctx.chosen[:MAX_PANELS]
@@ -74,23 +76,24 @@ def make(ctx: Context, out_dir: str | os.PathLike) -> Drawn | Absent:
         return Absent(NAME, TITLE, "no method has denoised half-maps with a stored "
                                    "cov(D1, D2) curve for the chosen entries")
     entries = list(dict.fromkeys(frame["entry"]))
-    figure, axes = new_figure(PAGE_WIDTH, 2.6, ncols=len(entries))
+    figure, axes = new_figure(PAGE_WIDTH, 3.0, ncols=len(entries))
     axes = np.atleast_1d(axes)
     for ax, entry in zip(axes, entries):
         rows = frame[frame["entry"] == entry]
         for quantity, style in (("var(S)", "-"), ("var(N)", ":")):
             part = rows[rows["quantity"] == quantity]
             ax.plot(part["frequency"], part["relative"], color=TARGET_COLOUR, linestyle=style,
-                    linewidth=1.4, label=quantity)
+                    linewidth=1.4, label=quantity if ax is axes[0] else None, zorder=5)
         for label in ctx.ranked:
             part = rows[(rows["quantity"] == "cov(D1, D2)") & (rows["label"] == label)]
             if len(part):
                 ax.plot(part["frequency"], part["relative"], color=ctx.colour(label),
-                        linestyle=ctx.linestyle(label), label=f"cov(D1, D2): {label}")
+                        linestyle=ctx.linestyle(label),
+                        label=f"cov(D1, D2): {label}" if ax is axes[0] else None)
         ax.set_ylabel(f"relative to var(S) + var(N), {entry}")
         ax.set_xlim(0, rows["frequency"].max())
         resolution_axis(ax)
-    axes[-1].legend(loc="upper right")
+    figure.legend(loc="outside lower center", ncols=3)
     caption = (f"Entries {', '.join(entries)} ({ctx.masking}): per Fourier shell, var(S) "
                "(solid black) and var(N) (dotted black) of the half-maps and cov(D1, D2) of "
                "each method's denoised halves, each divided by the shell's var(S) + var(N). "

@@ -23,6 +23,7 @@ from leaderboard.figures.common import (
     on_grid,
     resolution_axis,
     save_figure,
+    styled,
 )
 from leaderboard.figures.reference_fsc import draw_means, mean_curves
 
@@ -63,6 +64,7 @@ def data(ctx: Context) -> pd.DataFrame:
     return frame[["quantity", *[c for c in frame.columns if c != "quantity"]]]
 
 
+@styled
 def make(ctx: Context, out_dir: str | os.PathLike) -> Drawn | Absent:
     """Draw and save the figure (or say why it cannot be drawn)."""
     frame = data(ctx)
