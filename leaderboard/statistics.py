@@ -210,11 +210,12 @@ def annotate(table: pd.DataFrame, values: pd.DataFrame, pairs: pd.DataFrame, *,
     return out
 
 
-def _bin(value: float, bins) -> str | None:
+def _bin(value: float, bins, closed: bool) -> str | None:
+    """The name of the bin holding ``value`` (``high`` inclusive where ``closed``), or None."""
     if not math.isfinite(value):
         return None
     for low, high, name in bins:
-        if low <= value <= high if bins is BOX_BINS else low <= value < high:
+        if low <= value and (value <= high if closed else value < high):
             return name
     return None
 
@@ -256,9 +257,9 @@ def breakdown(results: ResultSet, table: pd.DataFrame, metric: str | None = None
     per_entry = part.drop_duplicates("entry").set_index("entry")
     resolution = (per_entry["res_half_0143"] if "res_half_0143" in per_entry
                   else pd.Series(np.nan, index=per_entry.index))
-    bins = {"resolution": {e: _bin(float(resolution.get(e, np.nan)), RESOLUTION_BINS)
+    bins = {"resolution": {e: _bin(float(resolution.get(e, np.nan)), RESOLUTION_BINS, False)
                            for e in values.index},
-            "box": {e: _bin(box_edge(per_entry["box"].get(e)), BOX_BINS)
+            "box": {e: _bin(box_edge(per_entry["box"].get(e)), BOX_BINS, True)
                     for e in values.index}}
     names = {"resolution": [b[2] for b in RESOLUTION_BINS], "box": [b[2] for b in BOX_BINS]}
     rows = []
