@@ -26,7 +26,7 @@ from leaderboard.figures import (
 from leaderboard.figures.common import Absent, Context, Drawn, on_grid
 from leaderboard.loading import load
 from leaderboard.report import choose_entries, write_report
-from leaderboard.tables import leaderboard_table
+from leaderboard.tables import leaderboard_table, to_markdown
 from tests.results_folders import write_folder
 
 # --------------------------------------------------------------------------- statistics
@@ -99,6 +99,10 @@ def test_annotate_marks_those_not_distinguishable_from_the_best(known_winner, tm
     for label in annotated.index:
         assert annotated.loc[label, "ci_low"] < known_winner[label].mean() \
             < annotated.loc[label, "ci_high"]
+    other = "twin" if best == "best" else "best"
+    text = to_markdown(statistics.annotate(table, values, pairs, resamples=2000))
+    assert f"| 1 | {best} |" in text and f"| 2 | {other} ≈ |" in text  # not the best itself
+    assert "| 3 | worse |" in text and "not distinguishable from the best" in text
 
 
 # --------------------------------------------------------------------------- figure data
