@@ -22,7 +22,9 @@ an atomic model; a reference map (a higher-resolution map of the same specimen).
   ``cov[F1, F2](s) = (1/n) Σ Re(F1 F2*)`` over shell ``s``:
   ``var(S) = cov(M1, M2)``, ``var(N) = sqrt(cov(M1, M1) cov(M2, M2)) - cov(M1, M2)``,
   ``var(B) = cov(D1, D2) + sqrt(cov(M1, M1) cov(M2, M2)) - 2 cov(M1, D2) - var(N)``,
-  ``var(N^d) = sqrt(cov(D1, D1) cov(D2, D2)) - cov(D1, D2)``; curves S/N and S/B.
+  ``var(N^d) = sqrt(cov(D1, D1) cov(D2, D2)) - cov(D1, D2)``; curves S/N, S/B and
+  ``cov(D1, D2)`` itself (the diagnostic of the independence assumption: with denoised halves
+  that share no noise it estimates the signal the denoiser kept, plus its bias).
 * Model-map FSC (like phenix.mtriage): ``d_fsc_model`` at 0.143 and 0.5 between a map and
   the model map computed on its grid (band-limited without a roll-off, which would bias the
   last shells); unmasked, and masked with a soft mask around the atoms.
@@ -114,7 +116,7 @@ def variance_analysis(spectra: Spectra, m1: str = "M1", m2: str = "M2",
 
     Returns:
         Curves ``var_signal``, ``var_noise``, ``var_bias``, ``var_leftover_noise``,
-        ``snr`` (S/N) and ``sbr`` (S/B), one value per shell.
+        ``snr`` (S/N), ``sbr`` (S/B) and ``cov_d1d2`` (``cov(D1, D2)``), one value per shell.
     """
     c12, c11, c22, e12, e11, e22, c1e2 = spectra.cov(
         (m1, m2), (m1, m1), (m2, m2), (d1, d2), (d1, d1), (d2, d2), (m1, d2))
@@ -127,7 +129,7 @@ def variance_analysis(spectra: Spectra, m1: str = "M1", m2: str = "M2",
         snr = np.where(var_n > 0, var_s / var_n, np.nan)
         sbr = np.where(var_b > 0, var_s / var_b, np.nan)
     return {"var_signal": var_s, "var_noise": var_n, "var_bias": var_b,
-            "var_leftover_noise": var_nd, "snr": snr, "sbr": sbr}
+            "var_leftover_noise": var_nd, "snr": snr, "sbr": sbr, "cov_d1d2": e12}
 
 
 def weighted_agreement(a: np.ndarray, b: np.ndarray,

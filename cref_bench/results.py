@@ -4,7 +4,7 @@ Layout of ``<out>/`` (the schema other tools, such as the leaderboard, read)::
 
     entries/<entry>.json   one record per entry, written atomically as soon as the entry
                            finishes (ok or failed); the tables are assembled from these
-    scalars.csv            method, method_version, params, entry, split, masking, then one
+    scalars.csv            method, method_version, params, entry, split, box, masking, then one
                            column per scalar metric (as named in cref_bench.metric_facts),
                            empty where not computable; one row per (method, entry, masking)
     notes.csv              method, params, entry, masking, metric, reason, bound: why a metric
@@ -20,15 +20,17 @@ Layout of ``<out>/`` (the schema other tools, such as the leaderboard, read)::
     maps/<entry>_denoised.mrc   with --save-maps
 
 ``params`` is the method's parameters as canonical JSON (sorted keys, no spaces), so that
-results of several settings of one method can share a leaderboard.
+results of several settings of one method can share a leaderboard. ``box`` is the entry's
+grid, ``NZxNYxNX`` voxels (for breakdowns by box size).
 
 An entry record is a JSON object: ``schema`` (:data:`RECORD_SCHEMA`), ``entry``,
-``split``, the resume key (:data:`KEY_FIELDS`: ``method``, ``method_version``, ``params``
-(an object), ``code_digest``, ``corpus_hash``), ``status`` (``"ok"`` or ``"failed"``), for
-``ok`` the ``scalars``, ``notes`` and ``bounds`` (``{masking: {metric: ...}}``, as in
-:class:`cref_bench.metrics.MetricReport`) and ``curves`` (column lists), for ``failed``
-``kind``, ``error_type``, ``message`` and ``traceback``; and ``seconds``, ``worker`` (host,
-pid, peak RSS) and ``finished_at``. Non-finite numbers are stored as ``null``.
+``split``, ``box`` (for ``ok``), the resume key (:data:`KEY_FIELDS`: ``method``,
+``method_version``, ``params`` (an object), ``code_digest``, ``corpus_hash``), ``status``
+(``"ok"`` or ``"failed"``), for ``ok`` the ``scalars``, ``notes`` and ``bounds``
+(``{masking: {metric: ...}}``, as in :class:`cref_bench.metrics.MetricReport`) and
+``curves`` (column lists), for ``failed`` ``kind``, ``error_type``, ``message`` and
+``traceback``; and ``seconds``, ``worker`` (host, pid, peak RSS) and ``finished_at``.
+Non-finite numbers are stored as ``null``.
 """
 
 from __future__ import annotations
@@ -44,14 +46,14 @@ import pandas as pd
 from cref_bench import atomic
 from cref_bench.metric_facts import SUMMARY_METRICS
 
-RECORD_SCHEMA = 2
+RECORD_SCHEMA = 3
 """Version of the entry-record layout; records of another version are recomputed."""
 
 # The columns of each table. A column named like a field of the entry record is filled from
 # it, so a new per-record column (e.g. a parameters label) is one line here and one field the
 # runner writes into each record; readers (the leaderboard) take the lists from here.
-ID_COLUMNS = ("method", "method_version", "params", "entry", "split", "masking")
-"""The identifying columns of ``scalars.csv``; every other column is a metric."""
+ID_COLUMNS = ("method", "method_version", "params", "entry", "split", "box", "masking")
+"""The identifying (text) columns of ``scalars.csv``; every other column is a metric."""
 NOTE_COLUMNS = ("method", "params", "entry", "masking", "metric", "reason", "bound")
 CURVE_COLUMNS = ("method", "entry", "masking", "curve", "shell", "frequency", "value")
 FAILURE_COLUMNS = ("method", "method_version", "params", "entry", "split", "kind",

@@ -220,7 +220,8 @@ def _score(entry_id: str, maps: dict, denoised, maps_dir: Path | None) -> dict:
                       denoised_half1=denoised.half1, denoised_half2=denoised.half2,
                       mask=maps["mask"], model=maps["model"], truth=maps["truth"],
                       reference=maps["reference"], halves_note=denoised.note)
-    return {"status": "ok", "scalars": report.scalars, "notes": report.notes,
+    return {"status": "ok", "box": "x".join(map(str, maps["half1"].shape)),
+            "scalars": report.scalars, "notes": report.notes,
             "bounds": report.bounds, "curves": results.curves_to_columns(report.curves)}
 
 
@@ -241,9 +242,9 @@ def evaluate_entry(method: Method, location: str, entry_id: str, execution: _Exe
         storage_options: fsspec options of the corpus.
 
     Returns:
-        A partial entry record: ``entry``, ``status`` and either ``scalars``, ``notes``,
-        ``bounds``, ``curves`` or ``kind``, ``error_type``, ``message``, ``traceback``; plus
-        ``seconds`` and ``worker`` (host, pid, peak RSS in bytes).
+        A partial entry record: ``entry``, ``status`` and either ``box``, ``scalars``,
+        ``notes``, ``bounds``, ``curves`` or ``kind``, ``error_type``, ``message``,
+        ``traceback``; plus ``seconds`` and ``worker`` (host, pid, peak RSS in bytes).
     """
     start = time.perf_counter()
     try:

@@ -1,275 +1,292 @@
-"""Ranked leaderboard tables from the runner's results folders.
+"""Ranked leaderboard tables from a :class:`~leaderboard.loading.ResultSet`.
 
-A results folder (written by ``cref-bench run``, see :mod:`cref_bench.results`) holds
-``scalars.csv`` (one row per method, entry and masking; one column per scalar metric, empty
-where not computable), ``curves.csv`` (long format), ``failures.csv`` and
-``provenance.json`` (whose ``dataset.content_hash`` identifies the corpus content).
+:func:`leaderboard_table` ranks method settings on the entries that every one of them scored
+with a value of the primary metric (a paired comparison; the entries dropped are listed with
+the reason). The table is honest about what it holds:
 
-:func:`load_results` and :func:`load_curves` read any number of folders (typically one per
-method) and refuse to mix corpora of different content; :func:`leaderboard_table` ranks the
-methods on the entries that *every* method finished (a paired comparison; the entries
-dropped are counted); :func:`to_markdown`, :func:`to_latex`, :func:`to_html` and
-:func:`to_csv` render the table, the best value of each metric in bold.
+* a setting with failures shows how many entries failed, by kind; one that failed every entry
+  (or has no row of the masking) is listed last with its failures, never dropped;
+* a value that is a bound (an FSC that never falls below its threshold up to Nyquist, counted
+  as the Nyquist resolution with ``<``) is a number, never a missing value; a mean over
+  values some of which are ``<`` bounds is itself shown as ``< mean`` and ranks as at least
+  as good as its value (ties go to the bounded row);
+* the best mean of a metric is bolded only among the rows with the most values of it (every
+  compared entry, where a row has them all); a row with fewer values is marked ``[n=k]`` and
+  never bolded over one with more.
 
-Which direction of each metric is better, and which metrics a table shows by default, come
-from :mod:`cref_bench.metric_facts`; the files' columns from :mod:`cref_bench.results`.
+:func:`to_markdown`, :func:`to_latex` (booktabs), :func:`to_html` and :func:`to_csv` render
+it; :func:`describe` writes the note under it. Where :mod:`leaderboard.statistics` has added
+its columns (a confidence interval of the primary metric's mean and the Holm-adjusted p value
+against the best), the renderers show them and mark the settings not distinguishable from the
+best with ``≈``. Which direction of each metric is better comes from
+:mod:`cref_bench.metric_facts`.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import math
-import os
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cref_bench.errors import InputError, ResultsError
+from cref_bench.errors import InputError
 from cref_bench.metric_facts import DEFAULT_METRICS, MASKINGS, metric_facts
-from cref_bench.results import CURVE_COLUMNS, ID_COLUMNS, NUMBER_COLUMNS
+from cref_bench.number_format import significant
+from leaderboard.loading import ResultSet
 
 ARROWS = {"min": "↓", "max": "↑"}
 """The header mark of a metric whose lower (``min``) or higher (``max``) values are better."""
 
-
-def read_provenance(folder: str | os.PathLike) -> dict:
-    """The ``provenance.json`` of a results folder.
-
-    Args:
-        folder: the results folder.
-
-    Returns:
-        The provenance record.
-
-    Raises:
-        ResultsError: the file is missing or not a JSON object.
-    """
-    path = Path(folder) / "provenance.json"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(path, "missing: is this a cref-bench results folder?") from None
-    except (OSError, ValueError) as exc:
-        raise ResultsError(path, f"unreadable ({exc})") from None
-    if not isinstance(record, dict):
-        raise ResultsError(path, "not a JSON object")
-    return record
+FAVOURABLE = {"min": "<", "max": ">"}
+"""The bound that makes a value at least as good as shown, by better direction."""
 
 
-def _corpus_hashes(folders: list[Path], allow_mixed_corpora: bool) -> dict[Path, str | None]:
-    hashes = {f: (read_provenance(f).get("dataset") or {}).get("content_hash") for f in folders}
-    distinct = set(hashes.values())
-    if len(distinct) > 1 and not allow_mixed_corpora:
-        listing = "; ".join(f"{f}: {h or 'unknown'}" for f, h in hashes.items())
-        raise ResultsError(", ".join(map(str, folders)),
-                           "results of different corpus content cannot be compared "
-                           f"({listing}); pass allow_mixed_corpora=True "
-                           "(--allow-mixed-corpora) to override")
-    return hashes
+def kinds_text(kinds: dict[str, int]) -> str:
+    """Failure counts by kind as text: ``"timeout 2, error 1"`` (``""`` for none)."""
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items(), key=lambda x: -x[1]))
 
 
-def _read_csv(path: Path, required: Iterable[str]) -> pd.DataFrame:
-    """A results table, its fixed text columns read as text; refuses a missing column."""
-    text = {c: str for c in required if c not in NUMBER_COLUMNS}
-    try:
-        frame = pd.read_csv(path, dtype=text, keep_default_na=True)
-    except FileNotFoundError:
-        raise ResultsError(path, "missing") from None
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise ResultsError(path, f"unreadable ({exc})") from None
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise ResultsError(path, f"missing column(s) {missing}")
-    return frame
+def _bound_mark(marks: Iterable[str]) -> str:
+    kinds = {m for m in marks if m}
+    return "<>" if kinds == {"<", ">"} else (kinds.pop() if kinds else "")
 
 
-def _folders(dirs) -> list[Path]:
-    folders = [Path(d) for d in ([dirs] if isinstance(dirs, (str, os.PathLike)) else dirs)]
-    if not folders:
-        raise InputError("no results folder given")
-    return folders
+def _common_entries(part: pd.DataFrame, ranked: list[str], primary: str):
+    """The entries every ranked setting scored with a primary value, and why others were
+    dropped (``{entry: reason}``)."""
+    have = {label: set(group["entry"]) for label, group in part.groupby("label", sort=False)}
+    valued = {label: set(group.loc[group[primary].notna(), "entry"])
+              for label, group in part.groupby("label", sort=False)}
+    every = set().union(*have.values())
+    common = set.intersection(*(valued[label] for label in ranked))
+    reasons = {}
+    for entry in sorted(every - common):
+        lacking = [label for label in ranked if entry not in have[label]]
+        unvalued = [label for label in ranked if entry in have[label]
+                    and entry not in valued[label]]
+        words = []
+        if lacking:
+            words.append(f"not scored by {', '.join(lacking)}")
+        if unvalued:
+            words.append(f"no {primary} value for {', '.join(unvalued)}")
+        reasons[entry] = "; ".join(words)
+    return sorted(common), reasons
 
 
-def load_results(dirs, *, allow_mixed_corpora: bool = False) -> pd.DataFrame:
-    """The scalars of one or more results folders, in one table.
-
-    Args:
-        dirs: a results folder or an iterable of them (typically one per method).
-        allow_mixed_corpora: accept folders whose corpus content hashes differ.
-
-    Returns:
-        The rows of every ``scalars.csv`` (identifying columns as text, metrics as
-        float64, NaN where not computable) with two added columns: ``corpus_hash`` and
-        ``results_dir``.
-
-    Raises:
-        ResultsError: a file is missing or malformed, the corpora differ (and that is not
-            allowed), or a (method, entry, masking) row appears twice.
-        InputError: no folder given.
-    """
-    folders = _folders(dirs)
-    hashes = _corpus_hashes(folders, allow_mixed_corpora)
-    frames = []
-    for folder in folders:
-        frame = _read_csv(folder / "scalars.csv", ID_COLUMNS)
-        for name in frame.columns.difference(ID_COLUMNS):
-            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
-        bad = sorted(set(frame["masking"].dropna()) - set(MASKINGS))
-        if bad:
-            raise ResultsError(folder / "scalars.csv", f"unknown masking value(s) {bad}")
-        frame["corpus_hash"] = hashes[folder]
-        frame["results_dir"] = str(folder)
-        frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True)
-    key = ["method", "entry", "masking"]
-    twice = frame[frame.duplicated(key, keep=False)]
-    if not twice.empty:
-        first = twice.iloc[0]
-        where = sorted(set(twice.loc[(twice[key] == first[key]).all(axis=1), "results_dir"]))
-        raise ResultsError(", ".join(where), f"method {first['method']!r} has more than one "
-                           f"result for entry {first['entry']!r} ({first['masking']}); give "
-                           "each method's results once")
-    return frame
-
-
-def load_curves(dirs, *, curves: Iterable[str] | None = None,
-                allow_mixed_corpora: bool = False) -> pd.DataFrame:
-    """The curves of one or more results folders, in one long table.
-
-    Args:
-        dirs: a results folder or an iterable of them.
-        curves: keep only these curve names (e.g. ``("fsc_fd", "c_ref")``); all by default.
-        allow_mixed_corpora: accept folders whose corpus content hashes differ.
-
-    Returns:
-        A table with the columns of :data:`CURVE_COLUMNS`.
-
-    Raises:
-        ResultsError: a file is missing or malformed, or the corpora differ.
-        InputError: no folder given.
-    """
-    folders = _folders(dirs)
-    _corpus_hashes(folders, allow_mixed_corpora)
-    wanted = None if curves is None else set(curves)
-    frames = []
-    for folder in folders:
-        frame = _read_csv(folder / "curves.csv", CURVE_COLUMNS)
-        if wanted is not None:
-            frame = frame[frame["curve"].isin(wanted)]
-        frames.append(frame[list(CURVE_COLUMNS)])
-    return pd.concat(frames, ignore_index=True)
-
-
-def leaderboard_table(frame: pd.DataFrame, metrics: Iterable[str] = DEFAULT_METRICS,
+def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRICS,
                       masking: str = "masked", primary: str = "cref_rmse",
                       reference: str = "noisy") -> pd.DataFrame:
-    """Rank methods by a primary metric over the entries every method finished.
+    """Rank method settings by a primary metric over the entries they all scored.
 
     Args:
-        frame: scalars as returned by :func:`load_results`.
-        metrics: metrics to summarise (the primary one is added first if absent); a
-            metric with no value on the compared entries is left out.
+        results: the results (see :func:`leaderboard.loading.load`).
+        metrics: metrics to summarise (the primary one is added first if absent); a metric
+            with no value on the compared entries is left out.
         masking: ``"masked"`` or ``"unmasked"``.
-        primary: the metric that ranks the methods (in its better direction, from
+        primary: the metric that ranks the settings (in its better direction, from
             :data:`cref_bench.metric_facts.METRICS`).
-        reference: the method marked as the reference row (the noisy input).
+        reference: the method (name) marked as the reference row (the noisy input).
 
     Returns:
-        One row per method, best first (NaN primary last): ``rank``, ``method``,
-        ``version``, ``n`` (entries compared), ``reference`` (bool), and per metric
+        One row per setting, best first, then the settings without a result of this masking:
+        ``rank`` (``<NA>`` for those), ``label``, ``method``, ``version``, ``params``, ``n``
+        (entries compared), ``scored`` (entries scored in this masking), ``failed`` (entries
+        failed), ``failed_kinds`` (text), ``attempted``, ``reference`` (bool), and per metric
         ``<metric>_mean``, ``<metric>_std`` (``ddof=1``; NaN below two values),
-        ``<metric>_median`` and ``<metric>_n`` (entries with a value). ``attrs`` holds
-        ``masking``, ``primary``, ``metrics`` (those kept), ``missing_metrics``,
-        ``entries`` (the compared entries), ``n_entries``, ``dropped_entries``,
-        ``n_dropped`` and ``reference``.
+        ``<metric>_median``, ``<metric>_n`` (entries with a value), ``<metric>_bounded``
+        (how many of them are bounds) and ``<metric>_bound`` (``"<"``, ``">"``, ``"<>"`` for
+        both, or ``""``). ``attrs`` holds ``masking``, ``primary``, ``metrics`` (those kept),
+        ``missing_metrics``, ``entries`` (the compared entries), ``n_entries``,
+        ``dropped_entries`` (``{entry: reason}``), ``n_dropped``, ``reference``,
+        ``unranked`` (labels listed last) and ``failures`` (failed entries in all).
 
     Raises:
-        InputError: unknown masking or metric, no row of that masking, no entry finished
-            by every method, or no value of the primary metric.
+        InputError: unknown masking or metric, no entry scored by every ranked setting, or
+            no value of the primary metric.
     """
     if masking not in MASKINGS:
         raise InputError(f"masking must be one of {MASKINGS}, got {masking!r}")
     metrics = list(dict.fromkeys([primary, *metrics]))
     for metric in metrics:
         metric_facts(metric)
-    part = frame[frame["masking"] == masking]
-    if part.empty:
-        present = sorted(set(frame["masking"].dropna()))
-        raise InputError(f"no {masking} results (maskings present: {present or 'none'})")
-    entry_sets = [set(group["entry"]) for _, group in part.groupby("method", sort=False)]
-    common = set.intersection(*entry_sets)
-    dropped = sorted(set.union(*entry_sets) - common)
-    if not common:
-        raise InputError("no entry was finished by every method; nothing can be compared")
+    part = results.scalars[results.scalars["masking"] == masking]
+    if len(part) and (primary not in part.columns or not part[primary].notna().any()):
+        raise InputError(f"the primary metric {primary!r} has no value in the {masking} "
+                         "results")
+    ranked = [label for label in results.labels if (part["label"] == label).any()]
+    unranked = [label for label in results.labels if label not in ranked]
+    common, dropped = ([], {}) if not ranked else _common_entries(part, ranked, primary)
+    if ranked and not common:
+        raise InputError(f"no entry was scored with a {primary} value by every method "
+                         f"({masking}); nothing can be compared")
     paired = part[part["entry"].isin(common)]
     kept = [m for m in metrics if m in paired.columns and paired[m].notna().any()]
-    if primary not in kept:
-        raise InputError(f"the primary metric {primary!r} has no value on the compared "
-                         "entries")
+    if ranked and primary not in kept:
+        raise InputError(f"the primary metric {primary!r} has no value on the compared entries")
+    failures = results.failure_counts()
+    everything = results.scalars
     rows = []
-    for method, group in paired.groupby("method", sort=False):
-        versions = ",".join(sorted(set(group["method_version"].astype(str))))
-        row = {"method": method, "version": versions, "n": int(group["entry"].nunique()),
-               "reference": method == reference}
+    for label in results.labels:
+        setting = results.settings[label]
+        group = paired[paired["label"] == label]
+        scored = int(part.loc[part["label"] == label, "entry"].nunique())
+        row = {"rank": pd.NA, "label": label, "method": setting.method,
+               "version": setting.version, "params": setting.params,
+               "n": int(group["entry"].nunique()), "scored": scored,
+               "failed": sum(failures[label].values()),
+               "failed_kinds": kinds_text(failures[label]),
+               "attempted": int(everything.loc[everything["label"] == label, "entry"].nunique())
+               + sum(failures[label].values()),
+               "reference": setting.method == reference}
         for metric in kept:
-            values = group[metric].dropna().to_numpy(np.float64)
-            row[f"{metric}_mean"] = values.mean() if values.size else np.nan
-            row[f"{metric}_std"] = values.std(ddof=1) if values.size > 1 else np.nan
-            row[f"{metric}_median"] = float(np.median(values)) if values.size else np.nan
-            row[f"{metric}_n"] = int(values.size)
+            values = group[metric]
+            present = values.notna()
+            numbers = values[present].to_numpy(np.float64)
+            marks = results.bounds.loc[values.index[present], metric]
+            row[f"{metric}_mean"] = numbers.mean() if numbers.size else np.nan
+            row[f"{metric}_std"] = numbers.std(ddof=1) if numbers.size > 1 else np.nan
+            row[f"{metric}_median"] = float(np.median(numbers)) if numbers.size else np.nan
+            row[f"{metric}_n"] = int(numbers.size)
+            row[f"{metric}_bounded"] = int((marks != "").sum())
+            row[f"{metric}_bound"] = _bound_mark(marks)
         rows.append(row)
-    table = pd.DataFrame(rows).sort_values("method", kind="stable")
-    table = table.sort_values(f"{primary}_mean", ascending=metric_facts(primary).better == "min",
-                              na_position="last", kind="stable").reset_index(drop=True)
-    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    table = pd.DataFrame(rows)
+    table = _ranked(table, ranked, primary)
     table.attrs.update({"masking": masking, "primary": primary, "metrics": kept,
                         "missing_metrics": [m for m in metrics if m not in kept],
-                        "entries": sorted(common), "n_entries": len(common),
+                        "entries": common, "n_entries": len(common),
                         "dropped_entries": dropped, "n_dropped": len(dropped),
-                        "reference": reference})
+                        "reference": reference, "unranked": unranked,
+                        "failures": int(table["failed"].sum())})
     return table
 
 
+def _ranked(table: pd.DataFrame, ranked: list[str], primary: str) -> pd.DataFrame:
+    """Rows sorted best first by the primary mean (a favourable bound wins a tie, then the
+    label), the unranked ones last; ``rank`` numbered."""
+    better = metric_facts(primary).better
+    is_ranked = table["label"].isin(ranked)
+    top = table[is_ranked].copy()
+    if not top.empty:
+        mean = top[f"{primary}_mean"]
+        top["_key"] = mean if better == "min" else -mean
+        top["_favour"] = -(top[f"{primary}_bound"] == FAVOURABLE[better]).astype(int)
+        top = top.sort_values(["_key", "_favour", "label"], kind="stable").drop(
+            columns=["_key", "_favour"])
+        top["rank"] = np.arange(1, len(top) + 1)
+    rest = table[~is_ranked].sort_values("label", kind="stable")
+    out = pd.concat([top, rest], ignore_index=True)
+    out["rank"] = out["rank"].astype("Int64")
+    return out
+
+
 def _number(value: float, digits: int) -> str:
-    return f"{value:.{digits}g}" if math.isfinite(value) else "n/a"
+    return significant(value, digits) if math.isfinite(value) else "n/a"
 
 
-def _grid(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list[bool]]]:
-    """Headers, cell texts (``mean ± std (median)``) and where to bold, for the renderers."""
-    metrics = table.attrs["metrics"]
-    better = {m: metric_facts(m).better for m in metrics}
-    headers = ["Rank", "Method", "n"] + [f"{m} {ARROWS[better[m]]}" for m in metrics]
+def best_rows(table: pd.DataFrame) -> dict[str, set[int]]:
+    """Per metric, the rows holding the best mean among the ranked rows with the most values
+    of it (the cells to bold): a mean over fewer entries is never bolded over rows with more.
+
+    Args:
+        table: a table from :func:`leaderboard_table`.
+
+    Returns:
+        ``{metric: {row index, ...}}`` (empty where no row has a value).
+    """
+    ranked = table[table["rank"].notna()]
     best = {}
-    for m in metrics:
-        means = table[f"{m}_mean"].to_numpy(np.float64)
+    for m in table.attrs["metrics"]:
+        counts = ranked[f"{m}_n"]
+        most = ranked[(counts == counts.max()) & (counts > 0)] if len(ranked) else ranked
+        means = most[f"{m}_mean"].to_numpy(np.float64)
         finite = means[np.isfinite(means)]
-        best[m] = ((finite.min() if better[m] == "min" else finite.max()) if finite.size
-                   else None)
+        if not finite.size:
+            best[m] = set()
+            continue
+        target = finite.min() if metric_facts(m).better == "min" else finite.max()
+        best[m] = set(most.index[most[f"{m}_mean"] == target])
+    return best
+
+
+def metric_cell(row, metric: str) -> str:
+    """The text of one summary cell: ``mean ± std (median)``, a bound's sign before the mean
+    (``< 2.401``; ``†`` after it for bounds of both kinds), ``[n=k]`` where fewer entries
+    had a value than were compared.
+
+    Args:
+        row: a row of :func:`leaderboard_table` (a mapping).
+        metric: the metric.
+
+    Returns:
+        The text (``n/a`` without a value).
+    """
+    mean, std, median, count = (row[f"{metric}_{s}"] for s in ("mean", "std", "median", "n"))
+    if not math.isfinite(mean):
+        return "n/a"
+    bound = row[f"{metric}_bound"]
+    sign = f"{bound} " if bound in ("<", ">") else ""
+    spread = f" ± {_number(std, 2)}" if math.isfinite(std) else ""
+    text = f"{sign}{_number(mean, 4)}{spread} ({_number(median, 4)})"
+    if bound == "<>":
+        text += " †"
+    if count < row["n"]:
+        text += f" [n={count}]"
+    return text
+
+
+def _label(row, tied: bool) -> str:
+    text = f"{row['label']} (reference)" if row["reference"] else row["label"]
+    return text + (" ≈" if tied else "")
+
+
+def grid(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list[bool]]]:
+    """Headers, cell texts and where to bold, as every renderer shows the table.
+
+    Args:
+        table: a table from :func:`leaderboard_table`.
+
+    Returns:
+        ``(headers, cells, bold)``: the column names, each row's cell texts, and per cell
+        whether it holds the best value (see :func:`best_rows`).
+    """
+    metrics = table.attrs["metrics"]
+    statistics = "ci_low" in table.columns
+    headers = ["Rank", "Method", "n", "failed"] + [
+        f"{m} {ARROWS[metric_facts(m).better]}" for m in metrics]
+    if statistics:
+        headers += [f"{table.attrs['primary']} mean, 95 % CI", "p vs best (Holm)"]
+    best = best_rows(table)
     cells, bold = [], []
-    for row in table.to_dict("records"):
-        label = f"{row['method']} (reference)" if row["reference"] else row["method"]
-        line, strong = [str(row["rank"]), label, str(row["n"])], [False, False, False]
+    for index, row in table.iterrows():
+        failed = str(row["failed"]) + (f" ({row['failed_kinds']})" if row["failed"] else "")
+        ranked = not pd.isna(row["rank"])
+        tied = statistics and row["rank"] != 1 and bool(row.get("tied_with_best", False))
+        line = [str(row["rank"]) if ranked else "–", _label(row, tied), str(row["n"]), failed]
+        strong = [False] * 4
         for m in metrics:
-            mean, std, median, count = (row[f"{m}_{s}"] for s in ("mean", "std", "median", "n"))
-            if not math.isfinite(mean):
-                text = "n/a"
+            if not ranked:
+                line.append("failed" if row["scored"] == 0 and row["failed"] else "n/a")
             else:
-                spread = f" ± {_number(std, 2)}" if math.isfinite(std) else ""
-                text = f"{_number(mean, 4)}{spread} ({_number(median, 4)})"
-                if count < row["n"]:
-                    text += f" [n={count}]"
-            line.append(text)
-            strong.append(best[m] is not None and math.isfinite(mean) and mean == best[m])
+                line.append(metric_cell(row, m))
+            strong.append(index in best[m])
+        if statistics:
+            ci = (f"[{_number(row['ci_low'], 4)}, {_number(row['ci_high'], 4)}]"
+                  if ranked and math.isfinite(row["ci_low"]) else "n/a")
+            p = row["p_vs_best"]
+            line += [ci, "best" if ranked and row["rank"] == 1
+                     else (_number(p, 2) if ranked and math.isfinite(p) else "n/a")]
+            strong += [False, False]
         cells.append(line)
         bold.append(strong)
     return headers, cells, bold
 
 
 def describe(table: pd.DataFrame) -> str:
-    """The note printed under a rendered table: what the cells are and what was left out.
+    """The note printed under a rendered table: what the cells are, what was left out, and
+    every failure.
 
     Args:
         table: a table from :func:`leaderboard_table`.
@@ -278,11 +295,37 @@ def describe(table: pd.DataFrame) -> str:
         One or more sentences.
     """
     a = table.attrs
-    text = (f"Cells: mean ± std (median) over the {a['n_entries']} entries finished by every "
-            f"method ({a['masking']}); {a['n_dropped']} entries dropped (not finished by every "
-            f"method). Ranked by {a['primary']}; ↓ lower is better, ↑ higher is better; best "
-            "mean in bold; [n=k]: only k entries had a value.")
-    if a["missing_metrics"]:
+    ranked = table[table["rank"].notna()]
+    text = (f"Cells: mean ± std (median) over the {a['n_entries']} entries that every ranked "
+            f"method scored ({a['masking']}); {a['n_dropped']} entries dropped")
+    if a["n_dropped"]:
+        shown = list(a["dropped_entries"].items())[:5]
+        text += " (" + "; ".join(f"{e}: {why}" for e, why in shown)
+        text += f"; and {a['n_dropped'] - 5} more)" if a["n_dropped"] > 5 else ")"
+    text += (f". Ranked by {a['primary']}; ↓ lower is better, ↑ higher is better; the best "
+             "mean in bold, among the rows with the most values ([n=k]: only k entries had a "
+             "value; never bolded over a row with more). < x: some values are upper bounds (an "
+             "FSC that never falls below its threshold up to Nyquist counts as the Nyquist "
+             "resolution), so the true mean is lower; > x: some are lower bounds; †: bounds "
+             "of both kinds.")
+    if "tied_with_best" in table.columns:
+        text += (f" ≈: not distinguishable from the best on {a['primary']} (paired Wilcoxon "
+                 f"signed-rank test, Holm-adjusted p ≥ {a.get('alpha', 0.05):g}); CI: "
+                 f"bootstrap 95 % interval of the mean (seed {a.get('seed', 0)}).")
+    failed = table[table["failed"] > 0]
+    if failed.empty:
+        text += " No entry failed."
+    else:
+        items = []
+        for row in failed.to_dict("records"):
+            scope = ("every entry" if row["scored"] == 0 and pd.isna(row["rank"])
+                     else f"{row['failed']} of {row['attempted']} entries")
+            items.append(f"{row['label']} failed {scope} ({row['failed_kinds']})")
+        text += " Failures: " + "; ".join(items) + "."
+    if a["unranked"]:
+        text += (f" Listed last, unranked (no {a['masking']} result): "
+                 f"{', '.join(a['unranked'])}.")
+    if len(ranked) and a["missing_metrics"]:
         text += f" No value for: {', '.join(a['missing_metrics'])}."
     return text
 
@@ -296,33 +339,75 @@ def to_markdown(table: pd.DataFrame) -> str:
     Returns:
         The Markdown text.
     """
-    headers, cells, bold = _grid(table)
+    headers, cells, bold = grid(table)
+    return markdown_grid(headers, cells, bold, align="rlrr") + "\n" + describe(table) + "\n"
 
+
+def markdown_grid(headers: list[str], cells: list[list[str]],
+                  bold: list[list[bool]] | None = None, align: str = "") -> str:
+    """A Markdown table from headers and cell texts.
+
+    Args:
+        headers: the column names.
+        cells: the rows' cell texts.
+        bold: where to bold (default nowhere).
+        align: per column ``l`` or ``r`` (missing columns: right).
+
+    Returns:
+        The Markdown text, one line per row, ending in a newline.
+    """
     def line(items):
-        return "| " + " | ".join(i.replace("|", "\\|") for i in items) + " |"
+        return "| " + " | ".join(str(i).replace("|", "\\|") for i in items) + " |"
 
-    align = ["---:", ":---", "---:"] + ["---:"] * (len(headers) - 3)
+    bold = bold or [[False] * len(headers) for _ in cells]
+    marks = [":---" if (align[i] if i < len(align) else "r") == "l" else "---:"
+             for i in range(len(headers))]
     body = [line(f"**{c}**" if b else c for c, b in zip(row, strong))
             for row, strong in zip(cells, bold)]
-    rule = "| " + " | ".join(align) + " |"
-    return "\n".join([line(headers), rule, *body, "", describe(table)]) + "\n"
+    return "\n".join([line(headers), "| " + " | ".join(marks) + " |", *body]) + "\n"
 
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                  "^": r"\textasciicircum{}"}
-_LATEX_SYMBOLS = {"±": r"$\pm$", "↓": r"$\downarrow$", "↑": r"$\uparrow$"}
+                  "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
+_LATEX_SYMBOLS = {"±": r"$\pm$", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "≈": r"$\approx$",
+                  "†": r"$^\dagger$", "–": "--", "Å": r"\AA{}", "²": r"$^2$"}
 
 
-def _latex(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(ch, _LATEX_SYMBOLS.get(ch, ch)) for ch in text)
+def latex_text(text: str) -> str:
+    """Text with LaTeX's special characters escaped and a few symbols spelled in LaTeX."""
+    return "".join(_LATEX_SPECIAL.get(ch, _LATEX_SYMBOLS.get(ch, ch)) for ch in str(text))
+
+
+def latex_grid(headers: list[str], cells: list[list[str]],
+               bold: list[list[bool]] | None = None, align: str = "", note: str = "") -> str:
+    """A LaTeX ``tabular`` with booktabs rules (``\\usepackage{booktabs}``).
+
+    Args:
+        headers: the column names.
+        cells: the rows' cell texts.
+        bold: where to use ``\\textbf`` (default nowhere).
+        align: per column ``l`` or ``r`` (missing columns: right).
+        note: a comment line above the table.
+
+    Returns:
+        The LaTeX text.
+    """
+    bold = bold or [[False] * len(headers) for _ in cells]
+    spec = "".join(align[i] if i < len(align) else "r" for i in range(len(headers)))
+    lines = ([f"% {note}"] if note else []) + [
+        f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
+        " & ".join(latex_text(h) for h in headers) + r" \\", r"\midrule"]
+    for row, strong in zip(cells, bold):
+        lines.append(" & ".join(f"\\textbf{{{latex_text(c)}}}" if b else latex_text(c)
+                                for c, b in zip(row, strong)) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
 
 
 def to_latex(table: pd.DataFrame) -> str:
-    """The table as a LaTeX ``tabular`` with booktabs rules (``\\usepackage{booktabs}``).
-
-    The note of :func:`describe` precedes it as LaTeX comments; the best value of each
-    metric is in ``\\textbf``.
+    """The table as a LaTeX ``tabular`` with booktabs rules; the note of :func:`describe` as
+    a comment above it; the best value of each metric in ``\\textbf``.
 
     Args:
         table: a table from :func:`leaderboard_table`.
@@ -330,19 +415,12 @@ def to_latex(table: pd.DataFrame) -> str:
     Returns:
         The LaTeX text.
     """
-    headers, cells, bold = _grid(table)
-    spec = "rlr" + "r" * (len(headers) - 3)
-    lines = [f"% {describe(table)}", f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(_latex(h) for h in headers) + r" \\", r"\midrule"]
-    for row, strong in zip(cells, bold):
-        lines.append(" & ".join(f"\\textbf{{{_latex(c)}}}" if b else _latex(c)
-                                for c, b in zip(row, strong)) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    headers, cells, bold = grid(table)
+    return latex_grid(headers, cells, bold, align="rlrr", note=describe(table))
 
 
 def to_html(table: pd.DataFrame) -> str:
-    """The table as an HTML ``<table>`` (best values in ``<strong>``, the note as its caption).
+    """The table as an HTML ``<table>`` (best values in ``<strong>``, the note as caption).
 
     Args:
         table: a table from :func:`leaderboard_table`.
@@ -350,7 +428,7 @@ def to_html(table: pd.DataFrame) -> str:
     Returns:
         The HTML fragment.
     """
-    headers, cells, bold = _grid(table)
+    headers, cells, bold = grid(table)
     esc = html.escape
     lines = ['<table class="cref-bench-leaderboard">',
              f"<caption>{esc(describe(table))}</caption>",

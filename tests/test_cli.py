@@ -28,6 +28,7 @@ BAD_INPUT = {
               "--workers must be at least 1"),
     "leaderboard": (["{tmp}/no-results"], "provenance.json: missing"),
     "check": (["{tmp}/no-results"], "provenance.json: missing"),
+    "report": (["{tmp}/no-results", "--out", "{tmp}/report"], "provenance.json: missing"),
     "new-method": (["Bad_Name", "--out", "{tmp}"], "is not a method name"),
     "train": (["--corpus", "{tmp}/absent.zarr", "--out", "{tmp}/run", "--no-progress"],
               "absent.zarr: no corpus store here"),
@@ -107,6 +108,7 @@ def test_commands_that_do_not_train_never_import_torch(tmp_path):
         f"cli.main(['metrics', 'a.mrc', 'b.mrc', '--denoised', 'c.mrc'])\n"
         "import cref_bench.dataset, dataset_builder.store, dataset_builder.synthetic\n"
         "import dataset_builder.emdb.build, leaderboard.tables, cref_bench.runner\n"
+        "import leaderboard.report, leaderboard.figures\n"
         "print(json.dumps('torch' in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)

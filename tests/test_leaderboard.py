@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -16,42 +15,16 @@ from cref_bench.cli import main
 from cref_bench.errors import InputError, ResultsError
 from cref_bench.metric_facts import METRICS as FACTS
 from cref_bench.metrics import evaluate
-from cref_bench.results import CURVE_COLUMNS, FAILURE_COLUMNS
-from leaderboard.figures import mean_curve, write_figures
-from leaderboard.tables import (
-    leaderboard_table,
-    load_curves,
-    load_results,
-    to_csv,
-    to_html,
-    to_latex,
-    to_markdown,
-)
+from cref_bench.number_format import significant
+from leaderboard.commands.leaderboard import write_figures
+from leaderboard.figures.cref_curves import mean_curve
+from leaderboard.labels import Setting, colours, setting_labels
+from leaderboard.loading import load
+from leaderboard.tables import leaderboard_table, to_csv, to_html, to_latex, to_markdown
 from tests.helpers_fields import field
+from tests.results_folders import write_folder
 
 METRICS = ["cref_rmse", "cref_l1", "fsc05_change", "truth_corr", "truth_rmse"]
-
-
-def write_folder(folder, method, scalars: pd.DataFrame, content_hash="abc123", curves=None,
-                 version="1"):
-    """A results folder in the runner's schema from a scalars table (entry, masking, metrics)."""
-    folder.mkdir(parents=True)
-    scalars = scalars.copy()
-    scalars.insert(0, "method", method)
-    scalars.insert(1, "method_version", version)
-    scalars.insert(2, "params", "{}")
-    scalars.insert(4, "split", "test")
-    scalars.to_csv(folder / "scalars.csv", index=False)
-    if curves is None:
-        curves = pd.DataFrame(columns=[c for c in CURVE_COLUMNS if c != "method"])
-    curves = curves.copy()
-    curves.insert(0, "method", method)
-    curves.to_csv(folder / "curves.csv", index=False)
-    pd.DataFrame(columns=list(FAILURE_COLUMNS)).to_csv(folder / "failures.csv", index=False)
-    (folder / "provenance.json").write_text(json.dumps(
-        {"dataset": {"content_hash": content_hash},
-         "method": {"name": method, "version": version}}))
-    return folder
 
 
 LEVELS = {"noisy": (0.5, 0.60), "wiener": (0.3, 0.95), "mine": (0.1, 0.80)}
@@ -85,32 +58,36 @@ def folders(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def frame(folders):
-    return load_results(list(folders.values()))
+def results(folders):
+    return load(list(folders.values()))
 
 
-def test_load_results_reads_every_folder(frame, folders):
+def test_load_reads_every_folder(results, folders):
+    frame = results.scalars
     assert len(frame) == 2 * (5 + 5 + 4)
-    assert set(frame["method"]) == set(LEVELS)
+    assert set(frame["method"]) == set(LEVELS) and results.labels == list(LEVELS)
     assert frame["entry"].tolist()[:2] == ["e00", "e00"]  # entries stay text
-    assert set(frame["corpus_hash"]) == {"abc123"}
+    assert set(frame["corpus_hash"]) == {"abc123"} and set(frame["box"]) == {"64x64x64"}
     assert frame["truth_rmse"].isna().all() and frame["cref_rmse"].dtype == np.float64
+    assert (results.bounds == "").all().all() and results.failures.empty
+    assert results.folders["mine"] == folders["mine"]
 
 
-def test_ranking_paired_statistics_and_directions(frame):
-    table = leaderboard_table(frame, metrics=METRICS, masking="masked")
-    assert table["method"].tolist() == ["mine", "wiener", "noisy"]
+def test_ranking_paired_statistics_and_directions(results):
+    table = leaderboard_table(results, metrics=METRICS, masking="masked")
+    assert table["label"].tolist() == ["mine", "wiener", "noisy"]
     assert table["rank"].tolist() == [1, 2, 3]
     assert table.attrs["n_entries"] == 4 and table.attrs["n_dropped"] == 1
-    assert table.attrs["dropped_entries"] == ["e04"]
-    assert table["n"].tolist() == [4, 4, 4]
+    assert table.attrs["dropped_entries"] == {"e04": "not scored by mine"}
+    assert table["n"].tolist() == [4, 4, 4] and table["failed"].tolist() == [0, 0, 0]
     assert table.attrs["missing_metrics"] == ["truth_rmse"]  # no value anywhere: left out
     assert "truth_rmse_mean" not in table
-    assert table.set_index("method")["reference"].to_dict() == {"mine": False, "wiener": False,
-                                                                "noisy": True}
+    assert table.set_index("label")["reference"].to_dict() == {"mine": False, "wiener": False,
+                                                               "noisy": True}
+    frame = results.scalars
     paired = frame[(frame["masking"] == "masked") & (frame["entry"] != "e04")]
     for method in LEVELS:
-        row = table.set_index("method").loc[method]
+        row = table.set_index("label").loc[method]
         for metric in ("cref_rmse", "truth_corr", "fsc05_change"):
             values = paired.loc[paired["method"] == method, metric].dropna().to_numpy()
             assert row[f"{metric}_mean"] == pytest.approx(np.mean(values), rel=1e-12)
@@ -118,30 +95,30 @@ def test_ranking_paired_statistics_and_directions(frame):
             assert row[f"{metric}_median"] == pytest.approx(np.median(values), rel=1e-12)
             assert row[f"{metric}_n"] == values.size
         assert row["fsc05_change_n"] == 3  # e00 has no value
-    by_corr = leaderboard_table(frame, metrics=METRICS, primary="truth_corr")
+    by_corr = leaderboard_table(results, metrics=METRICS, primary="truth_corr")
     assert FACTS["truth_corr"].better == "max"
-    assert by_corr["method"].tolist() == ["wiener", "mine", "noisy"]
+    assert by_corr["label"].tolist() == ["wiener", "mine", "noisy"]
 
 
-def test_unmasked_rows_are_ranked_separately(frame):
-    masked = leaderboard_table(frame, metrics=METRICS, masking="masked")
-    unmasked = leaderboard_table(frame, metrics=METRICS, masking="unmasked")
+def test_unmasked_rows_are_ranked_separately(results):
+    masked = leaderboard_table(results, metrics=METRICS, masking="masked")
+    unmasked = leaderboard_table(results, metrics=METRICS, masking="unmasked")
     assert unmasked.attrs["masking"] == "unmasked"
     assert not np.isclose(masked.loc[0, "cref_rmse_mean"], unmasked.loc[0, "cref_rmse_mean"])
 
 
-def test_bad_requests_are_refused(frame):
+def test_bad_requests_are_refused(results, tmp_path):
     with pytest.raises(InputError, match="masking"):
-        leaderboard_table(frame, masking="both")
+        leaderboard_table(results, masking="both")
     with pytest.raises(InputError, match="no metric named 'my_metric'; known metrics: cref_rmse"):
-        leaderboard_table(frame, metrics=["my_metric"])
+        leaderboard_table(results, metrics=["my_metric"])
     with pytest.raises(InputError, match="primary metric 'truth_rmse' has no value"):
-        leaderboard_table(frame, primary="truth_rmse")
-    lonely = frame[~((frame["method"] == "mine")
-                     & frame["entry"].isin(["e00", "e01", "e02", "e03"]))]
-    lonely = pd.concat([lonely, frame[(frame["method"] == "mine")].assign(entry="e99")])
-    with pytest.raises(InputError, match="no entry was finished by every method"):
-        leaderboard_table(lonely)
+        leaderboard_table(results, primary="truth_rmse")
+    rng = np.random.default_rng(5)
+    apart = [write_folder(tmp_path / "a", "wiener", _scalars(rng, "wiener", ["e00"])),
+             write_folder(tmp_path / "b", "mine", _scalars(rng, "mine", ["e99"]))]
+    with pytest.raises(InputError, match="no entry was scored with a cref_rmse value by every"):
+        leaderboard_table(load(apart))
 
 
 def test_mixed_corpora_are_refused_unless_allowed(folders, tmp_path):
@@ -149,73 +126,215 @@ def test_mixed_corpora_are_refused_unless_allowed(folders, tmp_path):
     other = write_folder(tmp_path / "other", "other", _scalars(rng, "wiener", ["e00"]),
                          content_hash="zzz999")
     with pytest.raises(ResultsError, match="different corpus content") as info:
-        load_results([folders["noisy"], other])
+        load([folders["noisy"], other])
     assert "abc123" in str(info.value) and "zzz999" in str(info.value)
-    with pytest.raises(ResultsError, match="different corpus content"):
-        load_curves([folders["noisy"], other])
-    mixed = load_results([folders["noisy"], other], allow_mixed_corpora=True)
-    assert set(mixed["corpus_hash"]) == {"abc123", "zzz999"}
+    mixed = load([folders["noisy"], other], allow_mixed_corpora=True)
+    assert set(mixed.scalars["corpus_hash"]) == {"abc123", "zzz999"}
 
 
 def test_malformed_folders_are_named(folders, tmp_path):
     with pytest.raises(ResultsError, match="provenance.json: missing"):
-        load_results([tmp_path])
-    with pytest.raises(ResultsError, match="more than one result"):
-        load_results([folders["noisy"], folders["noisy"]])
+        load([tmp_path])
+    with pytest.raises(ResultsError, match="both hold results of noisy"):
+        load([folders["noisy"], folders["noisy"]])
     broken = write_folder(tmp_path / "broken", "x",
                           pd.DataFrame({"entry": ["e00"], "masking": ["masked"]}))
     pd.DataFrame({"method": ["x"], "entry": ["e00"]}).to_csv(broken / "scalars.csv", index=False)
     with pytest.raises(ResultsError, match=r"scalars.csv: missing column"):
-        load_results([broken])
+        load([broken])
+    lying = write_folder(tmp_path / "lying", "x", _scalars(np.random.default_rng(1), "mine",
+                                                           ["e00"]))
+    scalars = pd.read_csv(lying / "scalars.csv")
+    scalars["params"] = '{"sigma":2}'
+    scalars.to_csv(lying / "scalars.csv", index=False)
+    with pytest.raises(ResultsError, match="not of the method and parameters of provenance"):
+        load([lying])
 
 
-def test_markdown_is_well_formed_with_the_best_in_bold(frame):
-    table = leaderboard_table(frame, metrics=METRICS)
+def test_markdown_is_well_formed_with_the_best_in_bold(results):
+    table = leaderboard_table(results, metrics=METRICS)
     text = to_markdown(table)
     lines = text.splitlines()
     rows = [line for line in lines if line.startswith("|")]
     assert len(rows) == 2 + 3
     assert len({row.count(" | ") for row in rows}) == 1  # same number of cells everywhere
-    assert rows[0].startswith("| Rank | Method | n | cref_rmse ↓")
+    assert rows[0].startswith("| Rank | Method | n | failed | cref_rmse ↓")
     assert "truth_corr ↑" in rows[0]
     assert set(rows[1].replace("|", "").split()) <= {"---:", ":---"}
     cells = {r.split(" | ")[1]: r.split(" | ") for r in rows[2:]}
-    assert cells["mine"][3].startswith("**") and not cells["wiener"][3].startswith("**")
-    assert cells["wiener"][6].startswith("**")  # truth_corr: wiener highest
+    assert cells["mine"][4].startswith("**") and not cells["wiener"][4].startswith("**")
+    assert cells["wiener"][7].startswith("**")  # truth_corr: wiener highest
     assert "noisy (reference)" in cells
-    assert "4 entries finished by every method (masked); 1 entries dropped" in text
+    assert "4 entries that every ranked method scored (masked); 1 entries dropped (e04: " \
+        "not scored by mine)" in text
+    assert "No entry failed." in text
     mean, std = table.loc[0, "cref_rmse_mean"], table.loc[0, "cref_rmse_std"]
-    assert f"{mean:.4g} ± {std:.2g}" in cells["mine"][3]
-    assert "[n=3]" in cells["mine"][5]  # fsc05_change has a value on 3 of 4 entries
+    assert f"{significant(mean, 4)} ± {significant(std, 2)}" in cells["mine"][4]
+    assert "[n=3]" in cells["mine"][6]  # fsc05_change has a value on 3 of 4 entries
+    # every row has 3 values of fsc05_change: the lowest mean among them is bold all the same
+    lowest = table.loc[table["fsc05_change_mean"].idxmin(), "label"]
+    lowest = "noisy (reference)" if lowest == "noisy" else lowest
+    assert [k for k, c in cells.items() if c[6].startswith("**")] == [lowest]
 
 
-def test_latex_is_booktabs_and_escaped(frame):
-    table = leaderboard_table(frame, metrics=METRICS)
+def test_latex_is_booktabs_and_escaped(results):
+    table = leaderboard_table(results, metrics=METRICS)
     text = to_latex(table)
     lines = text.splitlines()
     assert lines[0].startswith("% Cells: mean ± std")
-    begin = lines.index(r"\begin{tabular}{rlrrrrr}")
+    begin = lines.index(r"\begin{tabular}{rlrrrrrr}")
     assert lines[begin + 1] == r"\toprule" and lines[begin + 3] == r"\midrule"
     assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
     body = lines[begin + 2: begin + 3] + lines[begin + 4: begin + 7]
-    assert all(line.endswith(r" \\") and line.count(" & ") == 6 for line in body)
+    assert all(line.endswith(r" \\") and line.count(" & ") == 7 for line in body)
     assert r"cref\_rmse $\downarrow$" in body[0] and r"truth\_corr $\uparrow$" in body[0]
     assert "_" not in "".join(body).replace(r"\_", "")
     mine = body[1].split(" & ")
-    assert mine[1] == "mine" and mine[3].startswith(r"\textbf{") and r"$\pm$" in mine[3]
+    assert mine[1] == "mine" and mine[4].startswith(r"\textbf{") and r"$\pm$" in mine[4]
     # one best per column, no ties here
     assert text.count(r"\textbf{") == len(table.attrs["metrics"])
 
 
-def test_html_and_csv(frame):
-    table = leaderboard_table(frame, metrics=METRICS)
+def test_html_and_csv(results):
+    table = leaderboard_table(results, metrics=METRICS)
     root = ET.fromstring(to_html(table))
     assert root.tag == "table" and len(root.find("tbody")) == 3
-    assert [th.text for th in root.find("thead/tr")][:3] == ["Rank", "Method", "n"]
+    assert [th.text for th in root.find("thead/tr")][:4] == ["Rank", "Method", "n", "failed"]
     assert len(root.findall(".//strong")) == len(table.attrs["metrics"])
     back = pd.read_csv(io.StringIO(to_csv(table)))
     np.testing.assert_allclose(back["cref_rmse_mean"], table["cref_rmse_mean"], rtol=1e-15)
-    assert back["method"].tolist() == table["method"].tolist()
+    assert back["label"].tolist() == table["label"].tolist()
+
+
+# --------------------------------------------------------------------------- honesty
+
+def _honest(tmp_path, **extra):
+    """Three settings on e00..e03 with known values of cref_rmse and truth_res_0143."""
+    values = {"noisy": ([0.50, 0.60, 0.55, 0.65], [3.0, 3.2, 3.1, 3.3]),
+              "wiener": ([0.30, 0.35, 0.32, 0.33], [2.8, 2.9, 2.85, 2.95]),
+              "mine": ([0.10, 0.12, 0.11, 0.13], [2.4, 2.4, 2.5, 2.45])}
+    entries = ["e00", "e01", "e02", "e03"]
+    folders = []
+    for method, (rmse, res) in values.items():
+        frame = pd.DataFrame({"entry": entries, "masking": "masked", "cref_rmse": rmse,
+                              "truth_res_0143": res, "truth_corr": 0.9})
+        folders.append(write_folder(tmp_path / method, method, frame, **extra.get(method, {})))
+    return folders
+
+
+def test_never_crosses_is_a_bound_that_ranks_first(tmp_path):
+    """mine's FSC to the truth never falls below 0.143 on e00, e01 (2.4 Å = Nyquist, '<'): it
+    ranks first on truth_res_0143, shown as a bound, never as missing."""
+    bounds = [("e00", "masked", "truth_res_0143", "<"), ("e01", "masked", "truth_res_0143", "<")]
+    results = load(_honest(tmp_path, mine={"bounds": bounds}))
+    assert results.bounds.loc[results.scalars["label"] == "mine", "truth_res_0143"].tolist() \
+        == ["<", "<", "", ""]
+    table = leaderboard_table(results, metrics=["truth_res_0143"], primary="truth_res_0143")
+    assert table["label"].tolist() == ["mine", "wiener", "noisy"]
+    mine = table.iloc[0]
+    assert mine["n"] == 4 and mine["truth_res_0143_n"] == 4  # the bounds count as values
+    assert mine["truth_res_0143_bound"] == "<" and mine["truth_res_0143_bounded"] == 2
+    assert mine["truth_res_0143_mean"] == pytest.approx(np.mean([2.4, 2.4, 2.5, 2.45]))
+    text = to_markdown(table)
+    cell = [r for r in text.splitlines() if r.startswith("| 1 |")][0].split(" | ")[4]
+    assert cell.startswith("**< 2.438 ±")  # bold and marked as an upper bound
+    assert "so the true mean is lower" in text
+
+
+def test_a_bound_ties_in_its_favour(tmp_path):
+    """A measured 2.4 Å and a '< 2.4 Å' bound: the bound ranks first (at least as good)."""
+    entries = ["e00", "e01"]
+    folders = [write_folder(tmp_path / m, m, pd.DataFrame({
+        "entry": entries, "masking": "masked", "cref_rmse": 0.2, "truth_res_0143": 2.4}),
+        bounds=[(e, "masked", "truth_res_0143", "<") for e in entries] if m == "zz" else ())
+        for m in ("aa", "zz")]
+    table = leaderboard_table(load(folders), metrics=[], primary="truth_res_0143")
+    assert table["label"].tolist() == ["zz", "aa"]
+
+
+def test_a_method_failing_every_entry_is_listed_last(tmp_path, capsys):
+    folders = _honest(tmp_path)
+    crashy = write_folder(tmp_path / "crashy", "crashy",
+                          pd.DataFrame(columns=["entry", "masking", "cref_rmse"]),
+                          failures=[("e00", "crashed"), ("e01", "timeout"), ("e02", "timeout"),
+                                    ("e03", "timeout")])
+    results = load([*folders, crashy])
+    assert results.failure_counts()["crashy"] == {"crashed": 1, "timeout": 3}
+    table = leaderboard_table(results, metrics=["cref_rmse"])
+    assert table["label"].tolist() == ["mine", "wiener", "noisy", "crashy"]
+    last = table.iloc[-1]
+    assert pd.isna(last["rank"]) and last["n"] == 0 and last["failed"] == 4
+    assert last["failed_kinds"] == "timeout 3, crashed 1" and last["attempted"] == 4
+    assert table.attrs["n_entries"] == 4 and table.attrs["unranked"] == ["crashy"]
+    text = to_markdown(table)
+    assert "| – | crashy | 0 | 4 (timeout 3, crashed 1) | failed |" in text
+    assert "Failures: crashy failed every entry (timeout 3, crashed 1)." in text
+    # the exit status says so too, and the table is written all the same
+    assert main(["leaderboard", *map(str, folders), str(crashy)]) == 1
+    captured = capsys.readouterr()
+    assert "| – | crashy |" in captured.out and "4 failed entries" in captured.err
+
+
+def test_failures_are_counted_beside_the_scores(tmp_path):
+    """wiener failed e03 (memory): its row says 1 failed, and e03 is dropped for everyone."""
+    folders = _honest(tmp_path)
+    scalars = pd.read_csv(folders[1] / "scalars.csv")
+    scalars[scalars["entry"] != "e03"].to_csv(folders[1] / "scalars.csv", index=False)
+    failures = pd.read_csv(folders[1] / "failures.csv")
+    failures.loc[0] = ["wiener", "1", "{}", "e03", "test", "memory", "MethodFailure", "over"]
+    failures.to_csv(folders[1] / "failures.csv", index=False)
+    table = leaderboard_table(load(folders), metrics=["cref_rmse"])
+    row = table.set_index("label").loc["wiener"]
+    assert row["failed"] == 1 and row["failed_kinds"] == "memory 1" and row["n"] == 3
+    assert table.attrs["dropped_entries"] == {"e03": "not scored by wiener"}
+    assert "wiener failed 1 of 4 entries (memory 1)" in to_markdown(table)
+
+
+def test_a_mean_over_fewer_entries_is_never_bolded(tmp_path):
+    """mine has the best truth_corr mean but on 2 of the 4 entries: complete wiener is bold."""
+    folders = _honest(tmp_path)
+    for folder, corr in ((folders[0], [0.6, 0.6, 0.6, 0.6]), (folders[1], [0.9, 0.9, 0.9, 0.9]),
+                         (folders[2], [0.99, 0.99, np.nan, np.nan])):
+        scalars = pd.read_csv(folder / "scalars.csv")
+        scalars["truth_corr"] = corr
+        scalars.to_csv(folder / "scalars.csv", index=False)
+    table = leaderboard_table(load(folders), metrics=["truth_corr"])
+    rows = {r.split(" | ")[1]: r.split(" | ")[5].rstrip(" |")
+            for r in to_markdown(table).splitlines() if r.startswith("| ") and r[2].isdigit()}
+    assert rows["mine"].startswith("0.9900") and rows["mine"].endswith("[n=2]")
+    assert rows["wiener"].startswith("**0.9000") and not rows["mine"].startswith("**")
+
+
+def test_settings_of_one_method_are_separate_rows(tmp_path):
+    entries = ["e00", "e01"]
+    frame = pd.DataFrame({"entry": entries, "masking": "masked", "cref_rmse": [0.2, 0.3]})
+    folders = [write_folder(tmp_path / "a", "lowpass", frame, params={"threshold": 0.143,
+                                                                      "edge_shells": 3.0}),
+               write_folder(tmp_path / "b", "lowpass", frame.assign(cref_rmse=[0.1, 0.1]),
+                            params={"threshold": 0.5, "edge_shells": 3.0}),
+               write_folder(tmp_path / "c", "noisy", frame.assign(cref_rmse=[0.5, 0.6]))]
+    results = load(folders)
+    assert results.labels == ["lowpass (threshold=0.143)", "lowpass (threshold=0.5)", "noisy"]
+    table = leaderboard_table(results, metrics=["cref_rmse"])
+    assert table["label"].tolist() == ["lowpass (threshold=0.5)", "lowpass (threshold=0.143)",
+                                       "noisy"]
+    assert table["n"].tolist() == [2, 2, 2]
+    assert "| 1 | lowpass (threshold=0.5) |" in to_markdown(table)
+
+
+def test_setting_labels_and_colours():
+    a = Setting("lowpass", "1", '{"edge_shells":3.0,"threshold":0.143}')
+    b = Setting("lowpass", "1", '{"edge_shells":3.0,"threshold":0.5}')
+    c = Setting("lowpass", "1", '{"edge_shells":5.0}')
+    assert setting_labels([a, b]) == ["lowpass (threshold=0.143)", "lowpass (threshold=0.5)"]
+    assert setting_labels([a, c]) == ["lowpass (edge_shells=3, threshold=0.143)",
+                                      "lowpass (edge_shells=5, threshold=-)"]
+    assert setting_labels([Setting("mine", "1", "{}"), Setting("mine", "2", "{}"),
+                           Setting("noisy", "1", "{}")]) == ["mine [v1]", "mine [v2]", "noisy"]
+    styles = colours(["b", "a", "c"])
+    assert styles["a"][0] == "#0072B2" and styles["b"][0] == "#E69F00"  # by sorted label
+    many = colours([f"m{i:02d}" for i in range(9)])
+    assert len({v for v in many.values()}) == 9  # beyond the palette, another line style
 
 
 def test_mean_curve_on_different_grids():
@@ -259,19 +378,26 @@ def evaluated(tmp_path_factory):
 
 
 def test_figures_are_written(evaluated, tmp_path):
-    frame = load_results(evaluated)
-    curves = load_curves(evaluated, curves=("fsc_fd", "c_ref"))
-    assert set(curves["curve"]) == {"fsc_fd", "c_ref"}
-    table = leaderboard_table(frame)
-    assert table["truth_corr_mean"].idxmax() == table.index[table["method"] == "wiener"][0]
-    paths = write_figures(frame, curves, table, tmp_path / "fig")
-    assert sorted(p.name for p in paths) == ["cref_curves_masked.pdf", "cref_curves_masked.png",
-                                            "distribution_cref_rmse_masked.pdf",
-                                            "distribution_cref_rmse_masked.png"]
+    results = load(evaluated)
+    table = leaderboard_table(results)
+    assert table["truth_corr_mean"].idxmax() == table.index[table["label"] == "wiener"][0]
+    paths = write_figures(results, table, tmp_path / "fig")
+    assert sorted(p.name for p in paths) == [
+        "cref_curves_masked.csv", "cref_curves_masked.pdf", "cref_curves_masked.png",
+        "distribution_cref_rmse_masked.csv", "distribution_cref_rmse_masked.pdf",
+        "distribution_cref_rmse_masked.png"]
     for path in paths:
         head = path.read_bytes()[:8]
-        assert head.startswith(b"%PDF" if path.suffix == ".pdf" else b"\x89PNG")
-        assert path.stat().st_size > 1000
+        if path.suffix != ".csv":
+            assert head.startswith(b"%PDF" if path.suffix == ".pdf" else b"\x89PNG")
+            assert path.stat().st_size > 1000
+    drawn = pd.read_csv(tmp_path / "fig" / "distribution_cref_rmse_masked.csv")
+    assert sorted(zip(drawn["label"], drawn["entry"])) == sorted(
+        (m, f"emd{i}") for m in ("noisy", "wiener") for i in range(3))
+    masked = results.scalars[results.scalars["masking"] == "masked"]
+    expected = dict(zip(zip(masked["label"], masked["entry"]), masked["cref_rmse"]))
+    for row in drawn.itertuples():
+        assert row.value == pytest.approx(expected[(row.label, row.entry)], rel=1e-12)
     assert not list((tmp_path / "fig").glob(".*"))  # no temporary left
 
 
@@ -285,21 +411,24 @@ def test_cli_end_to_end(evaluated, tmp_path, capsys):
     assert r"\toprule" in text and "noisy (reference)" in text and "wiener" in text
     assert "(unmasked)" in text
     assert len(list(figures.glob("*.png"))) == 2 and len(list(figures.glob("*.pdf"))) == 2
+    assert len(list(figures.glob("*.csv"))) == 2
     capsys.readouterr()
     assert main(["leaderboard", *map(str, evaluated), "--metrics", "cref_rmse,truth_corr"]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("| Rank | Method | n | cref_rmse ↓ | truth_corr ↑ |")
+    assert printed.startswith("| Rank | Method | n | failed | cref_rmse ↓ | truth_corr ↑ |")
 
 
 def test_cli_reports_refusals(evaluated, tmp_path, capsys):
     scalars = pd.read_csv(evaluated[0] / "scalars.csv").drop(
-        columns=["method", "method_version", "params", "split"])
+        columns=["method", "method_version", "params", "split", "box"])
     other = write_folder(tmp_path / "other", "other", scalars, content_hash="different")
     assert main(["leaderboard", str(evaluated[0]), str(other)]) == 2
     assert "different corpus content" in capsys.readouterr().err
     assert main(["leaderboard", str(evaluated[0]), str(other), "--allow-mixed-corpora",
                  "--format", "csv"]) == 0
-    assert capsys.readouterr().out.startswith("rank,method,version,n,reference,cref_rmse_mean")
+    assert capsys.readouterr().out.startswith(
+        "rank,label,method,version,params,n,scored,failed,failed_kinds,attempted,reference,"
+        "cref_rmse_mean")
 
 
 def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
@@ -322,8 +451,13 @@ def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
     folders = [str(run_method(name, tmp_path / "corpus.zarr", split="all", out=tmp_path / name,
                               progress=False).out)
                for name in ("noisy", "lowpass", "fsc-weight", "wiener")]
-    table = leaderboard_table(load_results(folders), primary="truth_corr")
+    folders.append(str(run_method("lowpass", tmp_path / "corpus.zarr", split="all",
+                                  out=tmp_path / "lowpass-05", params={"threshold": 0.5},
+                                  progress=False).out))
+    table = leaderboard_table(load(folders), primary="truth_corr")
     assert table.attrs["n_entries"] == 3 and table["method"].iloc[-1] == "noisy"
+    assert {"lowpass (threshold=0.143)", "lowpass (threshold=0.5)"} <= set(table["label"])
     assert main(["leaderboard", *folders]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("\n| ") == 5 and "noisy (reference)" in printed
+    assert printed.count("\n| ") == 6 and "noisy (reference)" in printed
+    assert "| lowpass (threshold=0.5) |" in printed

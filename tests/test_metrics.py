@@ -82,6 +82,8 @@ def test_variance_analysis_recovers_constructed_variances(case):
         "var_noise": mean_of(NOISE),
         "var_bias": mean_of(lambda k: (a - 1) ** 2 * SIGNAL(k) + bias_power(k)),
         "var_leftover_noise": mean_of(lambda k: c**2 * NOISE(k) + fresh_power(k)),
+        # what the denoised halves share: the kept signal and the bias
+        "cov_d1d2": mean_of(lambda k: a**2 * SIGNAL(k) + bias_power(k)),
     }
     # The unit of cov is the power of unit white noise times the voxel count (numpy's rfftn).
     unit = np.prod(SHAPE)

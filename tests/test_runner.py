@@ -131,6 +131,10 @@ def test_tables_match_direct_evaluation(corpus_path, tmp_path):
         {(e, m) for e in TEST_IDS for m in ("unmasked", "masked")}
     assert (scalars["method"] == "blur-test").all() and (scalars["method_version"] == "1").all()
     assert (scalars["split"] == "test").all()
+    # the entry's grid, for breakdowns by box size (the runner corpus alternates 40³ and 32³)
+    boxes = dict(zip(scalars["entry"], scalars["box"]))
+    assert {e: boxes[e] for e in TEST_IDS} == {
+        e: "x".join([str(32 if k % 2 else 40)] * 3) for k, e in enumerate(TEST_IDS)}
 
     corpus = open_corpus(corpus_path)
     entry = corpus.entry(TEST_IDS[0])

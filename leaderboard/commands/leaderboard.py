@@ -1,15 +1,20 @@
 """Rank methods from their results folders and write the leaderboard table (and figures).
 
 Reads the scalars (and, for figures, the curves) of one or more results folders written by
-cref-bench run, typically one per method on one corpus; results of different corpus
-content are refused unless --allow-mixed-corpora is given. Methods are compared on the
-entries every one of them finished (the count dropped is reported) and ranked by the
-primary metric; each cell is mean ± std (median). The table goes to standard output or
---out; --figures writes the distribution of the primary metric and the mean FSC_FD²
-against C_ref² curves, as PNG and PDF. Results that are not fit to publish (as cref-bench check
-says: an unpublished corpus, missing or failed entries, incomplete provenance, tables that
-disagree with their records) are listed under the table, with what is wrong; --corpus or
---expect-hash names the corpus they must be of.
+cref-bench run, one per method setting on one corpus; results of different corpus content are
+refused unless --allow-mixed-corpora is given. Several settings of one method are separate
+rows, labelled by the parameters that differ (lowpass (threshold=0.5)). Methods are compared
+on the entries every one of them scored (the entries dropped are listed) and ranked by the
+primary metric; each cell is mean ± std (median). A value that is a bound (an FSC that never
+falls below its threshold up to Nyquist) is shown as one ("< 2.40") and ranks as at least as
+good as its value; the best mean is bolded only among rows with a value on every compared
+entry. A method with failures shows how many entries failed, by kind; one that failed every
+entry is listed last. The table goes to standard output or --out; --figures writes the
+distribution of the primary metric and the mean FSC_FD² against C_ref² curves (PNG, PDF and
+the data as CSV). Results that are not fit to publish (as cref-bench check says) are listed
+under the table; --corpus or --expect-hash names the corpus they must be of. The exit status
+is 1 when the results hold failed entries (the table is written all the same); cref-bench
+report writes the full report.
 
 Example:
     cref-bench leaderboard results/noisy results/wiener results/mine --format latex --out table.tex
@@ -86,13 +91,14 @@ def main(args) -> int:
     from cref_bench.metric_facts import DEFAULT_METRICS
     from cref_bench.output_paths import check_output_file, check_output_folder
     from leaderboard import tables
+    from leaderboard.loading import load
 
     check_output_file(args.out, "--out", make_parents=True)
     check_output_folder(args.figures, "--figures")
     metrics = (DEFAULT_METRICS if args.metrics is None
                else [m.strip() for m in args.metrics.split(",") if m.strip()])
-    frame = tables.load_results(args.results, allow_mixed_corpora=args.allow_mixed_corpora)
-    table = tables.leaderboard_table(frame, metrics=metrics, masking=args.masking,
+    results = load(args.results, allow_mixed_corpora=args.allow_mixed_corpora)
+    table = tables.leaderboard_table(results, metrics=metrics, masking=args.masking,
                                      primary=args.primary, reference=args.reference)
     reports = _check_all(args)
     text = tables.RENDERERS[args.format](table) + unfit_note(reports, args.format)
@@ -105,13 +111,39 @@ def main(args) -> int:
             if not report.fit:
                 print(f"not fit to publish: {report.format()}", file=sys.stderr)
     if args.figures:
-        from leaderboard.figures import write_figures
-
-        curves = tables.load_curves(args.results, curves=("fsc_fd", "c_ref"),
-                                    allow_mixed_corpora=args.allow_mixed_corpora)
-        for path in write_figures(frame, curves, table, args.figures):
+        for path in write_figures(results, table, args.figures):
             print(f"wrote {path}", file=sys.stderr)
+    if len(results.failures):
+        print(f"the results hold {len(results.failures)} failed entries (see the table's "
+              "note)", file=sys.stderr)
+        return 1
     return 0
+
+
+def write_figures(results, table, out_dir) -> list:
+    """The leaderboard's figures: the distribution of the primary metric and the mean
+    FSC_FD² against C_ref² curves, over the table's compared entries.
+
+    Args:
+        results: the :class:`leaderboard.loading.ResultSet`.
+        table: its ranked table.
+        out_dir: the folder.
+
+    Returns:
+        The paths written (PNG, PDF and CSV of each figure drawn).
+
+    Raises:
+        OSError: a figure cannot be written.
+    """
+    from leaderboard.figures import cref_curves, distribution
+    from leaderboard.figures.common import Context, Drawn
+
+    ctx = Context(results, table)
+    a = table.attrs
+    paths = distribution.plot(ctx, out_dir, a["primary"],
+                              f"distribution_{a['primary']}_{a['masking']}")
+    curves = cref_curves.make(ctx, out_dir, f"cref_curves_{a['masking']}")
+    return paths + (curves.paths if isinstance(curves, Drawn) else [])
 
 
 def _check_all(args) -> list:
