@@ -8,6 +8,7 @@ mark); :func:`draw` draws them, one row per setting in rank order, in the settin
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,7 @@ def data(ctx: Context, metric: str, masking: str | None = None) -> pd.DataFrame:
 
 def draw(ax, ctx: Context, frame: pd.DataFrame, xlabel: str) -> None:
     """A horizontal box per setting (quartiles, whiskers to 1.5 IQR) with its entries as points
-    (open markers for bounds).
+    (open markers for bounds), drawn with seaborn.
 
     Args:
         ax: the axes.
@@ -63,29 +64,35 @@ def draw(ax, ctx: Context, frame: pd.DataFrame, xlabel: str) -> None:
         frame: rows of :func:`data`.
         xlabel: the axis label.
     """
+    import seaborn
+
     labels = [label for label in ctx.ranked if (frame["label"] == label).any()]
-    rng = np.random.default_rng(0)  # the same jitter in every report
-    for i, label in enumerate(labels):
-        rows = frame[frame["label"] == label]
-        values = rows["value"].to_numpy(np.float64)
-        y = len(labels) - 1 - i
-        ax.boxplot(values, positions=[y], orientation="horizontal", widths=0.55,
-                   showfliers=False, patch_artist=True,
-                   boxprops={"facecolor": "none", "edgecolor": "0.35", "linewidth": 0.7},
-                   medianprops={"color": "0.1", "linewidth": 1.0},
-                   whiskerprops={"color": "0.35", "linewidth": 0.7},
-                   capprops={"color": "0.35", "linewidth": 0.7})
-        jitter = y + rng.uniform(-0.15, 0.15, values.size)
-        bounded = (rows["bound"] != "").to_numpy()
-        colour = ctx.colour(label)
-        ax.scatter(values[~bounded], jitter[~bounded], s=9, color=colour, alpha=0.8,
-                   linewidths=0, zorder=3)
-        if bounded.any():
-            ax.scatter(values[bounded], jitter[bounded], s=12, facecolors="none",
-                       edgecolors=colour, linewidths=0.8, zorder=3)
-    ax.set_yticks(range(len(labels)),
-                  [f"{label} (n={(frame['label'] == label).sum()})" for label in labels[::-1]])
+    palette = {label: ctx.colour(label) for label in labels}
+    line = {"color": "0.35", "linewidth": 0.7}
+    with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated `vert`
+        warnings.filterwarnings("ignore", message="vert: bool", module="seaborn")
+        seaborn.boxplot(data=frame, x="value", y="label", order=labels, orient="h", width=0.55,
+                        showfliers=False, fill=False, color="0.35", linewidth=0.7,
+                        medianprops={"color": "0.1", "linewidth": 1.0}, whiskerprops=line,
+                        capprops=line, ax=ax)
+    bounded = frame["bound"] != ""
+    state = np.random.get_state()  # seaborn jitters with numpy's global generator:
+    np.random.seed(0)               # the same jitter in every report, nothing else changed
+    try:
+        seaborn.stripplot(data=frame[~bounded], x="value", y="label", order=labels,
+                          orient="h", hue="label", palette=palette, legend=False, jitter=0.15,
+                          size=3, alpha=0.8, linewidth=0, zorder=3, ax=ax)
+    finally:
+        np.random.set_state(state)
+    rng = np.random.default_rng(0)
+    for row, label in enumerate(labels):  # bounds as open circles, outside seaborn's points
+        values = frame.loc[bounded & (frame["label"] == label), "value"].to_numpy(np.float64)
+        ax.scatter(values, row + rng.uniform(-0.15, 0.15, values.size), s=12, zorder=3,
+                   facecolors="none", edgecolors=palette[label], linewidths=0.8)
+    counts = frame["label"].value_counts()
+    ax.set_yticks(range(len(labels)), [f"{label} (n={counts[label]})" for label in labels])
     ax.set_xlabel(xlabel)
+    ax.set_ylabel("")
     ax.grid(axis="y", visible=False)
 
 
