@@ -4,7 +4,9 @@
 time. The inputs travel as ``.npy`` files that the child maps read-only, the outputs come
 back the same way, and the parent checks them itself (:func:`cref_bench.contract.check_output`)
 before anything is scored, so nothing the method does inside its process can change what it
-is scored against. The parent watches the child while it works:
+is scored against. A thread of the parent watches the child while it works (also while the
+parent does other work, so that a run can score one entry while the child denoises the next:
+:meth:`MethodProcess.submit`, :meth:`MethodProcess.collect`):
 
 * past ``Limits.timeout`` seconds on one entry, or with its process tree's resident memory
   over ``Limits.memory`` bytes (sampled every 50 ms), the child and everything it started are
@@ -32,10 +34,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -84,6 +87,18 @@ class Limits:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"the {name} limit must be positive, got {value}")
+
+
+@dataclass
+class _Watch:
+    """What the watcher thread of a child knows: since when, the limit, what the child is
+    doing (for the messages), its verdict (kind, fault) once it killed it, and its stop."""
+
+    started: float
+    timeout: float | None
+    during: str
+    verdict: tuple[str, str] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 def _save(folder: Path, name: str, volume: Volume) -> dict:
@@ -150,6 +165,8 @@ class MethodProcess:
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self._starting = False
+        self._job: tuple[Path, Volume] | None = None
+        self._watching: tuple[_Watch, threading.Thread] | None = None
 
     def __enter__(self) -> MethodProcess:
         return self
@@ -182,26 +199,33 @@ class MethodProcess:
         """Start the child if needed and wait until it has loaded the method."""
         self.start()
         if self._starting:
-            self._wait(STARTUP_SECONDS, "while starting (loading the method)")
             self._starting = False
+            self._watch(STARTUP_SECONDS, "while starting (loading the method)")
+            self._reply()
+
+    @staticmethod
+    def _signal_tree(proc: subprocess.Popen) -> None:
+        """SIGKILL the child's session and every process it started (the child is reaped by
+        whoever waits for it next)."""
+        import psutil
+
+        try:
+            victims = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            victims = []
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for victim in victims:  # those that left the session
+            try:
+                victim.kill()
+            except psutil.Error:
+                pass
 
     def _kill(self) -> None:
         if self._proc is not None:
-            import psutil
-
-            try:
-                victims = psutil.Process(self._proc.pid).children(recursive=True)
-            except psutil.Error:
-                victims = []
-            try:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            for proc in victims:  # those that left the session
-                try:
-                    proc.kill()
-                except psutil.Error:
-                    pass
+            self._signal_tree(self._proc)
             self._proc.wait()
         self._forget()
 
@@ -219,39 +243,115 @@ class MethodProcess:
         text = b"".join(lines).decode("utf-8", "replace").rstrip()
         return f"; its last output:\n{text}" if text else ""
 
-    def _wait(self, timeout: float | None, during: str = "") -> dict:
-        """The child's next reply, enforcing ``timeout`` and the memory limit while waiting;
-        ``during`` says what the child was doing, for the messages."""
-        start, name = time.monotonic(), self.method.name
-        during = f" {during}" if during else ""
-        while True:
+    def _watch(self, timeout: float | None, during: str = "") -> None:
+        """Watch the child from a thread until it replies: past ``timeout`` seconds, or over
+        the memory limit, it is killed and the verdict kept for :meth:`_reply`. The watch
+        goes on while this process does other work (scoring the previous entry)."""
+        watch = _Watch(time.monotonic(), timeout, f" {during}" if during else "")
+        thread = threading.Thread(target=self._watcher, args=(watch,), daemon=True,
+                                  name=f"watch-{self.method.name}")
+        self._watching = (watch, thread)
+        thread.start()
+
+    def _watcher(self, watch: _Watch) -> None:
+        proc, conn, memory = self._proc, self._conn, self.limits.memory
+        while not watch.stop.wait(POLL_SECONDS):
+            try:
+                if proc.poll() is not None or conn.poll(0):
+                    return  # the child died, or replied: nothing more to watch
+            except (EOFError, OSError):
+                return
+            elapsed = time.monotonic() - watch.started
+            if watch.timeout is not None and elapsed > watch.timeout:
+                watch.verdict = ("timeout", f"stopped after {elapsed:.0f} s{watch.during} "
+                                 f"(the limit is {watch.timeout:g} s)")
+            elif memory is not None and (rss := _tree_rss(proc.pid)) > memory:
+                watch.verdict = ("memory", f"stopped at {rss / 2**30:.2f} GiB resident"
+                                 f"{watch.during} (the limit is {memory / 2**30:.2f} GiB)")
+            else:
+                continue
+            self._signal_tree(proc)
+            return
+
+    def _reply(self) -> dict:
+        """The child's reply to what it is watched for (see :meth:`_watch`).
+
+        Raises:
+            MethodFailure: ``timeout`` or ``memory`` (the watcher killed it), or ``crashed``.
+        """
+        watch, thread = self._watching
+        reply = None
+        while reply is None and self._proc.poll() is None:
             try:
                 if self._conn.poll(POLL_SECONDS):
-                    return pickle.loads(self._conn.recv_bytes())
+                    reply = pickle.loads(self._conn.recv_bytes())
             except (EOFError, OSError):
-                pass  # the child is gone; its exit status says how
-            code = self._proc.poll()
-            if code is not None:
-                self._proc.wait()
-                tail = self._log_tail()
-                self._forget()
-                raise MethodFailure(name, "crashed", _describe_exit(code) + during + tail)
-            elapsed = time.monotonic() - start
-            if timeout is not None and elapsed > timeout:
-                self._kill()
-                raise MethodFailure(name, "timeout", f"stopped after {elapsed:.0f} s{during} "
-                                    f"(the limit is {timeout:g} s)")
-            if self.limits.memory is not None:
-                rss = _tree_rss(self._proc.pid)
-                if rss > self.limits.memory:
-                    self._kill()
-                    raise MethodFailure(name, "memory", f"stopped at {rss / 2**30:.2f} GiB "
-                                        f"resident{during} (the limit is "
-                                        f"{self.limits.memory / 2**30:.2f} GiB)")
+                break  # the child is gone; its exit status says how
+        watch.stop.set()
+        thread.join()
+        if watch.verdict is None and reply is not None:
+            return reply
+        code = self._proc.wait()
+        tail = self._log_tail() if watch.verdict is None else ""
+        self._forget()
+        kind, fault = watch.verdict or ("crashed", _describe_exit(code) + watch.during + tail)
+        raise MethodFailure(self.method.name, kind, fault)
+
+    def submit(self, half1: Volume, half2: Volume, mask: Volume | None, *, seed: int = 0,
+               label: str = "") -> None:
+        """Hand one entry to the child and return at once; :meth:`collect` gets the result.
+
+        One entry at a time: each ``submit`` is followed by one ``collect``. The time and
+        memory limits are enforced from here on, also while the caller does other work.
+
+        Args:
+            half1, half2, mask: the entry's maps (the child gets read-only copies).
+            seed: seeds the child's numpy, ``random`` and (when loaded) torch generators.
+            label: a line written to the log before the entry's output (e.g. its id).
+
+        Raises:
+            MethodFailure: the child could not start (kind ``crashed`` or ``timeout``).
+        """
+        if self._job is not None:
+            raise RuntimeError("collect the entry handed over before submitting another")
+        self._ready()
+        folder = Path(tempfile.mkdtemp(prefix="entry-", dir=self._scratch))
+        inputs = {"half1": half1, "half2": half2, "mask": mask}
+        geometry = {n: _save(folder, n, v) for n, v in inputs.items() if v is not None}
+        self._job = (folder, half1)
+        self._conn.send_bytes(pickle.dumps({"folder": str(folder), "geometry": geometry,
+                                            "seed": seed, "label": label}))
+        self._watch(self.limits.timeout)
+
+    def collect(self) -> Denoised:
+        """Wait for the entry handed over by :meth:`submit` and return its checked output.
+
+        Returns:
+            The checked :class:`~cref_bench.methods.Denoised`, read back into this process.
+
+        Raises:
+            MethodFailure: the method raised, broke the contract, or ran over a limit or
+                died (the child is then restarted for the next entry).
+        """
+        if self._job is None:
+            raise RuntimeError("no entry was handed over")
+        (folder, half1), self._job = self._job, None
+        try:
+            reply = self._reply()
+            if reply["status"] != "ok":
+                raise MethodFailure(self.method.name, reply["kind"], reply["fault"],
+                                    detail=reply["traceback"], error_type=reply["error_type"])
+            maps = {n: _load(folder, f"out-{n}", g, mmap=False)
+                    for n, g in reply["outputs"].items()}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        denoised = Denoised(full=maps["full"], half1=maps.get("half1"), half2=maps.get("half2"),
+                            note=str(reply["note"]))
+        return check_output(self.method.name, denoised, half1)
 
     def denoise(self, half1: Volume, half2: Volume, mask: Volume | None, *, seed: int = 0,
                 label: str = "") -> Denoised:
-        """Denoise one entry in the child process.
+        """Denoise one entry in the child process: :meth:`submit` then :meth:`collect`.
 
         Args:
             half1, half2, mask: the entry's maps (the child gets read-only copies).
@@ -265,27 +365,14 @@ class MethodProcess:
             MethodFailure: the method raised, broke the contract, or ran over a limit or
                 died (the child is then restarted for the next entry).
         """
-        self._ready()
-        job = Path(tempfile.mkdtemp(prefix="entry-", dir=self._scratch))
-        try:
-            inputs = {"half1": half1, "half2": half2, "mask": mask}
-            geometry = {n: _save(job, n, v) for n, v in inputs.items() if v is not None}
-            self._conn.send_bytes(pickle.dumps({"folder": str(job), "geometry": geometry,
-                                                "seed": seed, "label": label}))
-            reply = self._wait(self.limits.timeout)
-            if reply["status"] != "ok":
-                raise MethodFailure(self.method.name, reply["kind"], reply["fault"],
-                                    detail=reply["traceback"], error_type=reply["error_type"])
-            maps = {n: _load(job, f"out-{n}", g, mmap=False)
-                    for n, g in reply["outputs"].items()}
-        finally:
-            shutil.rmtree(job, ignore_errors=True)
-        denoised = Denoised(full=maps["full"], half1=maps.get("half1"), half2=maps.get("half2"),
-                            note=str(reply["note"]))
-        return check_output(self.method.name, denoised, half1)
+        self.submit(half1, half2, mask, seed=seed, label=label)
+        return self.collect()
 
     def close(self) -> None:
         """Stop the child (if running) and remove the temporary files."""
+        if self._watching is not None:
+            self._watching[0].stop.set()
+            self._watching[1].join()
         if self._proc is not None:
             try:
                 self._conn.send_bytes(pickle.dumps(None))

@@ -250,29 +250,81 @@ def evaluate_entry(method: Method, location: str, entry_id: str, execution: _Exe
     try:
         maps = _read(_corpus(location, storage_options).entry(entry_id))
     except Exception as exc:  # an entry's failure is recorded, never fatal to the run
-        outcome = _failed("load", exc)
-    else:
-        try:
-            denoised = _denoise(method, entry_id, maps, execution)
-        except MethodFailure as exc:
-            outcome = _failed(exc.kind, exc, exc.detail)
-        else:
-            try:
-                outcome = _score(entry_id, maps, denoised, execution.maps_dir)
-            except Exception as exc:  # recorded as the entry's failure
-                outcome = _failed("metrics", exc)
+        return _finished(entry_id, start, _failed("load", exc))
+    try:
+        denoised = _denoise(method, entry_id, maps, execution)
+    except MethodFailure as exc:
+        return _finished(entry_id, start, _failed(exc.kind, exc, exc.detail))
+    return _finished(entry_id, start, _score_safely(entry_id, maps, denoised, execution))
+
+
+def _score_safely(entry_id: str, maps: dict, denoised, execution: _Execution) -> dict:
+    try:
+        return _score(entry_id, maps, denoised, execution.maps_dir)
+    except Exception as exc:  # recorded as the entry's failure
+        return _failed("metrics", exc)
+
+
+def _finished(entry_id: str, start: float, outcome: dict) -> dict:
+    """The partial entry record of an outcome (see :func:`evaluate_entry`)."""
     worker = {**provenance.process_identity(), "peak_rss_bytes": provenance.peak_rss_bytes()}
     return {"entry": entry_id, **outcome, "seconds": time.perf_counter() - start,
             "worker": worker}
 
 
-def _in_process(method, location, todo, execution, storage_options) -> Iterator[dict]:
-    if execution.isolation == "process" and todo:
-        _method_process(method, execution).start()  # its start overlaps reading the first entry
+def _hand_over(process: MethodProcess, location, entry_id, execution, storage_options):
+    """Read an entry and hand it to the method's process; returns ``(state, None)``, or
+    ``(None, record)`` where the entry failed already (unreadable, or the process would not
+    start)."""
+    start = time.perf_counter()
     try:
-        for entry_id in todo:
-            yield evaluate_entry(method, location, entry_id, execution,
-                                 storage_options=storage_options)
+        maps = _read(_corpus(location, storage_options).entry(entry_id))
+        process.submit(maps["half1"], maps["half2"], maps["mask"],
+                       seed=entry_seed(execution.seed, entry_id), label=entry_id)
+    except MethodFailure as exc:
+        return None, _finished(entry_id, start, _failed(exc.kind, exc, exc.detail))
+    except Exception as exc:  # an entry's failure is recorded, never fatal to the run
+        return None, _finished(entry_id, start, _failed("load", exc))
+    return (entry_id, start, maps), None
+
+
+def _pipelined(method, location, todo, execution, storage_options) -> Iterator[dict]:
+    """Evaluate ``todo`` in this process with the method in its own: the method's process
+    denoises entry k + 1 while this one scores entry k (the maps of two entries are held
+    at a time), so that a run takes about the larger of the two times, not their sum."""
+    process = _method_process(method, execution)
+    process.start()  # its start overlaps reading the first entry
+    handed = None
+    for entry_id in [*todo, None]:
+        outcome = None
+        if handed is not None:
+            try:
+                denoised = process.collect()
+            except MethodFailure as exc:
+                outcome = _failed(exc.kind, exc, exc.detail)
+        following = None
+        if entry_id is not None:
+            following, failed = _hand_over(process, location, entry_id, execution,
+                                           storage_options)
+            if failed is not None:
+                yield failed
+        if handed is not None:
+            previous, start, maps = handed
+            if outcome is None:
+                outcome = _score_safely(previous, maps, denoised, execution)
+                del denoised
+            yield _finished(previous, start, outcome)
+        handed = following
+
+
+def _in_process(method, location, todo, execution, storage_options) -> Iterator[dict]:
+    try:
+        if execution.isolation == "process":
+            yield from _pipelined(method, location, todo, execution, storage_options)
+        else:
+            for entry_id in todo:
+                yield evaluate_entry(method, location, entry_id, execution,
+                                     storage_options=storage_options)
     finally:
         close_method_processes(execution.token)
 

@@ -219,3 +219,33 @@ def test_limits_must_be_positive():
         Limits(timeout=0)
     with pytest.raises(ValueError):
         Limits(memory=-1)
+
+
+@pytest.mark.parametrize("method, limits, kind", [
+    (Hogs(), Limits(timeout=60, memory=600 * 2**20), "memory"),
+    (SleepsWithMask(), Limits(timeout=1.0), "timeout")], ids=["memory", "timeout"])
+def test_limits_hold_while_the_parent_is_busy_elsewhere(method, limits, kind, halves):
+    """Between submit and collect the parent scores another entry: the watcher thread
+    enforces the limits meanwhile, killing the child before the parent asks for it."""
+    mask = halves[0].like(np.ones(halves[0].shape))
+    with MethodProcess(method, limits) as process:
+        process.submit(*halves, mask)
+        child = process._proc
+        deadline = time.monotonic() + 30
+        while child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # busy elsewhere: nobody waits for the child here
+        assert child.poll() is not None, "the child outlived its limit unattended"
+        with pytest.raises(MethodFailure) as info:
+            process.collect()
+        assert info.value.kind == kind
+
+
+def test_submit_then_collect_one_entry_at_a_time(halves):
+    with MethodProcess(Halve()) as process:
+        with pytest.raises(RuntimeError, match="no entry"):
+            process.collect()
+        process.submit(*halves, None)
+        with pytest.raises(RuntimeError, match="collect"):
+            process.submit(*halves, None)
+        average = (halves[0].data + halves[1].data) / 2
+        np.testing.assert_allclose(process.collect().full.data, average * 0.5, rtol=1e-6)
