@@ -11,6 +11,7 @@ the same store.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import signal
 import subprocess
 import sys
@@ -304,6 +305,32 @@ def test_transient_failures_are_retried_by_the_next_run(archive, tmp_path):
     assert process_entry("EMD-1004", store, small).code == "box_too_large"
     assert plan(store, [ListedEntry("EMD-1004")], 16)[0] == []
     assert [e.emdb_id for e in plan(store, [ListedEntry("EMD-1004")], 64)[0]] == ["EMD-1004"]
+
+
+def test_local_mirror_is_read_in_place_to_the_same_store(archive, tmp_path):
+    """A ``file://`` mirror without kept downloads: the files are read where they lie (no
+    copy, the mirror untouched), their sha256 recorded, and the store's content hash is that
+    of the same build over HTTP."""
+    server, good, bad = archive
+    files = sorted(p for p in server.root.rglob("*") if p.is_file())
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    ids = sorted([*good, *bad])
+    local = _options(tmp_path, mirrors=(server.root.resolve().as_uri(),))
+    by_file = build(ids, str(tmp_path / "file.zarr"), options=local, workers=2,
+                    processes=False, progress=False)
+    _check_store(tmp_path / "file.zarr", good, bad)
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files} == before
+    assert not any((tmp_path / "downloads").rglob("*.map*"))
+    assert [o.downloaded_bytes for o in by_file.outcomes] == [0] * len(ids)  # nothing copied
+    for entry_id in good:
+        recorded = open_corpus(tmp_path / "file.zarr").entry(entry_id).metadata["source_sha256"]
+        for name, digest in recorded.items():
+            served, = (p for p in files if p.name == name)
+            assert digest == before[served]
+    by_http = build(ids, str(tmp_path / "http.zarr"), options=_options(
+        tmp_path, mirrors=(server.mirror_url,)), workers=2, processes=False, progress=False)
+    assert by_file.content_hash == by_http.content_hash
+    assert all(o.downloaded_bytes > 0 for o in by_http.outcomes if o.entry_id in good)
 
 
 def test_mirror_fallback_local_mirror_and_kept_downloads(archive, tmp_path):
