@@ -274,16 +274,21 @@ def _fetch_and_read(header: EntryHeader, cache: Path, options: BuildOptions,
     """
     files = (*header.half_maps[:2], header.masks[0])
     start = time.perf_counter()
+    models_done: list[float] = []
+
+    def fetch_models() -> tuple[dict[str, str], list[str]]:
+        try:
+            return _read_models(header, cache, options, downloader, counter)
+        finally:
+            models_done.append(time.perf_counter())
+
     with ThreadPoolExecutor(max_workers=len(files) + 1) as pool:
         jobs = [pool.submit(_obtain, partial(
             fetch_file, info.relpath, cache, mirrors=options.mirrors, downloader=downloader,
             progress=counter, copy_local=options.keep_downloads)) for info in files]
-        models_job = None
-        if options.with_models:
-            models_job = pool.submit(_read_models, header, cache, options, downloader, counter)
-    models_fetched = time.perf_counter() if models_job is not None else start
+        models_job = pool.submit(fetch_models) if options.with_models else None
     obtained = [job.result() for job in jobs]
-    fetched = max(models_fetched, *(got.fetched_at for got in obtained))
+    fetched = max(start, *models_done, *(got.fetched_at for got in obtained))
     phases["fetch"] = phases.get("fetch", 0.0) + fetched - start
     for got in obtained:
         if got.fetch_error is not None:
