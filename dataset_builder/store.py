@@ -93,8 +93,8 @@ or 64, which 96³ chunks pad (a 128³ map becomes 192³ of chunks, 3.4x the voxe
 and 64³ chunks pad far less; reading a 96³ patch then decodes 2.4x its voxels on a grid
 patch, but a 96³ chunking decodes up to 8x on the patches flush with the far edge.
 ``benchmarks/bench_build.py`` measures both in one run: every patch of the index read from
-64³ chunks in 0.7x the time of 96³ at 128³ and 1.1x at 256³, the entry written in 0.6x and
-0.7x."""
+64³ chunks in 0.7-0.9x the time of 96³ at 128³ and 1.1x at 256³, the entry written in 0.6x
+and 0.7x (two runs on a shared 2-core machine)."""
 
 MAP_CODEC = "blosc-lz4-1-bitshuffle"
 MODEL_CHUNK_BYTES = 16 << 20
