@@ -15,9 +15,10 @@ On-disk layout (zarr v3; the location is a local path or any fsspec URL)::
       entries/
         <ID>/                       group; attributes (see below), ``complete: true`` last
           <map role>                float32 (z, y, x), one array per map role present (the
-                                      roles are listed below), chunks ``chunk``^3 (= patch
-                                      stride, 96 by default, so a grid patch is one chunk per
-                                      array), Blosc lz4 level 1 with bit shuffle, fill value 0
+                                      roles are listed below), chunks ``chunk``^3 (by
+                                      default the patch stride, at most 64: 64 at the
+                                      default stride of 96), Blosc lz4 level 1 with bit
+                                      shuffle, fill value 0
           patches                   int32 (K, 3): patch origins (z, y, x) in voxels
           models/<name>             uint8 (n,): the UTF-8 bytes of a fitted model (mmCIF),
                                       zstd level 9, 16 MiB chunks

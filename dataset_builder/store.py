@@ -41,8 +41,10 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
+from functools import partial
 from pathlib import PurePath
 
 import fsspec
@@ -78,17 +80,27 @@ from cref_bench.store_layout import (
     read_manifest_rows,
 )
 from cref_bench.volume import Volume
-from dataset_builder._moments import masked_moments
+from dataset_builder._chunks import write_maps
+from dataset_builder._moments import hashed_moments
 
 PATCH_SIZE = 96
 """Default patch edge in voxels (the crefDenoiser training patches)."""
+
+CHUNK = 64
+"""Largest default chunk edge of the map arrays, voxels (the default is the patch stride
+when that is smaller). 64 rather than the 96 of a patch: boxes are mostly multiples of 32
+or 64, which 96³ chunks pad (a 128³ map becomes 192³ of chunks, 3.4x the voxels; 256³ 1.4x)
+and 64³ chunks pad far less; reading a 96³ patch then decodes 2.4x its voxels on a grid
+patch, but a 96³ chunking decodes up to 8x on the patches flush with the far edge.
+``benchmarks/bench_build.py`` measures both in one run: every patch of the index read from
+64³ chunks in 0.7-0.9x the time of 96³ at 128³ and 1.1x at 256³, the entry written in 0.6x
+and 0.7x (two runs on a shared 2-core machine)."""
 
 MAP_CODEC = "blosc-lz4-1-bitshuffle"
 MODEL_CHUNK_BYTES = 16 << 20
 
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
-_SLAB_VOXELS = 1 << 22  # voxels per slab when scanning a map (bounded float64 temporaries)
 
 _SYSTEM_KEYS = frozenset({
     "id", "complete", "format_version", "split", "split_rule_version", "shape", "voxel_size",
@@ -194,8 +206,7 @@ def create_store(path: str | os.PathLike, *, source: str, patch_size: int = PATC
         source: a description of what the store holds (e.g. ``"EMDB half-maps, 2025-06"``).
         patch_size: edge of the patch-index patches, voxels.
         patch_stride: step of the patch grid (default: ``patch_size``).
-        chunk: chunk edge of the map arrays (default: the stride, so grid patches are one
-            chunk per array).
+        chunk: chunk edge of the map arrays (default: the stride, at most :data:`CHUNK`).
         overwrite: replace an existing corpus store at ``path`` (deleting all of it); without
             it, anything at ``path`` but an empty folder is refused.
         storage_options: fsspec options for URLs.
@@ -209,7 +220,7 @@ def create_store(path: str | os.PathLike, *, source: str, patch_size: int = PATC
         InputError: a non-positive size, stride or chunk, or an empty source.
     """
     stride = patch_size if patch_stride is None else patch_stride
-    chunk = stride if chunk is None else chunk
+    chunk = min(stride, CHUNK) if chunk is None else chunk
     for name, value in (("patch_size", patch_size), ("patch_stride", stride), ("chunk", chunk)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise InputError(f"{name} must be a positive integer, got {value!r}")
@@ -388,43 +399,32 @@ def _check_models(entry_id: str, models: Mapping[str, str] | None) -> dict[str, 
 
 # --------------------------------------------------------------------------- scanning
 
-def _slabs(shape: tuple[int, int, int]):
-    step = max(1, _SLAB_VOXELS // max(1, shape[1] * shape[2]))
-    for z in range(0, shape[0], step):
-        yield slice(z, min(z + step, shape[0]))
-
-
 def _non_finite_error(entry_id: str, name: str, vol: Volume) -> NonFiniteMap:
     bad = int(vol.data.size - np.count_nonzero(np.isfinite(vol.data)))
     return NonFiniteMap(f"entry {entry_id} {name} ({vol.source})",
-                    f"{bad} non-finite voxel(s) (NaN or inf)")
+                        f"{bad} non-finite voxel(s) (NaN or inf)")
 
 
 def _scan_mask(entry_id: str, mask: Volume) -> tuple[str, dict]:
-    """sha256 and summary of the mask; refuses non-finite, out-of-range or empty masks."""
-    digest = hashlib.sha256()
-    inside, lo, hi = 0, math.inf, -math.inf
-    for sl in _slabs(mask.shape):
-        part = mask.data[sl]
-        digest.update(part.astype("<f4", copy=False))
-        part_lo, part_hi = float(part.min()), float(part.max())
-        if not (math.isfinite(part_lo) and math.isfinite(part_hi)):
-            raise _non_finite_error(entry_id, "mask", mask)
-        lo, hi = min(lo, part_lo), max(hi, part_hi)
-        inside += int(np.count_nonzero(part > MASK_THRESHOLD))
+    """sha256 and summary of the mask (one pass); refuses non-finite, out-of-range or empty
+    masks."""
+    digest, stats = hashed_moments(mask.data, mask.data, MASK_THRESHOLD)
+    if stats is None:
+        raise _non_finite_error(entry_id, "mask", mask)
+    box, inside = stats["box"], stats["inside"]["count"]
+    lo, hi = box["min"], box["max"]
     where = f"entry {entry_id} mask ({mask.source})"
     if lo < -MASK_TOLERANCE or hi > 1 + MASK_TOLERANCE:
         raise BadMask(where, f"mask values must lie in [0, 1], found [{lo:g}, {hi:g}]")
     if inside == 0:
         raise BadMask(where, f"mask is empty (no voxel > {MASK_THRESHOLD})")
-    return digest.hexdigest(), {"inside_voxels": inside, "inside_fraction": inside / mask.data.size,
-                                "min": lo, "max": hi}
+    return digest, {"inside_voxels": inside, "inside_fraction": inside / mask.data.size,
+                    "min": lo, "max": hi}
 
 
 def _scan_map(entry_id: str, name: str, vol: Volume, mask: Volume) -> tuple[str, dict]:
-    """sha256 and box / inside / outside statistics of a map (one compiled pass, no copies)."""
-    digest = hashlib.sha256(np.ascontiguousarray(vol.data, dtype="<f4").data).hexdigest()
-    stats = masked_moments(vol.data, mask.data, MASK_THRESHOLD)
+    """sha256 and box / inside / outside statistics of a map (one pass, no copies)."""
+    digest, stats = hashed_moments(vol.data, mask.data, MASK_THRESHOLD)
     if stats is None:
         raise _non_finite_error(entry_id, name, vol)
     if not stats["box"]["std"] > 0:
@@ -540,22 +540,21 @@ def write_entry(store: Store | str | os.PathLike, entry_id: str, *, half1: Volum
     maps = _check_maps(entry_id, {"half1": half1, "half2": half2, "mask": mask,
                                   "truth": truth, "reference": reference})
     model_bytes = _check_models(entry_id, models)
-    root = _as_store(store).root()
+    store = _as_store(store)
+    root = store.root()
     root_attrs = root.attrs.asdict()
     meta = _user_metadata(entry_id, metadata, root_attrs["source"])
     if not overwrite:
         row = _row_of_complete_entry(root, entry_id)
         if row is not None:
             return row
-    checksums, stats = _scan_entry(entry_id, maps, model_bytes)
     patch = root_attrs["patch"]
-    origins = patch_origins(maps["mask"].data, patch["size"], patch["stride"],
-                            patch["threshold"])
+    checksums, stats, origins = _scan_entry(entry_id, maps, model_bytes, patch)
     entries = root[ENTRIES_GROUP]
     _hide_and_delete(entries, entry_id)
     group = entries.create_group(entry_id, overwrite=True,
                                  attributes={"id": entry_id, "complete": False})
-    _write_arrays(group, maps, origins, model_bytes, root_attrs["chunk"])
+    _write_arrays(store, group, maps, origins, model_bytes, root_attrs["chunk"])
     attrs = dict(meta)
     attrs.setdefault("fitted_models", sorted(model_bytes))
     attrs.update({
@@ -598,26 +597,43 @@ def _row_of_complete_entry(root: zarr.Group, entry_id: str) -> dict | None:
     return row
 
 
-def _scan_entry(entry_id: str, maps: dict[str, Volume],
-                model_bytes: dict[str, bytes]) -> tuple[dict, dict]:
-    """The sha256 of every map and model, and the statistics of every map (checked)."""
-    checksums, stats = {}, {}
-    checksums["mask"], stats["mask"] = _scan_mask(entry_id, maps["mask"])
-    for name, vol in maps.items():
-        if name != "mask":
-            checksums[name], stats[name] = _scan_map(entry_id, name, vol, maps["mask"])
+def _in_threads(tasks: Mapping[str, Callable[[], object]]) -> dict[str, object]:
+    """Run the tasks at once, one thread each; their results by name, or the exception of
+    the first task (in the given order) that raised, once all have ended."""
+    with ThreadPoolExecutor(max_workers=max(1, len(tasks))) as pool:
+        futures = {name: pool.submit(task) for name, task in tasks.items()}
+    return {name: future.result() for name, future in futures.items()}
+
+
+def _scan_entry(entry_id: str, maps: dict[str, Volume], model_bytes: dict[str, bytes],
+                patch: Mapping) -> tuple[dict, dict, np.ndarray]:
+    """The sha256 of every map and model, the statistics of every map (checked; the mask's
+    faults first, then each map's in role order) and the patch index, the maps scanned at
+    once in threads."""
+    mask = maps["mask"]
+    tasks = {name: (partial(_scan_mask, entry_id, vol) if name == "mask" else
+                    partial(_scan_map, entry_id, name, vol, mask))
+             for name, vol in sorted(maps.items(), key=lambda item: item[0] != "mask")}
+    tasks[PATCHES_ARRAY] = partial(patch_origins, mask.data, patch["size"], patch["stride"],
+                                   patch["threshold"])
+    done = _in_threads(tasks)
+    origins = done.pop(PATCHES_ARRAY)
+    checksums = {name: digest for name, (digest, _) in done.items()}
+    stats = {name: summary for name, (_, summary) in done.items()}
     for name, raw in model_bytes.items():
         checksums[f"{MODELS_GROUP}/{name}"] = hashlib.sha256(raw).hexdigest()
-    return checksums, stats
+    return checksums, stats, origins
 
 
-def _write_arrays(group: zarr.Group, maps: dict[str, Volume], origins: np.ndarray,
-                  model_bytes: dict[str, bytes], chunk: int) -> None:
-    """The maps, the patch index and the models of an entry, into its (new) group."""
+def _write_arrays(store: Store, group: zarr.Group, maps: dict[str, Volume],
+                  origins: np.ndarray, model_bytes: dict[str, bytes], chunk: int) -> None:
+    """The maps, the patch index and the models of an entry, into its (new) group; the maps'
+    chunks compressed and written in threads (:mod:`dataset_builder._chunks`)."""
     chunks = tuple(min(chunk, n) for n in maps["half1"].shape)
-    for name, vol in maps.items():
-        group.create_array(name, data=vol.data, chunks=chunks, compressors=_map_codec(),
-                           fill_value=0.0)
+    arrays = [(group.create_array(name, shape=vol.shape, dtype=np.float32, chunks=chunks,
+                                  compressors=_map_codec(), fill_value=0.0), vol.data)
+              for name, vol in maps.items()]
+    write_maps(store.location, store.storage_options, arrays)
     group.create_array(PATCHES_ARRAY, data=origins, chunks=(max(1, len(origins)), 3))
     for name, raw in model_bytes.items():
         group.create_array(f"{MODELS_GROUP}/{name}", data=np.frombuffer(raw, dtype=np.uint8),

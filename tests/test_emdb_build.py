@@ -11,6 +11,7 @@ the same store.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import signal
 import subprocess
 import sys
@@ -306,6 +307,32 @@ def test_transient_failures_are_retried_by_the_next_run(archive, tmp_path):
     assert [e.emdb_id for e in plan(store, [ListedEntry("EMD-1004")], 64)[0]] == ["EMD-1004"]
 
 
+def test_local_mirror_is_read_in_place_to_the_same_store(archive, tmp_path):
+    """A ``file://`` mirror without kept downloads: the files are read where they lie (no
+    copy, the mirror untouched), their sha256 recorded, and the store's content hash is that
+    of the same build over HTTP."""
+    server, good, bad = archive
+    files = sorted(p for p in server.root.rglob("*") if p.is_file())
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    ids = sorted([*good, *bad])
+    local = _options(tmp_path, mirrors=(server.root.resolve().as_uri(),))
+    by_file = build(ids, str(tmp_path / "file.zarr"), options=local, workers=2,
+                    processes=False, progress=False)
+    _check_store(tmp_path / "file.zarr", good, bad)
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files} == before
+    assert not any((tmp_path / "downloads").rglob("*.map*"))
+    assert [o.downloaded_bytes for o in by_file.outcomes] == [0] * len(ids)  # nothing copied
+    for entry_id in good:
+        recorded = open_corpus(tmp_path / "file.zarr").entry(entry_id).metadata["source_sha256"]
+        for name, digest in recorded.items():
+            served, = (p for p in files if p.name == name)
+            assert digest == before[served]
+    by_http = build(ids, str(tmp_path / "http.zarr"), options=_options(
+        tmp_path, mirrors=(server.mirror_url,)), workers=2, processes=False, progress=False)
+    assert by_file.content_hash == by_http.content_hash
+    assert all(o.downloaded_bytes > 0 for o in by_http.outcomes if o.entry_id in good)
+
+
 def test_mirror_fallback_local_mirror_and_kept_downloads(archive, tmp_path):
     server, good, _ = archive
     store = open_store(tmp_path / "corpus.zarr", source="test")
@@ -399,6 +426,15 @@ def test_build_on_an_existing_cluster(archive, tmp_path):
                  {"EMD-2003": bad["EMD-2003"]})
 
 
+def _entries_begun(out: Path) -> int:
+    """Entry groups in the store a build process is writing (0 while it is being created: its
+    root exists a moment before its ``entries`` group)."""
+    try:
+        return len(open_store(out, mode="r+").root("r")["entries"])
+    except errors.CorpusError:
+        return 0
+
+
 @pytest.mark.slow
 def test_killed_build_process_resumes_to_the_same_store(archive, tmp_path):
     """A ``cref-bench build`` process killed with SIGKILL mid-way, then rerun, gives the same
@@ -421,7 +457,7 @@ def test_killed_build_process_resumes_to_the_same_store(archive, tmp_path):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
-            if (out / "zarr.json").exists() and len(open_store(out).root("r")["entries"]) >= 2:
+            if _entries_begun(out) >= 2:
                 break
             time.sleep(0.05)
         assert process.poll() is None, "the build ended before it could be killed"

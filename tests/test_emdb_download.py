@@ -23,7 +23,12 @@ from dataset_builder.emdb import (
     mirror_urls,
     model_urls,
 )
-from dataset_builder.emdb.download import DownloadError, NotFoundError, SizeMismatchError
+from dataset_builder.emdb.download import (
+    DownloadError,
+    NotFoundError,
+    SizeMismatchError,
+    fetch_file,
+)
 from tests.emdb_server import make_entry_files, unused_url
 
 RELPATH = "EMD-1234/other/emd_1234_half_map_1.map.gz"
@@ -159,6 +164,27 @@ def test_local_mirror_by_file_url(payload, emdb_server, tmp_path):
     assert dest.read_bytes() == payload and result.transferred == len(payload) - 5000
     with pytest.raises(NotFoundError):
         _downloader().fetch(mirror_urls("EMD-1/x.map", [base]), tmp_path / "x.map")
+
+
+def test_a_local_mirror_is_read_in_place_unless_copies_are_asked_for(payload, emdb_server,
+                                                                     tmp_path):
+    local = emdb_server.root.resolve().as_uri()
+    cache = tmp_path / "cache"
+    in_place = fetch_file(RELPATH, cache, mirrors=[local], copy_local=False)
+    assert in_place == emdb_server.root.resolve() / RELPATH and not cache.exists()
+    copied = fetch_file(RELPATH, cache, mirrors=[local])
+    assert copied == cache / RELPATH and copied.read_bytes() == payload
+    # a local mirror without the file: the next one (HTTP) delivers a download
+    empty = (tmp_path / "empty").as_uri()
+    got = fetch_file(RELPATH, tmp_path / "a", mirrors=[empty, emdb_server.mirror_url],
+                     copy_local=False, downloader=_downloader())
+    assert got == tmp_path / "a" / RELPATH and got.read_bytes() == payload
+    # only the local mirrors before the first remote one are read in place
+    got = fetch_file(RELPATH, tmp_path / "b", mirrors=[emdb_server.mirror_url, local],
+                     copy_local=False, downloader=_downloader())
+    assert got == tmp_path / "b" / RELPATH and got.read_bytes() == payload
+    with pytest.raises(NotFoundError):
+        fetch_file("EMD-1/x.map", tmp_path / "c", mirrors=[local], copy_local=False)
 
 
 def test_entry_files_and_header_land_in_the_archive_layout(emdb_server, tmp_path):

@@ -112,12 +112,30 @@ def test_layout_is_zarr_v3_chunked_and_compressed(tmp_path):
     mask_dir = tmp_path / "corpus.zarr" / "entries" / "EMD-1001" / "mask"
     stored = sum(p.stat().st_size for p in mask_dir.rglob("*") if p.is_file())
     assert stored < 0.05 * 40 ** 3 * 4
-    # the default chunk is the patch stride (the default patch size, 96)
+    # the default chunk is the patch stride (the default patch size, 96), at most 64
     big = create_store(tmp_path / "default.zarr", source="x")
     write_entry(big, "EMD-1", **make_maps(1, shape=(100, 40, 40)))
     half1 = zarr.open_group(big.location, mode="r")["entries/EMD-1/half1"]
-    assert half1.chunks == (96, 40, 40)
+    assert half1.chunks == (64, 40, 40)
     assert read(big.location).patch_size == 96
+    small = new_store(tmp_path, "small.zarr")  # a stride of 16: chunks of 16
+    write_entry(small, "EMD-1", **make_maps(1))
+    assert zarr.open_group(small.location, mode="r")["entries/EMD-1/half1"].chunks == (16,) * 3
+
+
+def test_content_hash_does_not_depend_on_the_chunking(tmp_path):
+    """The same entries in stores chunked 96³, 64³ and 7³ (edge chunks on every axis): the
+    same maps read back and the same content hash."""
+    maps = make_maps(4, shape=(40, 36, 44))
+    digests = set()
+    for chunk in (96, 64, 7):
+        store = new_store(tmp_path, f"c{chunk}.zarr", chunk=chunk)
+        write_entry(store, "EMD-1", **maps, metadata={"resolution": 3.0})
+        digests.add(finalize(store))
+        entry = read(store.location).entry("EMD-1")
+        for name, vol in maps.items():
+            assert np.array_equal(getattr(entry, name).data, vol.data)
+    assert len(digests) == 1
 
 
 def test_attributes_checksums_and_statistics(tmp_path):

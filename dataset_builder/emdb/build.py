@@ -2,11 +2,13 @@
 
 :func:`process_entry` takes one entry from accession to store: download and parse its v3.0
 header, refuse a box over ``max_box`` before downloading the maps, download the half-maps
-and the first mask (and, optionally, the fitted models) into ``<download_dir>/EMD-N``,
-read and validate them (:mod:`dataset_builder.emdb.validate`), and write the entry with
-:func:`dataset_builder.store.write_entry` -- or record why not with
-:func:`dataset_builder.store.record_rejection`. Its downloads are deleted afterwards unless
-they are to be kept.
+and the first mask (and, optionally, the fitted models) into ``<download_dir>/EMD-N`` at
+once, each file read and hashed in its own thread as soon as it is there (a local
+``file://`` mirror is read in place unless downloads are kept), validate them
+(:mod:`dataset_builder.emdb.validate`), and write the entry with
+:func:`dataset_builder.store.write_entry` (which scans and writes the maps in threads too)
+-- or record why not with :func:`dataset_builder.store.record_rejection`. Its downloads are
+deleted afterwards unless they are to be kept.
 
 :func:`build` runs one such task per entry on a dask cluster (a local one by default, or
 an existing one given by its scheduler address), each keyed by the entry id and retried by
@@ -27,11 +29,14 @@ import gzip
 import hashlib
 import logging
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
@@ -40,6 +45,7 @@ from cref_bench.cluster import dask_client
 from cref_bench.errors import MapError
 from cref_bench.output_paths import cache_folder
 from cref_bench.store_layout import list_complete_entries, read_manifest_rows
+from cref_bench.volume import Volume
 from dataset_builder.emdb.download import (
     DEFAULT_EMDB_MIRRORS,
     DEFAULT_MODEL_SOURCES,
@@ -47,7 +53,7 @@ from dataset_builder.emdb.download import (
     DownloadError,
     NotFoundError,
     RetryPolicy,
-    fetch_entry_files,
+    fetch_file,
     fetch_header,
     fetch_model,
 )
@@ -55,11 +61,13 @@ from dataset_builder.emdb.header import EntryHeader, HeaderError
 from dataset_builder.emdb.layout import normalize_id
 from dataset_builder.emdb.listing import ListedEntry
 from dataset_builder.emdb.validate import (
+    EntryMaps,
     Rejection,
     check_box,
     classify_map_error,
     expected_shape,
     load_maps,
+    read_entry_map,
 )
 from dataset_builder.store import (
     Store,
@@ -129,8 +137,11 @@ class EntryOutcome:
         detail: the reason in words, or ``None``.
         downloaded_bytes: bytes received for this entry.
         seconds: wall time spent on it.
-        phases: seconds per phase reached: ``fetch`` (header, files and models), ``read``
-            (reading and validating the maps), ``write`` (checksums and the store write).
+        phases: wall seconds per phase reached, one after the other: ``fetch`` (the header,
+            then the files and models, until the last is here), ``read`` (reading, hashing
+            and validating the maps: each file is read and hashed as soon as it is here, so
+            this is the part not hidden behind the downloads) and ``write`` (the checksums,
+            statistics and the store write).
     """
 
     entry_id: str
@@ -143,13 +154,15 @@ class EntryOutcome:
 
 
 class _ByteCounter:
-    """A download progress callback that adds up the bytes received."""
+    """A download progress callback that adds up the bytes received (from several threads)."""
 
     def __init__(self):
         self.total = 0
+        self._lock = threading.Lock()
 
     def __call__(self, count: int, _total: int | None) -> None:
-        self.total += count
+        with self._lock:
+            self.total += count
 
 
 def _sha256(path: Path) -> str:
@@ -210,18 +223,95 @@ def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
         phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
 
 
+@dataclass
+class _Obtained:
+    """One of an entry's map files, fetched, then read and hashed, in a thread of its own."""
+
+    path: Path | None = None
+    fetched_at: float = 0.0
+    fetch_error: Rejection | None = None
+    volume: Volume | None = None
+    read_error: Rejection | None = None
+    sha256: str | None = None
+
+    def read(self, _path: Path) -> Volume:
+        """The map read, or the rejection reading it raised (a ``read`` for
+        :func:`~dataset_builder.emdb.validate.load_maps`)."""
+        if self.read_error is not None:
+            raise self.read_error
+        return self.volume
+
+
+def _obtain(fetch: Callable[[], Path]) -> _Obtained:
+    """Fetch a map file, read it and hash it; the faults met are kept, not raised."""
+    got = _Obtained()
+    try:
+        got.path = _fetch(fetch)
+    except Rejection as rejection:
+        got.fetch_error = rejection
+        return got
+    finally:
+        got.fetched_at = time.perf_counter()
+    try:
+        got.volume = read_entry_map(got.path)
+    except Rejection as rejection:
+        got.read_error = rejection
+        return got
+    got.sha256 = _sha256(got.path)
+    return got
+
+
+def _fetch_and_read(header: EntryHeader, cache: Path, options: BuildOptions,
+                    downloader: Downloader, counter: _ByteCounter, phases: dict[str, float]
+                    ) -> tuple[EntryMaps, dict[str, str], tuple[dict[str, str], list[str]]]:
+    """The entry's maps, read and validated, the sha256 of their files, and the models.
+
+    The half-maps and the mask are fetched at once, each in a thread that reads and hashes
+    its file as soon as it is here (gzip, numpy and hashlib release the GIL); the models
+    too. The faults are then raised in the order of a sequential build: the downloads' (in
+    file order), then the maps' checks (:func:`~dataset_builder.emdb.validate.load_maps`),
+    then the models'.
+    """
+    files = (*header.half_maps[:2], header.masks[0])
+    start = time.perf_counter()
+    models_done: list[float] = []
+
+    def fetch_models() -> tuple[dict[str, str], list[str]]:
+        try:
+            return _read_models(header, cache, options, downloader, counter)
+        finally:
+            models_done.append(time.perf_counter())
+
+    with ThreadPoolExecutor(max_workers=len(files) + 1) as pool:
+        jobs = [pool.submit(_obtain, partial(
+            fetch_file, info.relpath, cache, mirrors=options.mirrors, downloader=downloader,
+            progress=counter, copy_local=options.keep_downloads)) for info in files]
+        models_job = pool.submit(fetch_models) if options.with_models else None
+    obtained = [job.result() for job in jobs]
+    fetched = max(start, *models_done, *(got.fetched_at for got in obtained))
+    phases["fetch"] = phases.get("fetch", 0.0) + fetched - start
+    for got in obtained:
+        if got.fetch_error is not None:
+            raise got.fetch_error
+    by_path = {got.path: got for got in obtained}
+    maps = load_maps(header, [got.path for got in obtained[:2]], obtained[2].path,
+                     options.max_box, read=lambda path: by_path[path].read(path))
+    models = models_job.result() if models_job is not None else ({}, [])
+    phases["read"] = time.perf_counter() - fetched
+    return maps, {got.path.name: got.sha256 for got in obtained}, models
+
+
 def _ingest(listed: ListedEntry, store: Store, options: BuildOptions, cache: Path,
             counter: _ByteCounter, metadata: dict, phases: dict[str, float]) -> None:
     """Fetch, validate and write one entry; raises :class:`Rejection` when it is turned down.
     ``metadata`` is updated in place as more becomes known (for the rejection record), and
     ``phases`` with the seconds spent per phase."""
     downloader = Downloader(options.retry, timeout=options.timeout)
-    mirrors = options.mirrors
     try:
         with _timed(phases, "fetch"):
-            header = _fetch(lambda: fetch_header(listed.emdb_id, cache, mirrors=mirrors,
-                                                 downloader=downloader, require_half_maps=False,
-                                                 require_mask=False))
+            header = _fetch(lambda: fetch_header(
+                listed.emdb_id, cache, mirrors=options.mirrors, downloader=downloader,
+                copy_local=options.keep_downloads, require_half_maps=False, require_mask=False))
     except HeaderError as error:
         raise Rejection("bad_header", str(error)) from error
     metadata.update(_header_metadata(header))
@@ -234,20 +324,14 @@ def _ingest(listed: ListedEntry, store: Store, options: BuildOptions, cache: Pat
     metadata.update(box=list(expected_shape(described)),
                     voxel_size=list(reversed(described.pixel_spacing or header.map.pixel_spacing)))
     check_box(header, options.max_box)
-    with _timed(phases, "fetch"):
-        files = _fetch(lambda: fetch_entry_files(header, cache, mirrors=mirrors,
-                                                 downloader=downloader, progress=counter))
-    with _timed(phases, "read"):
-        maps = load_maps(header, files.half_maps, files.masks[0], options.max_box)
+    maps, source_sha256, (models, unavailable) = _fetch_and_read(header, cache, options,
+                                                                 downloader, counter, phases)
     metadata.update(voxel_size=list(maps.half1.voxel_size), box=list(maps.half1.shape))
-    models: dict[str, str] = {}
     if options.with_models:
-        with _timed(phases, "fetch"):
-            models, unavailable = _read_models(header, cache, options, downloader, counter)
         metadata["models_unavailable"] = unavailable
     written = {key: value for key, value in metadata.items() if key not in ("voxel_size", "box")}
+    written["source_sha256"] = source_sha256
     with _timed(phases, "write"):
-        written["source_sha256"] = {p.name: _sha256(p) for p in (*files.half_maps, files.masks[0])}
         try:
             write_entry(store, listed.emdb_id, half1=maps.half1, half2=maps.half2, mask=maps.mask,
                         models=models, metadata=written)

@@ -13,8 +13,10 @@ file left by a broken connection (in this run or an earlier one) is resumed with
   the caller's expected size: final for that mirror; a contradicted partial file is deleted.
 
 Mirrors of ``pub/databases/emdb/structures/`` (:data:`EMDB_MIRRORS`, or any base URL,
-``file://`` for a local copy of the archive) are tried in the given order. Only the
-standard library is used (``urllib``), so nothing more needs installing.
+``file://`` for a local copy of the archive) are tried in the given order; a file on a local
+mirror is copied like a download, or read where it lies (:func:`fetch_file` with
+``copy_local=False``, as the builder does unless downloads are kept). Only the standard
+library is used (``urllib``), so nothing more needs installing.
 """
 
 from __future__ import annotations
@@ -312,7 +314,7 @@ class Downloader:
     def _copy_local(self, url: str, part: Path, sink: Progress, expected_size: int | None,
                     declared: list[int]) -> None:
         """Complete ``part`` from a ``file://`` URL (a local mirror), resuming where it stops."""
-        source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+        source = _local_path(url)
         try:
             total = source.stat().st_size
         except FileNotFoundError:
@@ -351,6 +353,11 @@ class Downloader:
                          f"({content_range or 'no Content-Range'}); restarting")
 
 
+def _local_path(url: str) -> Path:
+    """The path a ``file://`` URL names."""
+    return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+
+
 def resolve_sources(sources: Sequence[str], known: Mapping[str, str]) -> list[str]:
     """Turn mirror names (keys of ``known``) into base URLs; URLs given as such are kept.
 
@@ -374,9 +381,43 @@ def mirror_urls(relpath: str, mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS) -> 
     return [f"{base.rstrip('/')}/{relpath}" for base in resolve_sources(mirrors, EMDB_MIRRORS)]
 
 
+def fetch_file(relpath: str, cache_dir: str | Path, *,
+               mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS,
+               downloader: Downloader | None = None, progress: Progress | None = None,
+               copy_local: bool = True) -> Path:
+    """One archive file: downloaded (unless cached) to ``cache_dir/relpath``, or, with
+    ``copy_local=False``, the file itself on a local (``file://``) mirror where one of those
+    that come before the first remote mirror has it (read in place, no copy).
+
+    Args:
+        relpath: the archive path, e.g. ``'EMD-1234/other/emd_1234_half_map_1.map.gz'``.
+        cache_dir: the download folder.
+        mirrors: mirror names or base URLs, tried in order.
+        downloader: the :class:`Downloader` to use (default: a new one).
+        progress: passed to :meth:`Downloader.fetch` (not called for a file read in place).
+        copy_local: copy files from local mirrors into ``cache_dir`` like downloads.
+
+    Returns:
+        The local path of the complete file.
+
+    Raises:
+        DownloadError: no mirror delivered the file (``NotFoundError`` if none has it).
+    """
+    urls = mirror_urls(relpath, mirrors)
+    if not copy_local:
+        for url in urls:
+            if not url.startswith("file:"):
+                break
+            if _local_path(url).is_file():
+                return _local_path(url)
+    return (downloader or Downloader()).fetch(urls, Path(cache_dir) / relpath,
+                                              progress=progress).path
+
+
 def fetch_header(emdb_id: str, cache_dir: str | Path, *,
                  mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS,
-                 downloader: Downloader | None = None, **options) -> EntryHeader:
+                 downloader: Downloader | None = None, copy_local: bool = True,
+                 **options) -> EntryHeader:
     """Download (unless cached) and parse an entry's v3.0 header.
 
     Args:
@@ -384,6 +425,7 @@ def fetch_header(emdb_id: str, cache_dir: str | Path, *,
         cache_dir: the local mirror; the header lands at ``cache_dir/EMD-N/header/emd-N-v30.xml``.
         mirrors: mirror names of :data:`EMDB_MIRRORS` or base URLs, tried in order.
         downloader: the :class:`Downloader` to use (default: a new one with default settings).
+        copy_local: see :func:`fetch_file`.
         **options: passed to :func:`~dataset_builder.emdb.header.parse_header`
             (``require_half_maps``, ``require_mask``).
 
@@ -396,10 +438,9 @@ def fetch_header(emdb_id: str, cache_dir: str | Path, *,
             delete the cached file to fetch it again).
     """
     emdb_id = normalize_id(emdb_id)
-    relpath = header_relpath(emdb_id)
-    dest = Path(cache_dir) / relpath
-    (downloader or Downloader()).fetch(mirror_urls(relpath, mirrors), dest)
-    return read_header(dest, emdb_id=emdb_id, **options)
+    path = fetch_file(header_relpath(emdb_id), cache_dir, mirrors=mirrors, downloader=downloader,
+                      copy_local=copy_local)
+    return read_header(path, emdb_id=emdb_id, **options)
 
 
 @dataclass(frozen=True)
@@ -420,8 +461,8 @@ class EntryFiles:
 def fetch_entry_files(header: EntryHeader, cache_dir: str | Path, *,
                       mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS,
                       downloader: Downloader | None = None, progress: Progress | None = None,
-                      masks: int = 1,
-                      include_map: bool = False) -> EntryFiles:
+                      masks: int = 1, include_map: bool = False,
+                      copy_local: bool = True) -> EntryFiles:
     """Download (unless cached) the half-map pair and masks an entry's header names.
 
     Args:
@@ -432,6 +473,7 @@ def fetch_entry_files(header: EntryHeader, cache_dir: str | Path, *,
         progress: passed to :meth:`Downloader.fetch` for every file.
         masks: how many of the listed masks to fetch (the paper uses the first).
         include_map: also fetch the primary map.
+        copy_local: see :func:`fetch_file`.
 
     Returns:
         The :class:`EntryFiles`.
@@ -447,11 +489,10 @@ def fetch_entry_files(header: EntryHeader, cache_dir: str | Path, *,
         raise ValueError(f"{header.emdb_id}: the header lists {len(header.masks)} mask(s), "
                          f"asked for {masks}")
     downloader = downloader or Downloader()
-    root = Path(cache_dir)
 
     def get(relpath: str) -> Path:
-        return downloader.fetch(mirror_urls(relpath, mirrors), root / relpath,
-                                progress=progress).path
+        return fetch_file(relpath, cache_dir, mirrors=mirrors, downloader=downloader,
+                          progress=progress, copy_local=copy_local)
 
     return EntryFiles(
         half_maps=tuple(get(m.relpath) for m in header.half_maps[:2]),

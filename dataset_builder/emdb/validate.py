@@ -5,7 +5,7 @@ An entry is turned down with a :class:`Rejection` that carries a short reason co
 
 1. before any download (:func:`check_box`): the box the header states is at most
    ``max_box`` voxels along every axis;
-2. reading (:func:`load_maps`, with :func:`cref_bench.mapio.read_map`, strict): every file
+2. reading (:func:`load_maps`, with :func:`read_entry_map`, strict): every file
    exists, is an MRC/CCP4 map, is not truncated, its gzip stream is whole, and its voxels
    are finite;
 3. the two half-maps share shape, voxel size and origin;
@@ -26,7 +26,7 @@ mask's origins must agree to half a voxel (:meth:`cref_bench.volume.Volume.check
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,7 +167,19 @@ def classify_map_error(error: MapError) -> str:
                 "unreadable_map")
 
 
-def _read(path: Path) -> Volume:
+def read_entry_map(path: Path) -> Volume:
+    """Read one of an entry's map files (strictly), a fault becoming a rejection.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The map.
+
+    Raises:
+        Rejection: the file is missing, corrupt, truncated, not a usable map or holds
+            non-finite voxels (``code`` says which).
+    """
     try:
         return read_map(path)
     except MapError as error:
@@ -189,7 +201,8 @@ def _check_against_header(volume: Volume, info: MapInfo, fallback: MapInfo) -> N
 
 
 def load_maps(header: EntryHeader, half_maps: Sequence[Path], mask: Path,
-              max_box: int | None = None) -> EntryMaps:
+              max_box: int | None = None, *,
+              read: Callable[[Path], Volume] = read_entry_map) -> EntryMaps:
     """Read and check an entry's half-maps and mask (see the module docstring).
 
     Args:
@@ -197,6 +210,9 @@ def load_maps(header: EntryHeader, half_maps: Sequence[Path], mask: Path,
         half_maps: the two half-map files, in the header's order.
         mask: the mask file (the header's first segmentation).
         max_box: the largest box edge allowed, voxels; ``None`` for no limit.
+        read: reads one file, raising :class:`Rejection` (default :func:`read_entry_map`);
+            called for the half-maps, then, once they pass their checks, for the mask. (The
+            builder passes one that hands over maps it has read already, in threads.)
 
     Returns:
         The :class:`EntryMaps`.
@@ -207,7 +223,7 @@ def load_maps(header: EntryHeader, half_maps: Sequence[Path], mask: Path,
     """
     if len(half_maps) != 2:
         raise ValueError(f"{header.emdb_id}: need two half-map files, got {len(half_maps)}")
-    half1, half2 = (_read(path) for path in half_maps)
+    half1, half2 = (read(path) for path in half_maps)
     try:
         half1.check_same_grid(half2)
     except GeometryMismatch as error:
@@ -217,7 +233,7 @@ def load_maps(header: EntryHeader, half_maps: Sequence[Path], mask: Path,
     if max_box is not None and max(half1.shape) > max_box:
         raise Rejection("box_too_large", f"{half1.source}: {half1.shape} voxels (z, y, x), over "
                                          f"--max-box {max_box}")
-    mask_volume = _read(mask)
+    mask_volume = read(mask)
     try:
         half1.check_same_grid(mask_volume)
     except GeometryMismatch as error:
