@@ -109,6 +109,86 @@ def test_slice_density_matches_sampled_views(views):
         assert sampled == pytest.approx(float(predicted), rel=0.08, abs=0.01)
 
 
+# --------------------------------------------------------------------------- gridding
+
+def _read_trilinear(grid, points):
+    """Trilinear values of a complex half-space grid at ``(n, 3)`` points (x, y, z), grid
+    units; points with x < 0 read their Friedel mate."""
+    flip = points[:, 0] < 0
+    points = np.where(flip[:, None], -points, points)
+    corners = _corners(points, grid.shape[0])
+    values = sum(w * grid[z, y, x] for z, y, x, w in corners)
+    return np.where(flip, np.conj(values), values)
+
+
+def _corners(points, size):
+    """``(z, y, x, weight)`` of the 8 trilinear neighbours of points with x >= 0."""
+    base = np.floor(points).astype(int)
+    frac = points - base
+    out = []
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                w = (np.where(dz, frac[:, 2], 1 - frac[:, 2])
+                     * np.where(dy, frac[:, 1], 1 - frac[:, 1])
+                     * np.where(dx, frac[:, 0], 1 - frac[:, 0]))
+                out.append(((base[:, 2] + dz) % size, (base[:, 1] + dy) % size,
+                            base[:, 0] + dx, w))
+    return out
+
+
+@pytest.mark.parametrize("flexible", [False, True])
+def test_tiled_gridding_matches_a_direct_implementation(flexible):
+    """The compiled, tiled kernel grids every point once, with the trilinear weights it read
+    with, the CTF and the domain's motion, whatever the threads (bit for bit)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dataset_builder.simulation.particles import Batch, ImagePoints, add_particles
+    from dataset_builder.simulation.reconstruction import FourierReconstructor
+    from dataset_builder.simulation.specimen import oversampled_transform
+
+    n, pad, b = 20, 2, 40
+    rng = np.random.default_rng(3)
+    core = oversampled_transform(rng.standard_normal((n,) * 3).astype(np.float32), pad)
+    domain = oversampled_transform(rng.standard_normal((n,) * 3).astype(np.float32), pad) \
+        if flexible else np.zeros((1, 1, 1), np.complex64)
+    views = ViewDistribution()
+    batch = Batch(views.sample(rng, b), rng.uniform(8000, 25000, b),
+                  views.sample(rng, b) if flexible else np.zeros((b, 3, 3)),
+                  rng.normal(0, 2, (b, 3)) if flexible else np.zeros((b, 3)))
+    points = ImagePoints.of(n, 1.5)
+    scope = Microscope(envelope_b=50.0)
+    grids = []
+    for threads in (1, 3):
+        recon = FourierReconstructor(n, pad)
+        with ThreadPoolExecutor(threads) as executor:
+            add_particles(recon, core, domain, batch, points, scope, 0.0, None, executor, threads)
+        grids.append(recon)
+    assert np.array_equal(grids[0].numerator, grids[1].numerator)
+    assert np.array_equal(grids[0].weight, grids[1].weight)
+
+    numerator = np.zeros_like(core)
+    weight = np.zeros(core.shape, np.float64)
+    for p in range(b):
+        r = batch.rotations[p]
+        q = points.kx[:, None] * r[0] + points.ky[:, None] * r[1]
+        q = np.where(q[:, :1] < 0, -q, q)
+        value = _read_trilinear(core, pad * q)
+        if flexible:
+            moved = q @ batch.domain_rotations[p]
+            phase = np.exp(-2j * np.pi * (q @ batch.domain_shifts[p]) / n)
+            value = value + phase * _read_trilinear(domain, pad * moved)
+        ctf = scope.ctf(points.s2, batch.defocus[p])
+        for z, y, x, w in _corners(pad * q, core.shape[0]):
+            np.add.at(numerator, (z, y, x), w * ctf**2 * value)
+            np.add.at(weight, (z, y, x), w * ctf**2)
+    scale = np.abs(numerator).max()
+    np.testing.assert_allclose(grids[0].numerator, numerator, atol=2e-5 * scale)
+    np.testing.assert_allclose(grids[0].weight, weight, atol=2e-5 * weight.max())
+    assert grids[0].weight.sum() == pytest.approx(np.sum([scope.ctf(points.s2, d) ** 2
+                                                          for d in batch.defocus]), rel=1e-5)
+
+
 # --------------------------------------------------------------------------- flexibility
 
 def test_domain_motion_smear_matches_the_ensemble_adp():
@@ -320,7 +400,8 @@ def test_entry_is_deterministic_whatever_the_threads_and_records_every_parameter
     record = json.loads(json.dumps(first.metadata))
     assert record == second.metadata
     assert record["seed"] == 7 and record["settings"]["particles"] == 300
-    assert record["particles_reference"] == 600
+    assert record["particles_reference"] == 300 and record["reference_equivalent_particles"] == 600
+    assert record["reference_snr"] == pytest.approx(0.2)
     assert record["settings"]["defocus_um"] == [0.8, 2.5]
     assert record["orientations"]["kappa"] == 3.0
     assert record["flexibility"]["domain_atoms"] > 0 and record["flexibility"]["shift_sd"] == 1.0
@@ -343,6 +424,29 @@ def test_reference_map_is_closer_to_the_truth_than_a_half_map():
     half = fsc(entry.half1, entry.truth).value
     reference = fsc(entry.reference, entry.truth).value
     assert np.mean(reference - half) > 0.02 and np.all(reference[:10] >= half[:10] - 0.01)
+
+
+def test_reference_matches_a_reconstruction_from_factor_times_more_particles():
+    """n particles at f times the SNR give the FSC to the truth of f n particles at the SNR."""
+    settings = BASE.with_(particles=1500, reference_factor=3.0)
+    z, gain = [], []
+    for seed in (0, 1):
+        specimen = build_specimen(settings, seed)
+        streams = children(np.random.SeedSequence(100 + seed), 3)
+        reference = reconstruct_particles(specimen, settings, 1500, streams[0], snr_factor=3.0)
+        many = reconstruct_particles(specimen, settings, 4500, streams[1])
+        half = reconstruct_particles(specimen, settings, 1500, streams[2])
+        curve, expected = fsc(reference, specimen.truth), fsc(many, specimen.truth).value
+        informative = (expected > 0.2) & (expected < 0.98)
+        # Two independent estimates: the difference scatters sqrt(2) times one's scatter.
+        z.append(fsc_z_scores(curve.value, expected, curve.counts)[informative] / np.sqrt(2))
+        gain.append((curve.value - fsc(half, specimen.truth).value)[informative])
+    z = np.concatenate(z)
+    print(f"\nreference vs 3x particles, FSC to the truth: z mean {z.mean():.2f}, "
+          f"sd {z.std():.2f} over {z.size} shells")
+    assert z.size >= 10
+    assert abs(z.mean()) < 0.5 and z.std() < 1.5
+    assert np.mean(np.concatenate(gain)) > 0.05
 
 
 @pytest.mark.parametrize("change, message", [

@@ -8,10 +8,14 @@ the same maps bit for bit, whatever the number of threads):
    (if any), the truth (the mean density over the domain's motion), the noise power the
    particle SNR sets, and (when first needed) the oversampled transforms particles are cut
    from.
-2. Three independent particle sets, each simulated and gridded batch by batch
-   (:mod:`.particles`, :mod:`.reconstruction`): half 1 and half 2 (``particles`` each) and the
-   reference (``reference_factor · particles``). Per particle: orientation, defocus, domain
-   motion, then the noisy CTF-modulated central slice.
+2. Three independent particle sets of ``particles`` each, simulated and gridded batch by
+   batch (:mod:`.particles`, :mod:`.reconstruction`): half 1, half 2 and the reference,
+   whose particles have ``reference_factor`` times the particle SNR (noise power divided by
+   it). Per particle: orientation, defocus, domain motion, then the noisy CTF-modulated
+   central slice. The spectral SNR of a reconstruction is linear in (particles x particle
+   SNR) (:mod:`.ssnr`), so the reference has, voxel by voxel, the expected value and noise
+   power of a reconstruction from ``reference_factor · particles`` particles at the halves'
+   SNR (same specimen, views, defocus and domain motion) at the cost of one half-map.
 3. Each set is reconstructed by direct Fourier inversion with the Wiener-type regulariser.
 4. The mask: :func:`dataset_builder.synthetic.soft_mask` of the truth (the phantoms' mask).
 """
@@ -63,7 +67,7 @@ from dataset_builder.simulation.ssnr import (
 )
 from dataset_builder.synthetic import soft_mask
 
-SIMULATION_VERSION = 1
+SIMULATION_VERSION = 2
 """Version of the simulation recipe; stored with every entry."""
 PAD = 2
 """Oversampling of the specimen's transforms and of the reconstruction grids."""
@@ -192,7 +196,7 @@ def implied_half_fsc(specimen: Specimen, settings: SimulationSettings,
 
 def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_particles: int,
                           stream: np.random.SeedSequence, progress: bool = False,
-                          label: str = "particles") -> Volume:
+                          label: str = "particles", snr_factor: float = 1.0) -> Volume:
     """Simulate ``n_particles`` particles and reconstruct them (steps 2 and 3).
 
     Args:
@@ -203,6 +207,8 @@ def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_pa
             ``k`` (orientations, defocus, motions, then the noise from a child of that).
         progress: show a progress bar.
         label: the progress bar's label.
+        snr_factor: the particles' SNR is ``snr_factor`` times the settings' (their noise
+            power ``specimen.noise / snr_factor``, also used by the regulariser).
 
     Returns:
         The reconstruction on the truth's grid.
@@ -216,10 +222,12 @@ def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_pa
     reconstructor = FourierReconstructor(n, PAD)
     sizes = [min(settings.batch_size, n_particles - k)
              for k in range(0, n_particles, settings.batch_size)]
-    sigma = float(np.sqrt(specimen.noise))
+    particle_noise = specimen.noise / snr_factor
+    sigma = float(np.sqrt(particle_noise))
     core, domain = specimen.transforms
     bar = tqdm(total=n_particles, desc=label, unit="particle", disable=not progress)
-    with bar, ThreadPoolExecutor(numba.get_num_threads()) as executor:
+    threads = numba.get_num_threads()
+    with bar, ThreadPoolExecutor(threads) as executor:
         for size, child in zip(sizes, children(stream, len(sizes))):
             draws, noise_seed = children(child, 2)
             rng = np.random.default_rng(draws)
@@ -234,9 +242,9 @@ def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_pa
                 if sigma > 0 else None
             add_particles(reconstructor, core, domain,
                           Batch(rotations, defocus, domain_rotations, shifts), points,
-                          microscope, sigma, noise)
+                          microscope, sigma, noise, executor, threads)
             bar.update(size)
-    return reconstructor.reconstruct(specimen.truth, specimen.noise, specimen.power,
+    return reconstructor.reconstruct(specimen.truth, particle_noise, specimen.power,
                                      settings.regulariser)
 
 
@@ -248,7 +256,8 @@ class SimulatedEntry:
         half1, half2: reconstructions from two disjoint particle sets.
         truth: the noise-free map (mean over the flexible domain's motion).
         mask: soft mask of the truth, values in [0, 1].
-        reference: reconstruction from ``reference_factor`` times more particles.
+        reference: reconstruction with the spectral SNR of ``reference_factor`` times more
+            particles (module docstring, step 2).
         model: the model, mmCIF text (rest conformation, box coordinates).
         metadata: JSON-ready record of every parameter (see :func:`simulate_entry`).
         timings: ``{"wall": {step: s}, "cpu": {step: s}}``, wall-clock and process CPU
@@ -288,7 +297,9 @@ def simulate_entry(settings: SimulationSettings, seed: int, *,
         A :class:`SimulatedEntry` whose ``metadata`` holds ``source``, ``seed``,
         ``simulation_version``, ``settings`` (every field), ``model``, ``atoms``,
         ``particle_radius``, ``noise_sigma_pixel`` (noise standard deviation per image
-        pixel), ``particles_half``, ``particles_reference``, ``orientations``,
+        pixel), ``particles_half``, ``particles_reference`` (simulated),
+        ``reference_snr`` (their particle SNR), ``reference_equivalent_particles``
+        (``reference_factor · particles``), ``orientations``,
         ``flexibility`` (domain atoms, pivot, motion), ``implied_resolution`` (Å, from the
         SSNR the settings imply for a rigid specimen; None if the FSC never crosses 0.143),
         ``resolution`` (the half-maps' FSC 0.143 crossing, Å, or None) and ``versions``.
@@ -311,11 +322,11 @@ def simulate_entry(settings: SimulationSettings, seed: int, *,
     clock("specimen", start)
     streams = _streams(seed)
     maps = {}
-    for name, count in (("half1", settings.particles), ("half2", settings.particles),
-                        ("reference", settings.reference_particles)):
+    for name, factor in (("half1", 1.0), ("half2", 1.0),
+                         ("reference", settings.reference_factor)):
         start = (time.perf_counter(), time.process_time())
-        maps[name] = reconstruct_particles(specimen, settings, count, streams[name], progress,
-                                           label=name)
+        maps[name] = reconstruct_particles(specimen, settings, settings.particles, streams[name],
+                                           progress, label=name, snr_factor=factor)
         clock(name, start)
     crossing = fsc(maps["half1"], maps["half2"]).resolution_at(0.143).resolution
     implied = implied_resolution(implied_half_fsc(specimen, settings), specimen.shells)
@@ -328,7 +339,10 @@ def simulate_entry(settings: SimulationSettings, seed: int, *,
         "particle_radius": specimen.radius,
         "noise_sigma_pixel": float(np.sqrt(specimen.noise)) / n,
         "particles_half": int(settings.particles),
-        "particles_reference": settings.reference_particles,
+        "particles_reference": int(settings.particles),
+        "reference_snr": None if np.isinf(settings.snr) else float(settings.reference_snr),
+        "reference_equivalent_particles": int(round(settings.reference_factor
+                                                    * settings.particles)),
         "orientations": settings.views().as_dict(),
         "flexibility": {"domain_atoms": specimen.domain_atoms,
                         "pivot_voxels_from_centre_xyz": specimen.pivot.tolist(),

@@ -118,10 +118,60 @@ def standard_normals(seed: np.random.SeedSequence, shape: tuple[int, int],
     return out
 
 
+def ctf_table(microscope: Microscope | None, points: ImagePoints,
+              defocus: np.ndarray) -> np.ndarray:
+    """The CTF of every point of every particle of a batch.
+
+    Args:
+        microscope: the optics, or None for no CTF (all ones).
+        points: the image points.
+        defocus: ``(B,)`` defocus per particle, Å.
+
+    Returns:
+        float32 ``(B, M)``: ``-sin(χ + arcsin A) · envelope`` (:mod:`.ctf`); the phase is
+        computed in float64 and its sine in float32 (error below 1e-4 for phases up to
+        1000 rad).
+    """
+    if microscope is None:
+        return np.ones((defocus.size, points.size), np.float32)
+    chi_a, chi_b = microscope.phase_terms(points.s2)
+    phase = np.multiply.outer(np.asarray(defocus, np.float64), chi_a)
+    phase -= chi_b
+    table = np.sin(phase.astype(np.float32))
+    table *= -microscope.envelope(points.s2).astype(np.float32)
+    return table
+
+
+def _chunks(total: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous ranges covering ``0 .. total - 1`` (some may be empty)."""
+    edges = np.linspace(0, total, parts + 1).astype(int)
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _phase_tiles(tiles_y: int, tiles_z: int) -> list[np.ndarray]:
+    """Tile ids of each of the four phases (by parity of the y and z tile indices)."""
+    ty, tz = np.divmod(np.arange(tiles_y * tiles_z), tiles_z)
+    return [np.flatnonzero((ty % 2 == a) & (tz % 2 == b)) for a in (0, 1) for b in (0, 1)]
+
+
+def _balanced(selected: np.ndarray, bounds: np.ndarray, parts: int) -> list[np.ndarray]:
+    """``selected`` cut into up to ``parts`` runs holding about equal numbers of points."""
+    sizes = np.cumsum(bounds[selected + 1] - bounds[selected])
+    if sizes.size == 0 or sizes[-1] == 0:
+        return []
+    cuts = np.searchsorted(sizes, np.linspace(0, sizes[-1], parts + 1)[1:-1], side="right")
+    return [run for run in np.split(selected, cuts) if run.size]
+
+
 def add_particles(reconstructor: FourierReconstructor, core: np.ndarray, domain: np.ndarray,
                   batch: Batch, points: ImagePoints, microscope: Microscope | None,
-                  noise_sigma: float, noise: np.ndarray | None) -> None:
+                  noise_sigma: float, noise: np.ndarray | None,
+                  executor: Executor | None = None, threads: int = 1) -> None:
     """Simulate a batch of particles and grid them into ``reconstructor``.
+
+    The three steps of :mod:`._kernels` run on ``threads`` threads of ``executor`` (each
+    waits for the last to finish; waiting threads sleep), or in this thread. The sums do
+    not depend on the threads.
 
     Args:
         reconstructor: the numerator and weight grids (oversampled like ``core``).
@@ -134,6 +184,12 @@ def add_particles(reconstructor: FourierReconstructor, core: np.ndarray, domain:
         noise_sigma: ``σ``, noise amplitude per Fourier coefficient (0: no noise).
         noise: ``(B · M, 2)`` float32 standard normals (:func:`standard_normals`), or None
             without noise.
+        executor: threads to run the kernels on (None: this thread).
+        threads: how many of its threads to use.
+
+    Raises:
+        ValueError: the transform and the grids differ in shape, or the noise has the wrong
+            shape.
     """
     b, m = batch.rotations.shape[0], points.size
     if core.shape != reconstructor.numerator.shape:
@@ -143,22 +199,43 @@ def add_particles(reconstructor: FourierReconstructor, core: np.ndarray, domain:
         noise, noise_sigma = np.zeros((1, 2), np.float32), 0.0
     elif noise.shape != (b * m, 2):
         raise ValueError(f"noise of shape {noise.shape} for {b} particles of {m} points")
-    if microscope is not None:
-        chi_a, chi_b = microscope.phase_terms(points.s2)
-        envelope = microscope.envelope(points.s2)
-    else:
-        chi_a = chi_b = envelope = np.zeros(m)
-    _kernels.simulate_insert(core.view(np.float32), domain.view(np.float32),
-                             reconstructor.numerator.view(np.float32), reconstructor.weight,
-                             np.ascontiguousarray(batch.rotations, dtype=np.float64),
-                             np.ascontiguousarray(batch.domain_rotations, dtype=np.float64),
-                             np.ascontiguousarray(batch.domain_shifts, dtype=np.float64),
-                             np.ascontiguousarray(batch.defocus, dtype=np.float64), noise,
-                             points.kx, points.ky, chi_a, chi_b, envelope,
-                             float(reconstructor.pad), microscope is not None,
-                             float(noise_sigma / np.sqrt(2.0)))
+    threads = max(1, int(threads)) if executor is not None else 1
+
+    def run(fn, jobs):
+        if executor is None:
+            for job in jobs:
+                fn(*job)
+        else:
+            list(executor.map(lambda job: fn(*job), jobs))
+
+    size = reconstructor.numerator.shape[0]
+    tiles_y, tiles_z, tile_of_z = _kernels.tile_counts(size)
+    pad = float(reconstructor.pad)
+    rotations = np.ascontiguousarray(batch.rotations, dtype=np.float64)
+    tiles = np.empty((b, m), np.int32)
+    counts = np.zeros((b, tiles_y * tiles_z), np.int32)
+    ranges = [r for r in _chunks(b, threads) if r[1] > r[0]]
+    run(lambda lo, hi: _kernels.tile_points(rotations[lo:hi], points.kx, points.ky, pad,
+                                             tile_of_z, tiles[lo:hi], counts[lo:hi]), ranges)
+    offsets = np.zeros(counts.size + 1, np.int64)
+    np.cumsum(counts.T, axis=None, dtype=np.int64, out=offsets[1:])
+    order_p = np.empty(b * m, np.int32)
+    order_m = np.empty(b * m, np.int32)
+    run(lambda lo, hi: _kernels.order_points(tiles[lo:hi], offsets, lo, b, order_p, order_m),
+        ranges)
+    bounds = offsets[::b].copy()
+    ctf = ctf_table(microscope, points, batch.defocus)
+    grids = (core.view(np.float32), domain.view(np.float32),
+             reconstructor.numerator.view(np.float32), reconstructor.weight, rotations,
+             np.ascontiguousarray(batch.domain_rotations, dtype=np.float64),
+             np.ascontiguousarray(batch.domain_shifts, dtype=np.float64), ctf, noise,
+             points.kx, points.ky, pad, float(noise_sigma / np.sqrt(2.0)))
+    for selected in _phase_tiles(tiles_y, tiles_z):
+        runs = _balanced(selected, bounds, 2 * threads if threads > 1 else 1)
+        run(lambda tiles_run: _kernels.insert_tiles(tiles_run, bounds, order_p, order_m,
+                                                    *grids), [(r,) for r in runs])
     reconstructor.particles += b
 
 
-__all__ = ["NOISE_CHUNKS", "Batch", "ImagePoints", "add_particles", "children",
+__all__ = ["NOISE_CHUNKS", "Batch", "ImagePoints", "add_particles", "children", "ctf_table",
            "standard_normals"]

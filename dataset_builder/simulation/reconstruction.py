@@ -5,7 +5,7 @@ For a set of particles with images ``X_p`` (Fourier space), CTFs ``c_p`` and sli
 
     numerator(g) = Σ_p K(g − k_p) c_p X_p        weight(g) = Σ_p K(g − k_p) c_p²
 
-with ``K`` the trilinear kernel (:func:`._kernels.simulate_insert`). Points falling in the
+with ``K`` the trilinear kernel (:func:`._kernels.insert_tiles`). Points falling in the
 ``x < 0`` half are added at ``−k`` (as their Friedel mates); the ``x = 0`` and ``x = L/2``
 planes, each its own Friedel mate, are symmetrised at the end (``v(g) + conj v(−g)``).
 

@@ -32,8 +32,9 @@ class SimulationSettings:
         box: edge of the cubic box, voxels (even, 32 to 512).
         voxel_size: Å per voxel (and per image pixel).
         particles: particles per half-map.
-        reference_factor: the reference map is reconstructed from this many times
-            ``particles`` further particles (independent of the halves).
+        reference_factor: the reference map has the spectral SNR of this many times
+            ``particles`` particles: it is reconstructed from ``particles`` further particles
+            (independent of the halves) whose SNR is ``reference_factor · snr``.
         snr: particle SNR (see :mod:`.ssnr`; ``inf``: no noise).
         defocus_um: defocus range, µm, drawn uniformly per particle (underfocus positive).
         ctf: apply the CTF (False: CTF = 1).
@@ -124,9 +125,9 @@ class SimulationSettings:
         return (self.defocus_um[0] * 1e4, self.defocus_um[1] * 1e4)
 
     @property
-    def reference_particles(self) -> int:
-        """Particles of the reference map."""
-        return int(round(self.reference_factor * self.particles))
+    def reference_snr(self) -> float:
+        """Particle SNR of the reference map's particles."""
+        return self.reference_factor * self.snr
 
     def with_(self, **changes) -> SimulationSettings:
         """A copy with some fields changed (validated again)."""
