@@ -147,10 +147,10 @@ def test_synth_command_writes_resumes_and_refuses(tmp_path, capsys):
     argv = ["synth", "--kind", "reconstruction", "--out", str(out), "--entries", "1",
             *TINY_ARGS, "--no-progress"]
     assert cli.main(argv) == 0
-    assert "1 entries written, 0 failed" in capsys.readouterr().out
+    assert "1 entries written now, 0 already there, 0 failed" in capsys.readouterr().out
     assert open_corpus(out).entry("SIM-0001").metadata["preset"] == PRESET_CYCLE[0]
     assert cli.main(argv) == 0                                  # nothing left to do
-    assert "1 entries written" in capsys.readouterr().out
+    assert "0 entries written now, 1 already there, 0 failed" in capsys.readouterr().out
     refusals = [
         (argv + ["--seed", "1"], "seed: 0 recorded, 1 now"),
         (argv + ["--set", "particles=100"], "particles: 200 recorded, 100 now"),
@@ -174,6 +174,6 @@ def test_a_failing_entry_is_recorded_and_the_rest_written(tmp_path, capsys):
     status = cli.main(["synth", "--kind", "reconstruction", "--out", str(out), "--entries",
                        "1", "--set", "box=32", "--set", "voxel_size=0.7", "--no-progress"])
     assert status == 1
-    assert "0 entries written, 1 failed" in capsys.readouterr().out
+    assert "0 entries written now, 0 already there, 1 failed" in capsys.readouterr().out
     rows = open_corpus(out).manifest
     assert list(rows["status"]) == ["failed"] and "too small" in rows["reason"].iloc[0]
