@@ -77,10 +77,11 @@ def read_only(volume: Volume) -> Volume:
 
 
 def digest(volume: Volume | None) -> str:
-    """A digest of a map's voxels and geometry (BLAKE2b, 128 bits); ``""`` for ``None``."""
+    """A digest of a map's voxels and geometry (SHA-256, which CPUs with SHA extensions hash
+    at twice BLAKE2b's rate); ``""`` for ``None``."""
     if volume is None:
         return ""
-    h = hashlib.blake2b(digest_size=16)
+    h = hashlib.sha256()
     h.update(repr((volume.data.shape, volume.data.dtype.str, volume.voxel_size,
                    volume.origin)).encode())
     h.update(memoryview(np.ascontiguousarray(volume.data)).cast("B"))

@@ -250,12 +250,45 @@ def evaluate_entry(method: Method, location: str, entry_id: str, execution: _Exe
     try:
         maps = _read(_corpus(location, storage_options).entry(entry_id))
     except Exception as exc:  # an entry's failure is recorded, never fatal to the run
-        return _finished(entry_id, start, _failed("load", exc))
+        maps = exc
+    return _evaluate_read(method, entry_id, start, maps, execution)
+
+
+def _evaluate_read(method: Method, entry_id: str, start: float, maps: dict | Exception,
+                   execution: _Execution) -> dict:
+    """:func:`evaluate_entry` once the entry is read (``maps``, or why it could not be)."""
+    if isinstance(maps, Exception):
+        return _finished(entry_id, start, _failed("load", maps))
     try:
         denoised = _denoise(method, entry_id, maps, execution)
     except MethodFailure as exc:
         return _finished(entry_id, start, _failed(exc.kind, exc, exc.detail))
     return _finished(entry_id, start, _score_safely(entry_id, maps, denoised, execution))
+
+
+def _read_ahead(location, todo: list[str], storage_options) -> Iterator[tuple]:
+    """``(entry id, start, maps)`` for each entry in turn, ``maps`` being why it could not be
+    read where it could not; each entry is read in a thread while the one before is worked
+    on (so two entries' maps are held at a time), ``start`` backdated by its read time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(entry_id: str) -> tuple:
+        began = time.perf_counter()
+        try:
+            maps = _read(_corpus(location, storage_options).entry(entry_id))
+        except Exception as exc:  # an entry's failure is recorded, never fatal to the run
+            maps = exc
+        return entry_id, time.perf_counter() - began, maps
+
+    entries = iter(todo)
+    with ThreadPoolExecutor(1, thread_name_prefix="cref-bench-read") as pool:
+        ahead = [pool.submit(read, e) for e in itertools.islice(entries, 1)]
+        while ahead:
+            following = next(entries, None)
+            if following is not None:
+                ahead.append(pool.submit(read, following))
+            entry_id, seconds, maps = ahead.pop(0).result()
+            yield entry_id, time.perf_counter() - seconds, maps
 
 
 def _score_safely(entry_id: str, maps: dict, denoised, execution: _Execution) -> dict:
@@ -272,30 +305,29 @@ def _finished(entry_id: str, start: float, outcome: dict) -> dict:
             "worker": worker}
 
 
-def _hand_over(process: MethodProcess, location, entry_id, execution, storage_options):
-    """Read an entry and hand it to the method's process; returns ``(state, None)``, or
+def _hand_over(process: MethodProcess, entry_id: str, start: float, maps: dict | Exception,
+               execution: _Execution):
+    """Hand a read entry to the method's process; returns ``(state, None)``, or
     ``(None, record)`` where the entry failed already (unreadable, or the process would not
     start)."""
-    start = time.perf_counter()
+    if isinstance(maps, Exception):
+        return None, _finished(entry_id, start, _failed("load", maps))
     try:
-        maps = _read(_corpus(location, storage_options).entry(entry_id))
         process.submit(maps["half1"], maps["half2"], maps["mask"],
                        seed=entry_seed(execution.seed, entry_id), label=entry_id)
     except MethodFailure as exc:
         return None, _finished(entry_id, start, _failed(exc.kind, exc, exc.detail))
-    except Exception as exc:  # an entry's failure is recorded, never fatal to the run
-        return None, _finished(entry_id, start, _failed("load", exc))
     return (entry_id, start, maps), None
 
 
 def _pipelined(method, location, todo, execution, storage_options) -> Iterator[dict]:
     """Evaluate ``todo`` in this process with the method in its own: the method's process
-    denoises entry k + 1 while this one scores entry k (the maps of two entries are held
-    at a time), so that a run takes about the larger of the two times, not their sum."""
+    denoises entry k + 1 while this one scores entry k and reads entry k + 2, so that a run
+    takes about the largest of the three times, not their sum."""
     process = _method_process(method, execution)
     process.start()  # its start overlaps reading the first entry
     handed = None
-    for entry_id in [*todo, None]:
+    for read in itertools.chain(_read_ahead(location, todo, storage_options), [None]):
         outcome = None
         if handed is not None:
             try:
@@ -303,9 +335,8 @@ def _pipelined(method, location, todo, execution, storage_options) -> Iterator[d
             except MethodFailure as exc:
                 outcome = _failed(exc.kind, exc, exc.detail)
         following = None
-        if entry_id is not None:
-            following, failed = _hand_over(process, location, entry_id, execution,
-                                           storage_options)
+        if read is not None:
+            following, failed = _hand_over(process, *read, execution)
             if failed is not None:
                 yield failed
         if handed is not None:
@@ -322,9 +353,8 @@ def _in_process(method, location, todo, execution, storage_options) -> Iterator[
         if execution.isolation == "process":
             yield from _pipelined(method, location, todo, execution, storage_options)
         else:
-            for entry_id in todo:
-                yield evaluate_entry(method, location, entry_id, execution,
-                                     storage_options=storage_options)
+            for entry_id, start, maps in _read_ahead(location, todo, storage_options):
+                yield _evaluate_read(method, entry_id, start, maps, execution)
     finally:
         close_method_processes(execution.token)
 
