@@ -251,6 +251,16 @@ def _canonical(value) -> str:
     return str(value)
 
 
+def _canonical_column(column: pd.Series) -> pd.Series | list[str]:
+    """:func:`_canonical` of every cell, worked out once per distinct value (a table repeats
+    its method, parameters, entries and curve names on many rows)."""
+    try:
+        lookup = {value: _canonical(value) for value in pd.unique(column)}
+    except TypeError:  # unhashable cells (dicts, lists): one by one
+        return [_canonical(value) for value in column]
+    return column.map(lookup).astype(object)  # object even when empty, as the slow path
+
+
 def _numbers(column: pd.Series) -> np.ndarray:
     return pd.to_numeric(column.replace("", np.nan), errors="coerce").to_numpy(np.float64)
 
@@ -273,7 +283,7 @@ def _compare_table(report: CheckReport, name: str, table: pd.DataFrame,
     def keyed(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame[list(table.columns)].copy()
         for column in text:
-            frame[column] = [_canonical(v) for v in frame[column]]
+            frame[column] = _canonical_column(frame[column])
         for column in numeric:
             frame[column] = _numbers(frame[column])
         order = [c for c in TABLE_KEYS[name] if c in frame] + text + numeric
