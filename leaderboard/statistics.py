@@ -102,14 +102,17 @@ def _wilcoxon(difference: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def _median_interval(difference: np.ndarray, seed: int, confidence: float,
-                     resamples: int) -> tuple[float, float]:
+def _interval(values: np.ndarray, statistic, seed: int, confidence: float,
+              resamples: int) -> tuple[float, float]:
+    """The percentile bootstrap interval of ``statistic`` (``np.mean``, ``np.median``) of
+    ``values``; the value itself where fewer than two values, or all equal, leave nothing to
+    resample."""
     from scipy import stats
 
-    if difference.size < 2 or np.all(difference == difference[0]):
-        value = float(difference[0]) if difference.size else math.nan
+    if values.size < 2 or np.all(values == values[0]):
+        value = float(values[0]) if values.size else math.nan
         return value, value
-    result = stats.bootstrap((difference,), np.median, confidence_level=confidence,
+    result = stats.bootstrap((values,), statistic, confidence_level=confidence,
                              n_resamples=resamples, method="percentile", vectorized=True,
                              rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
@@ -138,7 +141,7 @@ def pairwise_tests(values: pd.DataFrame, *, seed: int = DEFAULT_SEED, alpha: flo
         pair = values[[a, b]].dropna()
         difference = (pair[a] - pair[b]).to_numpy(np.float64)
         statistic, p = _wilcoxon(difference) if difference.size else (math.nan, math.nan)
-        low, high = _median_interval(difference, seed, confidence, resamples)
+        low, high = _interval(difference, np.median, seed, confidence, resamples)
         rows.append({"a": a, "b": b, "n": int(difference.size),
                      "median_difference": float(np.median(difference)) if difference.size
                      else math.nan, "ci_low": low, "ci_high": high, "statistic": statistic,
@@ -150,19 +153,6 @@ def pairwise_tests(values: pd.DataFrame, *, seed: int = DEFAULT_SEED, alpha: flo
     frame.attrs.update({"seed": seed, "alpha": alpha, "confidence": confidence,
                         "resamples": resamples})
     return frame
-
-
-def _mean_interval(values: np.ndarray, seed: int, confidence: float,
-                   resamples: int) -> tuple[float, float]:
-    from scipy import stats
-
-    if values.size < 2 or np.all(values == values[0]):
-        value = float(values[0]) if values.size else math.nan
-        return value, value
-    result = stats.bootstrap((values,), np.mean, confidence_level=confidence,
-                             n_resamples=resamples, method="percentile", vectorized=True,
-                             rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def annotate(table: pd.DataFrame, values: pd.DataFrame, pairs: pd.DataFrame, *,
@@ -191,7 +181,7 @@ def annotate(table: pd.DataFrame, values: pd.DataFrame, pairs: pd.DataFrame, *,
         label = row["label"]
         if label in values.columns:
             column = values[label].dropna().to_numpy(np.float64)
-            lo, hi = _mean_interval(column, seed, confidence, resamples)
+            lo, hi = _interval(column, np.mean, seed, confidence, resamples)
         else:
             lo = hi = math.nan
         low.append(lo)

@@ -50,6 +50,12 @@ def add_args(parser) -> None:
                         f"{', '.join(DEFAULT_METRICS)}, where they have values)")
     parser.add_argument("--reference", default="noisy",
                         help="the method marked as reference (default: noisy)")
+    add_corpus_args(parser)
+
+
+def add_corpus_args(parser) -> None:
+    """The options that say which corpus the ranked results must be of (``leaderboard`` and
+    ``report``)."""
     parser.add_argument("--allow-mixed-corpora", action="store_true",
                         help="compare results of different corpus content hashes")
     parser.add_argument("--corpus", metavar="PATH",

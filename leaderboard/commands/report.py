@@ -24,6 +24,7 @@ HELP = "write the HTML report, figures, statistics and tables of results folders
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
     from cref_bench.metric_facts import DEFAULT_METRICS
+    from leaderboard.commands.leaderboard import add_corpus_args
 
     parser.add_argument("results", nargs="+", metavar="RESULTS_DIR",
                         help="results folder(s) of cref-bench run")
@@ -44,13 +45,7 @@ def add_args(parser) -> None:
                         help="seed of the bootstrap intervals (default: 0)")
     parser.add_argument("--alpha", type=float, default=0.05,
                         help="family-wise error rate of the pairwise tests (default: 0.05)")
-    parser.add_argument("--allow-mixed-corpora", action="store_true",
-                        help="compare results of different corpus content hashes")
-    parser.add_argument("--corpus", metavar="PATH",
-                        help="the corpus store the results must be of, for the check of each "
-                             "folder (see cref-bench check)")
-    parser.add_argument("--expect-hash", metavar="HASH",
-                        help="the corpus content hash the results must have, for the check")
+    add_corpus_args(parser)
 
 
 def main(args) -> int:
