@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import shutil
 import socket
+import subprocess
 import sys
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -55,13 +57,23 @@ def _cpu_model() -> str:
 
 
 def _gpus() -> list[str]:
+    """The CUDA devices: as torch sees them where this process has imported torch, else as
+    ``nvidia-smi`` lists them where it is installed (importing torch only to ask would add a
+    second or more to every run)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        if not torch.cuda.is_available():
+            return []
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
     try:
-        import torch
-    except ImportError:
+        listed = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
         return []
-    if not torch.cuda.is_available():
-        return []
-    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return [line.strip() for line in listed.splitlines() if line.strip()]
 
 
 def hardware() -> dict:
