@@ -19,7 +19,6 @@ Which columns each file has comes from :mod:`cref_bench.results`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,34 +37,11 @@ from cref_bench.results import (
     NUMBER_COLUMNS,
     params_text,
 )
+from cref_bench.submission import read_provenance
 from leaderboard.labels import Setting, setting_labels
 
 OPTIONAL_ID_COLUMNS = ("box",)
 """Identifying columns that older results folders lack (read as empty)."""
-
-
-def read_provenance(folder: str | os.PathLike) -> dict:
-    """The ``provenance.json`` of a results folder.
-
-    Args:
-        folder: the results folder.
-
-    Returns:
-        The provenance record.
-
-    Raises:
-        ResultsError: the file is missing or not a JSON object.
-    """
-    path = Path(folder) / "provenance.json"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(path, "missing: is this a cref-bench results folder?") from None
-    except (OSError, ValueError) as exc:
-        raise ResultsError(path, f"unreadable ({exc})") from None
-    if not isinstance(record, dict):
-        raise ResultsError(path, "not a JSON object")
-    return record
 
 
 def _read_csv(path: Path, required: Iterable[str], optional: Iterable[str] = (),
@@ -227,7 +203,7 @@ def load(dirs, *, allow_mixed_corpora: bool = False) -> ResultSet:
         InputError: no folder given.
     """
     folders = _folders(dirs)
-    provenances = [read_provenance(f) for f in folders]
+    provenances = [read_provenance(Path(f)) for f in folders]
     hashes = _corpus_hashes(folders, provenances, allow_mixed_corpora)
     parts = []
     for folder, provenance, content_hash in zip(folders, provenances, hashes):
