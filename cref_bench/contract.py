@@ -77,8 +77,8 @@ def read_only(volume: Volume) -> Volume:
 
 
 def digest(volume: Volume | None) -> str:
-    """A digest of a map's voxels and geometry (SHA-256, which CPUs with SHA extensions hash
-    at twice BLAKE2b's rate); ``""`` for ``None``."""
+    """A digest of a map's voxels and geometry (SHA-256, hardware-accelerated on CPUs with
+    SHA extensions); ``""`` for ``None``."""
     if volume is None:
         return ""
     h = hashlib.sha256()
