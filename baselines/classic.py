@@ -1,9 +1,9 @@
 """Classic baselines: the noisy average, a low-pass filter, FSC weighting and a Wiener filter.
 
-Every baseline here is a :class:`cref_bench.methods.Method` that multiplies each Fourier
+Every baseline here is a :class:`cref_bench.methods.protocol.Method` that multiplies each Fourier
 shell of a map by one number derived from the half-map FSC, ``f = FSC(M1, M2)`` (computed
 with the mask when one is given, unmasked otherwise); the filter is then applied to the
-whole box, unmasked. The shells are those of :func:`cref_bench.shells.fourier_shells`, the
+whole box, unmasked. The shells are those of :func:`cref_bench.metrics.shells.fourier_shells`, the
 ones the metrics use, and the weight is looked up by shell index: every voxel of shell ``r``
 gets the weight of shell ``r``, with no interpolation between shell centres. Per-shell
 quantities of the output are therefore exact multiples of those of the input (power by
@@ -11,7 +11,7 @@ quantities of the output are therefore exact multiples of those of the input (po
 the corners of the box beyond the Nyquist shell, where no FSC is measured, get weight 0.
 
 Weights (``C_ref(f) = sqrt(2f / (1 + f))``, ``f`` clipped to [0, 1], see
-:func:`cref_bench.metrics.c_ref`):
+:func:`cref_bench.metrics.scores.c_ref`):
 
 * ``noisy``: the average ``(M1 + M2) / 2`` and the halves, unchanged; the reference row.
 * ``lowpass``: 1 up to the half-map FSC ``threshold`` crossing (0.143), 0 beyond, with a
@@ -41,11 +41,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from cref_bench.fsc import FSCCurve, fsc
-from cref_bench.methods import Denoised, Method, average_halves
-from cref_bench.metrics import c_ref
-from cref_bench.shells import Shells, fourier_shells
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import Denoised, Method, average_halves
+from cref_bench.metrics.fsc import FSCCurve, fsc
+from cref_bench.metrics.scores import c_ref
+from cref_bench.metrics.shells import Shells, fourier_shells
 
 _AXES = (0, 1, 2)
 
@@ -54,7 +54,7 @@ def shell_weight_array(shells: Shells, weights: np.ndarray) -> np.ndarray:
     """The per-voxel weights of an ``rfftn`` half-space from per-shell weights.
 
     Args:
-        shells: the shells of the grid (:func:`cref_bench.shells.fourier_shells`).
+        shells: the shells of the grid (:func:`cref_bench.metrics.shells.fourier_shells`).
         weights: one weight per shell; NaN is taken as 0 (a shell without power).
 
     Returns:

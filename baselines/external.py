@@ -4,8 +4,8 @@ A command template says how to run the program; :class:`External` fills it in fo
 and reads back what the program wrote. For each entry it
 
 1. makes a private temporary folder (below the method process's scratch folder, which the
-   runner removes even after killing the process, see :data:`cref_bench.isolation.SCRATCH_ENV`)
-   and writes there, with :mod:`cref_bench.mapio`, copies of the maps the command names
+   runner removes even after killing the process, see :data:`cref_bench.run.isolation.SCRATCH_ENV`)
+   and writes there, with :mod:`cref_bench.maps.io`, copies of the maps the command names
    (``half1.mrc``, ``half2.mrc``, ``mask.mrc``, ``average.mrc``): the program may change or
    delete them without harm;
 2. runs the command with ``/bin/sh`` in a working folder of its own (``{workdir}``, also its
@@ -52,10 +52,10 @@ import numpy as np
 
 from baselines.recipes import SETTING_KEYS, Recipe, find_recipe, read_recipe
 from cref_bench.errors import CrefBenchError, MapError, MethodError, UnavailableError
-from cref_bench.isolation import SCRATCH_ENV
-from cref_bench.mapio import read_map, write_map
-from cref_bench.methods import Denoised, Method, average_halves
-from cref_bench.volume import Volume
+from cref_bench.maps.io import read_map, write_map
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import Denoised, Method, average_halves
+from cref_bench.run.isolation import SCRATCH_ENV
 
 PLACEHOLDERS = {
     "half1": "the first half-map (a copy, MRC)",
@@ -719,7 +719,7 @@ class External(Method):
                                              f"are {sizes} Å")
             values["voxel_size"] = float(sizes[0])
         if "resolution" in used:
-            from cref_bench.fsc import fsc
+            from cref_bench.metrics.fsc import fsc
 
             crossing = fsc(half1, half2, mask).resolution_at(0.143)
             values["resolution"] = crossing.resolution or crossing.limit
@@ -792,7 +792,7 @@ _ARGUMENTS = ("command", "output", "half1_output", "half2_output", "per_map", "d
 
 def from_recipe(recipe: str, /, **params) -> External:
     """The method of a named recipe: what ``--method recipe:NAME`` builds (the ``recipe``
-    scheme of :data:`cref_bench.method_registry.SCHEME_GROUP`).
+    scheme of :data:`cref_bench.methods.registry.SCHEME_GROUP`).
 
     Args:
         recipe: the recipe's name (or a ``.toml`` path).

@@ -52,8 +52,8 @@ import scipy.fft
 
 from baselines import _lafter_kernels as kernels
 from cref_bench.errors import BadMask
-from cref_bench.methods import Denoised, Method
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import Denoised, Method
 
 log = logging.getLogger(__name__)
 

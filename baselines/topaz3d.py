@@ -4,7 +4,7 @@ Topaz (Bepler et al., Nat. Commun. 2020) ships two 3D U-nets trained with noise2
 cryo-ET tomograms, ``unet-3d-10a`` and ``unet-3d-20a``, inside its PyPI wheel ``topaz-em``
 (GPL-3). This method calls ``topaz.denoise.Denoise3D``, the code behind ``topaz denoise3d``,
 as an installed dependency: nothing of Topaz is copied here. Each map (the average of the
-halves and each half, see :class:`cref_bench.methods.SingleMapMethod`) is denoised as
+halves and each half, see :class:`cref_bench.methods.protocol.SingleMapMethod`) is denoised as
 ``topaz denoise3d`` does it: standardised by its mean and standard deviation, then cut into
 patches of ``patch_size`` voxels each seen with ``padding`` voxels of context (Topaz's
 defaults 96 and 48), or denoised whole with ``patch_size=0``. The map's ``(z, y, x)`` array is
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from cref_bench.errors import MapError, UnavailableError
-from cref_bench.methods import SingleMapMethod
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import SingleMapMethod
 
 MODELS = ("unet-3d-10a", "unet-3d-20a")
 DEFAULT_PATCH_SIZE = 96

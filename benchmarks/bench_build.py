@@ -5,7 +5,7 @@ field plus noise, gzip'd half-maps, a plain mask, v3.0 headers) on 127.0.0.1.
 
 * Per entry, at 128³ and 256³, from the stand-in over HTTP and from the archive folder as a
   ``file://`` mirror: :func:`~dataset_builder.emdb.build.process_entry` against the time
-  :func:`~cref_bench.mapio.read_map` takes to decompress and read the same three files from
+  :func:`~cref_bench.maps.io.read_map` takes to decompress and read the same three files from
   disk, one after the other, read just before each round (the load of a shared machine
   drifts). Reported: the median over rounds of the ratio of the entry's time to that read
   (target 2) and of each phase's (and the ratio of the medians): fetching (header and
@@ -14,7 +14,8 @@ field plus noise, gzip'd half-maps, a plain mask, v3.0 headers) on 127.0.0.1.
   compressed zarr write of :func:`dataset_builder.store.write_entry`).
 * Chunking, at 128³ and 256³: one entry written into a store with 96³ chunks (the patch
   edge) and one with 64³ chunks; the time to read every patch of its patch index (the three
-  windows :class:`cref_bench.patches.PatchDataset` reads) and to write the entry, 64³ against
+  windows :class:`baselines.crefdenoiser.patches.PatchDataset` reads) and to write the entry,
+  64³ against
   96³ (medians of the same run).
 * Scaling: :func:`~dataset_builder.emdb.build.build` of all the 128³ entries on a warm local
   dask cluster of 1 and of 2 single-threaded worker processes: MB/s per worker (of
@@ -37,8 +38,8 @@ import zarr
 from scipy import ndimage
 
 from benchmarks.timing import median_seconds, report_ratio
-from cref_bench.mapio import read_map
-from cref_bench.volume import Volume
+from cref_bench.maps.io import read_map
+from cref_bench.maps.volume import Volume
 from dataset_builder.emdb.build import BuildOptions, build, process_entry
 from dataset_builder.store import create_store, open_store, write_entry
 from tests.emdb_server import EmdbStandIn, make_entry_files

@@ -32,10 +32,10 @@ import numpy as np
 import pytest
 import torch
 
+from baselines.crefdenoiser.cref_loss import cref_loss
 from baselines.crefdenoiser.lean import lean_forward
 from baselines.crefdenoiser.network import CrefUNet, conv_flops
 from benchmarks.timing import median_seconds, report_ratio
-from cref_bench.torch_loss import cref_loss
 
 THREADS = 2
 MATMUL_SIDE = 2048

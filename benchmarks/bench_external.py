@@ -3,7 +3,7 @@
 
 The bare program reads MRC files already on disk and writes its maps (the recipe's flags:
 ``--half_maps``, no B-factor); the adapter also writes the input copies (half1, half2, mask)
-with :mod:`cref_bench.mapio`, passes the program's output on line by line and reads the three
+with :mod:`cref_bench.maps.io`, passes the program's output on line by line and reads the three
 maps back, then removes its private folder. The read/write baseline is those six map
 operations alone, and removing what they wrote and read. Rounds alternate (bare
 program, read/write, adapter) so that the load of a shared machine falls on all alike; medians
@@ -34,9 +34,9 @@ import pytest
 from scipy import ndimage
 
 from benchmarks.timing import report_ratio
-from cref_bench.mapio import read_map, write_map
-from cref_bench.methods import load_method
-from cref_bench.volume import Volume
+from cref_bench.maps.io import read_map, write_map
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import load_method
 
 BOX = 128
 ROUNDS = 9

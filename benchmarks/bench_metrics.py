@@ -15,8 +15,8 @@ import scipy.fft
 
 from benchmarks.timing import median_seconds, report_ratio
 from cref_bench import Volume
-from cref_bench.fsc import fsc
-from cref_bench.metrics import evaluate
+from cref_bench.metrics.fsc import fsc
+from cref_bench.metrics.scores import evaluate
 
 N = 256
 
@@ -70,7 +70,7 @@ _PEAK_SCRIPT = """
 import json, resource, sys
 import numpy as np
 from benchmarks.bench_metrics import make_case
-from cref_bench.metrics import evaluate
+from cref_bench.metrics.scores import evaluate
 m = make_case({n})
 inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 evaluate(m["M1"], m["M2"], m["D"], denoised_half1=m["D1"], denoised_half2=m["D2"], mask=m["mask"])

@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 
 from benchmarks.timing import median_seconds, report_ratio
-from cref_bench import results as schema
-from cref_bench.runner import run_method
+from cref_bench.results import folder as schema
+from cref_bench.run.runner import run_method
 
 METHODS = ("noisy", "lowpass", "fsc-weight", "wiener")
 ENTRIES = 50

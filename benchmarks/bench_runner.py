@@ -3,7 +3,7 @@
 An identity method is run over the demo's corpus (``cref-bench demo``: 12 phantoms, 64-96³,
 with truth and model), with the method in a child process of its own (the default for a
 method not known safe in process) and in process. The baseline is the sum, over the same
-entries, of :func:`cref_bench.metrics.evaluate` called alone on the same maps (already in
+entries, of :func:`cref_bench.metrics.scores.evaluate` called alone on the same maps (already in
 memory), measured before each timed run (so both see the same load on a shared machine) and
 taken as the median. The difference is what the runner adds: reading the maps from the store,
 the method's process (started once per run; the method's module,
@@ -25,9 +25,9 @@ import pytest
 
 from benchmarks.identity_method import Identity
 from benchmarks.timing import median_seconds, report_ratio
-from cref_bench.dataset import open_corpus
-from cref_bench.metrics import evaluate
-from cref_bench.runner import first_model, run_method
+from cref_bench.corpus.reader import open_corpus
+from cref_bench.metrics.scores import evaluate
+from cref_bench.run.runner import first_model, run_method
 
 ENTRIES = 12
 

@@ -21,7 +21,7 @@ import torch
 
 from baselines.topaz3d import Topaz3D
 from benchmarks.timing import report_ratio
-from cref_bench import mapio
+from cref_bench.maps import io as mapio
 from dataset_builder.synthetic import make_phantom
 
 THREADS = 2

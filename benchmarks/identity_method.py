@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cref_bench.methods import Denoised, Method
+from cref_bench.methods.protocol import Denoised, Method
 
 
 class Identity(Method):

@@ -37,7 +37,7 @@ import warnings
 import cref_bench
 from cref_bench import commands
 from cref_bench.errors import CrefBenchError
-from cref_bench.method_registry import registered
+from cref_bench.methods.registry import registered
 
 COMMAND_GROUP = "cref_bench.commands"
 """Entry-point group of commands contributed by other packages."""

@@ -1,7 +1,7 @@
 """Half-map noise calibrated so that the half-map FSC follows a designed curve.
 
 Used by :mod:`dataset_builder.synthetic`. Everything works per shell of
-:func:`cref_bench.shells.fourier_shells` (the shells every FSC of the project uses), on
+:func:`cref_bench.metrics.shells.fourier_shells` (the shells every FSC of the project uses), on
 ``rfftn`` half-spaces with Friedel weights, so per-shell sums equal sums over the full
 transform.
 
@@ -10,7 +10,7 @@ transform.
   resolution, 0.5 at ``s_half``, 0.143 at ``s_c``, floored at 0.02. ``ratio`` is the ratio of
   the 0.5 and 0.143 resolutions (the phantoms draw it in [1.1, 1.3]). ``s_c`` is tuned so
   that the curve, interpolated linearly between shells as
-  :func:`cref_bench.fsc.resolution_at` does, crosses 0.143 exactly at the requested
+  :func:`cref_bench.metrics.fsc.resolution_at` does, crosses 0.143 exactly at the requested
   resolution.
 * **Noise power** (:func:`noise_power`): ``N = S (1 - f) / f`` up to the crossing, ``S`` the
   truth's own power in the shell. Beyond it, the power that would give ``f`` had the signal
@@ -34,8 +34,8 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from cref_bench.fsc import resolution_at
-from cref_bench.shells import Shells, friedel_weights
+from cref_bench.metrics.fsc import resolution_at
+from cref_bench.metrics.shells import Shells, friedel_weights
 
 FSC_THRESHOLD = 0.143
 FSC_FLOOR = 0.02

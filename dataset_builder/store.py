@@ -3,10 +3,10 @@
 The builders (:mod:`dataset_builder.synthetic`, :mod:`dataset_builder.emdb`) call
 :func:`write_entry` once per accepted entry and :func:`record_rejection` once per entry they
 turn down, typically one dask task per entry, then :func:`finalize` once from the
-coordinating process. Readers use :mod:`cref_bench.dataset`.
+coordinating process. Readers use :mod:`cref_bench.corpus.reader`.
 
 The on-disk layout, the map roles (``half1``, ``half2``, ``mask``, optional ``truth`` and
-``reference``) and the content hash are defined in :mod:`cref_bench.store_layout`. Maps are
+``reference``) and the content hash are defined in :mod:`cref_bench.corpus.layout`. Maps are
 stored as float32 (z, y, x), Blosc lz4 level 1 with bit shuffle (about 1 GB/s; noisy maps
 compress little more with slower codecs: zstd-5 gains ~5 % at 1/10 speed).
 
@@ -53,17 +53,8 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 import cref_bench
-from cref_bench import splits
-from cref_bench.errors import (
-    BadMask,
-    ConstantMap,
-    CorpusError,
-    GeometryMismatch,
-    InputError,
-    NonFiniteMap,
-)
-from cref_bench.provenance import now_utc
-from cref_bench.store_layout import (
+from cref_bench.corpus import splits
+from cref_bench.corpus.layout import (
     ENTRIES_GROUP,
     FORMAT_VERSION,
     MANIFEST_GROUP,
@@ -79,7 +70,16 @@ from cref_bench.store_layout import (
     open_root,
     read_manifest_rows,
 )
-from cref_bench.volume import Volume
+from cref_bench.errors import (
+    BadMask,
+    ConstantMap,
+    CorpusError,
+    GeometryMismatch,
+    InputError,
+    NonFiniteMap,
+)
+from cref_bench.maps.volume import Volume
+from cref_bench.results.provenance import now_utc
 from dataset_builder._chunks import write_maps
 from dataset_builder._moments import hashed_moments
 
@@ -711,8 +711,8 @@ def finalize(store: Store | str | os.PathLike) -> str:
     Run once from the coordinating process after all writers have finished. Complete
     entries lacking an ``ok`` row get one; ``ok`` rows without a complete entry become
     ``failed`` ("entry data missing"). Then the root attributes get ``content_hash``
-    (:func:`cref_bench.store_layout.content_hash` over the complete entries), ``test_50``
-    (:func:`cref_bench.splits.choose_test50`, keeping the members recorded before),
+    (:func:`cref_bench.corpus.layout.content_hash` over the complete entries), ``test_50``
+    (:func:`cref_bench.corpus.splits.choose_test50`, keeping the members recorded before),
     ``counts`` (per split and per manifest status) and ``finalized_at``, in one write.
 
     Args:

@@ -6,7 +6,7 @@ corpus store. A phantom is built in four steps, all determined by the seed:
 1. **Model.** A protein-like model built by :mod:`dataset_builder.phantom_models` (ideal
    helices and strands packed into domains, centred in the box), or a given model, whose
    box is then centred on it (its coordinates are left as they are; the box origin moves).
-2. **Truth.** The model's density on the box grid (:func:`cref_bench.model_map.model_map`,
+2. **Truth.** The model's density on the box grid (:func:`cref_bench.metrics.model_map.model_map`,
    electron scattering, per-atom B-factors, band-limited at Nyquist without a roll-off, as
    the model map of the model-map FSC is, so that FSC(truth, model map) is 1), times a global
    B-factor envelope ``exp(-B s² / 4)`` in Fourier space.
@@ -40,11 +40,11 @@ import scipy.fft
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from cref_bench.corpus.layout import list_complete_entries
 from cref_bench.errors import CorpusError, InputError, ModelError
-from cref_bench.model_map import model_map, read_model
-from cref_bench.shells import fourier_shells
-from cref_bench.store_layout import list_complete_entries
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.metrics.model_map import model_map, read_model
+from cref_bench.metrics.shells import fourier_shells
 from dataset_builder import store
 from dataset_builder.phantom_models import build_model
 from dataset_builder.phantom_noise import calibrated_noise, designed_fsc, noise_power, shell_sums

@@ -25,7 +25,7 @@ LINESTYLES = ("-", "--", "-.", ":")
 
 class Setting(NamedTuple):
     """One method setting: the method's name, its version, its parameters as canonical JSON
-    (:func:`cref_bench.results.params_text`)."""
+    (:func:`cref_bench.results.folder.params_text`)."""
 
     method: str
     version: str

@@ -1,6 +1,6 @@
 """Reading results folders for the leaderboard and the report: one :class:`ResultSet`.
 
-A results folder (written by ``cref-bench run``, layout :mod:`cref_bench.results`) holds one
+A results folder (written by ``cref-bench run``, layout :mod:`cref_bench.results.folder`) holds one
 run of one method setting: ``scalars.csv``, ``notes.csv``, ``curves.csv``, ``failures.csv``
 and ``provenance.json``. :func:`load` reads any number of them into one :class:`ResultSet`:
 
@@ -14,7 +14,7 @@ and ``provenance.json``. :func:`load` reads any number of them into one :class:`
   on the leaderboard;
 * folders of different corpus content are refused unless allowed.
 
-Which columns each file has comes from :mod:`cref_bench.results`.
+Which columns each file has comes from :mod:`cref_bench.results.folder`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 
 from cref_bench.errors import InputError, ResultsError
-from cref_bench.metric_facts import MASKINGS
-from cref_bench.results import (
+from cref_bench.metrics.facts import MASKINGS
+from cref_bench.results.check import read_provenance
+from cref_bench.results.folder import (
     CURVE_COLUMNS,
     FAILURE_COLUMNS,
     ID_COLUMNS,
@@ -37,7 +38,6 @@ from cref_bench.results import (
     NUMBER_COLUMNS,
     params_text,
 )
-from cref_bench.submission import read_provenance
 from leaderboard.labels import Setting, setting_labels
 
 OPTIONAL_ID_COLUMNS = ("box",)
@@ -121,7 +121,7 @@ class ResultSet:
             names: keep only these curves (e.g. ``("fsc_fd", "c_ref")``); all by default.
 
         Returns:
-            The columns of :data:`cref_bench.results.CURVE_COLUMNS` plus ``label``.
+            The columns of :data:`cref_bench.results.folder.CURVE_COLUMNS` plus ``label``.
 
         Raises:
             ResultsError: a ``curves.csv`` is missing or malformed.

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from cref_bench.atomic import write_text
-from cref_bench.metric_facts import DEFAULT_METRICS, metric_facts
-from cref_bench.number_format import significant
+from cref_bench.metrics.facts import DEFAULT_METRICS, metric_facts
+from cref_bench.results.format import significant
 from leaderboard import statistics, tables
 from leaderboard.figures.common import Absent, Context, Drawn
 from leaderboard.labels import params_display
@@ -211,7 +211,7 @@ def failures_view(results: ResultSet) -> TableView:
             for r in results.failures.to_dict("records")]
     caption = ("Failed entries. Kinds error, output, inputs-modified, timeout, memory and "
                "crashed are the method's fault; load and metrics are not (see "
-               "cref_bench.contract).")
+               "cref_bench.run.contract).")
     return TableView(["method", "entry", "kind", "error", "message"], rows, caption=caption)
 
 
@@ -266,7 +266,7 @@ def _write_tables(out: Path, views: dict[str, TableView], csvs: dict[str, pd.Dat
 
 
 def _checks(results: ResultSet, corpus, expect_hash) -> dict:
-    from cref_bench.submission import check_results
+    from cref_bench.results.check import check_results
 
     return {label: check_results(folder, corpus=corpus, expect_hash=expect_hash)
             for label, folder in results.folders.items()}
@@ -381,7 +381,7 @@ def render_html(report: Report, views: dict[str, TableView], chosen: list[str]) 
     import jinja2
 
     import cref_bench
-    from cref_bench.provenance import now_utc
+    from cref_bench.results.provenance import now_utc
 
     environment = jinja2.Environment(loader=jinja2.PackageLoader("leaderboard", "templates"),
                                      autoescape=True, trim_blocks=True, lstrip_blocks=True,

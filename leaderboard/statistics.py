@@ -14,7 +14,7 @@ breakdowns of the primary metric.
   resolution (:data:`RESOLUTION_BINS`) and of box size (:data:`BOX_BINS`).
 
 Differences are ``a - b`` in the metric's units; the better direction comes from
-:mod:`cref_bench.metric_facts`.
+:mod:`cref_bench.metrics.facts`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from cref_bench.metric_facts import metric_facts
+from cref_bench.metrics.facts import metric_facts
 from leaderboard.loading import ResultSet
 
 DEFAULT_SEED = 0

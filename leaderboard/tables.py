@@ -19,7 +19,7 @@ it; :func:`describe` writes the note under it. Where :mod:`leaderboard.statistic
 its columns (a confidence interval of the primary metric's mean and the Holm-adjusted p value
 against the best), the renderers show them and mark the settings not distinguishable from the
 best with ``≈``. Which direction of each metric is better comes from
-:mod:`cref_bench.metric_facts`.
+:mod:`cref_bench.metrics.facts`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from cref_bench.errors import InputError
-from cref_bench.metric_facts import DEFAULT_METRICS, MASKINGS, metric_facts
-from cref_bench.number_format import significant
+from cref_bench.metrics.facts import DEFAULT_METRICS, MASKINGS, metric_facts
+from cref_bench.results.format import significant
 from leaderboard.loading import ResultSet
 
 ARROWS = {"min": "↓", "max": "↑"}
@@ -86,7 +86,7 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
             with no value on the compared entries is left out.
         masking: ``"masked"`` or ``"unmasked"``.
         primary: the metric that ranks the settings (in its better direction, from
-            :data:`cref_bench.metric_facts.METRICS`).
+            :data:`cref_bench.metrics.facts.METRICS`).
         reference: the method (name) marked as the reference row (the noisy input).
 
     Returns:

@@ -208,7 +208,7 @@ def make_entry_files(root: str | Path, emdb_id: str, half1: np.ndarray, half2: n
         half1, half2: the half-maps, 3D arrays in (z, y, x) order, written as gzip'd MRC.
         mask: the mask (same shape), written as ``masks/emd_N_msk_1.map``; ``None`` writes no
             mask and lists none in the header.
-        voxel: Å per voxel, a scalar or (z, y, x) as in :class:`cref_bench.volume.Volume`.
+        voxel: Å per voxel, a scalar or (z, y, x) as in :class:`cref_bench.maps.volume.Volume`.
         start: the index of the first voxel along (x, y, z) (MRC ``nxstart``, ``nystart``,
             ``nzstart``).
         resolution, method, release_date, fitted_pdbs, contour_level, title: header metadata.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cref_bench.shells import half_space_radius2
+from cref_bench.metrics.shells import half_space_radius2
 
 
 def radial_frequency(shape, voxel_size) -> np.ndarray:
@@ -23,7 +23,7 @@ def field(rng: np.random.Generator, shape, voxel_size, power) -> np.ndarray:
 
 def expected_ratio(shells, numerator, denominator, voxel_size) -> np.ndarray:
     """Σ numerator(|k|) / Σ denominator(|k|) over each shell's voxels, Friedel-weighted."""
-    from cref_bench.shells import friedel_weights
+    from cref_bench.metrics.shells import friedel_weights
 
     k = radial_frequency(shells.shape, voxel_size)
     w = np.broadcast_to(friedel_weights(shells.shape[2]), k.shape)

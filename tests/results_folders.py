@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from cref_bench.results import CURVE_COLUMNS, FAILURE_COLUMNS, NOTE_COLUMNS, params_text
+from cref_bench.results.folder import CURVE_COLUMNS, FAILURE_COLUMNS, NOTE_COLUMNS, params_text
 
 
 def write_folder(folder, method, scalars: pd.DataFrame, *, content_hash="abc123", curves=None,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cref_bench.splits import split_of
-from cref_bench.volume import Volume
+from cref_bench.corpus.splits import split_of
+from cref_bench.maps.volume import Volume
 
 
 def ids_of_split(split: str, count: int) -> list[str]:

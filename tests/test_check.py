@@ -18,14 +18,15 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from cref_bench import cli, corpora
-from cref_bench.dataset import open_corpus
+from cref_bench import cli
+from cref_bench.corpus import releases as corpora
+from cref_bench.corpus.reader import open_corpus
+from cref_bench.corpus.splits import split_of
 from cref_bench.errors import ResultsError
-from cref_bench.methods import SingleMapMethod
-from cref_bench.runner import run_method
-from cref_bench.splits import split_of
-from cref_bench.submission import check_results
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import SingleMapMethod
+from cref_bench.results.check import check_results
+from cref_bench.run.runner import run_method
 
 SPEC = "tests.test_check:Smooth"
 TEST_IDS = [i for i in (f"CK-{k:04d}" for k in range(200)) if split_of(i) == "test"][:4]

@@ -6,10 +6,10 @@ import pytest
 from baselines.classic import FSCWeight, Lowpass, Noisy, Wiener, shell_weight_array
 from cref_bench import Volume
 from cref_bench.errors import GeometryMismatch
-from cref_bench.fsc import FSCCurve, Spectra, fsc
-from cref_bench.methods import Method, load_method
-from cref_bench.metrics import c_ref, weighted_agreement
-from cref_bench.shells import fourier_shells
+from cref_bench.methods.protocol import Method, load_method
+from cref_bench.metrics.fsc import FSCCurve, Spectra, fsc
+from cref_bench.metrics.scores import c_ref, weighted_agreement
+from cref_bench.metrics.shells import fourier_shells
 from tests.helpers_fields import field
 
 SHAPE, VOXEL = (48, 48, 48), (1.5, 1.5, 1.5)

@@ -106,8 +106,8 @@ def test_commands_that_do_not_train_never_import_torch(tmp_path):
         "from cref_bench import cli\n"
         f"cli.main(['leaderboard', {str(tmp_path / 'none')!r}])\n"
         f"cli.main(['metrics', 'a.mrc', 'b.mrc', '--denoised', 'c.mrc'])\n"
-        "import cref_bench.dataset, dataset_builder.store, dataset_builder.synthetic\n"
-        "import dataset_builder.emdb.build, leaderboard.tables, cref_bench.runner\n"
+        "import cref_bench.corpus.reader, dataset_builder.store, dataset_builder.synthetic\n"
+        "import dataset_builder.emdb.build, leaderboard.tables, cref_bench.run.runner\n"
         "import leaderboard.report, leaderboard.figures\n"
         "print(json.dumps('torch' in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -244,8 +244,8 @@ def random_weights(tmp_path, random_model):
 
 def test_method_denoises_average_and_halves(random_weights, random_model):
     from baselines.crefdenoiser.checkpoint import weights_digest
-    from cref_bench.methods import load_method
-    from cref_bench.volume import Volume
+    from cref_bench.maps.volume import Volume
+    from cref_bench.methods.protocol import load_method
 
     method = load_method("crefdenoiser", weights=str(random_weights), progress=False)
     assert type(method).__name__ == "CrefDenoiser"
@@ -272,7 +272,7 @@ def test_method_denoises_average_and_halves(random_weights, random_model):
 def test_method_refuses_bad_input(random_weights, monkeypatch):
     from baselines.crefdenoiser.method import WEIGHTS_ENV, CrefDenoiser
     from cref_bench.errors import MapError
-    from cref_bench.volume import Volume
+    from cref_bench.maps.volume import Volume
 
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     with pytest.raises(ValueError, match="cref-bench import-weights"):

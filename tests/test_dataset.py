@@ -1,4 +1,4 @@
-"""Tests of the corpus reader (cref_bench.dataset): the Corpus / Entry API, splits and
+"""Tests of the corpus reader (cref_bench.corpus.reader): the Corpus / Entry API, splits and
 test-50 as the store records them, refusals, the cube rotations, and PatchDataset
 (standardise-then-mask known answer, deterministic augmentation, DataLoader, pickling)."""
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 import zarr
 
-from cref_bench import splits
-from cref_bench.dataset import Entry, open_corpus
+from baselines.crefdenoiser.patches import PatchDataset, cube_rotation
+from cref_bench.corpus import splits
+from cref_bench.corpus.reader import Entry, open_corpus
 from cref_bench.errors import CorpusError
-from cref_bench.patches import PatchDataset, cube_rotation
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
 from dataset_builder.store import create_store, finalize, write_entry
 from tests.test_store import ORIGIN, PATCH, VOXEL, make_maps
 
@@ -180,7 +180,7 @@ def test_patch_items_are_standardised_then_masked(corpus):
 
 def test_patch_dataset_split_selects_entries(corpus):
     for name in ("train", "valid", "test", "test-50"):
-        dataset = corpus.patch_dataset(name, progress=False)
+        dataset = PatchDataset(corpus, name, progress=False)
         assert set(dataset.entry_ids) <= set(corpus.ids(name))
         assert len(dataset) == sum(len(corpus.entry(i).patches) for i in corpus.ids(name))
 

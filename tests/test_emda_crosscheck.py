@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cref_bench.fsc import Spectra, fsc
-from cref_bench.metrics import variance_analysis
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.metrics.fsc import Spectra, fsc
+from cref_bench.metrics.scores import variance_analysis
 from tests.helpers_fields import field
 
 emda_methods = pytest.importorskip("emda.emda_methods", reason="EMDA is not installed (optional)")

@@ -25,9 +25,9 @@ import pytest
 from scipy import ndimage
 
 from cref_bench import cli, errors
-from cref_bench.dataset import open_corpus
-from cref_bench.store_layout import read_manifest_rows
-from cref_bench.volume import Volume
+from cref_bench.corpus.layout import read_manifest_rows
+from cref_bench.corpus.reader import open_corpus
+from cref_bench.maps.volume import Volume
 from dataset_builder.emdb.build import BuildOptions, build, plan, process_entry
 from dataset_builder.emdb.download import RetryPolicy
 from dataset_builder.emdb.header import MapInfo

@@ -20,18 +20,18 @@ from scipy import ndimage
 from baselines import external
 from baselines.external import External, ProgramFailed, fourier_resample, onto_grid, render
 from baselines.recipes import SHIPPED, available_recipes, find_recipe, read_recipe
-from cref_bench.contract import call_method
 from cref_bench.errors import MapError, MethodError, UnavailableError
-from cref_bench.methods import load_method
-from cref_bench.runner import run_method
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import load_method
+from cref_bench.run.contract import call_method
+from cref_bench.run.runner import run_method
 
 PYTHON = sys.executable
 
 # A single-map program: OUT = FACTOR * IN (a copy of the input's header geometry).
 SCALE = """
 import sys
-from cref_bench.mapio import read_map, write_map
+from cref_bench.maps.io import read_map, write_map
 src, out, factor = sys.argv[1], sys.argv[2], float(sys.argv[3])
 m = read_map(src)
 print(f"scaling {m.shape} by {factor}", flush=True)
@@ -41,7 +41,7 @@ write_map(out, m.like(m.data * factor))
 # A pair program: writes the average (full), and each half times 0.5 (halves); or fails.
 PAIR = """
 import os, sys
-from cref_bench.mapio import read_map, write_map
+from cref_bench.maps.io import read_map, write_map
 h1, h2, workdir, mode = read_map(sys.argv[1]), read_map(sys.argv[2]), sys.argv[3], sys.argv[4]
 print("MARKER pair program on box", h1.shape[0], "threads", os.environ["OMP_NUM_THREADS"])
 if mode == "fail-on-40" and h1.shape[0] == 40:
@@ -70,8 +70,8 @@ REGRID = """
 import sys
 import numpy as np
 from scipy.signal import resample
-from cref_bench.mapio import read_map, write_map
-from cref_bench.volume import Volume
+from cref_bench.maps.io import read_map, write_map
+from cref_bench.maps.volume import Volume
 h1, h2, out, how = read_map(sys.argv[1]), read_map(sys.argv[2]), sys.argv[3], sys.argv[4]
 avg = (h1.data + h2.data) / 2
 if how == "crop":
@@ -209,7 +209,7 @@ def test_resolution_and_voxel_size_reach_the_program(tmp_path):
     record = tmp_path / "args.json"
     script = _script(tmp_path, "record.py", f"""
         import json, sys
-        from cref_bench.mapio import read_map, write_map
+        from cref_bench.maps.io import read_map, write_map
         json.dump(sys.argv[1:], open({str(record)!r}, "w"))
         m = read_map(sys.argv[3])
         write_map("out.mrc", m.like(m.data))
@@ -218,7 +218,7 @@ def test_resolution_and_voxel_size_reach_the_program(tmp_path):
                       output="out.mrc")
     out = method.denoise(half1, half2, mask)
     voxel, resolution, _ = json.loads(record.read_text())
-    from cref_bench.fsc import fsc
+    from cref_bench.metrics.fsc import fsc
 
     expected = fsc(half1, half2, mask).resolution_at(0.143)
     assert float(voxel) == 1.25
@@ -302,7 +302,7 @@ def test_an_output_without_the_inputs_header_is_taken_on_the_input_grid(tmp_path
     script = _script(tmp_path, "bare.py", """
         import sys
         import mrcfile
-        from cref_bench.mapio import read_map
+        from cref_bench.maps.io import read_map
         m = read_map(sys.argv[1])
         with mrcfile.new("out.mrc") as out:
             out.set_data(m.data * 2)
@@ -351,7 +351,7 @@ def test_the_working_folder_is_removed_after_each_entry(tmp_path, monkeypatch):
 
 def test_the_runner_records_failures_with_the_programs_lines_and_keeps_its_output(
         corpus_path, tmp_path):
-    from cref_bench.dataset import open_corpus
+    from cref_bench.corpus.reader import open_corpus
 
     script = _script(tmp_path, "pair.py", PAIR)
     out = tmp_path / "results"
@@ -516,7 +516,7 @@ def _which(name):
 
 
 def test_the_recipe_scheme_is_a_registered_spec_form():
-    from cref_bench.method_registry import available_schemes, resolve
+    from cref_bench.methods.registry import available_schemes, resolve
 
     assert available_schemes() == {"recipe": "baselines.external:from_recipe"}
     target = resolve("recipe:relion-postprocess")

@@ -10,11 +10,11 @@ import pytest
 from scipy import ndimage
 
 from baselines.classic import FSCWeight
-from cref_bench.contract import call_method
-from cref_bench.methods import load_method
-from cref_bench.runner import run_method
-from cref_bench.shells import fourier_shells
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import load_method
+from cref_bench.metrics.shells import fourier_shells
+from cref_bench.run.contract import call_method
+from cref_bench.run.runner import run_method
 
 pytestmark = pytest.mark.skipif(
     shutil.which("relion_postprocess") is None,

@@ -5,8 +5,8 @@ import pytest
 
 from cref_bench import Volume
 from cref_bench.errors import GeometryMismatch, MapError
-from cref_bench.fsc import Spectra, fsc, resolution_at
-from cref_bench.shells import fourier_shells
+from cref_bench.metrics.fsc import Spectra, fsc, resolution_at
+from cref_bench.metrics.shells import fourier_shells
 from tests.helpers_fields import expected_ratio, field
 
 

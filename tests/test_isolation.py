@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from cref_bench.contract import MethodFailure, call_method, check_output, digest
-from cref_bench.isolation import Limits, MethodProcess
-from cref_bench.methods import Denoised, Method, SingleMapMethod
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import Denoised, Method, SingleMapMethod
+from cref_bench.run.contract import MethodFailure, call_method, check_output, digest
+from cref_bench.run.isolation import Limits, MethodProcess
 
 
 def _halves(n=24, seed=0):
@@ -105,7 +105,7 @@ class SeedEcho(Method):
 
 
 WRONG_OUTPUTS = {
-    "not a Denoised": (lambda h: h.data, "not a cref_bench.methods.Denoised"),
+    "not a Denoised": (lambda h: h.data, "not a cref_bench.methods.protocol.Denoised"),
     "bare array": (lambda h: Denoised(full=h.data), "is a ndarray, not a cref_bench.Volume"),
     "wrong shape": (lambda h: Denoised(full=Volume(h.data[:-1])), "not on the input grid"),
     "wrong voxel": (lambda h: Denoised(full=Volume(h.data, 1.0, h.origin)),

@@ -23,7 +23,7 @@ from baselines.lafter import (
 )
 from cref_bench import Volume
 from cref_bench.errors import GeometryMismatch, MapError
-from cref_bench.methods import Method, available_methods, load_method
+from cref_bench.methods.protocol import Method, available_methods, load_method
 
 
 def _distance(shape, centre):

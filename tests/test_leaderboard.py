@@ -13,9 +13,9 @@ from baselines.classic import Noisy, Wiener
 from cref_bench import Volume
 from cref_bench.cli import main
 from cref_bench.errors import InputError, ResultsError
-from cref_bench.metric_facts import METRICS as FACTS
-from cref_bench.metrics import evaluate
-from cref_bench.number_format import significant
+from cref_bench.metrics.facts import METRICS as FACTS
+from cref_bench.metrics.scores import evaluate
+from cref_bench.results.format import significant
 from leaderboard.commands.leaderboard import write_figures
 from leaderboard.figures.cref_curves import mean_curve
 from leaderboard.labels import Setting, colours, setting_labels
@@ -351,7 +351,7 @@ def test_mean_curve_on_different_grids():
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    """Folders for noisy and wiener from cref_bench.metrics.evaluate on tiny maps."""
+    """Folders for noisy and wiener from cref_bench.metrics.scores.evaluate on tiny maps."""
     rng = np.random.default_rng(9)
     shape, voxel = (24, 24, 24), (2.0, 2.0, 2.0)
     root = tmp_path_factory.mktemp("evaluated")
@@ -433,7 +433,7 @@ def test_cli_reports_refusals(evaluated, tmp_path, capsys):
 
 def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
     """The real pipeline: a three-entry corpus, the runner on each classic baseline, the CLI."""
-    from cref_bench.runner import run_method
+    from cref_bench.run.runner import run_method
     from dataset_builder.store import create_store, finalize, write_entry
 
     rng = np.random.default_rng(12)

@@ -1,4 +1,4 @@
-"""Tests for cref_bench.mapio: round trips, axis permutations, other readers, modes, faults."""
+"""Tests for cref_bench.maps.io: round trips, axis permutations, other readers, modes, faults."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from mrcfile.dtypes import HEADER_DTYPE
 
-from cref_bench import mapio
 from cref_bench.errors import MapError
-from cref_bench.mapio import MapWarning, read_header, read_map, write_map
-from cref_bench.volume import Volume
+from cref_bench.maps import io as mapio
+from cref_bench.maps.io import MapWarning, read_header, read_map, write_map
+from cref_bench.maps.volume import Volume
 
 SHAPE = (8, 10, 12)                 # (z, y, x), deliberately non-cubic
 VOXEL = (1.5, 1.25, 0.8)            # (z, y, x) Å, anisotropic

@@ -8,11 +8,11 @@ import textwrap
 import pytest
 
 from cref_bench.errors import MethodError
-from cref_bench.method_registry import is_file_spec, resolve
-from cref_bench.methods import Method, load_method
+from cref_bench.methods.protocol import Method, load_method
+from cref_bench.methods.registry import is_file_spec, resolve
 
 SOURCE = '''
-from cref_bench.methods import Method
+from cref_bench.methods.protocol import Method
 
 class Scaled(Method):
     name = "scaled"

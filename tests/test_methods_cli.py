@@ -11,10 +11,11 @@ import textwrap
 
 import pytest
 
-from cref_bench import cli, method_catalog
+from cref_bench import cli
 from cref_bench.commands import methods as methods_cmd
-from cref_bench.method_catalog import describe_by_import, describe_statically
-from cref_bench.methods import Method, SingleMapMethod, available_methods
+from cref_bench.methods import catalog as method_catalog
+from cref_bench.methods.catalog import describe_by_import, describe_statically
+from cref_bench.methods.protocol import Method, SingleMapMethod, available_methods
 
 FAKE = {"pair": "tests.test_runner:PairOnly", "blur": "tests.test_runner:Blur",
         "broken": "no_such_module_xyz:Thing", "missing-attr": "tests.test_runner:Nope"}
@@ -79,7 +80,7 @@ def test_missing_dependencies_are_found_in_the_source(plugin):
     module = plugin("meth", """
         from __future__ import annotations
         from typing import TYPE_CHECKING
-        from cref_bench.methods import SingleMapMethod
+        from cref_bench.methods.protocol import SingleMapMethod
         from plugin_xyz import helpers
         if TYPE_CHECKING:
             import also_absent_but_typing_only
@@ -113,7 +114,7 @@ def test_syntax_errors_and_computed_facts(plugin):
     assert row["status"] == "unavailable" and "SyntaxError" in row["error"]
 
     module = plugin("computed", """
-        from cref_bench.methods import Method
+        from cref_bench.methods.protocol import Method
         def made():
             return "9"
         class Base(Method):

@@ -1,4 +1,4 @@
-"""The metric-facts table (cref_bench.metric_facts) against what evaluate reports, and its
+"""The metric-facts table (cref_bench.metrics.facts) against what evaluate reports, and its
 better directions against a known ordering: the noise-free truth as the denoised map beats
 the noisy input on every metric that tells them apart."""
 
@@ -8,17 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cref_bench import Volume, results
+from cref_bench import Volume
 from cref_bench.errors import InputError
-from cref_bench.metric_facts import (
+from cref_bench.metrics.facts import (
     DEFAULT_METRICS,
     MASKINGS,
     METRICS,
     SUMMARY_METRICS,
     metric_facts,
 )
-from cref_bench.metrics import evaluate
-from cref_bench.model_map import atom_mask, model_map
+from cref_bench.metrics.model_map import atom_mask, model_map
+from cref_bench.metrics.scores import evaluate
+from cref_bench.results import folder as results
 from leaderboard.tables import ARROWS
 from tests.test_model_map import random_atoms
 

@@ -5,9 +5,9 @@ import pytest
 
 from cref_bench import Volume
 from cref_bench.errors import GeometryMismatch
-from cref_bench.fsc import Spectra, fsc
-from cref_bench.metrics import c_ref, cref_l1, cref_rmse, evaluate, variance_analysis
-from cref_bench.shells import fourier_shells
+from cref_bench.metrics.fsc import Spectra, fsc
+from cref_bench.metrics.scores import c_ref, cref_l1, cref_rmse, evaluate, variance_analysis
+from cref_bench.metrics.shells import fourier_shells
 from tests.helpers_fields import expected_ratio, field
 
 SHAPE, VOXEL = (64, 64, 64), (1.0, 1.0, 1.0)
@@ -158,7 +158,7 @@ def test_shells_a_filter_empties_count_as_lost_signal(case):
 def test_evaluate_model_map_fsc_finds_the_resolution_of_a_lowpassed_model_map(tmp_path):
     """D = the model map low-passed at 4 Å: d_fsc_model at 0.143 is 4 Å, for a structure or a
     file."""
-    from cref_bench.model_map import model_map
+    from cref_bench.metrics.model_map import model_map
     from tests.test_model_map import lowpass, random_atoms
 
     structure = random_atoms(300, 12.0, 52.0, seed=5)
@@ -236,7 +236,7 @@ def test_crossings_that_never_happen_are_bounds_not_gaps(case):
 def test_a_noise_free_map_never_crosses_against_its_own_model():
     """FSC(truth, model map of the truth's model) stays near 1 up to Nyquist, so d_fsc_model
     is the bound '< Nyquist' in both rows; a tapered model map would bend the last shells."""
-    from cref_bench.model_map import model_map
+    from cref_bench.metrics.model_map import model_map
     from dataset_builder.synthetic import make_phantom
 
     phantom = make_phantom(11, box=64, voxel_size=1.2, resolution=4.0, b_factor=0.0)

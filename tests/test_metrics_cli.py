@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from cref_bench.cli import main
-from cref_bench.mapio import write_map
-from cref_bench.metrics import evaluate
-from cref_bench.volume import Volume
+from cref_bench.maps.io import write_map
+from cref_bench.maps.volume import Volume
+from cref_bench.metrics.scores import evaluate
 from tests.helpers_fields import field
 
 SHAPE, VOXEL, ORIGIN = (32, 36, 40), (1.1, 1.2, 1.3), (5.0, -3.0, 12.5)
@@ -150,7 +150,7 @@ def test_an_all_zero_map_gets_a_reason_not_nan(case, tmp_path, capsys, role):
 
 
 def test_json_is_standard_json_with_null_for_non_finite_values(case, tmp_path, monkeypatch):
-    from cref_bench import metrics
+    from cref_bench.metrics import scores as metrics
 
     _, paths = case
     real = metrics.evaluate

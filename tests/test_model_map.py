@@ -1,4 +1,4 @@
-"""Tests for cref_bench.model_map: model maps and atom masks on a map's grid."""
+"""Tests for cref_bench.metrics.model_map: model maps and atom masks on a map's grid."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cref_bench.errors import ModelError
-from cref_bench.model_map import atom_mask, model_map, read_model
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.metrics.model_map import atom_mask, model_map, read_model
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 MODEL_3J5P = REFERENCE / "models" / "3j5p.pdb"
@@ -236,7 +236,7 @@ def random_atoms(n: int, low: float, high: float, seed: int = 3) -> gemmi.Struct
 
 @pytest.mark.parametrize("source", ["random atoms", "3j5p"])
 def test_model_map_against_itself_lowpassed_at_4A_crosses_near_4A(source):
-    from cref_bench.fsc import fsc
+    from cref_bench.metrics.fsc import fsc
 
     # The whole model lies inside the box, so that no density is cut at the box edge.
     if source == "3j5p":

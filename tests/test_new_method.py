@@ -12,7 +12,7 @@ import pytest
 
 from cref_bench import cli
 from cref_bench.errors import InputError
-from cref_bench.scaffold import names
+from cref_bench.methods.scaffold import names
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def test_its_own_tests_pass_from_a_fresh_folder(package):
 def test_it_runs_as_a_file_and_travels_by_value(package, tmp_path):
     import cloudpickle
 
-    from cref_bench.methods import load_method
-    from cref_bench.volume import Volume
+    from cref_bench.maps.volume import Volume
+    from cref_bench.methods.protocol import load_method
 
     spec = f"{package}/edge_keeper2/method.py:EdgeKeeper2"
     method = load_method(spec, sigma=0.0)

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from cref_bench import provenance
+from cref_bench.results import provenance
 
 
 def _fake_smi(folder, text: str, status: int = 0):
@@ -26,7 +26,7 @@ def test_gpus_come_from_nvidia_smi_when_torch_is_not_loaded(tmp_path, monkeypatc
 
 
 def test_a_run_records_the_machine_without_importing_torch():
-    code = ("import sys; from cref_bench import provenance; h = provenance.hardware(); "
+    code = ("import sys; from cref_bench.results import provenance; h = provenance.hardware(); "
             "assert 'torch' not in sys.modules, 'torch imported'; "
             "assert h['cpu_cores'] and h['python'] and isinstance(h['gpus'], list)")
     subprocess.run([sys.executable, "-c", code], check=True)

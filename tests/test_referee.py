@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 
 from cref_bench import cli
-from cref_bench.methods import Denoised, Method, SingleMapMethod
-from cref_bench.runner import code_digest, run_method
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import Denoised, Method, SingleMapMethod
+from cref_bench.run.runner import code_digest, run_method
 from tests.runner_corpus import TEST_IDS
 
 
@@ -150,7 +150,7 @@ def test_an_edited_method_source_recomputes(corpus_path, tmp_path, monkeypatch):
     package = tmp_path / "mine"
     package.mkdir()
     source = package / "edited_method.py"
-    body = ("from cref_bench.methods import SingleMapMethod\n\n"
+    body = ("from cref_bench.methods.protocol import SingleMapMethod\n\n"
             "class Scale(SingleMapMethod):\n    name = 'scale'\n\n"
             "    def denoise_map(self, volume, mask=None):\n"
             "        return volume.like(volume.data * {factor})\n")
@@ -176,7 +176,7 @@ def test_code_digest_is_of_the_defining_file():
 
 
 @pytest.mark.parametrize("how, words", [
-    ("type", "returned a ndarray, not a cref_bench.methods.Denoised"),
+    ("type", "returned a ndarray, not a cref_bench.methods.protocol.Denoised"),
     ("grid", "not on the input grid"),
     ("voxel", "not on the input grid"),
     ("nan", "non-finite voxel"),

@@ -1,4 +1,5 @@
-"""Tests of the evaluation runner (cref_bench.runner, cref_bench.results) and `cref-bench run`.
+"""Tests of the evaluation runner (cref_bench.run.runner, cref_bench.results.folder) and
+`cref-bench run`.
 
 The session fixture ``corpus_path`` (tests/runner_corpus.py) is a tiny corpus (32-40³ boxes:
 a smooth random truth plus noise). The methods below are referenced by
@@ -21,14 +22,15 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from cref_bench import cli, results
-from cref_bench.dataset import open_corpus
+from cref_bench import cli
+from cref_bench.corpus.reader import open_corpus
 from cref_bench.errors import CorpusError, MethodError
-from cref_bench.mapio import read_map
-from cref_bench.methods import Denoised, Method, SingleMapMethod
-from cref_bench.metrics import evaluate
-from cref_bench.runner import entry_seed, run_method
-from cref_bench.volume import Volume
+from cref_bench.maps.io import read_map
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import Denoised, Method, SingleMapMethod
+from cref_bench.metrics.scores import evaluate
+from cref_bench.results import folder as results
+from cref_bench.run.runner import entry_seed, run_method
 from tests.runner_corpus import TEST_IDS, VALID_IDS, ids_of_split, phantom_maps
 
 SPEC = "tests.test_runner:Blur"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cref_bench.shells import fourier_shells, friedel_weights, reference_shells
+from cref_bench.metrics.shells import fourier_shells, friedel_weights, reference_shells
 
 
 def _full_space_counts(shape, voxel_size, width, n_shells):

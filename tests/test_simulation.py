@@ -11,8 +11,8 @@ import numba
 import numpy as np
 import pytest
 
-from cref_bench.fsc import Spectra, fsc
-from cref_bench.metrics import c_ref
+from cref_bench.metrics.fsc import Spectra, fsc
+from cref_bench.metrics.scores import c_ref
 from dataset_builder.simulation import PRESETS, SimulationSettings, simulate_entry
 from dataset_builder.simulation.ctf import Microscope, electron_wavelength
 from dataset_builder.simulation.entry import (

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from cref_bench import cli
-from cref_bench.dataset import open_corpus
+from cref_bench.corpus.reader import open_corpus
 from cref_bench.errors import CorpusError, InputError
-from cref_bench.model_map import model_map
+from cref_bench.metrics.model_map import model_map
 from dataset_builder.simulation import PRESETS, simulate_entry
 from dataset_builder.simulation.corpus import (
     PRESET_CYCLE,

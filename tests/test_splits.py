@@ -1,4 +1,4 @@
-"""Tests of the split rule (cref_bench.splits): pinned hash rule, proportions, stability as
+"""Tests of the split rule (cref_bench.corpus.splits): pinned hash rule, proportions, stability as
 the corpus grows, and the test-50 subset."""
 
 import hashlib
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from cref_bench import splits
+from cref_bench.corpus import splits
 
 N_IDS = 20_000
 

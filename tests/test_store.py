@@ -1,5 +1,5 @@
 """Tests of the corpus store writer (dataset_builder.store) read back through
-cref_bench.dataset: zarr v3 layout, bit-exact round trip, attributes and statistics, the
+cref_bench.corpus.reader: zarr v3 layout, bit-exact round trip, attributes and statistics, the
 manifest, the patch index, finalisation and the content hash, interrupted writes, bad input,
 concurrent writers, and an fsspec ``memory://`` store."""
 
@@ -16,8 +16,11 @@ import pandas as pd
 import pytest
 import zarr
 
-from cref_bench import splits, store_layout
-from cref_bench.dataset import Entry, open_corpus
+from baselines.crefdenoiser.patches import PatchDataset
+from cref_bench.corpus import layout as store_layout
+from cref_bench.corpus import splits
+from cref_bench.corpus.layout import MAP_ROLES
+from cref_bench.corpus.reader import Entry, open_corpus
 from cref_bench.errors import (
     BadMask,
     ConstantMap,
@@ -26,8 +29,7 @@ from cref_bench.errors import (
     MapError,
     NonFiniteMap,
 )
-from cref_bench.store_layout import MAP_ROLES
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
 from dataset_builder.store import (
     create_store,
     finalize,
@@ -555,7 +557,7 @@ def test_memory_url_store_round_trip():
         assert got.voxel_size == VOXEL and got.origin == ORIGIN
     assert list(corpus.manifest["status"]) == ["ok", "rejected"]
     assert entry.metadata["array_sha256"] == {n: sha256_of(v.data) for n, v in maps.items()}
-    patches = corpus.patch_dataset("all", progress=False)
+    patches = PatchDataset(corpus, "all", progress=False)
     assert len(patches) == len(entry.patches) > 0
     assert patches[0][2].shape == (1, PATCH, PATCH, PATCH)
     # overwrite and removal work through fsspec too

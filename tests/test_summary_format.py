@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cref_bench.number_format import significant
-from cref_bench.results import format_summary, summarise
+from cref_bench.results.folder import format_summary, summarise
+from cref_bench.results.format import significant
 
 
 def _digits(text: str) -> int:

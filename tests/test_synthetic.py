@@ -12,10 +12,11 @@ import pytest
 import scipy.fft
 from scipy.spatial.distance import cdist
 
-from cref_bench import cli, splits
-from cref_bench.dataset import open_corpus
+from cref_bench import cli
+from cref_bench.corpus import splits
+from cref_bench.corpus.reader import open_corpus
 from cref_bench.errors import CorpusError
-from cref_bench.fsc import Spectra, fsc
+from cref_bench.metrics.fsc import Spectra, fsc
 from dataset_builder.phantom_models import build_model
 from dataset_builder.synthetic import entry_parameters, make_phantom, write_phantom_corpus
 

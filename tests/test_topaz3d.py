@@ -15,12 +15,13 @@ import pytest
 
 from baselines import topaz3d
 from baselines.topaz3d import INSTALL_HINT, Topaz3D
-from cref_bench import cli, mapio
+from cref_bench import cli
 from cref_bench.commands import methods as methods_cmd
 from cref_bench.errors import MapError, UnavailableError
-from cref_bench.method_catalog import describe_by_import
-from cref_bench.methods import available_methods, load_method
-from cref_bench.volume import Volume
+from cref_bench.maps import io as mapio
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.catalog import describe_by_import
+from cref_bench.methods.protocol import available_methods, load_method
 from dataset_builder.synthetic import make_phantom
 
 ROOT = Path(__file__).resolve().parents[1]

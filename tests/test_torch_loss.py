@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from cref_bench.metrics import reference_cref_loss
-from cref_bench.torch_loss import cref_loss, reference_fsc
+from baselines.crefdenoiser.cref_loss import cref_loss, reference_fsc
+from cref_bench.metrics.scores import reference_cref_loss
 
 
 @pytest.fixture

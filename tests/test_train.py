@@ -14,6 +14,7 @@ from scipy import ndimage
 from baselines.crefdenoiser.checkpoint import load_weights, read_weights_file
 from baselines.crefdenoiser.losses import network_input, patch_losses
 from baselines.crefdenoiser.network import CrefUNet
+from baselines.crefdenoiser.patches import PatchDataset
 from baselines.crefdenoiser.train import (
     METRICS_COLUMNS,
     NoValidationWarning,
@@ -24,12 +25,12 @@ from baselines.crefdenoiser.train import (
     load_checkpoint,
     train,
 )
-from cref_bench import cli, splits
-from cref_bench.dataset import open_corpus
-from cref_bench.metrics import Spectra, reference_cref_loss
-from cref_bench.patches import PatchDataset
-from cref_bench.shells import reference_shells
-from cref_bench.volume import Volume
+from cref_bench import cli
+from cref_bench.corpus import splits
+from cref_bench.corpus.reader import open_corpus
+from cref_bench.maps.volume import Volume
+from cref_bench.metrics.scores import Spectra, reference_cref_loss
+from cref_bench.metrics.shells import reference_shells
 from dataset_builder.store import create_store, finalize, write_entry
 
 BOX, PATCH, NOISE = 64, 32, 1.0

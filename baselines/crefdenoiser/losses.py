@@ -1,11 +1,11 @@
 """Training losses for the crefDenoiser network: the published C_ref loss and two ablations.
 
 Every loss takes the model and a batch of ``(half1, half2, mask)`` patches as
-:class:`cref_bench.dataset.PatchDataset` serves them (each half already standardised and
+:class:`cref_bench.corpus.reader.PatchDataset` serves them (each half already standardised and
 multiplied by the mask), runs the model and returns the per-patch loss ``(B,)``:
 
 * ``cref`` (published): the network sees the masked average ``M = (M1 + M2) / 2`` and the
-  loss is :func:`cref_bench.torch_loss.cref_loss` of ``D(M)`` against the halves (the
+  loss is :func:`baselines.crefdenoiser.cref_loss.cref_loss` of ``D(M)`` against the halves (the
   trapezoid mean over the 48 reference shells of ``|C_ref - |FSC(D(M), M)||``). The halves
   are passed without the mask because they carry it already (masking twice would square it).
 * ``n2n-l2`` (noise-to-noise, L2): the network sees ``M1``; the loss is the mean squared
@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cref_bench.torch_loss import cref_loss, reference_fsc
+from baselines.crefdenoiser.cref_loss import cref_loss, reference_fsc
 
 LOSSES = ("cref", "n2n-l2", "n2n-fsc")
 """The loss names :func:`patch_losses` accepts (``cref`` is the published one)."""

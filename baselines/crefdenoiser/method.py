@@ -28,8 +28,8 @@ from baselines.crefdenoiser.inference import (
     denoise_array,
 )
 from cref_bench.errors import MapError
-from cref_bench.methods import SingleMapMethod
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import SingleMapMethod
 
 WEIGHTS_ENV = "CREFDENOISER_WEIGHTS"
 RECIPE_VERSION = "2"

@@ -1,7 +1,7 @@
 """Training the crefDenoiser network on a corpus store: the C_ref trainer.
 
 :func:`train` fits :class:`~baselines.crefdenoiser.network.CrefUNet` to the patch index of a
-corpus (:class:`cref_bench.dataset.PatchDataset`, ``train`` split with random cube rotations)
+corpus (:class:`cref_bench.corpus.reader.PatchDataset`, ``train`` split with random cube rotations)
 with one of the losses of :mod:`baselines.crefdenoiser.losses` (the published C_ref loss by
 default), and validates on the ``valid`` split after every epoch.
 
@@ -75,10 +75,10 @@ from baselines.crefdenoiser.checkpoint import read_payload, save_payload, weight
 from baselines.crefdenoiser.errors import CheckpointError
 from baselines.crefdenoiser.losses import check_loss, patch_losses
 from baselines.crefdenoiser.network import CrefUNet, check_input_shape
+from baselines.crefdenoiser.patches import PatchDataset
 from cref_bench import atomic
-from cref_bench.dataset import open_corpus
+from cref_bench.corpus.reader import open_corpus
 from cref_bench.errors import CorpusError
-from cref_bench.patches import PatchDataset
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Say whether a results folder is fit to publish.
 
 Checks a folder written by cref-bench run: its corpus is a published one (listed in
-cref_bench.corpora, or the store given with --corpus, or the hash given with --expect-hash)
+cref_bench.corpus.releases, or the store given with --corpus, or the hash given with --expect-hash)
 and its split the one results are published on (--split; default: the published corpus's,
 else test); every entry of the split was scored (named where --corpus is given) and none
 failed (each failure is listed); provenance.json is complete (method version, parameters,
@@ -41,11 +41,11 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
-    from cref_bench.submission import check_results
+    from cref_bench.results.check import check_results
 
     corpus = None
     if args.corpus is not None:
-        from cref_bench.dataset import open_corpus
+        from cref_bench.corpus.reader import open_corpus
 
         corpus = open_corpus(args.corpus)
     reports = [check_results(folder, corpus=corpus, expect_hash=args.expect_hash,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 
-from cref_bench.method_registry import available_methods
+from cref_bench.methods.registry import available_methods
 
 HELP = "list the registered methods with their versions and parameters"
 
@@ -29,8 +29,8 @@ def format_methods(rows: list[dict]) -> str:
     """The method descriptions as an aligned text table, with a note on unchecked methods.
 
     Args:
-        rows: from :func:`cref_bench.method_catalog.describe_statically` or
-            :func:`~cref_bench.method_catalog.describe_by_import`.
+        rows: from :func:`cref_bench.methods.catalog.describe_statically` or
+            :func:`~cref_bench.methods.catalog.describe_by_import`.
 
     Returns:
         The text.
@@ -68,7 +68,7 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
-    from cref_bench import method_catalog
+    from cref_bench.methods import catalog as method_catalog
 
     describe = (method_catalog.describe_by_import if args.check
                 else method_catalog.describe_statically)

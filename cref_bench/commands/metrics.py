@@ -76,7 +76,7 @@ def check_inputs(maps: dict) -> None:
         BadMask: a mask outside ``[0, 1]`` or empty.
         ConstantMap, NonFiniteMap: a map with one value everywhere, or with NaN or inf.
     """
-    from cref_bench.map_checks import check_mask, check_varying
+    from cref_bench.maps.checks import check_mask, check_varying
 
     for role, volume in maps.items():
         if volume is None:
@@ -103,8 +103,8 @@ def json_ready(value):
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.atomic import write_text
-    from cref_bench.mapio import read_map
-    from cref_bench.metrics import evaluate
+    from cref_bench.maps.io import read_map
+    from cref_bench.metrics.scores import evaluate
     from cref_bench.output_paths import check_output_file
 
     check_output_file(args.json, "--json")

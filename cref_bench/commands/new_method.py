@@ -31,9 +31,9 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
-    from cref_bench.method_registry import available_methods
+    from cref_bench.methods.registry import available_methods
+    from cref_bench.methods.scaffold import names, write_method_package
     from cref_bench.output_paths import check_output_folder
-    from cref_bench.scaffold import names, write_method_package
 
     words = names(args.name)
     if args.name in available_methods():

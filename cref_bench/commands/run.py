@@ -85,7 +85,7 @@ def parse_memory(text: str) -> int | str | None:
 
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
-    from cref_bench.isolation import DEFAULT_TIMEOUT, ISOLATION
+    from cref_bench.run.isolation import DEFAULT_TIMEOUT, ISOLATION
 
     parser.add_argument("--method", required=True,
                         help="a registered method name (see `cref-bench methods`), "
@@ -124,7 +124,7 @@ def add_args(parser) -> None:
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.output_paths import check_output_folder
-    from cref_bench.runner import run_method
+    from cref_bench.run.runner import run_method
 
     check_output_folder(args.out or "results", "--out")
     params = dict(parse_param(p) for p in args.param)

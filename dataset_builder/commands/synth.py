@@ -69,8 +69,8 @@ def add_args(parser) -> None:
 
 def _complete(location: str, ids: list[str]) -> set[str]:
     """Which of ``ids`` are complete entries of the store (none when there is no store)."""
+    from cref_bench.corpus.layout import list_complete_entries
     from cref_bench.errors import CorpusError
-    from cref_bench.store_layout import list_complete_entries
     from dataset_builder.store import Store
 
     try:
@@ -94,8 +94,8 @@ def _overrides(pairs: list[str]) -> dict:
 
 def main(args) -> int:
     """Write the corpus; returns the exit status."""
+    from cref_bench.corpus.splits import SPLITS
     from cref_bench.output_paths import check_output_folder
-    from cref_bench.splits import SPLITS
     from dataset_builder.store import Store
 
     check_output_folder(args.out, "--out")

@@ -41,11 +41,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cref_bench.cluster import dask_client
+from cref_bench.corpus.layout import list_complete_entries, read_manifest_rows
 from cref_bench.errors import MapError
+from cref_bench.maps.volume import Volume
 from cref_bench.output_paths import cache_folder
-from cref_bench.store_layout import list_complete_entries, read_manifest_rows
-from cref_bench.volume import Volume
+from cref_bench.run.cluster import dask_client
 from dataset_builder.emdb.download import (
     DEFAULT_EMDB_MIRRORS,
     DEFAULT_MODEL_SOURCES,

@@ -18,10 +18,10 @@ An entry is turned down with a :class:`Rejection` that carries a short reason co
    header, if any.
 
 Axis permutations and non-zero ``nxstart``/``nystart``/``nzstart`` are not faults:
-:func:`~cref_bench.mapio.read_map` returns every map in ``(z, y, x)`` order with its origin,
+:func:`~cref_bench.maps.io.read_map` returns every map in ``(z, y, x)`` order with its origin,
 so they land with the right geometry. Origins are not compared with the XML (the file's
 origin header, which wins when set, has no counterpart there); the half-maps' and the
-mask's origins must agree to half a voxel (:meth:`cref_bench.volume.Volume.check_same_grid`).
+mask's origins must agree to half a voxel (:meth:`cref_bench.maps.volume.Volume.check_same_grid`).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from cref_bench.errors import (
     NonFiniteMap,
     TruncatedMap,
 )
-from cref_bench.mapio import read_map
-from cref_bench.volume import Volume
+from cref_bench.maps.io import read_map
+from cref_bench.maps.volume import Volume
 from dataset_builder.emdb.header import EntryHeader, MapInfo
 
 SPACING_RTOL = 2e-3

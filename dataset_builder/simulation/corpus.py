@@ -34,8 +34,8 @@ import numba
 import numpy as np
 from tqdm.auto import tqdm
 
+from cref_bench.corpus.layout import list_complete_entries
 from cref_bench.errors import CorpusError, InputError
-from cref_bench.store_layout import list_complete_entries
 from dataset_builder import store
 from dataset_builder.simulation.entry import SIMULATION_VERSION, simulate_entry
 from dataset_builder.simulation.settings import PRESETS, SimulationSettings

@@ -35,9 +35,9 @@ import scipy
 import scipy.fft
 from tqdm.auto import tqdm
 
-from cref_bench.fsc import fsc
-from cref_bench.shells import Shells, fourier_shells
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.metrics.fsc import fsc
+from cref_bench.metrics.shells import Shells, fourier_shells
 from dataset_builder.simulation.flexibility import (
     ensemble_structure,
     pivot_of,
@@ -140,7 +140,7 @@ def build_specimen(settings: SimulationSettings, seed: int) -> Specimen:
 
     Raises:
         ValueError: a bad seed, a box too small for the model, or a bad flexible domain.
-        Exception: what :func:`cref_bench.model_map.read_model` raises for a model file that
+        Exception: what :func:`cref_bench.metrics.model_map.read_model` raises for a model file that
             cannot be read or holds no atoms.
     """
     streams = _streams(seed)
@@ -306,7 +306,7 @@ def simulate_entry(settings: SimulationSettings, seed: int, *,
 
     Raises:
         ValueError: a bad seed, a box too small for the model, or a bad flexible domain.
-        Exception: what :func:`cref_bench.model_map.read_model` raises for a model file that
+        Exception: what :func:`cref_bench.metrics.model_map.read_model` raises for a model file that
             cannot be read or holds no atoms.
     """
     timings = {"wall": {}, "cpu": {}}

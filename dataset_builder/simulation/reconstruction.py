@@ -39,7 +39,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
 from dataset_builder.simulation.specimen import uncentre
 
 

@@ -4,7 +4,8 @@ particles are cut from.
 * **Model.** A procedural model (:func:`dataset_builder.phantom_models.build_model`) centred
   in the box, or a given one (PDB/mmCIF) whose box is centred on it. The particle centre is
   voxel ``N/2`` of every axis (``N`` even).
-* **Density.** :func:`cref_bench.model_map.model_map`: gemmi's electron-scattering density with
+* **Density.** :func:`cref_bench.metrics.model_map.model_map`:
+  gemmi's electron-scattering density with
   the atoms' own B-factors, band-limited at Nyquist (raised-cosine roll-off over the last
   20 %). With a flexible domain the core and the domain are computed apart; the truth is the
   core plus the domain's ensemble mean (:mod:`.flexibility`).
@@ -25,8 +26,8 @@ import gemmi
 import numpy as np
 import scipy.fft
 
-from cref_bench.model_map import model_map, read_model
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.metrics.model_map import model_map, read_model
 from dataset_builder.phantom_models import build_model
 
 MODEL_MARGIN = 14.0
@@ -54,7 +55,7 @@ def place_model(model: str | Path | gemmi.Structure | None, box: int, voxel_size
 
     Raises:
         ValueError: the box is too small for the model.
-        Exception: what :func:`cref_bench.model_map.read_model` raises for a model file that
+        Exception: what :func:`cref_bench.metrics.model_map.read_model` raises for a model file that
             cannot be read or holds no atoms.
     """
     edge = box * voxel_size

@@ -30,8 +30,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from cref_bench.fsc import resolution_at
-from cref_bench.shells import Shells, fourier_shells
+from cref_bench.metrics.fsc import resolution_at
+from cref_bench.metrics.shells import Shells, fourier_shells
 from dataset_builder.phantom_noise import shell_sums
 from dataset_builder.simulation.ctf import Microscope
 from dataset_builder.simulation.orientations import ViewDistribution
@@ -134,7 +134,7 @@ def cone_shells(shells: Shells, half_angle: float, along: bool = True) -> Shells
     """The shells restricted to a double cone about the z axis (or outside it).
 
     Args:
-        shells: shells of a cubic box (:func:`cref_bench.shells.fourier_shells`).
+        shells: shells of a cubic box (:func:`cref_bench.metrics.shells.fourier_shells`).
         half_angle: degrees.
         along: keep the voxels within ``half_angle`` of the z axis; False keeps those within
             ``half_angle`` of the xy plane instead.

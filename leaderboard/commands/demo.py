@@ -71,7 +71,7 @@ def default_methods(weights: str | None = None) -> tuple[list[str], dict[str, di
     Returns:
         ``(methods, params by method, why each optional method is left out)``.
     """
-    from cref_bench.method_registry import resolve
+    from cref_bench.methods.registry import resolve
 
     methods, params, skipped = list(CLASSIC_METHODS), {}, []
     weights = weights or os.environ.get(WEIGHTS_ENV)
@@ -116,7 +116,7 @@ def run_demo(out: str | Path, *, entries: int = 12, seed: int = 0, methods=CLASS
         MethodError: a method cannot be built.
     """
     from cref_bench.atomic import write_text
-    from cref_bench.runner import run_method
+    from cref_bench.run.runner import run_method
     from dataset_builder.synthetic import write_phantom_corpus
     from leaderboard import tables
     from leaderboard.loading import load

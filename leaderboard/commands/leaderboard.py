@@ -32,7 +32,7 @@ FORMATS = ("md", "latex", "csv", "html")
 
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
-    from cref_bench.metric_facts import DEFAULT_METRICS
+    from cref_bench.metrics.facts import DEFAULT_METRICS
 
     parser.add_argument("results", nargs="+", metavar="RESULTS_DIR",
                         help="results folder(s) of cref-bench run")
@@ -69,7 +69,7 @@ def unfit_note(reports, fmt: str) -> str:
     """The note listing results folders that are not fit to publish, in a table format.
 
     Args:
-        reports: :class:`cref_bench.submission.CheckReport` of every folder.
+        reports: :class:`cref_bench.results.check.CheckReport` of every folder.
         fmt: ``md``, ``latex`` or ``html`` (``csv`` has no place for a note: empty).
 
     Returns:
@@ -94,7 +94,7 @@ def unfit_note(reports, fmt: str) -> str:
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.atomic import write_text
-    from cref_bench.metric_facts import DEFAULT_METRICS
+    from cref_bench.metrics.facts import DEFAULT_METRICS
     from cref_bench.output_paths import check_output_file, check_output_folder
     from leaderboard import tables
     from leaderboard.loading import load
@@ -154,11 +154,11 @@ def write_figures(results, table, out_dir) -> list:
 
 def _check_all(args) -> list:
     """The verdict of ``cref-bench check`` on every results folder of the leaderboard."""
-    from cref_bench.submission import check_results
+    from cref_bench.results.check import check_results
 
     corpus = None
     if args.corpus is not None:
-        from cref_bench.dataset import open_corpus
+        from cref_bench.corpus.reader import open_corpus
 
         corpus = open_corpus(args.corpus)
     return [check_results(folder, corpus=corpus, expect_hash=args.expect_hash)

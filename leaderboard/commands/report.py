@@ -23,7 +23,7 @@ HELP = "write the HTML report, figures, statistics and tables of results folders
 
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
-    from cref_bench.metric_facts import DEFAULT_METRICS
+    from cref_bench.metrics.facts import DEFAULT_METRICS
     from leaderboard.commands.leaderboard import add_corpus_args
 
     parser.add_argument("results", nargs="+", metavar="RESULTS_DIR",
@@ -50,7 +50,7 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
-    from cref_bench.metric_facts import DEFAULT_METRICS
+    from cref_bench.metrics.facts import DEFAULT_METRICS
     from cref_bench.output_paths import check_output_folder
     from leaderboard.report import write_report
 
@@ -59,7 +59,7 @@ def main(args) -> int:
                else [m.strip() for m in args.metrics.split(",") if m.strip()])
     corpus = None
     if args.corpus is not None:
-        from cref_bench.dataset import open_corpus
+        from cref_bench.corpus.reader import open_corpus
 
         corpus = open_corpus(args.corpus)
     report = write_report(args.results, args.out, masking=args.masking, primary=args.primary,

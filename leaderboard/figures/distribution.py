@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from cref_bench.metric_facts import metric_facts
+from cref_bench.metrics.facts import metric_facts
 from leaderboard.figures.common import (
     COLUMN_WIDTH,
     Absent,

@@ -1,7 +1,7 @@
 """Fig. S1 of the paper: FSC_FD of every method against C_ref for one chosen entry.
 
 FSC_FD = FSC(D, M) should follow C_ref = sqrt(2 FSC_half / (1 + FSC_half)): above it is noise
-left in, below it signal lost (see :mod:`cref_bench.metrics`). C_ref depends on the half-maps
+left in, below it signal lost (see :mod:`cref_bench.metrics.scores`). C_ref depends on the half-maps
 only and is drawn once, dashed black.
 """
 

@@ -12,7 +12,7 @@ import os
 
 import pandas as pd
 
-from cref_bench.metric_facts import MASKINGS
+from cref_bench.metrics.facts import MASKINGS
 from leaderboard.figures import distribution
 from leaderboard.figures.common import (
     PAGE_WIDTH,

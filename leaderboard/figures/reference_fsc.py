@@ -2,7 +2,7 @@
 the same specimen, where the corpus holds one.
 
 Entries differ in box and voxel size, so each entry's curve ``fsc_reference`` (FSC(D,
-reference), see :mod:`cref_bench.metrics`) is put on one axis of spatial frequency (1/Å) and
+reference), see :mod:`cref_bench.metrics.scores`) is put on one axis of spatial frequency (1/Å) and
 the mean across entries is drawn, with the interquartile range shaded, where at least half of
 the entries reach that frequency.
 """

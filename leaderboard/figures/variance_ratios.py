@@ -1,6 +1,6 @@
 """Fig. 7 of the paper: var(S)/var(N) and var(S)/var(B) against spatial frequency.
 
-From the per-shell variance analysis (:func:`cref_bench.metrics.variance_analysis`): ``snr``
+From the per-shell variance analysis (:func:`cref_bench.metrics.scores.variance_analysis`): ``snr``
 is var(S)/var(N) of the half-maps (the same for every method, drawn once in black) and
 ``sbr`` var(S)/var(B), the signal against the bias a denoiser introduced (methods with
 denoised half-maps only). Both are put on one frequency axis (1/Å) across entries; the mean is

@@ -1,6 +1,6 @@
 """The dask client that parallel work runs on: a local cluster, or an existing one.
 
-The runner (:mod:`cref_bench.runner`) and the corpus builder
+The runner (:mod:`cref_bench.run.runner`) and the corpus builder
 (:mod:`dataset_builder.emdb.build`) both take their client from :func:`dask_client`.
 """
 

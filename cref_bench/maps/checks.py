@@ -5,8 +5,8 @@ files (``cref-bench metrics``) makes the same checks with these, so that a bad m
 command with one line naming the file and the fault instead of NaN scores and numpy warnings:
 
 * :func:`check_mask`: finite values in ``[0, 1]`` (within
-  :data:`~cref_bench.store_layout.MASK_TOLERANCE`) and at least one voxel inside (above
-  :data:`~cref_bench.store_layout.MASK_THRESHOLD`), as the store requires of its masks;
+  :data:`~cref_bench.corpus.layout.MASK_TOLERANCE`) and at least one voxel inside (above
+  :data:`~cref_bench.corpus.layout.MASK_THRESHOLD`), as the store requires of its masks;
 * :func:`check_varying`: finite, and not one value everywhere (an all-zero map has no
   Fourier content to correlate, so every FSC with it is undefined).
 
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from cref_bench.corpus.layout import MASK_THRESHOLD, MASK_TOLERANCE
 from cref_bench.errors import BadMask, ConstantMap
-from cref_bench.store_layout import MASK_THRESHOLD, MASK_TOLERANCE
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
 
 
 def _range(volume: Volume) -> tuple[float, float]:

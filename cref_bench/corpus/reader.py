@@ -1,15 +1,14 @@
 """Read-only access to a cref-bench corpus store.
 
 The store is written by :mod:`dataset_builder.store`; its layout, map roles and content hash
-are those of :mod:`cref_bench.store_layout`. This module only reads it.
+are those of :mod:`cref_bench.corpus.layout`. This module only reads it.
 
 * :func:`open_corpus` opens a store (local path or any fsspec URL) and lists its *complete*
   entries once, at open: an entry whose write was interrupted is invisible. Ids are selected
-  by split (``train``, ``valid``, ``test``, ``test-50``, ``all``; see :mod:`cref_bench.splits`).
+  by split (``train``, ``valid``, ``test``, ``test-50``, ``all``;
+  see :mod:`cref_bench.corpus.splits`).
 * :class:`Entry` reads a map (``half1``, ``half2``, ``mask``, ``truth``, ``reference``) only
   when its attribute is first accessed, and keeps it while the Entry lives.
-* :meth:`Corpus.patch_dataset` gives the torch dataset of training patches
-  (:class:`cref_bench.patches.PatchDataset`; torch is imported only then).
 
 Typical use::
 
@@ -21,7 +20,6 @@ Typical use::
         entry.truth, entry.reference              # Volumes where stored, else None
         entry.resolution, entry.metadata          # reported resolution (Å), all attributes
     corpus.manifest                               # DataFrame, one row per entry considered
-    patches = corpus.patch_dataset("train", augment=True, seed=0)  # a torch Dataset
 """
 
 from __future__ import annotations
@@ -34,9 +32,8 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from cref_bench import splits
-from cref_bench.errors import CorpusError
-from cref_bench.store_layout import (
+from cref_bench.corpus import splits
+from cref_bench.corpus.layout import (
     ENTRIES_GROUP,
     MANIFEST_COLUMNS,
     MAP_ROLE_NAMES,
@@ -48,7 +45,8 @@ from cref_bench.store_layout import (
     open_store_root,
     read_manifest_rows,
 )
-from cref_bench.volume import Volume
+from cref_bench.errors import CorpusError
+from cref_bench.maps.volume import Volume
 
 
 class StaleCorpusWarning(UserWarning):
@@ -140,7 +138,7 @@ class Entry:
         return self._group[name]
 
     def map(self, role: str) -> Volume | None:
-        """The map of a role (:data:`cref_bench.store_layout.MAP_ROLES`), read on first access
+        """The map of a role (:data:`cref_bench.corpus.layout.MAP_ROLES`), read on first access
         and kept.
 
         Args:
@@ -252,12 +250,12 @@ class Corpus:
 
     @property
     def format_version(self) -> int:
-        """The store layout version (:data:`cref_bench.store_layout.FORMAT_VERSION`)."""
+        """The store layout version (:data:`cref_bench.corpus.layout.FORMAT_VERSION`)."""
         return self.attrs["format_version"]
 
     @property
     def split_rule_version(self) -> int:
-        """The split rule version (:data:`cref_bench.splits.SPLIT_RULE_VERSION`)."""
+        """The split rule version (:data:`cref_bench.corpus.splits.SPLIT_RULE_VERSION`)."""
         return self.attrs["split_rule_version"]
 
     @property
@@ -293,7 +291,7 @@ class Corpus:
 
         Returns:
             The ids, sorted (``test-50`` in its rank order: the list recorded by the last
-            ``finalize``, topped up by :func:`cref_bench.splits.choose_test50` with entries
+            ``finalize``, topped up by :func:`cref_bench.corpus.splits.choose_test50` with entries
             added since).
 
         Raises:
@@ -350,13 +348,6 @@ class Corpus:
     def manifest(self) -> pd.DataFrame:
         """The manifest: one row per entry considered (ok, rejected or failed), read now."""
         return manifest_frame(read_manifest_rows(self._root))
-
-    def patch_dataset(self, split: str = "train", **kwargs):
-        """A :class:`cref_bench.patches.PatchDataset` over a split of this corpus (keywords as
-        there; imports torch)."""
-        from cref_bench.patches import PatchDataset
-
-        return PatchDataset(self, split, **kwargs)
 
 
 def open_corpus(path: str | os.PathLike, *, storage_options: dict | None = None,

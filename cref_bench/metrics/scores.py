@@ -7,7 +7,7 @@ an atomic model; a reference map (a higher-resolution map of the same specimen).
 * ``FSC_half = FSC(M1, M2)`` and ``C_ref = sqrt(2 f / (1 + f))`` (Rosenthal & Henderson
   2003), the FSC between the full map and the noise-free map. Here ``f`` is ``FSC_half``
   clipped to [0, 1]: a negative half-map FSC means no signal, so ``C_ref = 0``. (The
-  reference trainer keeps ``|f|`` instead; see :mod:`cref_bench.torch_loss`.)
+  reference trainer keeps ``|f|`` instead; see :mod:`baselines.crefdenoiser.cref_loss`.)
 * ``FSC_FD = FSC(D, M)``. A good denoiser keeps ``FSC_FD`` equal to ``C_ref``: above it is
   noise left in, below it is signal lost. Scores: ``cref_rmse``, the RMSE between
   ``max(FSC_FD, 0)²`` and ``C_ref²`` over the shells up to Nyquist (the benchmark score;
@@ -46,9 +46,9 @@ import numpy as np
 import pandas as pd
 
 from cref_bench.errors import InputError
-from cref_bench.fsc import Crossing, FSCCurve, Spectra
-from cref_bench.metric_facts import MASKINGS
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.metrics.facts import MASKINGS
+from cref_bench.metrics.fsc import Crossing, FSCCurve, Spectra
 
 THRESHOLDS = (0.143, 0.5)
 
@@ -318,7 +318,7 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
         truth: the noise-free map, where known (phantoms).
         reference: a reference map (e.g. a higher-resolution map of the same specimen).
         model_resolution: the ``d_min`` of the model map, Å (default: see
-            :func:`cref_bench.model_map.model_map`).
+            :func:`cref_bench.metrics.model_map.model_map`).
         halves_note: why denoised halves are absent (shown in the notes).
 
     Returns:
@@ -336,7 +336,7 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
     why_no_halves = halves_note or "no denoised half-maps given"
     model_volume = model_mask = None
     if model is not None:
-        from cref_bench import model_map as mm
+        from cref_bench.metrics import model_map as mm
 
         structure = model if isinstance(model, gemmi.Structure) else mm.read_model(model)
         model_volume = mm.model_map(structure, half1, d_min=model_resolution, taper=False)
@@ -383,7 +383,7 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
 def reference_cref_loss(denoised: np.ndarray, half1: np.ndarray, half2: np.ndarray,
                         mask: np.ndarray | None = None) -> float:
     """The reference crefDenoiser loss of one patch, in numpy (the value
-    :func:`cref_bench.torch_loss.cref_loss` computes; see that module for the definition).
+    the reference trainer's loss in ``baselines.crefdenoiser.cref_loss`` computes; see there).
 
     Args:
         denoised: the network output ``D(M)``, a 3D array.
@@ -393,7 +393,7 @@ def reference_cref_loss(denoised: np.ndarray, half1: np.ndarray, half2: np.ndarr
     Returns:
         The trapezoid-rule mean of ``|C_ref - FSC_FD|`` over the reference shells.
     """
-    from cref_bench.shells import reference_shells
+    from cref_bench.metrics.shells import reference_shells
 
     if mask is not None:
         half1, half2 = half1 * mask, half2 * mask

@@ -1,19 +1,19 @@
 """Evaluate a method over a split of a corpus: the engine behind ``cref-bench run``.
 
 :func:`run_method` denoises every entry of a split with one method, scores it with the
-whole metric set of :func:`cref_bench.metrics.evaluate` (unmasked and masked; the truth
+whole metric set of :func:`cref_bench.metrics.scores.evaluate` (unmasked and masked; the truth
 metrics where the entry has a truth map, the reference metrics where it has a reference map;
 the model-map FSC where it has a fitted model) and writes a results folder (layout:
-:mod:`cref_bench.results`).
+:mod:`cref_bench.results.folder`).
 
-* **Methods.** A :class:`~cref_bench.methods.SingleMapMethod` yields denoised halves, so the
-  half-map metrics (FSC-0.5 change, variance analysis) are computed; a pair method gives the
+* **Methods.** A :class:`~cref_bench.methods.protocol.SingleMapMethod` yields denoised halves,
+  so the half-map metrics (FSC-0.5 change, variance analysis) are computed; a pair method gives the
   full map only, and those metrics are reported as not applicable with the method's note.
 * **The referee.** The runner never trusts a method. It reads each entry itself and scores
   against its own copy; the method gets read-only inputs whose digests are compared after
-  the call, and its output must be a :class:`~cref_bench.methods.Denoised` of finite,
-  non-constant maps on the input grid (:mod:`cref_bench.contract`). By default a method runs
-  in a child process of its own (:mod:`cref_bench.isolation`) under a per-entry time and
+  the call, and its output must be a :class:`~cref_bench.methods.protocol.Denoised` of finite,
+  non-constant maps on the input grid (:mod:`cref_bench.run.contract`). By default a method runs
+  in a child process of its own (:mod:`cref_bench.run.isolation`) under a per-entry time and
   memory limit; only methods that declare ``safe_in_process`` (the classic filters) run in
   this process, where the limits cannot be enforced. ``isolation="process"`` forces a child
   process for those too.
@@ -25,7 +25,7 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
 * **Resume.** Each finished entry is written at once to ``entries/<entry>.json`` (by the
   driver, atomically). A rerun reuses an entry's record when the resume key matches: the
   method's name, version and parameters (those given to the run merged with the method's
-  own :meth:`~cref_bench.methods.Method.params`), a digest of the source file that defines
+  own :meth:`~cref_bench.methods.protocol.Method.params`), a digest of the source file that defines
   the method's class, and the corpus content hash. A failed entry is not tried again unless
   ``retry_failed``: a method that hung or crashed on it would do so again.
 * **Parallelism.** ``workers=1`` and no scheduler (or at most one entry to do): in this
@@ -66,15 +66,17 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cref_bench import atomic, provenance, results
-from cref_bench.cluster import dask_client
-from cref_bench.contract import MethodFailure, call_method
-from cref_bench.dataset import Corpus, open_corpus
+from cref_bench import atomic
+from cref_bench.corpus.reader import Corpus, open_corpus
 from cref_bench.errors import InputError, MethodError
-from cref_bench.isolation import DEFAULT_TIMEOUT, ISOLATION, Limits, MethodProcess
-from cref_bench.mapio import write_map
-from cref_bench.methods import Method, load_method
-from cref_bench.metrics import evaluate
+from cref_bench.maps.io import write_map
+from cref_bench.methods.protocol import Method, load_method
+from cref_bench.metrics.scores import evaluate
+from cref_bench.results import folder as results
+from cref_bench.results import provenance
+from cref_bench.run.cluster import dask_client
+from cref_bench.run.contract import MethodFailure, call_method
+from cref_bench.run.isolation import DEFAULT_TIMEOUT, ISOLATION, Limits, MethodProcess
 
 DEFAULT_MEMORY_FRACTION = 0.8
 """Share of the machine's memory the method processes of a local run may use together."""
@@ -93,8 +95,8 @@ class RunResult:
     Attributes:
         out: the results folder.
         scalars, notes, curves, failures: the tables written there (see
-            :mod:`cref_bench.results`).
-        summary: the end-of-run summary table (see :func:`cref_bench.results.summarise`).
+            :mod:`cref_bench.results.folder`).
+        summary: the end-of-run summary table (see :func:`cref_bench.results.folder.summarise`).
         summary_text: the summary as printable text.
         provenance: the content of ``provenance.json``.
         counts: ``entries`` (selected), ``evaluated`` (this run), ``resumed`` (reused,
@@ -149,7 +151,7 @@ def first_model(entry):
     """The entry's first fitted model as a ``gemmi.Structure``, or None when it has none.
 
     Args:
-        entry: a :class:`cref_bench.dataset.Entry`.
+        entry: a :class:`cref_bench.corpus.reader.Entry`.
     """
     if not entry.model_names:
         return None
@@ -230,7 +232,7 @@ def evaluate_entry(method: Method, location: str, entry_id: str, execution: _Exe
     """Denoise and score one corpus entry; the unit of work of a run (runs on a worker).
 
     Every failure is caught and returned as a failed result of its kind: ``load`` (the entry
-    cannot be read), the method's kinds of :mod:`cref_bench.contract` (it raised, broke the
+    cannot be read), the method's kinds of :mod:`cref_bench.run.contract` (it raised, broke the
     output contract, changed its inputs, ran over a limit or died) and ``metrics`` (scoring
     or saving the map failed). ``KeyboardInterrupt`` and ``SystemExit`` propagate.
 
@@ -455,7 +457,7 @@ def _build(method: str | Method, params: dict | None) -> Method:
         raise MethodError(method.name, "params can only be given with a method given by name")
     if not isinstance(method, Method):
         raise MethodError(repr(method), "expected a method name or a "
-                          "cref_bench.methods.Method")
+                          "cref_bench.methods.protocol.Method")
     return method
 
 
@@ -536,7 +538,7 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
 
     Raises:
         MethodError: the method cannot be built (see
-            :func:`cref_bench.methods.load_method`), or ``params`` given with a method
+            :func:`cref_bench.methods.protocol.load_method`), or ``params`` given with a method
             instance.
         InputError: a bad ``workers``, ``limit``, ``isolation`` or limit, or nothing to
             evaluate (an empty split).
@@ -610,7 +612,7 @@ def _make_folders(out: Path, save_maps: bool) -> Path | None:
 def _evaluate(method: Method, corpus: Corpus, ids: list[str], out: Path, key: dict,
               execution: _Execution) -> tuple[dict[str, dict], list[dict]]:
     """The record of every entry of ``ids``: the stored one where it can be reused (see
-    :func:`cref_bench.results.is_reusable`), else evaluated now and written at once. Returns
+    :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once. Returns
     every record by entry id, and the records made now."""
     records = {i: results.read_record(out, i) for i in ids}
     todo = [i for i in ids if not results.is_reusable(records[i], key,

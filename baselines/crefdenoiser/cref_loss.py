@@ -6,12 +6,12 @@ the network output ``D(M)``:
 * ``f = |FSC(M1·mask, M2·mask)|`` and ``C_ref = sqrt(2 f / (1 + f))`` (the reference keeps
   the absolute value, where the metrics library clips to [0, 1]);
 * ``FSC_FD = |FSC(D(M), M)|`` with ``M = (M1·mask + M2·mask) / 2``; ``D(M)`` is used as given;
-* shells of :func:`cref_bench.shells.reference_shells` (48 shells for a 96³ patch, shell
+* shells of :func:`cref_bench.metrics.shells.reference_shells` (48 shells for a 96³ patch, shell
   ``r`` holding ``r² < |k|² <= (r + 1)²``, no DC);
 * the loss of a patch is the trapezoid rule over ``t = r / (n - 1)``, ``r = 0 .. n - 1``, of
   ``|C_ref - FSC_FD|``; the batch loss is the mean over patches.
 
-:func:`cref_bench.metrics.reference_cref_loss` computes the same value with numpy.
+:func:`cref_bench.metrics.scores.reference_cref_loss` computes the same value with numpy.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from cref_bench.shells import friedel_weights, reference_shells
+from cref_bench.metrics.shells import friedel_weights, reference_shells
 
 _EPS = 1e-12
 

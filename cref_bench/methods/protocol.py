@@ -6,9 +6,9 @@ half-maps. Single-map denoisers subclass :class:`SingleMapMethod` and implement
 each half. Pair-based denoisers (LAFTER, say) subclass :class:`Method` directly and return
 only the full map, with a note saying why the half-map metrics do not apply.
 
-Methods are found by name through the entry-point group ``cref_bench.methods``, or given as
+Methods are found by name through the entry-point group ``cref_bench.methods.protocol``, or given as
 ``package.module:Attribute`` or ``path/to/file.py:Attribute`` (a class or a factory called
-with the method's parameters); :mod:`cref_bench.method_registry` resolves the names.
+with the method's parameters); :mod:`cref_bench.methods.registry` resolves the names.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cref_bench.errors import CrefBenchError, MethodError
-from cref_bench.method_registry import ENTRY_POINT_GROUP, available_methods, resolve
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.registry import ENTRY_POINT_GROUP, available_methods, resolve
 
 __all__ = ["ENTRY_POINT_GROUP", "Denoised", "Method", "SingleMapMethod", "available_methods",
            "average_halves", "load_method"]
@@ -109,7 +109,7 @@ def load_method(spec: str, **params) -> Method:
     Args:
         spec: a name registered under the ``cref_bench.methods`` entry points,
             ``package.module:Attribute`` or ``path/to/file.py:Attribute`` (see
-            :func:`cref_bench.method_registry.resolve`).
+            :func:`cref_bench.methods.registry.resolve`).
         **params: keyword parameters passed to the class or factory.
 
     Returns:
@@ -132,5 +132,5 @@ def load_method(spec: str, **params) -> Method:
                                 f"{exc}") from exc
     if not isinstance(method, Method):
         raise MethodError(spec, f"produced {type(method).__name__}, not a "
-                          "cref_bench.methods.Method")
+                          "cref_bench.methods.protocol.Method")
     return method

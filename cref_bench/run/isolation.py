@@ -2,7 +2,7 @@
 
 :class:`MethodProcess` keeps one child Python process per method and hands it one entry at a
 time. The inputs travel as ``.npy`` files that the child maps read-only, the outputs come
-back the same way, and the parent checks them itself (:func:`cref_bench.contract.check_output`)
+back the same way, and the parent checks them itself (:func:`cref_bench.run.contract.check_output`)
 before anything is scored, so nothing the method does inside its process can change what it
 is scored against. A thread of the parent watches the child while it works (also while the
 parent does other work, so that a run can score one entry while the child denoises the next:
@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cref_bench.contract import MethodFailure, call_method, check_output
-from cref_bench.methods import Denoised, Method
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import Denoised, Method
+from cref_bench.run.contract import MethodFailure, call_method, check_output
 
 ISOLATION = ("auto", "process", "in-process")
 """Where the runner runs a method: ``auto`` (in its own process only when the method declares
@@ -186,7 +186,8 @@ class MethodProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", "from cref_bench.isolation import child_main; child_main()",
+                [sys.executable, "-c",
+                 "from cref_bench.run.isolation import child_main; child_main()",
                  str(child.fileno())],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=env, start_new_session=True)
@@ -327,7 +328,7 @@ class MethodProcess:
         """Wait for the entry handed over by :meth:`submit` and return its checked output.
 
         Returns:
-            The checked :class:`~cref_bench.methods.Denoised`, read back into this process.
+            The checked :class:`~cref_bench.methods.protocol.Denoised`, read back into this process.
 
         Raises:
             MethodFailure: the method raised, broke the contract, or ran over a limit or
@@ -359,7 +360,7 @@ class MethodProcess:
             label: a line written to the log before the entry's output (e.g. its id).
 
         Returns:
-            The checked :class:`~cref_bench.methods.Denoised`, read back into this process.
+            The checked :class:`~cref_bench.methods.protocol.Denoised`, read back into this process.
 
         Raises:
             MethodFailure: the method raised, broke the contract, or ran over a limit or

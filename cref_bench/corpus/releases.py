@@ -13,7 +13,7 @@ refuse honest demo results made elsewhere. The demo is a tutorial, not a benchma
 To release a corpus (a maintainer's steps):
 
 1. build it (``cref-bench build --out corpus.zarr ...``) and let it finalise; its hash is
-   the root attribute ``content_hash`` (``cref_bench.dataset.open_corpus(path).content_hash``,
+   the root attribute ``content_hash`` (``cref_bench.corpus.reader.open_corpus(path).content_hash``,
    also printed by ``cref-bench synth``);
 2. publish the store where users can fetch it;
 3. add one :class:`PublishedCorpus` row below (name, hash, the split results are published
@@ -36,7 +36,7 @@ class PublishedCorpus:
 
     Attributes:
         name: its name and version, e.g. ``"cref-bench EMDB 2026.1"``.
-        content_hash: its content hash (:func:`cref_bench.store_layout.content_hash`).
+        content_hash: its content hash (:func:`cref_bench.corpus.layout.content_hash`).
         split: the split results are published on (``test`` or ``test-50``).
         location: where to get it (a URL).
     """

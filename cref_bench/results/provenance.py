@@ -2,7 +2,7 @@
 
 Helpers that describe the software (package versions), the hardware (CPU, memory, GPU) and
 the memory a process used, for the ``provenance.json`` the runner writes beside every
-results table (see :mod:`cref_bench.runner`).
+results table (see :mod:`cref_bench.run.runner`).
 """
 
 from __future__ import annotations

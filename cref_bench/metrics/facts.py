@@ -1,11 +1,11 @@
 """What is known of each scalar metric, in one table that everything reads.
 
 :data:`METRICS` holds one :class:`MetricFacts` per scalar metric that
-:func:`cref_bench.metrics.evaluate` reports (in each masking of :data:`MASKINGS`): its unit,
+:func:`cref_bench.metrics.scores.evaluate` reports (in each masking of :data:`MASKINGS`): its unit,
 which direction is better, whether a leaderboard shows it by default, whether the runner's
 end-of-run summary includes it, and what it is. The runner's summary, the leaderboard (its
 ranking directions, arrows and default columns) and the tests read it; a new metric is
-added here and computed in :mod:`cref_bench.metrics`. Notation as there: half-maps ``M1``,
+added here and computed in :mod:`cref_bench.metrics.scores`. Notation as there: half-maps ``M1``,
 ``M2``, their average ``M``, the denoised map ``D`` and halves ``D1``, ``D2``, the truth ``T``.
 
 This module imports nothing heavy, so the leaderboard can read it without the metrics'

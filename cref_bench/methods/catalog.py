@@ -11,7 +11,7 @@ it imports) imports is installed.
 
 What the source cannot tell is reported as such, never guessed: a ``version`` computed when
 the module is imported is ``None`` (shown as ``?``), and a class that overrides
-:meth:`cref_bench.methods.Method.unavailable` decides only when imported whether it can run
+:meth:`cref_bench.methods.protocol.Method.unavailable` decides only when imported whether it can run
 here (status ``unchecked``). :func:`describe_by_import` imports the method and answers those
 too (``cref-bench methods --check``).
 """
@@ -29,11 +29,11 @@ from pathlib import Path
 
 from cref_bench.errors import UnavailableError
 
-PROTOCOL_MODULE = "cref_bench.methods"
+PROTOCOL_MODULE = "cref_bench.methods.protocol"
 """Where the method protocol lives: its classes' attributes are the defaults."""
 
 PROTOCOL_DEFAULTS = {"version": "0", "needs_gpu": False, "name": "unnamed"}
-"""The class attributes of :class:`cref_bench.methods.Method` (kept in step by a test)."""
+"""The class attributes of :class:`cref_bench.methods.protocol.Method` (kept in step by a test)."""
 
 STATUSES = ("ok", "unavailable", "unchecked")
 """``ok``: can be imported (statically: as far as the source shows); ``unavailable``: cannot,

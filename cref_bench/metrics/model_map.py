@@ -2,7 +2,7 @@
 
 Model-map FSC (as in phenix.mtriage) compares a map with the density predicted by a fitted
 atomic model. This module reads the model (:func:`read_model`), computes its density on exactly
-the grid of a given :class:`~cref_bench.volume.Volume` (:func:`model_map`) and a soft mask
+the grid of a given :class:`~cref_bench.maps.volume.Volume` (:func:`model_map`) and a soft mask
 around its atoms (:func:`atom_mask`).
 
 How a map's box is turned into something gemmi can fill:
@@ -34,7 +34,7 @@ import scipy.fft
 from scipy.spatial import cKDTree
 
 from cref_bench.errors import InputError, ModelError
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
 
 # Smallest total B (atom B + blur) used when sampling atoms on a grid of spacing h:
 # B >= 8 pi^2 / 1.1 * h^2, the value gemmi's set_refmac_compatible_blur() aims at. Below it a

@@ -81,7 +81,7 @@ METHOD = Template('''\
 """The $name denoiser, for cref-bench.
 
 cref-bench calls ``denoise_map`` on the average of the two half-maps and on each half-map
-(a single-map method: see ``cref_bench.methods.SingleMapMethod``), then scores the three
+(a single-map method: see ``cref_bench.methods.protocol.SingleMapMethod``), then scores the three
 results against each other and against the half-maps.
 """
 
@@ -89,8 +89,8 @@ from __future__ import annotations
 
 from scipy import ndimage
 
-from cref_bench.methods import SingleMapMethod
-from cref_bench.volume import Volume
+from cref_bench.methods.protocol import SingleMapMethod
+from cref_bench.maps.volume import Volume
 
 
 class $cls(SingleMapMethod):
@@ -142,8 +142,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cref_bench.results import ID_COLUMNS
-from cref_bench.runner import run_method
+from cref_bench.results.folder import ID_COLUMNS
+from cref_bench.run.runner import run_method
 from dataset_builder.synthetic import write_phantom_corpus
 
 SPEC = "$package.method:$cls"

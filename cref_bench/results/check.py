@@ -1,10 +1,10 @@
 """Whether a results folder is fit to publish: the checks behind ``cref-bench check``.
 
 :func:`check_results` reads a folder written by ``cref-bench run`` (layout:
-:mod:`cref_bench.results`) and lists every reason it is not fit, each a :class:`Finding`:
+:mod:`cref_bench.results.folder`) and lists every reason it is not fit, each a :class:`Finding`:
 
 * ``corpus``: the corpus content hash is not that of a published corpus
-  (:mod:`cref_bench.corpora`), of the store given (``corpus``) or the hash expected
+  (:mod:`cref_bench.corpus.releases`), of the store given (``corpus``) or the hash expected
   (``expect_hash``); the split is not the one results are published on;
 * ``entries``: an entry of the split was not scored (with the store given: which), the run
   was limited to its first entries, or the tables hold entries the split does not;
@@ -16,7 +16,7 @@
   ``failures.csv``) differs from what its entry records give (a value, a row, a column),
   or the provenance's counts differ from the tables.
 
-The tables are rebuilt from the records with :func:`cref_bench.results.assemble_tables`, so
+The tables are rebuilt from the records with :func:`cref_bench.results.folder.assemble_tables`, so
 the comparison follows the results schema when it changes. Numbers agree when equal to
 :data:`RELATIVE_TOLERANCE` (the tables are written from the records at full precision).
 """
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cref_bench import results
-from cref_bench.corpora import HASH_PATTERN, published_corpus
+from cref_bench.results import folder as results
+from cref_bench.corpus.releases import HASH_PATTERN, published_corpus
 from cref_bench.errors import ResultsError
 
 RELATIVE_TOLERANCE = 1e-9
@@ -206,7 +206,7 @@ def _check_corpus(report: CheckReport, provenance: dict, corpus, expect_hash: st
                              f"{expect_hash}")
     if corpus is None and expect_hash is None and published is None:
         report.add("corpus", f"corpus {recorded} is not a published corpus (none of "
-                             "cref_bench.corpora.PUBLISHED); give the store with --corpus or "
+                             "cref_bench.corpus.releases.PUBLISHED); give the store with --corpus or "
                              "its hash with --expect-hash")
     wanted = split or (published.split if published else DEFAULT_SPLIT)
     if run_split != wanted:
@@ -360,7 +360,7 @@ def check_results(folder: str | os.PathLike, *, corpus=None, expect_hash: str | 
     Args:
         folder: a results folder of ``cref-bench run``.
         corpus: the corpus store the results must be of (an opened
-            :class:`cref_bench.dataset.Corpus`), or None; with it, the entries of the split
+            :class:`cref_bench.corpus.reader.Corpus`), or None; with it, the entries of the split
             are known and every one must be scored.
         expect_hash: the content hash the results' corpus must have, or None.
         split: the split that must have been evaluated (default: the published corpus's,

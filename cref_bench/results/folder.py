@@ -5,7 +5,7 @@ Layout of ``<out>/`` (the schema other tools, such as the leaderboard, read)::
     entries/<entry>.json   one record per entry, written atomically as soon as the entry
                            finishes (ok or failed); the tables are assembled from these
     scalars.csv            method, method_version, params, entry, split, box, masking, then one
-                           column per scalar metric (as named in cref_bench.metric_facts),
+                           column per scalar metric (as named in cref_bench.metrics.facts),
                            empty where not computable; one row per (method, entry, masking)
     notes.csv              method, params, entry, masking, metric, reason, bound: why a metric
                            is empty, or that its value is a bound (``<``: the true value is
@@ -14,9 +14,9 @@ Layout of ``<out>/`` (the schema other tools, such as the leaderboard, read)::
     curves.csv             method, entry, masking, curve, shell, frequency, value
     failures.csv           method, method_version, params, entry, split, kind, error_type,
                            message: every entry that failed, ``kind`` saying whose fault
-                           (see cref_bench.contract.FAILURE_KINDS)
-    provenance.json        see cref_bench.runner
-    logs/                  the method process's output (see cref_bench.isolation)
+                           (see cref_bench.run.contract.FAILURE_KINDS)
+    provenance.json        see cref_bench.run.runner
+    logs/                  the method process's output (see cref_bench.run.isolation)
     maps/<entry>_denoised.mrc   with --save-maps
 
 ``params`` is the method's parameters as canonical JSON (sorted keys, no spaces), so that
@@ -27,7 +27,7 @@ An entry record is a JSON object: ``schema`` (:data:`RECORD_SCHEMA`), ``entry``,
 ``split``, ``box`` (for ``ok``), the resume key (:data:`KEY_FIELDS`: ``method``,
 ``method_version``, ``params`` (an object), ``code_digest``, ``corpus_hash``), ``status``
 (``"ok"`` or ``"failed"``), for ``ok`` the ``scalars``, ``notes`` and ``bounds``
-(``{masking: {metric: ...}}``, as in :class:`cref_bench.metrics.MetricReport`) and
+(``{masking: {metric: ...}}``, as in :class:`cref_bench.metrics.scores.MetricReport`) and
 ``curves`` (column lists), for ``failed`` ``kind``, ``error_type``, ``message`` and
 ``traceback``; and ``seconds``, ``worker`` (host, pid, peak RSS) and ``finished_at``.
 Non-finite numbers are stored as ``null``.
@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from cref_bench import atomic
-from cref_bench.metric_facts import SUMMARY_METRICS
+from cref_bench.metrics.facts import SUMMARY_METRICS
 
 RECORD_SCHEMA = 3
 """Version of the entry-record layout; records of another version are recomputed."""
@@ -96,7 +96,7 @@ def curves_to_columns(curves: pd.DataFrame) -> dict[str, list]:
     """A curves table (masking, curve, shell, frequency, value) as JSON-ready column lists.
 
     Args:
-        curves: the :attr:`cref_bench.metrics.MetricReport.curves` table.
+        curves: the :attr:`cref_bench.metrics.scores.MetricReport.curves` table.
 
     Returns:
         ``{column: list}``, non-finite values as ``None``.
@@ -275,7 +275,7 @@ def format_summary(summary: pd.DataFrame, title: str = "") -> str:
 
     Every mean and median has four significant figures and every standard deviation two
     (trailing zeros kept, so a column reads alike; see
-    :func:`cref_bench.number_format.significant`); a metric with one value shows its mean
+    :func:`cref_bench.results.format.significant`); a metric with one value shows its mean
     without a spread.
 
     Args:
@@ -285,7 +285,7 @@ def format_summary(summary: pd.DataFrame, title: str = "") -> str:
     Returns:
         The text, one line per (masking, metric).
     """
-    from cref_bench.number_format import significant
+    from cref_bench.results.format import significant
 
     lines = [title] if title else []
     if summary.empty:

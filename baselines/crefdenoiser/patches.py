@@ -26,8 +26,8 @@ import torch
 import zarr
 from tqdm.auto import tqdm
 
-from cref_bench.dataset import Corpus, open_corpus
-from cref_bench.store_layout import ENTRIES_GROUP, open_root
+from cref_bench.corpus.layout import ENTRIES_GROUP, open_root
+from cref_bench.corpus.reader import Corpus, open_corpus
 
 # The 24 proper rotations of a cube are "bring one of 6 faces to the top" (one rot90 in the
 # given plane, k quarter turns) followed by k2 in 0..3 quarter turns about the vertical axis.

@@ -1,6 +1,6 @@
 """The corpus store's layout, content hash and opening: what its writer and reader share.
 
-:mod:`dataset_builder.store` writes stores and :mod:`cref_bench.dataset` reads them; both
+:mod:`dataset_builder.store` writes stores and :mod:`cref_bench.corpus.reader` reads them; both
 take the names, the map roles, the hashing and the opening from here (``cref_bench`` may
 not import ``dataset_builder``).
 
@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import zarr
 
-from cref_bench import splits
+from cref_bench.corpus import splits
 from cref_bench.errors import CorpusError
 
 FORMAT_VERSION = 1

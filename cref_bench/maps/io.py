@@ -1,4 +1,4 @@
-"""Reading and writing MRC/CCP4 density maps as :class:`~cref_bench.volume.Volume` objects.
+"""Reading and writing MRC/CCP4 density maps as :class:`~cref_bench.maps.volume.Volume` objects.
 
 Three public functions:
 
@@ -86,7 +86,7 @@ from tqdm.auto import tqdm
 from cref_bench import __version__
 from cref_bench.atomic import atomic_path
 from cref_bench.errors import CorruptGzip, MapError, MapNotFound, NonFiniteMap, TruncatedMap
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
 
 __all__ = ["MapHeader", "MapWarning", "read_header", "read_map", "write_map"]
 
@@ -253,7 +253,7 @@ def write_map(path: str | os.PathLike, volume: Volume, *, compress: bool | None 
     """
     path = Path(path)
     compress = path.name.endswith(".gz") if compress is None else bool(compress)
-    label = label if label is not None else f"cref-bench {__version__} (cref_bench.mapio)"
+    label = label if label is not None else f"cref-bench {__version__} (cref_bench.maps.io)"
     if len(label) > 80 or not label.isascii():
         raise MapError(path, f"label must be at most 80 ASCII characters, got {label!r}")
     stats = _statistics(path, volume.data)

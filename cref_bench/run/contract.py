@@ -2,7 +2,7 @@
 
 A method is untrusted code: :func:`call_method` hands it read-only inputs, verifies with a
 digest that it left them as they were, and checks that what it returned is a
-:class:`~cref_bench.methods.Denoised` of finite, non-constant maps on the input grid. Any
+:class:`~cref_bench.methods.protocol.Denoised` of finite, non-constant maps on the input grid. Any
 breach raises :class:`MethodFailure`, naming the method and the fault, so the entry is
 recorded as the method's failure (not the input file's).
 
@@ -27,8 +27,8 @@ import hashlib
 import numpy as np
 
 from cref_bench.errors import CrefBenchError, GeometryMismatch
-from cref_bench.methods import Denoised, Method
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import Denoised, Method
 
 FAILURE_KINDS = ("error", "output", "inputs-modified", "timeout", "memory", "crashed", "load",
                  "metrics")
@@ -123,7 +123,7 @@ def check_output(method: str, denoised, like: Volume) -> Denoised:
     """
     if not isinstance(denoised, Denoised):
         raise MethodFailure(method, "output", f"returned a {type(denoised).__name__}, "
-                            "not a cref_bench.methods.Denoised")
+                            "not a cref_bench.methods.protocol.Denoised")
     if (denoised.half1 is None) != (denoised.half2 is None):
         raise MethodFailure(method, "output", "returned one denoised half-map without the other")
     for what in ("full", "half1", "half2"):
@@ -143,7 +143,7 @@ def call_method(method: Method, half1: Volume, half2: Volume, mask: Volume | Non
         mask: the mask, or None.
 
     Returns:
-        The checked :class:`~cref_bench.methods.Denoised`.
+        The checked :class:`~cref_bench.methods.protocol.Denoised`.
 
     Raises:
         MethodFailure: the method raised (kind ``error``, chained to its exception), changed

@@ -7,7 +7,7 @@ pass over the spectra, however many pairs are asked for. Linear combinations of 
 average of two half-maps, say) are defined by their weights and never transformed: their
 covariances follow from those of the maps they combine.
 
-The shells are those of :func:`cref_bench.shells.fourier_shells` (see that module for the
+The shells are those of :func:`cref_bench.metrics.shells.fourier_shells` (see that module for the
 convention).
 """
 
@@ -19,9 +19,9 @@ from itertools import product
 import numpy as np
 import scipy.fft
 
-from cref_bench._kernels import shell_pair_sums
-from cref_bench.shells import Shells, fourier_shells
-from cref_bench.volume import Volume
+from cref_bench.maps.volume import Volume
+from cref_bench.metrics._kernels import shell_pair_sums
+from cref_bench.metrics.shells import Shells, fourier_shells
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def resolution_at(frequency: np.ndarray, values: np.ndarray, threshold: float) -
 
 @dataclass(frozen=True, eq=False)
 class FSCCurve:
-    """An FSC curve on the shells of :func:`cref_bench.shells.fourier_shells`.
+    """An FSC curve on the shells of :func:`cref_bench.metrics.shells.fourier_shells`.
 
     Attributes:
         frequency: shell frequencies, 1/Å.
@@ -119,7 +119,8 @@ class Spectra:
         like: a Volume giving the grid (shape and voxel size) every map must share.
         mask: optional mask Volume on the same grid; each map is multiplied by it in real
             space before its transform.
-        shells: the shells to use (default: :func:`cref_bench.shells.fourier_shells` of the grid).
+        shells: the shells to use (default:
+                :func:`~cref_bench.metrics.shells.fourier_shells` of the grid).
 
     Maps are added with :meth:`add`; :meth:`combine` defines a linear combination of maps
     added before. :meth:`cov` and :meth:`fsc` then work on any of these names.
@@ -212,7 +213,7 @@ def fsc(a: Volume, b: Volume, mask: Volume | None = None) -> FSCCurve:
         mask: optional real-space mask on the same grid.
 
     Returns:
-        An :class:`FSCCurve` on the shells of :func:`cref_bench.shells.fourier_shells`.
+        An :class:`FSCCurve` on the shells of :func:`cref_bench.metrics.shells.fourier_shells`.
 
     Raises:
         GeometryMismatch: the maps (or mask) are not on one grid.
