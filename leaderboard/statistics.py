@@ -64,6 +64,8 @@ def paired_values(results: ResultSet, table: pd.DataFrame, metric: str | None = 
     part = results.scalars[(results.scalars["masking"] == a["masking"])
                            & results.scalars["entry"].isin(a["entries"])
                            & results.scalars["label"].isin(labels)]
+    if metric not in part.columns:  # no folder holds a value of it (every entry failed)
+        return pd.DataFrame(np.nan, index=pd.Index(a["entries"], name="entry"), columns=labels)
     wide = part.pivot(index="entry", columns="label", values=metric)
     return wide.reindex(index=a["entries"], columns=labels)
 

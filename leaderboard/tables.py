@@ -263,7 +263,8 @@ def grid(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list[boo
     for index, row in table.iterrows():
         failed = str(row["failed"]) + (f" ({row['failed_kinds']})" if row["failed"] else "")
         ranked = not pd.isna(row["rank"])
-        tied = statistics and row["rank"] != 1 and bool(row.get("tied_with_best", False))
+        tied = (statistics and ranked and row["rank"] != 1
+                and bool(row.get("tied_with_best", False)))
         line = [str(row["rank"]) if ranked else "–", _label(row, tied), str(row["n"]), failed]
         strong = [False] * 4
         for m in metrics:

@@ -273,6 +273,23 @@ def test_report_with_references_and_models_draws_them(tmp_path):
     assert choose_entries(report.results, report.table) == ["e00", "e01"]
 
 
+def test_report_of_a_method_that_failed_every_entry(tmp_path):
+    """As the runner writes it: scalars.csv without a metric column. Alone or beside others,
+    the report is written and lists the failures."""
+    boom = write_folder(tmp_path / "boom", "boom", pd.DataFrame(columns=["entry", "masking"]),
+                        failures=[("e00", "error"), ("e01", "error")])
+    alone = write_report([boom], tmp_path / "alone")
+    assert alone.exit_status == 1 and alone.table["label"].tolist() == ["boom"]
+    assert "boom failed every entry (error 2)" in alone.index.read_text()
+    assert not [f for f in alone.figures if isinstance(f, Drawn)]
+    both = write_report([*_folders(tmp_path / "results"), boom], tmp_path / "both")
+    assert both.table["label"].tolist() == ["mine", "noisy", "boom"]
+    markdown = (tmp_path / "both" / "tables" / "leaderboard.md").read_text()
+    assert "| – | boom | 0 | 2 (error 2) | failed |" in markdown
+    failures = pd.read_csv(tmp_path / "both" / "tables" / "failures.csv")
+    assert failures["entry"].tolist() == ["e00", "e01"]
+
+
 # --------------------------------------------------------------------------- the browser
 
 def _chromium():
