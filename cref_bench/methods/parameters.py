@@ -20,7 +20,8 @@ import typing
 from cref_bench.errors import MethodError
 
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text",
-          list: "a list", tuple: "a list", dict: "a mapping", type(None): "null", os.PathLike: "a path"}
+          list: "a list", tuple: "a list", dict: "a mapping", type(None): "null",
+          os.PathLike: "a path"}
 
 
 def _signature(target) -> inspect.Signature | None:
