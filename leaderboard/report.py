@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cref_bench.atomic import write_text
-from cref_bench.metrics.facts import DEFAULT_METRICS, metric_facts
+from cref_bench.metrics.facts import DEFAULT_METRICS, metric_facts, metric_label
 from cref_bench.results.format import significant
 from leaderboard import statistics, tables
 from leaderboard.figures.common import Absent, Context, Drawn
@@ -169,7 +169,7 @@ def breakdown_view(frame: pd.DataFrame) -> TableView:
             f"{_fmt(cells.at[label, 'mean'])} (n={cells.at[label, 'n']})"
             if label in cells.index else "" for label in labels])
     a = frame.attrs
-    caption = (f"Mean {a.get('metric')} ({a.get('masking')}) per bin of the half-map FSC-0.143 "
+    caption = (f"Mean {metric_label(a.get('metric'))} ({a.get('masking')}) per bin of the half-map FSC-0.143 "
                "resolution and of the box's longest edge (voxels), over the compared entries; "
                "(n=k): entries with a value.")
     return TableView(["by", "bin", "entries", *labels], rows,
@@ -201,7 +201,7 @@ def per_entry_view(results: ResultSet, table: pd.DataFrame) -> TableView:
     caption = (f"Each method's value on each entry ({a['masking']}); '< x': an upper bound "
                "(an FSC that never falls below its threshold up to Nyquist), '> x': a lower "
                "bound; compared: used in the ranking; failed: the method failed the entry.")
-    return TableView(["entry", "method", "box", "status", *metrics], rows,
+    return TableView(["entry", "method", "box", "status", *map(metric_label, metrics)], rows,
                      numeric=[False] * 4 + [True] * len(metrics), caption=caption)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from cref_bench.errors import InputError
-from cref_bench.metrics.facts import DEFAULT_METRICS, MASKINGS, metric_facts
+from cref_bench.metrics.facts import DEFAULT_METRICS, MASKINGS, metric_facts, metric_label
 from cref_bench.results.format import significant
 from leaderboard.loading import ResultSet
 
@@ -255,9 +255,10 @@ def grid(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list[boo
     metrics = table.attrs["metrics"]
     statistics = "ci_low" in table.columns
     headers = ["Rank", "Method", "n", "failed"] + [
-        f"{m} {ARROWS[metric_facts(m).better]}" for m in metrics]
+        f"{metric_label(m)} {ARROWS[metric_facts(m).better]}" for m in metrics]
     if statistics:
-        headers += [f"{table.attrs['primary']} mean, 95 % CI", "p vs best (Holm)"]
+        headers += [f"{metric_label(table.attrs['primary'])} mean, 95 % CI",
+                    "p vs best (Holm)"]
     best = best_rows(table)
     cells, bold = [], []
     for index, row in table.iterrows():

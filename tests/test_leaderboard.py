@@ -160,6 +160,7 @@ def test_markdown_is_well_formed_with_the_best_in_bold(results):
     assert len({row.count(" | ") for row in rows}) == 1  # same number of cells everywhere
     assert rows[0].startswith("| Rank | Method | n | failed | cref_rmse ↓")
     assert "truth_corr ↑" in rows[0]
+    assert "| fsc05_change (Å) ↓ |" in rows[0]  # the unit beside the name
     assert set(rows[1].replace("|", "").split()) <= {"---:", ":---"}
     cells = {r.split(" | ")[1]: r.split(" | ") for r in rows[2:]}
     assert cells["mine"][4].startswith("**") and not cells["wiener"][4].startswith("**")

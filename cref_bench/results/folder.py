@@ -285,20 +285,22 @@ def format_summary(summary: pd.DataFrame, title: str = "") -> str:
     Returns:
         The text, one line per (masking, metric).
     """
+    from cref_bench.metrics.facts import metric_label
     from cref_bench.results.format import significant
 
     lines = [title] if title else []
     if summary.empty:
         lines.append("no entry was evaluated")
         return "\n".join(lines)
-    width = max(len("metric"), *(len(m) for m in summary["metric"]))
+    labels = {m: metric_label(m) for m in summary["metric"]}
+    width = max(len("metric"), *(len(label) for label in labels.values()))
     lines.append(f"{'masking':<9} {'metric':<{width}} {'mean ± std':>23} {'median':>10} "
                  f"{'n':>5} {'failed':>6}")
     for row in summary.itertuples(index=False):
         spread = significant(row.mean, 4)
         if math.isfinite(row.std):
             spread += f" ± {significant(row.std, 2)}"
-        lines.append(f"{row.masking:<9} {row.metric:<{width}} {spread:>23} "
+        lines.append(f"{row.masking:<9} {labels[row.metric]:<{width}} {spread:>23} "
                      f"{significant(row.median, 4):>10} {row.n:>5d} "
                      f"{row.failed:>6d}")
     return "\n".join(lines)
