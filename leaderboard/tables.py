@@ -314,6 +314,9 @@ def describe(table: pd.DataFrame) -> str:
         text += (f" ≈: not distinguishable from the best on {a['primary']} (paired Wilcoxon "
                  f"signed-rank test, Holm-adjusted p ≥ {a.get('alpha', 0.05):g}); CI: "
                  f"bootstrap 95 % interval of the mean (seed {a.get('seed', 0)}).")
+    if a.get("entries_needed"):
+        text += (f" Too few entries: with {a['n_entries']} no two methods can be told apart; "
+                 f"that needs at least {a['entries_needed']}.")
     failed = table[table["failed"] > 0]
     if failed.empty:
         text += " No entry failed."

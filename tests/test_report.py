@@ -81,6 +81,27 @@ def test_pairwise_tests_are_scipy_with_holm(known_winner):
     pd.testing.assert_frame_equal(pairs, again)  # a fixed seed: the same intervals
 
 
+@pytest.mark.parametrize("settings, needed", [(2, 6), (3, 7), (5, 9)])
+def test_entries_needed_to_tell_settings_apart(settings, needed):
+    """With one entry fewer, even differences all of one sign stay at Holm-adjusted
+    p >= 0.05; with ``needed`` they fall below it (scipy's exact test)."""
+    assert statistics.entries_needed(settings) == needed
+    pairs = settings * (settings - 1) // 2
+    for n, separable in ((needed - 1, False), (needed, True)):
+        p = stats.wilcoxon(np.arange(1.0, n + 1)).pvalue  # every difference positive
+        assert p == pytest.approx(2 / 2**n)
+        assert bool(statistics.holm([p] * pairs).min() < 0.05) is separable
+
+
+def test_the_report_says_when_entries_are_too_few(tmp_path):
+    with pytest.warns(UserWarning, match="2 entries compared: too few for the statistics to "
+                                         "tell any two of the 2 methods apart \\(that needs at "
+                                         "least 6\\); score more entries"):
+        report = write_report(_folders(tmp_path / "results"), tmp_path / "report")
+    assert "Too few entries: with 2 no two methods can be told apart; that needs at least 6." \
+        in report.index.read_text()
+
+
 def test_annotate_marks_those_not_distinguishable_from_the_best(known_winner, tmp_path):
     folders = [write_folder(tmp_path / m, m, pd.DataFrame({
         "entry": known_winner.index, "masking": "masked", "cref_rmse": known_winner[m]}))
