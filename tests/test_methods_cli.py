@@ -28,7 +28,7 @@ def test_describe_a_class_without_building_it(describe):
         "version": "1", "needs_gpu": False, "parameters": "", "status": "ok", "error": None}
     blur = describe("blur", FAKE["blur"])
     assert blur["parameters"] == "sigma=1.0, version='1', log=None, control=None"
-    assert blur["version"] == "0"  # inherited from Method
+    assert blur["version"] == "1"  # set by __init__ from its parameter's default
 
 
 def test_describe_reports_import_errors():
@@ -69,7 +69,9 @@ def plugin(tmp_path, monkeypatch):
         (package / f"{name}.py").write_text(textwrap.dedent(text))
         return f"plugin_xyz.{name}"
 
-    return write
+    yield write
+    for name in [m for m in sys.modules if m.split(".")[0] == "plugin_xyz"]:
+        del sys.modules[name]  # imported by a test: the next test's package is another one
 
 
 def test_missing_dependencies_are_found_in_the_source(plugin):
@@ -132,6 +134,26 @@ def test_syntax_errors_and_computed_facts(plugin):
     assert describe_by_import("late", f"{module}:Late")["error"] == "never here"
     row = describe_statically("f", f"{module}:factory")
     assert (row["status"], row["parameters"], row["version"]) == ("ok", "sigma=1.0", None)
+
+
+@pytest.mark.parametrize("describe", [describe_statically, describe_by_import])
+def test_a_version_set_by_init_is_read_from_the_source(plugin, describe):
+    """As crefdenoiser's: ``self.version = f"{RECIPE}+{self.sha}"`` shows ``2+<sha>``, not
+    the protocol's default ``0``."""
+    module = plugin("versioned", """
+        from cref_bench.methods.protocol import SingleMapMethod
+        RECIPE = "2"
+        class Weighted(SingleMapMethod):
+            def __init__(self, weights=None):
+                self.sha = "abc"
+                self.version = f"{RECIPE}+{self.sha}"
+        class Opaque(SingleMapMethod):
+            def __init__(self):
+                self.version = str(len("xyz"))
+    """)
+    row = describe("w", f"{module}:Weighted")
+    assert row["version"] == "2+<sha>", row
+    assert describe_statically("o", f"{module}:Opaque")["version"] is None  # unknown: "?"
 
 
 def test_listing_shows_good_and_broken_methods(monkeypatch, capsys):

@@ -24,6 +24,7 @@ import importlib.machinery
 import importlib.util
 import inspect
 import operator
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,10 @@ def describe_by_import(name: str, target: str) -> dict:
         return {**row, "status": "unavailable", "error": str(reason)}
     if inspect.isclass(obj):
         row["version"] = str(getattr(obj, "version", None))
+        if "version" not in vars(obj) and any(  # set per instance? the source says how
+                isinstance(getattr(k, "__init__", None), types.FunctionType)
+                and "version" in k.__init__.__code__.co_names for k in obj.__mro__[:-1]):
+            row["version"] = describe_statically(name, target)["version"]
         row["needs_gpu"] = bool(getattr(obj, "needs_gpu", False))
     return {**row, "parameters": _parameters(obj), "status": "ok"}
 
@@ -366,6 +371,7 @@ class _SourceReader:
         """A class's ``name``, ``version``, ``needs_gpu``, ``__init__`` parameters and whether
         it overrides ``unavailable``, its own first, then its bases' (left to right)."""
         facts: dict = {}
+        per_instance = None
         for item in node.body:
             targets = (item.targets if isinstance(item, ast.Assign) else
                        [item.target] if isinstance(item, ast.AnnAssign) and item.value else [])
@@ -375,14 +381,60 @@ class _SourceReader:
                     facts[target.id] = None if value is _COMPUTED else value
             if isinstance(item, ast.FunctionDef) and item.name == "__init__":
                 facts["parameters"] = self.signature_text(module, item, skip_first=True)
+                per_instance = self.init_version(module, item)
             if isinstance(item, ast.FunctionDef) and item.name == "unavailable":
                 facts["decides_availability"] = True
+        if per_instance is not None:  # the instance's version hides the class's
+            facts["version"] = per_instance
         for base in node.bases if depth < 20 else ():
             for key, value in self._base_facts(module, base, depth).items():
                 facts.setdefault(key, value)
+        if facts.get("version") is _COMPUTED:
+            facts["version"] = None
         if "version" in facts and facts["version"] is not None:
             facts["version"] = str(facts["version"])
         return facts
+
+    def init_version(self, module: _Module, node: ast.FunctionDef) -> str | None:
+        """The ``version`` an ``__init__`` sets on the instance (``self.version = ...``), as
+        the source gives it: constants as their values, a parameter as its default, any
+        other part of an f-string as ``<name>`` (``2+<weights_sha256>``); ``_COMPUTED``
+        where nothing of it is known; None where ``__init__`` sets no version."""
+        defaults = dict(zip([a.arg for a in node.args.args][::-1],
+                            node.args.defaults[::-1]))
+        defaults.update({a.arg: d for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults)
+                         if d is not None})
+
+        def text(expr: ast.expr) -> str | None:
+            if isinstance(expr, ast.Name) and expr.id in defaults:
+                expr = defaults[expr.id]
+            value = self.value(module, expr)
+            if value is not _COMPUTED:
+                return str(value)
+            if isinstance(expr, ast.JoinedStr):
+                parts = [text(p.value) if isinstance(p, ast.FormattedValue) else str(p.value)
+                         for p in expr.values]
+                return "".join(p if p is not None else "<?>" for p in parts)
+            if isinstance(expr, ast.Attribute):
+                return f"<{expr.attr}>"
+            if isinstance(expr, ast.Name):
+                return f"<{expr.id}>"
+            return None
+
+        found = None
+        for statement in ast.walk(node):
+            if not isinstance(statement, ast.Assign):
+                continue
+            for target in statement.targets:
+                pairs = ([(target, statement.value)] if not isinstance(target, ast.Tuple) else
+                         list(zip(target.elts, statement.value.elts))
+                         if isinstance(statement.value, ast.Tuple) else [])
+                for left, right in pairs:
+                    if (isinstance(left, ast.Attribute) and left.attr == "version"
+                            and isinstance(left.value, ast.Name) and left.value.id == "self"):
+                        found = text(right)
+                        found = _COMPUTED if found is None else found
+        return found
 
     def _base_facts(self, module: _Module, base: ast.expr, depth: int) -> dict:
         """The facts of one base class, found in this module or the module it is imported
