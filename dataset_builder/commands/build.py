@@ -7,9 +7,8 @@ records in the manifest why not (reason codes: missing file, corrupt gzip, half-
 mask on different grids, non-finite voxels, header at odds with the XML, box over
 --max-box, ...). Runs one task per entry on a local dask cluster (--workers) or on an
 existing one (--scheduler). A build killed at any moment and run again redoes only the
-unfinished entries; entries that failed for a transient reason (network) are tried again.
-
-Entries that failed for a transient reason (exit status 1) are tried again by the next run.
+unfinished entries; entries that failed for a transient reason (network; exit status 1) are
+tried again by the next run.
 
 Examples:
     cref-bench build --out corpus.zarr --preset paper2023 --workers 8

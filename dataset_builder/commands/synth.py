@@ -22,7 +22,7 @@ Examples:
     cref-bench synth --out demo.zarr --entries 12
     cref-bench synth --out phantoms.zarr --entries 500 --seed 3 --workers 4 --box-range 96 192
     cref-bench synth --kind reconstruction --out sim.zarr --entries 30
-    cref-bench synth --kind reconstruction --preset flexible-4.5A --set particles=5000 \
+    cref-bench synth --kind reconstruction --preset flexible-4.5A --set particles=5000 \\
         --out flexible.zarr --entries 10
 """
 
