@@ -230,6 +230,22 @@ def test_curve_figures_data_by_hand(ctx):
     np.testing.assert_allclose(signal["relative"], (2 - f) / 3)
 
 
+def test_the_variance_figure_says_who_has_no_bias_panel(tmp_path):
+    """A method that denoises the two halves together (as LAFTER) has no var(S)/var(B): the
+    caption names it and says why."""
+    curves = _curves("mine", False)
+    joint = write_folder(tmp_path / "joint", "joint", _scalars("mine", False),
+                         curves=curves[curves["curve"] != "sbr"],
+                         box={"e00": "64x64x64", "e01": "100x90x80"})
+    results = load([*_folders(tmp_path / "results"), joint])
+    table = leaderboard_table(results, metrics=["cref_rmse"])
+    figure = variance_ratios.make(Context(results, table, chosen=["e00"]), tmp_path / "fig")
+    assert isinstance(figure, Drawn)
+    assert " Not in the right panel: joint (no denoised half-maps: the method denoises the " \
+           "two halves together, and var(B) needs each denoised alone)." in figure.caption
+    assert "mine" not in figure.caption.split("Not in the right panel")[1]
+
+
 def test_on_grid_without_extrapolation():
     curves = pd.DataFrame({"entry": ["a"] * 3 + ["b"] * 2,
                            "frequency": [0.1, 0.2, 0.3, 0.1, 0.2],
@@ -274,7 +290,7 @@ def test_report_without_references_or_models_says_what_is_absent(tmp_path, capsy
     assert r"\toprule" in tex and r"\bottomrule" in tex
     drawn = sorted(p.stem for p in (out / "figures").glob("*.png"))
     assert drawn == ["breakdown", "cref_curves", "fig1_distribution", "fig2_fsc05_change",
-                     "fig5_variance_ratios", "figS1_fsc_fd_entry", "figS4_shell_diagnostics"]
+                     "fig7_variance_ratios", "figS1_fsc_fd_entry", "figS4_shell_diagnostics"]
     for stem in drawn:
         assert (out / "figures" / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
         assert (out / "figures" / f"{stem}.csv").stat().st_size > 0
