@@ -39,6 +39,12 @@ from leaderboard.loading import ResultSet
 ARROWS = {"min": "↓", "max": "↑"}
 """The header mark of a metric whose lower (``min``) or higher (``max``) values are better."""
 
+BOLDING_RULE = ("the best mean of each metric is bolded only among the rows with the most "
+                "values of it ([n=k]: only k entries had a value; such a mean is never bolded "
+                "over a row with more)")
+"""The rule of :func:`best_rows`, as the table's note and ``cref-bench leaderboard --help``
+state it."""
+
 FAVOURABLE = {"min": "<", "max": ">"}
 """The bound that makes a value at least as good as shown, by better direction."""
 
@@ -304,9 +310,8 @@ def describe(table: pd.DataFrame) -> str:
         shown = list(a["dropped_entries"].items())[:5]
         text += " (" + "; ".join(f"{e}: {why}" for e, why in shown)
         text += f"; and {a['n_dropped'] - 5} more)" if a["n_dropped"] > 5 else ")"
-    text += (f". Ranked by {a['primary']}; ↓ lower is better, ↑ higher is better; the best "
-             "mean in bold, among the rows with the most values ([n=k]: only k entries had a "
-             "value; never bolded over a row with more). < x: some values are upper bounds (an "
+    text += (f". Ranked by {a['primary']}; ↓ lower is better, ↑ higher is better; "
+             f"{BOLDING_RULE}. < x: some values are upper bounds (an "
              "FSC that never falls below its threshold up to Nyquist counts as the Nyquist "
              "resolution), so the true mean is lower; > x: some are lower bounds; †: bounds "
              "of both kinds.")

@@ -16,11 +16,19 @@ from cref_bench.errors import InputError, ResultsError
 from cref_bench.metrics.facts import METRICS as FACTS
 from cref_bench.metrics.scores import evaluate
 from cref_bench.results.format import significant
+from leaderboard.commands import leaderboard as leaderboard_command
 from leaderboard.commands.leaderboard import write_figures
 from leaderboard.figures.cref_curves import mean_curve
 from leaderboard.labels import Setting, colours, setting_labels
 from leaderboard.loading import load
-from leaderboard.tables import leaderboard_table, to_csv, to_html, to_latex, to_markdown
+from leaderboard.tables import (
+    BOLDING_RULE,
+    leaderboard_table,
+    to_csv,
+    to_html,
+    to_latex,
+    to_markdown,
+)
 from tests.helpers_fields import field
 from tests.results_folders import write_folder
 
@@ -304,6 +312,9 @@ def test_a_mean_over_fewer_entries_is_never_bolded(tmp_path):
             for r in to_markdown(table).splitlines() if r.startswith("| ") and r[2].isdigit()}
     assert rows["mine"].startswith("0.9900") and rows["mine"].endswith("[n=2]")
     assert rows["wiener"].startswith("**0.9000") and not rows["mine"].startswith("**")
+    # the rule is stated alike under the table and in --help
+    assert BOLDING_RULE in to_markdown(table)
+    assert BOLDING_RULE in " ".join(leaderboard_command.__doc__.split())
 
 
 def test_settings_of_one_method_are_separate_rows(tmp_path):
