@@ -29,6 +29,7 @@ BAD_INPUT = {
               "--workers must be at least 1"),
     "leaderboard": (["{tmp}/no-results"], "provenance.json: missing"),
     "check": (["{tmp}/no-results"], "provenance.json: missing"),
+    "failures": (["{tmp}/no-results"], "failures.csv: missing"),
     "report": (["{tmp}/no-results", "--out", "{tmp}/report"], "provenance.json: missing"),
     "new-method": (["Bad_Name", "--out", "{tmp}"], "is not a method name"),
     "train": (["--corpus", "{tmp}/absent.zarr", "--out", "{tmp}/run", "--no-progress"],

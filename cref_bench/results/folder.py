@@ -157,6 +157,49 @@ def read_record(out: str | os.PathLike, entry_id: str) -> dict | None:
     return record if isinstance(record, dict) and record.get("schema") == RECORD_SCHEMA else None
 
 
+def entry_log_path(out: str | os.PathLike, entry_id: str) -> Path:
+    """The log of one failed entry: ``<out>/logs/<entry>.log`` (what failed, the traceback)."""
+    return Path(out) / "logs" / f"{entry_id}.log"
+
+
+def read_failures(out: str | os.PathLike) -> list[dict]:
+    """The failed entries of a results folder, in the order of ``failures.csv``.
+
+    Args:
+        out: the results folder.
+
+    Returns:
+        Per failed entry: ``entry``, ``kind``, ``error_type``, ``message``, ``traceback``
+        (from ``failures.csv``, else from the entry's record; ``""`` where neither has one)
+        and ``log`` (the path of the entry's log, or None).
+
+    Raises:
+        ResultsError: ``failures.csv`` is missing, unreadable or lacks a column.
+    """
+    from cref_bench.errors import ResultsError
+
+    path = Path(out) / "failures.csv"
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise ResultsError(path, "missing: not a results folder of cref-bench run") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise ResultsError(path, f"unreadable ({exc})") from None
+    lacking = [c for c in ("entry", "kind", "error_type", "message") if c not in frame]
+    if lacking:
+        raise ResultsError(path, f"missing column(s) {lacking}")
+    failures = []
+    for row in frame.to_dict("records"):
+        trace = row.get("traceback", "")
+        if not trace:
+            trace = (read_record(out, row["entry"]) or {}).get("traceback") or ""
+        log = entry_log_path(out, row["entry"])
+        failures.append({"entry": row["entry"], "kind": row["kind"],
+                         "error_type": row["error_type"], "message": row["message"],
+                         "traceback": trace, "log": log if log.is_file() else None})
+    return failures
+
+
 def params_text(params: dict) -> str:
     """Parameters as the canonical JSON text of the tables' ``params`` column.
 
