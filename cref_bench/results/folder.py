@@ -200,6 +200,50 @@ def read_failures(out: str | os.PathLike) -> list[dict]:
     return failures
 
 
+def held_setting(out: str | os.PathLike) -> dict | None:
+    """The method setting whose results a folder holds: ``{"method", "params"}`` from its
+    ``provenance.json``, else from an entry record (a run stopped before its end).
+
+    Args:
+        out: a folder (it need not exist).
+
+    Returns:
+        The setting, or None where the folder holds no results.
+    """
+    folder = Path(out)
+    try:
+        method = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))["method"]
+        return {"method": method["name"], "params": method["params"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    for path in sorted((folder / "entries").glob("*.json"))[:20]:
+        record = read_record(folder, path.stem)
+        if record is not None and "method" in record:
+            return {"method": record["method"], "params": record.get("params", {})}
+    return None
+
+
+def setting_folder(base: str | os.PathLike, params: dict) -> Path:
+    """The folder of one setting of a method beside its default one: ``results/lowpass`` with
+    ``{"threshold": 0.5}`` gives ``results/lowpass-threshold=0.5`` (parameters sorted;
+    characters other than letters, digits and ``._=,+-`` become ``_``).
+
+    Args:
+        base: the method's default folder.
+        params: the setting's parameters.
+
+    Returns:
+        The folder (``base`` itself without parameters).
+    """
+    base = Path(base)
+    if not params:
+        return base
+    words = ",".join(f"{k}={json.dumps(v, sort_keys=True, separators=(',', ':'))}"
+                     .replace('"', "") for k, v in sorted(params.items()))
+    slug = "".join(c if c.isalnum() or c in "._=,+-" else "_" for c in words)[:120]
+    return base.with_name(f"{base.name}-{slug}")
+
+
 def params_text(params: dict) -> str:
     """Parameters as the canonical JSON text of the tables' ``params`` column.
 
