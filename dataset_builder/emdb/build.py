@@ -622,6 +622,8 @@ class DryRunReport:
         fetch_bytes: bytes of the files the build would fetch for the other entries with a
             local header: the header's ``size_kbytes`` (uncompressed sizes, in kB of 1000
             bytes), so an upper estimate of the ``.gz`` downloads.
+        unsized_files: of those files, how many the headers give no size for (masks listed
+            without ``<mask_details>``).
     """
 
     listed: int
@@ -630,6 +632,7 @@ class DryRunReport:
     headers_read: int = 0
     refused: Counter = field(default_factory=Counter)
     fetch_bytes: int = 0
+    unsized_files: int = 0
 
     def format(self) -> str:
         """A few lines for the terminal."""
@@ -640,7 +643,9 @@ class DryRunReport:
             lines.append(f"  headers found locally for {self.headers_read}: "
                          f"{sum(self.refused.values())} would be refused, {fetching} would "
                          f"fetch about {self.fetch_bytes / 1e6:.1f} MB (uncompressed sizes "
-                         "stated by the headers)")
+                         "stated by the headers"
+                         + (f"; {self.unsized_files} files state none" if self.unsized_files
+                            else "") + ")")
             lines += [f"    {code}: {n}" for code, n in sorted(self.refused.items())]
         unknown = self.todo - self.headers_read
         if unknown:
@@ -661,25 +666,26 @@ def _local_header(emdb_id: str, options: BuildOptions) -> Path | None:
     return None
 
 
-def _predict(header_path: Path, emdb_id: str, options: BuildOptions) -> tuple[str | None, int]:
+def _predict(header_path: Path, emdb_id: str,
+             options: BuildOptions) -> tuple[str | None, tuple[MapInfo, ...]]:
     """The verdict a build would reach from the header alone (a reason code or ``None``) and
-    the bytes of the files it would fetch."""
+    the files it would fetch."""
     try:
         header = read_header(header_path, emdb_id=emdb_id, require_half_maps=False,
                              require_mask=False)
     except HeaderError:
-        return "bad_header", 0
+        return "bad_header", ()
     mask = choose_mask(header)
     if len(header.half_maps) < 2:
-        return "no_half_maps", 0
+        return "no_half_maps", ()
     if mask is None:
-        return "no_mask", 0
+        return "no_mask", ()
     files: tuple[MapInfo, ...] = (*choose_half_maps(header), mask)
     try:
         check_box(header, options.max_box, files)
     except Rejection as rejection:
-        return rejection.code, 0
-    return None, sum((info.size_kbytes or 0) * 1000 for info in files)
+        return rejection.code, ()
+    return None, files
 
 
 def dry_run(entries: Sequence[ListedEntry | str], out: str, *,
@@ -719,10 +725,11 @@ def dry_run(entries: Sequence[ListedEntry | str], out: str, *,
         if path is None:
             continue
         report.headers_read += 1
-        code, size = _predict(path, entry.emdb_id, options)
+        code, files = _predict(path, entry.emdb_id, options)
         if code is not None:
             report.refused[code] += 1
-        report.fetch_bytes += size
+        report.fetch_bytes += sum((info.size_kbytes or 0) * 1000 for info in files)
+        report.unsized_files += sum(info.size_kbytes is None for info in files)
     return report
 
 
