@@ -6,7 +6,10 @@ listing asks for everything in one CSV response (``rows=1000000``), then checks 
 everything: it asks for the page after what it received (``page=2`` with ``rows`` set to the
 count received). An empty page proves the listing complete; new entries mean the server
 capped its answer, and the listing pages on until an empty page; the same entries again mean
-the server ignores ``page`` for CSV, and the one response is the listing. A listing that
+the server ignores ``page`` for CSV, and the one response is the listing (a server that both
+caps its answers and ignores ``page`` cannot be told from a complete one without a reported
+total, which the CSV answer lacks: the preset's expected count is the check left, and a
+listing far short of it is warned about). A listing that
 cannot be completed (a full answer from a server that will not page, a page that repeats
 what came before) raises :class:`ListingError` with what was received -- never a silent
 truncation. (The ``emdb`` package itself is not used: its base URL is fixed to EMDB's, so
