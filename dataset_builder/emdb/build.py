@@ -3,14 +3,14 @@
 :func:`process_entry` takes one entry from accession to store: download and parse its v3.0
 header (``emd-N.xml``, else ``emd-N-v30.xml``), refuse a box over ``max_box`` (of the files
 it downloads) before downloading them, download the half-map pair and the primary mask
-(:func:`choose_mask`: ``msk_1``, else the lowest-numbered; recorded as ``mask_file``) (and,
-optionally, the fitted models) into ``<download_dir>/EMD-N`` at
-once, each file read and hashed in its own thread as soon as it is there (a local
-``file://`` mirror is read in place unless downloads are kept), validate them
-(:mod:`dataset_builder.emdb.validate`), and write the entry with
-:func:`dataset_builder.store.write_entry` (which scans and writes the maps in threads too)
--- or record why not with :func:`dataset_builder.store.record_rejection`. Its downloads are
-deleted afterwards unless they are to be kept.
+(:func:`choose_mask`: ``msk_1``, else the lowest-numbered; recorded as ``mask_file``) and,
+optionally, the fitted models into ``<download_dir>/EMD-N`` at once, each file read and
+hashed in its own thread as soon as it is there (a local ``file://`` mirror is read in
+place unless downloads are kept), validate them (:mod:`dataset_builder.emdb.validate`),
+and write the entry with :func:`dataset_builder.store.write_entry` (which scans and writes
+the maps in threads too) -- or record why not with
+:func:`dataset_builder.store.record_rejection`. Its downloads are deleted afterwards unless
+they are to be kept.
 
 :func:`build` runs one such task per entry on a dask cluster (a local one by default, or
 an existing one given by its scheduler address), each keyed by the entry id and retried by
