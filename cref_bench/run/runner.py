@@ -66,7 +66,6 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cref_bench import atomic
 from cref_bench.corpus.reader import Corpus, open_corpus
 from cref_bench.errors import InputError, MethodError
 from cref_bench.maps.io import write_map
@@ -74,6 +73,7 @@ from cref_bench.methods.protocol import Method, load_method
 from cref_bench.metrics.scores import evaluate
 from cref_bench.results import folder as results
 from cref_bench.results import provenance
+from cref_bench.results.folder import ResultsFolder
 from cref_bench.run.cluster import dask_client
 from cref_bench.run.contract import MethodFailure, call_method
 from cref_bench.run.isolation import Limits, MethodProcess
@@ -445,15 +445,15 @@ def _build(method: str | Method, params: dict | None) -> Method:
     return method
 
 
-def _record_all(stream: Iterable[dict], out: Path, header: dict, split_of: dict[str, str],
-                total: int, desc: str, progress: bool) -> list[dict]:
+def _record_all(stream: Iterable[dict], folder: ResultsFolder, header: dict,
+                split_of: dict[str, str], total: int, desc: str, progress: bool) -> list[dict]:
     """Write each outcome as its entry record as soon as it arrives; returns the records."""
     fresh, failed = [], 0
     with tqdm(total=total, unit="entry", desc=desc, disable=not progress) as bar:
         for outcome in stream:
             record = {**header, "split": split_of[outcome["entry"]], **outcome,
                       "finished_at": provenance.now_utc()}
-            results.write_record(out, record)
+            folder.write_record(record)
             fresh.append(record)
             failed += record["status"] != "ok"
             bar.set_postfix(failed=failed, refresh=False)
@@ -515,14 +515,15 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
     if not ids:
         raise InputError(corpus.location, f"the {settings.split!r} split holds no entries; "
                          "nothing to evaluate (choose another --split)")
-    out = settings.out if settings.out is not None else Path("results") / method.name
+    folder = ResultsFolder(settings.out if settings.out is not None
+                           else Path("results") / method.name)
     limits = _limits(settings)
     run = _Run(settings=settings, corpus=corpus, isolation=_isolation(method, settings),
-               limits=limits, logs=(out / "logs").resolve(),
+               limits=limits, logs=(folder.path / "logs").resolve(),
                token=hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()).hexdigest()[:10],
-               maps_dir=_make_folders(out, settings.save_maps))
+               maps_dir=folder.create(settings.save_maps))
     key = _method_key(method, _params(method, settings.params), corpus)
-    records, fresh = _evaluate(method, run, ids, out, key)
+    records, fresh = _evaluate(method, run, ids, folder, key)
 
     tables = results.assemble_tables([records[i] for i in ids])
     counts = {"entries": len(ids), "evaluated": len(fresh), "resumed": len(ids) - len(fresh),
@@ -530,47 +531,35 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
     summary = results.summarise(tables["scalars"], counts["failed"], notes=tables["notes"])
     title = (f"{method.name} {method.version} on {corpus.location} [{settings.split}]: "
              f"{len(ids) - counts['failed']} of {len(ids)} entries ok")
-    record_of_run = {
-        "dataset": {"location": corpus.location, "format_version": corpus.format_version,
-                    "content_hash": corpus.content_hash, "version": corpus.version,
-                    "split": settings.split, "entries": len(ids), "limit": settings.limit},
-        "method": _method_facts(method, key, spec),
-        "settings": settings.as_record(),
-        "execution": {"isolation": run.isolation, "timeout_s": limits.timeout,
-                      "memory_limit_bytes": limits.memory},
-        "packages": provenance.package_versions(),
-        "hardware": provenance.hardware(),
-        "counts": counts,
-        "failures_by_kind": tables["failures"]["kind"].value_counts().to_dict(),
-        "started_at": started_at,
-        "finished_at": provenance.now_utc(),
-        "wall_seconds": time.perf_counter() - start,
-        "peak_memory": _peak_memory(fresh),
-        "command_line": list(sys.argv if command_line is None else command_line),
-    }
-    _write_results(out, tables, record_of_run)
-    return RunResult(out=out, summary=summary,
+    record_of_run = provenance.RunProvenance(
+        dataset=provenance.DatasetFacts(
+            location=corpus.location, format_version=corpus.format_version,
+            content_hash=corpus.content_hash, version=corpus.version, split=settings.split,
+            entries=len(ids), limit=settings.limit),
+        method=_method_facts(method, key, spec),
+        settings=settings.as_record(),
+        execution=provenance.ExecutionFacts(isolation=run.isolation, timeout_s=limits.timeout,
+                                            memory_limit_bytes=limits.memory),
+        counts=counts,
+        failures_by_kind=tables["failures"]["kind"].value_counts().to_dict(),
+        started_at=started_at, finished_at=provenance.now_utc(),
+        wall_seconds=time.perf_counter() - start, peak_memory=_peak_memory(fresh),
+        command_line=list(sys.argv if command_line is None else command_line),
+    ).to_json()
+    folder.write_tables(tables)
+    folder.write_provenance(record_of_run)
+    return RunResult(out=folder.path, summary=summary,
                      summary_text=results.format_summary(summary, title),
                      provenance=record_of_run, counts=counts, **tables)
 
 
-def _make_folders(out: Path, save_maps: bool) -> Path | None:
-    """Create ``out/entries`` (and ``out/maps`` with ``save_maps``, returned resolved, else
-    None)."""
-    (out / "entries").mkdir(parents=True, exist_ok=True)
-    if not save_maps:
-        return None
-    (out / "maps").mkdir(exist_ok=True)
-    return (out / "maps").resolve()
-
-
-def _evaluate(method: Method, run: _Run, ids: list[str], out: Path,
+def _evaluate(method: Method, run: _Run, ids: list[str], folder: ResultsFolder,
               key: dict) -> tuple[dict[str, dict], list[dict]]:
     """The record of every entry of ``ids``: the stored one where it can be reused (see
     :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once.
     Returns every record by entry id, and the records made now."""
     settings = run.settings
-    records = {i: results.read_record(out, i) for i in ids}
+    records = {i: folder.record(i) for i in ids}
     todo = [i for i in ids if not results.is_reusable(records[i], key,
                                                       retry_failed=settings.retry_failed)]
     if settings.scheduler is None and (settings.workers == 1 or len(todo) <= 1):
@@ -579,21 +568,15 @@ def _evaluate(method: Method, run: _Run, ids: list[str], out: Path,
         stream = _on_dask(method, todo, run)
     header = {"schema": results.RECORD_SCHEMA, **key}
     desc = method.name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")
-    fresh = _record_all(stream, out, header, {i: run.corpus.entry(i).split for i in todo},
+    fresh = _record_all(stream, folder, header, {i: run.corpus.entry(i).split for i in todo},
                         len(todo), desc, settings.progress)
     records.update((rec["entry"], rec) for rec in fresh)
     return records, fresh
 
 
-def _method_facts(method: Method, key: dict, spec: str | None) -> dict:
+def _method_facts(method: Method, key: dict, spec: str | None) -> provenance.MethodFacts:
     """The provenance's description of the method."""
-    return {"name": method.name, "version": str(method.version), "params": key["params"],
-            "code_digest": key["code_digest"], "needs_gpu": bool(method.needs_gpu),
-            "spec": spec, "class": f"{type(method).__module__}:{type(method).__qualname__}"}
-
-
-def _write_results(out: Path, tables: dict[str, pd.DataFrame], record_of_run: dict) -> None:
-    """The tables and ``provenance.json`` of a run, each written atomically."""
-    for name, frame in tables.items():
-        results.write_table(out / f"{name}.csv", frame)
-    atomic.write_text(out / "provenance.json", json.dumps(record_of_run, indent=2))
+    return provenance.MethodFacts(
+        name=method.name, version=str(method.version), params=key["params"],
+        code_digest=key["code_digest"], needs_gpu=bool(method.needs_gpu), spec=spec,
+        cls=f"{type(method).__module__}:{type(method).__qualname__}")
