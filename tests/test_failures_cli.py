@@ -56,4 +56,4 @@ def test_a_traceback_column_wins_and_filters_keep_some(tmp_path, capsys):
 def test_not_a_results_folder(tmp_path, capsys):
     assert main(["failures", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (f"cref-bench: error: {tmp_path / 'failures.csv'}: "
-                                       "missing: not a results folder of cref-bench run\n")
+                                       "missing\n")

@@ -290,7 +290,8 @@ def test_failures_are_counted_beside_the_scores(tmp_path):
     scalars = pd.read_csv(folders[1] / "scalars.csv")
     scalars[scalars["entry"] != "e03"].to_csv(folders[1] / "scalars.csv", index=False)
     failures = pd.read_csv(folders[1] / "failures.csv")
-    failures.loc[0] = ["wiener", "1", "{}", "e03", "test", "memory", "MethodFailure", "over"]
+    failures.loc[0] = ["wiener", "1", "{}", "e03", "test", "memory", "MethodFailure", "over",
+                       "Traceback ..."]
     failures.to_csv(folders[1] / "failures.csv", index=False)
     table = leaderboard_table(load(folders), metrics=["cref_rmse"])
     row = table.set_index("label").loc["wiener"]

@@ -6,20 +6,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cref_bench.results.folder import RECORD_SCHEMA, held_setting, setting_folder
+from cref_bench.results.folder import RECORD_SCHEMA, ResultsFolder, setting_folder
 
 
 def test_the_setting_comes_from_provenance_else_from_a_record(tmp_path):
-    assert held_setting(tmp_path / "absent") is None
+    assert ResultsFolder(tmp_path / "absent").held_setting() is None
     folder = tmp_path / "r"
     (folder / "entries").mkdir(parents=True)
-    assert held_setting(folder) is None
+    assert ResultsFolder(folder).held_setting() is None
     (folder / "entries" / "e1.json").write_text(json.dumps(
         {"schema": RECORD_SCHEMA, "entry": "e1", "method": "m", "params": {"cutoff": 6}}))
-    assert held_setting(folder) == {"method": "m", "params": {"cutoff": 6}}  # interrupted run
+    # a run stopped before its end: from a record
+    assert ResultsFolder(folder).held_setting() == {"method": "m", "params": {"cutoff": 6}}
     (folder / "provenance.json").write_text(json.dumps(
         {"method": {"name": "m", "params": {"cutoff": 8}}}))
-    assert held_setting(folder) == {"method": "m", "params": {"cutoff": 8}}
+    assert ResultsFolder(folder).held_setting() == {"method": "m", "params": {"cutoff": 8}}
 
 
 def test_setting_folders_name_their_parameters():

@@ -31,9 +31,9 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
-    from cref_bench.results.folder import read_failures
+    from cref_bench.results.folder import ResultsFolder
 
-    failures = read_failures(args.results)
+    failures = ResultsFolder(args.results).failures()
     shown = [f for f in failures if (not args.entry or f["entry"] in args.entry)
              and (not args.kind or f["kind"] in args.kind)]
     for failure in shown:
