@@ -135,7 +135,8 @@ def main(args) -> int:
         kinds = ", ".join(f"{n} {kind}" for kind, n in
                           result.provenance["failures_by_kind"].items())
         print(f"{result.counts['failed']} entries failed ({kinds}); see "
-              f"{result.out / 'failures.csv'}")
+              f"{result.out / 'failures.csv'}, or their tracebacks with: cref-bench failures "
+              f"{result.out}")
     return result.exit_status
 
 

@@ -49,6 +49,7 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import itertools
@@ -70,6 +71,7 @@ from cref_bench.corpus.reader import Corpus, open_corpus
 from cref_bench.errors import InputError, MethodError
 from cref_bench.maps.io import write_map
 from cref_bench.methods.protocol import Method, load_method
+from cref_bench.methods.registry import name_file_frames
 from cref_bench.metrics.scores import evaluate
 from cref_bench.results import folder as results
 from cref_bench.results import provenance
@@ -351,15 +353,63 @@ def _lost(entry_id: str, exc: BaseException) -> dict:
             "worker": None}
 
 
+@functools.lru_cache(maxsize=4)
+def _landed(shipped: bytes) -> Method:
+    """A method shipped by :func:`_on_dask`, unpickled once per worker process."""
+    import cloudpickle
+
+    return cloudpickle.loads(shipped)
+
+
+def _landing_fault(shipped: bytes) -> str | None:
+    """Why a shipped method cannot be unpickled on this worker (None: it can)."""
+    try:
+        _landed(shipped)
+    except Exception as exc:  # reported to the driver, which refuses the run
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _evaluate_shipped(shipped: bytes, run: _Run, entry_id: str) -> dict:
+    """:func:`evaluate_entry` of a shipped method (a parallel run's task)."""
+    return evaluate_entry(_landed(shipped), run, entry_id)
+
+
+def _ship(method: Method, client) -> bytes:
+    """The method pickled for the workers, checked to unpickle on every one of them.
+
+    cloudpickle sends a method loaded from a file (``path/file.py:Class``, registered to
+    travel by value) with its code; dask's own pickling would send it by reference, which a
+    worker cannot import. Each worker unpickles it once before any entry is given out.
+
+    Raises:
+        MethodError: a worker cannot unpickle the method (a package its code imports is not
+            installed there, say); the message names the worker and the error.
+    """
+    import cloudpickle
+
+    shipped = cloudpickle.dumps(method)
+    faults = {address: fault for address, fault in
+              client.run(_landing_fault, shipped, on_error="return").items() if fault}
+    if faults:
+        address, fault = next(iter(faults.items()))
+        raise MethodError(method.name, f"cannot be loaded on dask worker {address} "
+                          f"({fault}){' and others' if len(faults) > 1 else ''}; install "
+                          "what it imports on the workers, or run it with --workers 1")
+    return shipped
+
+
 def _on_dask(method: Method, todo: list[str], run: _Run) -> Iterator[dict]:
     """Evaluate ``todo`` on a dask cluster, one entry in flight per worker thread (so that a
     worker's death is charged to the entry it was running, and the method travels with each
-    task rather than living on workers that may die)."""
+    task rather than living on workers that may die); the method is shipped by value and
+    checked on every worker first (:func:`_ship`)."""
     from dask.distributed import as_completed
 
     waiting = iter(todo)
     with dask_client(min(run.settings.workers, len(todo)), run.settings.scheduler,
                      allowed_failures=0) as client:
+        shipped = _ship(method, client)
         if run.isolation == "process":
             from cref_bench.run.workers import MethodProcesses
 
@@ -368,7 +418,7 @@ def _on_dask(method: Method, todo: list[str], run: _Run) -> Iterator[dict]:
         flight: dict = {}
 
         def submit(entry_id: str):
-            future = client.submit(evaluate_entry, method, run, entry_id, pure=False,
+            future = client.submit(_evaluate_shipped, shipped, run, entry_id, pure=False,
                                    key=f"cref-bench-{entry_id}-{run.token}")
             flight[future] = entry_id
             return future
@@ -454,6 +504,10 @@ def _record_all(stream: Iterable[dict], folder: ResultsFolder, header: dict,
             record = {**header, "split": split_of[outcome["entry"]], **outcome,
                       "finished_at": provenance.now_utc()}
             folder.write_record(record)
+            if record["status"] == "ok":
+                folder.log_path(record["entry"]).unlink(missing_ok=True)
+            else:
+                folder.write_failure_log(record)
             fresh.append(record)
             failed += record["status"] != "ok"
             bar.set_postfix(failed=failed, refresh=False)
@@ -523,7 +577,7 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
                token=hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()).hexdigest()[:10],
                maps_dir=folder.create(settings.save_maps))
     key = _method_key(method, _params(method, settings.params), corpus)
-    records, fresh = _evaluate(method, run, ids, folder, key)
+    records, fresh = _evaluate(method, run, ids, folder, key, spec)
 
     tables = results.assemble_tables([records[i] for i in ids])
     counts = {"entries": len(ids), "evaluated": len(fresh), "resumed": len(ids) - len(fresh),
@@ -554,10 +608,12 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
 
 
 def _evaluate(method: Method, run: _Run, ids: list[str], folder: ResultsFolder,
-              key: dict) -> tuple[dict[str, dict], list[dict]]:
+              key: dict, spec: str | None) -> tuple[dict[str, dict], list[dict]]:
     """The record of every entry of ``ids``: the stored one where it can be reused (see
-    :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once.
-    Returns every record by entry id, and the records made now."""
+    :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once
+    (a failure's traceback with the frames of a method file named,
+    :func:`~cref_bench.methods.registry.name_file_frames`). Returns every record by entry
+    id, and the records made now."""
     settings = run.settings
     records = {i: folder.record(i) for i in ids}
     todo = [i for i in ids if not results.is_reusable(records[i], key,
@@ -566,6 +622,8 @@ def _evaluate(method: Method, run: _Run, ids: list[str], folder: ResultsFolder,
         stream = _in_process(method, todo, run)
     else:
         stream = _on_dask(method, todo, run)
+    stream = ({**o, "traceback": name_file_frames(o["traceback"], spec)}
+              if o.get("traceback") else o for o in stream)
     header = {"schema": results.RECORD_SCHEMA, **key}
     desc = method.name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")
     fresh = _record_all(stream, folder, header, {i: run.corpus.entry(i).split for i in todo},
