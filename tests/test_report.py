@@ -93,15 +93,6 @@ def test_entries_needed_to_tell_settings_apart(settings, needed):
         assert bool(statistics.holm([p] * pairs).min() < 0.05) is separable
 
 
-def test_the_report_says_when_entries_are_too_few(tmp_path):
-    with pytest.warns(UserWarning, match="2 entries compared: too few for the statistics to "
-                                         "tell any two of the 2 methods apart \\(that needs at "
-                                         "least 6\\); score more entries"):
-        report = write_report(_folders(tmp_path / "results"), tmp_path / "report")
-    assert "Too few entries: with 2 no two methods can be told apart; that needs at least 6." \
-        in report.index.read_text()
-
-
 def test_annotate_marks_those_not_distinguishable_from_the_best(known_winner, tmp_path):
     folders = [write_folder(tmp_path / m, m, pd.DataFrame({
         "entry": known_winner.index, "masking": "masked", "cref_rmse": known_winner[m]}))
@@ -271,7 +262,15 @@ def test_report_without_references_or_models_says_what_is_absent(tmp_path, capsy
     out = tmp_path / "report"
     status = main(["report", *map(str, folders), "--out", str(out)])
     assert status == 1  # the results hold a failure: the report is written, the status says so
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # 2 entries cannot tell 2 methods apart: said on standard error and under the table
+    assert captured.err == ("cref-bench: warning: 2 entries compared: too few for the "
+                            "statistics to tell any two of the 2 methods apart (that needs "
+                            "at least 6); score more entries (a larger corpus, or --split "
+                            "all)\n")
+    assert "Too few entries: with 2 no two methods can be told apart; that needs at least 6." \
+        in (out / "index.html").read_text()
     assert printed.strip().endswith(str(out / "index.html"))
     assert "1 failed entries" in printed
     page = (out / "index.html").read_text()
@@ -311,20 +310,21 @@ def test_report_with_references_and_models_draws_them(tmp_path):
 
 
 def test_report_of_a_method_that_failed_every_entry(tmp_path):
-    """As the runner writes it: scalars.csv without a metric column. Alone or beside others,
-    the report is written and lists the failures."""
+    """As the runner writes it: scalars.csv without a metric column. Alone, the report is
+    written and lists the failures; beside others, its statistics and table hold it."""
     boom = write_folder(tmp_path / "boom", "boom", pd.DataFrame(columns=["entry", "masking"]),
                         failures=[("e00", "error"), ("e01", "error")])
     alone = write_report([boom], tmp_path / "alone")
     assert alone.exit_status == 1 and alone.table["label"].tolist() == ["boom"]
     assert "boom failed every entry (error 2)" in alone.index.read_text()
     assert not [f for f in alone.figures if isinstance(f, Drawn)]
-    both = write_report([*_folders(tmp_path / "results"), boom], tmp_path / "both")
-    assert both.table["label"].tolist() == ["mine", "noisy", "boom"]
-    markdown = (tmp_path / "both" / "tables" / "leaderboard.md").read_text()
-    assert "| – | boom | 0 | 2 (error 2) | failed |" in markdown
-    failures = pd.read_csv(tmp_path / "both" / "tables" / "failures.csv")
-    assert failures["entry"].tolist() == ["e00", "e01"]
+    # beside others: the statistics and the table's cells (where the report broke)
+    results = load([*_folders(tmp_path / "results"), boom])
+    table = leaderboard_table(results, metrics=["cref_rmse"])
+    values = statistics.paired_values(results, table)
+    table = statistics.annotate(table, values, statistics.pairwise_tests(values, resamples=99))
+    assert table["label"].tolist() == ["mine", "noisy", "boom"]
+    assert "| – | boom | 0 | 2 (error 2) | failed | n/a | n/a |" in to_markdown(table)
 
 
 # --------------------------------------------------------------------------- the browser
