@@ -239,7 +239,8 @@ def test_provenance_fields(corpus_path, tmp_path):
     assert prov["settings"] == {
         "split": "test", "out": str(out), "workers": 1, "scheduler": None, "limit": None,
         "save_maps": False, "params": {"sigma": 0.8}, "progress": False, "seed": 3,
-        "isolation": "auto", "timeout": 3600.0, "memory_limit": "auto", "retry_failed": False}
+        "isolation": "auto", "timeout": 3600.0, "memory_limit": "auto", "retry_failed": False,
+        "replace": False}
     assert prov["wall_seconds"] > 0
     assert prov["started_at"] <= prov["finished_at"]
     assert prov["peak_memory"]["driver_rss_bytes"] > 10 * 2 ** 20

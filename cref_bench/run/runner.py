@@ -97,6 +97,8 @@ class RunResult:
         provenance: the content of ``provenance.json``.
         counts: ``entries`` (selected), ``evaluated`` (this run), ``resumed`` (reused,
             ok or failed), ``failed`` (of all selected entries).
+        messages: what to tell the user of the run: the folder chosen where the default one
+            held another setting, and how many entries were reused and computed (and why).
     """
 
     out: Path
@@ -108,6 +110,7 @@ class RunResult:
     summary_text: str
     provenance: dict
     counts: dict = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
 
     @property
     def exit_status(self) -> int:
@@ -569,19 +572,19 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
     if not ids:
         raise InputError(corpus.location, f"the {settings.split!r} split holds no entries; "
                          "nothing to evaluate (choose another --split)")
-    folder = ResultsFolder(settings.out if settings.out is not None
-                           else Path("results") / method.name)
+    key = _method_key(method, _params(method, settings.params), corpus)
+    folder, messages = _folder_of(method, key, settings)
     limits = _limits(settings)
     run = _Run(settings=settings, corpus=corpus, isolation=_isolation(method, settings),
                limits=limits, logs=(folder.path / "logs").resolve(),
                token=hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()).hexdigest()[:10],
                maps_dir=folder.create(settings.save_maps))
-    key = _method_key(method, _params(method, settings.params), corpus)
-    records, fresh = _evaluate(method, run, ids, folder, key, spec)
+    records, fresh, reasons = _evaluate(method, run, ids, folder, key, spec)
 
     tables = results.assemble_tables([records[i] for i in ids])
     counts = {"entries": len(ids), "evaluated": len(fresh), "resumed": len(ids) - len(fresh),
               "failed": len(tables["failures"])}
+    messages.append(_reuse_note(counts, reasons))
     summary = results.summarise(tables["scalars"], counts["failed"], notes=tables["notes"])
     title = (f"{method.name} {method.version} on {corpus.location} [{settings.split}]: "
              f"{len(ids) - counts['failed']} of {len(ids)} entries ok")
@@ -604,20 +607,85 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
     folder.write_provenance(record_of_run)
     return RunResult(out=folder.path, summary=summary,
                      summary_text=results.format_summary(summary, title),
-                     provenance=record_of_run, counts=counts, **tables)
+                     provenance=record_of_run, counts=counts, messages=messages,
+                     **tables)
+
+
+def _setting_text(method: str, params: dict) -> str:
+    return f"{method} {results.params_text(params)}"
+
+
+def _folder_of(method: Method, key: dict, settings: RunSettings
+               ) -> tuple[ResultsFolder, list[str]]:
+    """The run's results folder, and what to say of it: ``settings.out``, or by default
+    ``results/<method>``; where that folder holds the results of another setting (method or
+    parameters), the default one gives way to ``results/<method>-<parameters>`` and a
+    folder given is refused, unless ``settings.replace``.
+
+    Raises:
+        InputError: the folder holds another setting's results (and may not replace them).
+    """
+    default = Path("results") / method.name
+    folder = ResultsFolder(settings.out if settings.out is not None else default)
+    held = folder.held_setting()
+    if held is None or (held["method"], held["params"]) == (key["method"], key["params"]):
+        return folder, []
+    other = _setting_text(held["method"], held["params"])
+    if settings.replace:
+        return folder, [f"{folder.path}: replacing the results of {other}"]
+    if settings.out is not None:
+        raise InputError(folder.path, f"holds the results of {other}, not of "
+                         f"{_setting_text(key['method'], key['params'])}; give another "
+                         "--out, or --replace to replace them")
+    beside = ResultsFolder(results.setting_folder(default, key["params"]))
+    held = beside.held_setting()
+    if held is not None and (held["method"], held["params"]) != (key["method"], key["params"]):
+        raise InputError(beside.path, f"holds the results of "
+                         f"{_setting_text(held['method'], held['params'])}; give --out")
+    return beside, [f"{default} holds the results of {other}: this setting's go to "
+                    f"{beside.path}"]
+
+
+_CHANGES = (("method", "another method"), ("params", "other parameters"),
+            ("method_version", "another version of the method"),
+            ("code_digest", "the method's code changed"), ("corpus_hash", "the corpus changed"))
+
+
+def _recompute_reason(record: dict | None, key: dict) -> str:
+    """Why an entry is evaluated although the folder may hold a record of it."""
+    if record is None:
+        return "new"
+    for name, words in _CHANGES:
+        if record.get(name) != key[name]:
+            return words
+    return "failed before, tried again (--retry-failed)"
+
+
+def _reuse_note(counts: dict, reasons: dict[str, int]) -> str:
+    """``12 entries: 9 reused from an earlier run, 3 computed (2 new, 1 ...)``."""
+    text = (f"{counts['entries']} entries: {counts['resumed']} reused from an earlier run, "
+            f"{counts['evaluated']} computed")
+    if reasons:
+        text += " (" + ", ".join(f"{n} {why}" for why, n in reasons.items()) + ")"
+    return text
 
 
 def _evaluate(method: Method, run: _Run, ids: list[str], folder: ResultsFolder,
-              key: dict, spec: str | None) -> tuple[dict[str, dict], list[dict]]:
+              key: dict, spec: str | None
+              ) -> tuple[dict[str, dict], list[dict], dict[str, int]]:
     """The record of every entry of ``ids``: the stored one where it can be reused (see
     :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once
     (a failure's traceback with the frames of a method file named,
     :func:`~cref_bench.methods.registry.name_file_frames`). Returns every record by entry
-    id, and the records made now."""
+    id, the records made now, and how many entries were computed for each reason."""
     settings = run.settings
     records = {i: folder.record(i) for i in ids}
     todo = [i for i in ids if not results.is_reusable(records[i], key,
                                                       retry_failed=settings.retry_failed)]
+    reasons: dict[str, int] = {}
+    for entry_id in todo:
+        why = _recompute_reason(records[entry_id], key)
+        reasons[why] = reasons.get(why, 0) + 1
     if settings.scheduler is None and (settings.workers == 1 or len(todo) <= 1):
         stream = _in_process(method, todo, run)
     else:
@@ -629,7 +697,7 @@ def _evaluate(method: Method, run: _Run, ids: list[str], folder: ResultsFolder,
     fresh = _record_all(stream, folder, header, {i: run.corpus.entry(i).split for i in todo},
                         len(todo), desc, settings.progress)
     records.update((rec["entry"], rec) for rec in fresh)
-    return records, fresh
+    return records, fresh, reasons
 
 
 def _method_facts(method: Method, key: dict, spec: str | None) -> provenance.MethodFacts:
