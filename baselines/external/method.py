@@ -369,7 +369,7 @@ class External(Method):
                 tail = self._run({**values, "map": values[which]}, workdir)
                 what = "full map" if which == "average" else f"denoised {which}"
                 maps[which], found = read_output(self._path(self.output, values, workdir),
-                                                  half1, what, workdir, tail, self._label)
+                                                 half1, what, workdir, tail, self._label)
                 notes += found
             full = maps.pop("average")
             if not self.denoise_halves:
@@ -383,7 +383,7 @@ class External(Method):
                 if template:
                     what = "full map" if which == "full" else f"denoised {which}"
                     maps[which], found = read_output(self._path(template, values, workdir),
-                                                      half1, what, workdir, tail, self._label)
+                                                     half1, what, workdir, tail, self._label)
                     notes += found
             full = maps.pop("full", None)
             if full is None:
