@@ -17,10 +17,13 @@ def test_the_setting_comes_from_provenance_else_from_a_record(tmp_path):
     (folder / "entries" / "e1.json").write_text(json.dumps(
         {"schema": RECORD_SCHEMA, "entry": "e1", "method": "m", "params": {"cutoff": 6}}))
     # a run stopped before its end: from a record
-    assert ResultsFolder(folder).held_setting() == {"method": "m", "params": {"cutoff": 6}}
+    assert ResultsFolder(folder).held_setting() == {"method": "m", "params": {"cutoff": 6},
+                                                    "given": None}
     (folder / "provenance.json").write_text(json.dumps(
-        {"method": {"name": "m", "params": {"cutoff": 8}}}))
-    assert ResultsFolder(folder).held_setting() == {"method": "m", "params": {"cutoff": 8}}
+        {"method": {"name": "m", "params": {"cutoff": 8, "width": 1}},
+         "settings": {"params": {"cutoff": 8}}}))
+    assert ResultsFolder(folder).held_setting() == {
+        "method": "m", "params": {"cutoff": 8, "width": 1}, "given": {"cutoff": 8}}
 
 
 def test_setting_folders_name_their_parameters():

@@ -22,23 +22,24 @@ def test_the_default_folder_gives_way_to_another_setting(corpus_path, tmp_path, 
     assert str(first.out) == "results/lowpass"
     assert first.messages == ["2 entries: 0 reused from an earlier run, 2 computed (2 new)"]
     second = _lowpass(corpus_path, 0.5)
-    assert str(second.out) == "results/lowpass-edge_shells=3.0,threshold=0.5"
+    assert str(second.out) == "results/lowpass-threshold=0.5"
     assert second.messages == [
-        'results/lowpass holds the results of lowpass {"edge_shells":3.0,"threshold":0.143}: '
-        "this setting's go to results/lowpass-edge_shells=3.0,threshold=0.5",
+        'results/lowpass holds the results of lowpass {"threshold":0.143}: this setting\'s go '
+        "to results/lowpass-threshold=0.5",
         "2 entries: 0 reused from an earlier run, 2 computed (2 new)"]
     again = _lowpass(corpus_path, 0.5)
     assert again.out == second.out and again.counts["resumed"] == 2
     assert again.messages[-1] == "2 entries: 2 reused from an earlier run, 0 computed"
     assert _lowpass(corpus_path, 0.143).counts["resumed"] == 2  # the first is untouched
+    # the default value given by name is the same setting as none given
+    assert run_method("lowpass", corpus_path, progress=False, limit=2).counts["resumed"] == 2
 
 
 def test_a_folder_given_is_refused_unless_replaced(corpus_path, tmp_path, capsys):
     out = tmp_path / "mine"
     _lowpass(corpus_path, 0.143, out=out)
-    with pytest.raises(InputError, match="holds the results of lowpass "
-                                         '{"edge_shells":3.0,"threshold":0.143}, not of lowpass '
-                                         '{"edge_shells":3.0,"threshold":0.5}; give another '
+    with pytest.raises(InputError, match='holds the results of lowpass {"threshold":0.143}, '
+                                         'not of lowpass {"threshold":0.5}; give another '
                                          "--out, or --replace to replace them"):
         _lowpass(corpus_path, 0.5, out=out)
     assert _lowpass(corpus_path, 0.143, out=out).counts["resumed"] == 2  # nothing was touched
@@ -47,5 +48,5 @@ def test_a_folder_given_is_refused_unless_replaced(corpus_path, tmp_path, capsys
                  "--replace"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[:2] == [
-        f'{out}: replacing the results of lowpass {{"edge_shells":3.0,"threshold":0.143}}',
+        f'{out}: replacing the results of lowpass {{"threshold":0.143}}',
         "2 entries: 0 reused from an earlier run, 2 computed (2 other parameters)"]

@@ -281,18 +281,23 @@ class ResultsFolder:
         return rows
 
     def held_setting(self) -> dict | None:
-        """The method setting whose results the folder holds: ``{"method", "params"}`` from
-        ``provenance.json``, else from an entry record (a run stopped before its end); None
-        where the folder holds no results."""
+        """The method setting whose results the folder holds: ``method``, ``params`` (all
+        of them, as in the resume key) and ``given`` (those the run was given, as
+        ``--param``; None where unknown), from ``provenance.json``, else from an entry
+        record (a run stopped before its end); None where the folder holds no results."""
         try:
-            method = self.provenance()["method"]
-            return {"method": method["name"], "params": method["params"]}
+            provenance = self.provenance()
+            method = provenance["method"]
+            given = (provenance.get("settings") or {}).get("params")
+            return {"method": method["name"], "params": method["params"],
+                    "given": given if isinstance(given, dict) else None}
         except (ResultsError, KeyError, TypeError):
             pass
         for path in sorted((self.path / "entries").glob("*.json"))[:20]:
             record = self.record(path.stem)
             if record is not None and "method" in record:
-                return {"method": record["method"], "params": record.get("params", {})}
+                return {"method": record["method"], "params": record.get("params", {}),
+                        "given": None}
         return None
 
 

@@ -618,9 +618,11 @@ def _setting_text(method: str, params: dict) -> str:
 def _folder_of(method: Method, key: dict, settings: RunSettings
                ) -> tuple[ResultsFolder, list[str]]:
     """The run's results folder, and what to say of it: ``settings.out``, or by default
-    ``results/<method>``; where that folder holds the results of another setting (method or
-    parameters), the default one gives way to ``results/<method>-<parameters>`` and a
-    folder given is refused, unless ``settings.replace``.
+    ``results/<method>``. Where that folder holds the results of another setting -- another
+    method, or other values of the parameters either run was given (``--param``) -- the
+    default one gives way to ``results/<method>-<parameters>`` and a folder given is refused,
+    unless ``settings.replace``. A change of the method's own parameters alone (a recipe's
+    text, say) is not another setting: its entries are recomputed in place.
 
     Raises:
         InputError: the folder holds another setting's results (and may not replace them).
@@ -628,20 +630,26 @@ def _folder_of(method: Method, key: dict, settings: RunSettings
     default = Path("results") / method.name
     folder = ResultsFolder(settings.out if settings.out is not None else default)
     held = folder.held_setting()
-    if held is None or (held["method"], held["params"]) == (key["method"], key["params"]):
+    if held is None:
         return folder, []
-    other = _setting_text(held["method"], held["params"])
+    chosen = sorted({*(held["given"] or {}), *settings.params})
+    ours = {k: key["params"].get(k) for k in chosen}
+    theirs = {k: held["params"].get(k) for k in chosen}
+    if (held["method"], theirs) == (key["method"], ours):
+        return folder, []
+    other = _setting_text(held["method"], theirs)
     if settings.replace:
         return folder, [f"{folder.path}: replacing the results of {other}"]
     if settings.out is not None:
         raise InputError(folder.path, f"holds the results of {other}, not of "
-                         f"{_setting_text(key['method'], key['params'])}; give another "
-                         "--out, or --replace to replace them")
-    beside = ResultsFolder(results.setting_folder(default, key["params"]))
+                         f"{_setting_text(key['method'], ours)}; give another --out, or "
+                         "--replace to replace them")
+    beside = ResultsFolder(results.setting_folder(default, ours))
     held = beside.held_setting()
-    if held is not None and (held["method"], held["params"]) != (key["method"], key["params"]):
-        raise InputError(beside.path, f"holds the results of "
-                         f"{_setting_text(held['method'], held['params'])}; give --out")
+    if held is not None and (held["method"], {k: held["params"].get(k) for k in chosen}) \
+            != (key["method"], ours):
+        taken = _setting_text(held["method"], held["params"])
+        raise InputError(beside.path, f"holds the results of {taken}; give --out")
     return beside, [f"{default} holds the results of {other}: this setting's go to "
                     f"{beside.path}"]
 
