@@ -322,7 +322,7 @@ def test_version_or_params_change_recomputes(corpus_path, tmp_path, files):
     assert newer.counts == {"entries": 3, "evaluated": 3, "resumed": 0, "failed": 0}
     assert (newer.scalars["method_version"] == "2").all()
     other = run_method(SPEC, corpus_path, out=out, params={**files, "version": "2", "sigma": 2.0},
-                       progress=False, limit=3)
+                       progress=False, limit=3, replace=True)  # another setting: replace
     assert other.counts["evaluated"] == 3
     assert len(_logged(files["log"])) == 9
 

@@ -619,7 +619,8 @@ def _folder_of(method: Method, key: dict, settings: RunSettings
                ) -> tuple[ResultsFolder, list[str]]:
     """The run's results folder, and what to say of it: ``settings.out``, or by default
     ``results/<method>``. Where that folder holds the results of another setting -- another
-    method, or other values of the parameters either run was given (``--param``) -- the
+    method, or other values of the parameters either run was given (``--param``; those
+    both runs record) -- the
     default one gives way to ``results/<method>-<parameters>`` and a folder given is refused,
     unless ``settings.replace``. A change of the method's own parameters alone (a recipe's
     text, say) is not another setting: its entries are recomputed in place.
@@ -632,9 +633,10 @@ def _folder_of(method: Method, key: dict, settings: RunSettings
     held = folder.held_setting()
     if held is None:
         return folder, []
-    chosen = sorted({*(held["given"] or {}), *settings.params})
-    ours = {k: key["params"].get(k) for k in chosen}
-    theirs = {k: held["params"].get(k) for k in chosen}
+    chosen = sorted(k for k in {*(held["given"] or {}), *settings.params}
+                    if k in held["params"] and k in key["params"])
+    ours = {k: key["params"][k] for k in chosen}
+    theirs = {k: held["params"][k] for k in chosen}
     if (held["method"], theirs) == (key["method"], ours):
         return folder, []
     other = _setting_text(held["method"], theirs)
