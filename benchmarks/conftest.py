@@ -28,10 +28,11 @@ def pytest_configure(config):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Keep the row of a benchmark whose body ran and recorded a ratio."""
+    """Keep the row of a benchmark whose body ran, enabled, and recorded a ratio."""
     report = (yield).get_result()
     fixture = getattr(item, "funcargs", {}).get("benchmark")
-    if report.when != "call" or fixture is None or "ratio" not in fixture.extra_info:
+    if (report.when != "call" or fixture is None or fixture.disabled
+            or "ratio" not in fixture.extra_info):
         return
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
     item.config.stash[_ROWS].append(row_from_ratio(

@@ -78,14 +78,16 @@ def test_the_hooks_write_the_rows_of_benchmarks_that_recorded_a_ratio(tmp_path, 
     config = SimpleNamespace(stash=pytest.Stash(),
                              invocation_params=SimpleNamespace(args=("benchmarks/x.py", "-s")))
     hooks.pytest_configure(config)
-    measured = SimpleNamespace(extra_info={"ratio": RECORDED})
+    measured = SimpleNamespace(extra_info={"ratio": RECORDED}, disabled=False)
 
     def item(nodeid, fixture):
         return SimpleNamespace(nodeid=nodeid, config=config, funcargs={"benchmark": fixture})
 
     _report_of(item("x.py::measured", measured), when="setup")     # not the test's body
     _report_of(item("x.py::measured", measured), failed=True)
-    _report_of(item("x.py::disabled", SimpleNamespace(extra_info={})))
+    _report_of(item("x.py::no-ratio", SimpleNamespace(extra_info={}, disabled=False)))
+    _report_of(item("x.py::disabled", SimpleNamespace(extra_info={"ratio": RECORDED},
+                                                       disabled=True)))
     _report_of(SimpleNamespace(nodeid="x.py::plain", config=config, funcargs={}))
     monkeypatch.setattr(hooks, "PAGE", tmp_path / "performance.md")
     hooks.pytest_sessionfinish(SimpleNamespace(config=config))
