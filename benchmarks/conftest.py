@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.performance_page import machine_description, row_from_ratio, update_page
+from benchmarks.performance_page import (
+    benchmark_tests,
+    machine_description,
+    row_from_ratio,
+    update_page,
+)
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
@@ -44,4 +49,5 @@ def pytest_sessionfinish(session):
     if rows:
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
         words = shlex.join(session.config.invocation_params.args)
-        update_page(PAGE, rows, f"`python3 -m pytest {words}` ({now})")
+        update_page(PAGE, rows, f"`python3 -m pytest {words}` ({now})",
+                    benchmark_tests(Path(__file__).parent))

@@ -8,9 +8,11 @@ with its own machine and date; everything outside the table is written anew each
 
 from __future__ import annotations
 
+import ast
 import os
 import platform
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,32 +145,63 @@ def table_rows(text: str) -> dict[str, tuple[str, ...]]:
     return rows
 
 
-def render_page(rows: dict[str, tuple[str, ...]], last_run: str) -> str:
-    """The whole page: the introduction, the table (sorted by benchmark) and the last run.
+def benchmark_tests(folder: Path) -> list[str]:
+    """The id of every benchmark test function (one that takes the ``benchmark`` fixture).
+
+    Args:
+        folder: the ``benchmarks`` folder; its ``bench_*.py`` files are read, not imported.
+
+    Returns:
+        ``benchmarks/bench_x.py::test_y`` for each, in file and then source order (without
+        the ids of parameters).
+    """
+    found = []
+    for path in sorted(folder.glob("bench_*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+                    and any(arg.arg == "benchmark" for arg in node.args.args)):
+                found.append(f"{folder.name}/{path.name}::{node.name}")
+    return found
+
+
+def render_page(rows: dict[str, tuple[str, ...]], last_run: str,
+                expected: Iterable[str] = ()) -> str:
+    """The whole page: the introduction, the table (sorted by benchmark), the benchmarks
+    without a row, and the last run.
 
     Args:
         rows: benchmark cell -> the row's cells.
         last_run: the command of the last run and its date, in words.
+        expected: every benchmark test's id (:func:`benchmark_tests`); those with no row
+            (under any parameters) are listed under the table.
 
     Returns:
         the Markdown text.
     """
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(_escape(c) for c in rows[key]) + " |" for key in sorted(rows)]
-    return HEADER + "\n".join(lines) + f"\n\nLast run: {last_run}.\n"
+    measured = {key.strip("`").split("[")[0] for key in rows}
+    missing = [test for test in expected if test not in measured]
+    if missing:
+        lines += ["", "Not measured here yet (or recording no ratio): "
+                  + ", ".join(f"`{test}`" for test in missing) + "."]
+    return (HEADER + "\n".join(lines) + f"\n\nLast updated by {last_run}; the rows it did not "
+            "measure come from earlier runs.\n")
 
 
-def update_page(path: Path, measured: list[Row], last_run: str) -> None:
+def update_page(path: Path, measured: list[Row], last_run: str,
+                expected: Iterable[str] = ()) -> None:
     """Write the page at ``path`` with the rows measured, keeping the other rows it holds.
 
     Args:
         path: the page (created when absent).
         measured: the rows of this run; each replaces the page's row of its benchmark.
         last_run: the command of this run and its date, in words.
+        expected: every benchmark test's id, as :func:`render_page` takes it.
 
     Raises:
         ValueError: the page holds a malformed table row (see :func:`table_rows`).
     """
     rows = table_rows(path.read_text(encoding="utf-8")) if path.exists() else {}
     rows.update({row.cells()[0]: row.cells() for row in measured})
-    write_text(path, render_page(rows, last_run))
+    write_text(path, render_page(rows, last_run, expected))

@@ -3,6 +3,7 @@ feed it (benchmarks/conftest.py), with recorded ratios made up here: no benchmar
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -11,6 +12,7 @@ from benchmarks import conftest as hooks
 from benchmarks.performance_page import (
     COLUMNS,
     Row,
+    benchmark_tests,
     machine_description,
     row_from_ratio,
     table_rows,
@@ -49,8 +51,38 @@ def test_a_run_replaces_its_rows_and_keeps_the_others(tmp_path):
     assert rows["`b.py::two`"] == ("`b.py::two`", "a | b vs c", "1 s", "1 s", "1.00", "m2",
                                    "2026-02-02")                   # the pipe survives
     assert "| " + " | ".join(COLUMNS) + " |" in text
-    assert text.endswith("Last run: `run two`.\n") and "run one" not in text
+    assert text.endswith("Last updated by `run two`; the rows it did not measure come from "
+                         "earlier runs.\n") and "run one" not in text
     assert text.startswith("# Performance\n")
+
+
+def test_the_benchmarks_without_a_row_are_listed(tmp_path):
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "bench_b.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.parametrize('n', [1, 2])\n"
+        "def test_timed(benchmark, n):\n    pass\n\n"
+        "def test_memory_only(tmp_path):\n    pass\n\n"
+        "def test_other(benchmark):\n    pass\n")
+    (folder / "helpers.py").write_text("def test_not_a_benchmark(benchmark):\n    pass\n")
+    expected = benchmark_tests(folder)
+    assert expected == ["benchmarks/bench_b.py::test_timed", "benchmarks/bench_b.py::test_other"]
+    page = tmp_path / "performance.md"
+    update_page(page, [Row("benchmarks/bench_b.py::test_timed[1]", "x vs y", 1.0, 1.0, 1.0, "m",
+                           "d")], "r", expected)
+    assert "Not measured here yet (or recording no ratio): `benchmarks/bench_b.py::test_other`." \
+        in page.read_text()
+    update_page(page, [Row("benchmarks/bench_b.py::test_other", "x vs y", 1.0, 1.0, 1.0, "m",
+                           "d")], "r", expected)
+    assert "Not measured" not in page.read_text()
+    assert len(table_rows(page.read_text())) == 2
+
+
+def test_the_real_benchmarks_are_found():
+    found = benchmark_tests(Path(hooks.__file__).parent)
+    assert "benchmarks/bench_metrics.py::test_fsc_256_vs_two_rfftn" in found
+    assert "benchmarks/bench_metrics.py::test_metric_set_peak_memory_512" not in found
 
 
 def test_a_malformed_row_is_named(tmp_path):
@@ -94,7 +126,7 @@ def test_the_hooks_write_the_rows_of_benchmarks_that_recorded_a_ratio(tmp_path, 
     text = hooks.PAGE.read_text()
     assert list(table_rows(text)) == ["`x.py::measured`"]
     assert table_rows(text)["`x.py::measured`"][4] == "1.23 (failed)"
-    assert "Last run: `python3 -m pytest benchmarks/x.py -s` (" in text
+    assert "Last updated by `python3 -m pytest benchmarks/x.py -s` (" in text
 
 
 def test_a_run_that_measured_nothing_leaves_the_page_alone(tmp_path, monkeypatch):
