@@ -23,19 +23,23 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
   scored) and the run carries on; the tables are always written. :attr:`RunResult.exit_status`
   is 0 when every entry succeeded, 1 when some failed.
 * **Resume.** Each finished entry is written at once to ``entries/<entry>.json`` (by the
-  driver, atomically). A rerun reuses an entry's record when the resume key matches: the
-  method's name, version and parameters (those given to the run merged with the method's
-  own :meth:`~cref_bench.methods.protocol.Method.params`), a digest of the source file that defines
-  the method's class, and the corpus content hash. A failed entry is not tried again unless
-  ``retry_failed``: a method that hung or crashed on it would do so again.
+  driver, atomically; a failed one's traceback also to ``logs/<entry>.log``). A rerun
+  reuses an entry's record when the resume key matches: the method's name, version and
+  parameters (those given to the run merged with the method's own
+  :meth:`~cref_bench.methods.protocol.Method.params`), a digest of the source file that
+  defines the method's class, and the corpus content hash. A failed entry is not tried
+  again unless ``retry_failed``: a method that hung or crashed on it would do so again. A
+  folder that holds another setting's results (other values of the given parameters) is
+  never replaced silently: see :func:`_folder_of`.
 * **Parallelism.** ``workers=1`` and no scheduler (or at most one entry to do): in this
   process. Otherwise dask: a ``LocalCluster(n_workers=min(workers, entries to do),
   threads_per_worker=1, dashboard_address=None)``, or the existing cluster at
   ``scheduler``. One entry per worker thread is in flight at a time; the method travels
-  with each task; workers read their entry from the corpus location themselves (maps are
-  never shipped) and keep one method process each. A worker that dies is not retried with
-  its entry (the scheduler's ``allowed-failures`` is 0 on a local cluster): the entry is
-  recorded as crashed. With ``save_maps`` the workers
+  with each task, pickled by value (a method given as a file included), and is checked to
+  load on every worker before any entry is given out; workers read their entry from the
+  corpus location themselves (maps are never shipped) and keep one method process each. A
+  worker that dies is not retried with its entry (the scheduler's ``allowed-failures`` is 0
+  on a local cluster): the entry is recorded as crashed. With ``save_maps`` the workers
   write ``maps/`` themselves, so on a remote cluster the results folder must be reachable at
   the same path from the workers (so must ``logs/``).
 * **Reproducibility.** Before each entry the numpy, ``random`` and torch generators (of the
