@@ -207,14 +207,14 @@ def inference(args, device: torch.device, clock: Clock) -> list[dict]:
 def _print(result: dict) -> None:
     print(f"{result['device']}, torch {result['torch']}, TF32 {result['tf32']}: training "
           f"steps on {result['patch']}³ patches")
-    base = {r["batch"]: r["patches_per_s"] for r in result["training"]
-            if r["step"] == "today bfloat16"}
+    base = next((r["patches_per_s"] for r in result["training"]
+                 if r["step"] == "today bfloat16" and r["batch"] == result["batch"]), None)
+    print(f"patches/s against today's bfloat16 step at batch {result['batch']} (x today bf16)")
     print(f"{'step':30} {'batch':>5} {'step s':>8} {'patches/s':>10} {'x today bf16':>12} "
           f"{'peak GiB':>9} {'loss diff 1st/max':>18}")
     for row in result["training"]:
         peak = "-" if row["peak_gib"] is None else f"{row['peak_gib']:.2f}"
-        ratio = (f"{row['patches_per_s'] / base[row['batch']]:.2f}" if row["batch"] in base
-                 else "-")
+        ratio = "-" if base is None else f"{row['patches_per_s'] / base:.2f}"
         agree = (f"{row['first_step_rel_diff']:.1e}/{row['max_rel_diff']:.1e}"
                  if "max_rel_diff" in row else "-")
         flag = "" if row["finite_loss"] else "  (non-finite loss!)"

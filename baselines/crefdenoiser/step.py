@@ -5,8 +5,9 @@ and :class:`TrainStep` runs steps with them (the trainer and ``benchmarks/gpu_tr
 use the same code):
 
 * **Precision.** ``auto`` is bfloat16 autocast on a CUDA GPU that supports it and float32
-  elsewhere (the CPU keeps float32: bfloat16 convolutions are slower than float32 on CPUs
-  without bfloat16 units). ``float16`` (CUDA only) adds a gradient scaler. The network's
+  elsewhere: the CPU keeps float32, which reproduces bit for bit and is the faster one on
+  CPUs without bfloat16 units (``bfloat16`` on CPUs with them, e.g. AMX: ``bench_crefdenoiser``
+  measures both). ``float16`` (CUDA only) adds a gradient scaler. The network's
   output is cast to float32 before the loss, so the loss and its FFTs are float32 always.
 * **Layout.** ``channels_last_3d`` on the CPU, the default layout on a GPU
   (:func:`memory_format`, measured).
