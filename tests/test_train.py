@@ -187,7 +187,8 @@ def test_bfloat16_steps_follow_float32_with_the_loss_in_float32(corpus):
 
 @pytest.mark.skipif(os.environ.get("CREF_BENCH_COMPILE_TESTS") != "1",
                     reason="torch.compile of the network takes about 150 s per mode on 2 CPU "
-                           "cores; set CREF_BENCH_COMPILE_TESTS=1 to run it")
+                           "cores (a minute with a warm compile cache); set "
+                           "CREF_BENCH_COMPILE_TESTS=1 to run it")
 def test_compiled_steps_equal_eager_steps(corpus):
     """A compiled step equals the eager one up to rounding: float32 to 1e-5 over 4 steps (the
     compiler may fuse the activations and reorder their sums; measured: equal), and a compiled
