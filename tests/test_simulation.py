@@ -18,6 +18,7 @@ from dataset_builder.simulation.ctf import Microscope, electron_wavelength
 from dataset_builder.simulation.entry import (
     build_specimen,
     implied_half_fsc,
+    reconstruct_halves,
     reconstruct_particles,
 )
 from dataset_builder.simulation.flexibility import (
@@ -28,6 +29,7 @@ from dataset_builder.simulation.flexibility import (
 )
 from dataset_builder.simulation.orientations import ViewDistribution
 from dataset_builder.simulation.particles import children
+from dataset_builder.simulation.reconstruction import solvent_fraction
 from dataset_builder.simulation.specimen import density
 from dataset_builder.simulation.ssnr import cone_shells, implied_resolution
 
@@ -45,14 +47,18 @@ def halves(settings: SimulationSettings, seed: int):
     """The specimen and the two half-maps of ``(settings, seed)``, computed once."""
     specimen = build_specimen(settings, seed)
     streams = np.random.SeedSequence(seed).spawn(5)
-    half1 = reconstruct_particles(specimen, settings, settings.particles, streams[2])
-    half2 = reconstruct_particles(specimen, settings, settings.particles, streams[3])
+    half1, half2, _ = reconstruct_halves(specimen, settings, (streams[2], streams[3]))
     return specimen, half1, half2
 
 
-def fsc_z_scores(measured: np.ndarray, predicted: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """(measured - predicted) in units of the sampling scatter (1 - FSC²) / sqrt(n)."""
-    return (measured - predicted) / ((1.0 - predicted**2) / np.sqrt(np.maximum(counts, 1)))
+def fsc_z_scores(measured: np.ndarray, predicted: np.ndarray, counts: np.ndarray,
+                 kept: float | None = None) -> np.ndarray:
+    """(measured - predicted) in units of the sampling scatter (1 - FSC²) / sqrt(n_eff):
+    solvent flattening keeps ``kept`` of the box's volume, so a shell of ``n`` points holds
+    about ``kept · n`` independent ones (default: the flattening of BASE's box)."""
+    kept = solvent_fraction(BASE.box) if kept is None else kept
+    return (measured - predicted) / ((1.0 - predicted**2)
+                                     / np.sqrt(np.maximum(kept * counts, 1)))
 
 
 # --------------------------------------------------------------------------- optics, views
@@ -428,7 +434,7 @@ def test_reference_map_is_closer_to_the_truth_than_a_half_map():
 
 def test_reference_matches_a_reconstruction_from_factor_times_more_particles():
     """n particles at f times the SNR give the FSC to the truth of f n particles at the SNR."""
-    settings = BASE.with_(particles=1500, reference_factor=3.0)
+    settings = BASE.with_(particles=1500, reference_factor=3.0, regulariser="oracle")
     z, gain = [], []
     for seed in (0, 1):
         specimen = build_specimen(settings, seed)

@@ -49,6 +49,8 @@ PATCH_SIZE = 96
 RECIPE_ATTRIBUTE = "simulation"
 """The store's root attribute holding the corpus recipe."""
 ID_PREFIX = "SIM"
+OPTIONAL_NUMBERS = ("noise_sigma",)
+"""Settings that are a number or null."""
 
 
 def _setting_fields() -> dict[str, object]:
@@ -60,9 +62,15 @@ def _coerce(name: str, value, default):
     def bad(need: str):
         return InputError(f"simulation setting {name}={value!r}: {need}")
 
-    if default is None:
-        if value is not None and not isinstance(value, str):
-            raise bad("it must be text (or null)")
+    if name in OPTIONAL_NUMBERS:
+        if value is None:
+            return None
+        default = 0.0
+    elif default is None or isinstance(default, str):
+        if value is None and default is None:
+            return None
+        if not isinstance(value, str):
+            raise bad("it must be text" + (" (or null)" if default is None else ""))
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):

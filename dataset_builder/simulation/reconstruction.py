@@ -35,6 +35,8 @@ confined to the particle, is not cut; the regulariser comes after the crop.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.fft
 from scipy import ndimage
@@ -98,20 +100,18 @@ class FourierReconstructor:
             counts += np.bincount(shell, minlength=n_bins)
         return sums / np.maximum(counts, 1)
 
-    def reconstruct(self, like: Volume, noise_power: float, signal_power: np.ndarray,
-                    fudge: float = 1.0) -> Volume:
-        """The map (module docstring, steps 1 to 3). The grids are consumed.
+    def unregularised(self, like: Volume, noise_power: float) -> Unregularised:
+        """The map without regulariser (module docstring, steps 1 and 2). The grids are
+        consumed.
 
         Args:
             like: the map's grid (``N³``, voxel size, origin).
-            noise_power: ``σ²``, noise power per image Fourier coefficient (0: no noise,
-                no regulariser).
-            signal_power: ``S`` per shell of the ``N`` grid (cubic), shell ``r`` (1-based)
-                at index ``r - 1`` (see :func:`power_at_radius`).
-            fudge: ``T``.
+            noise_power: ``σ²``, noise power per image Fourier coefficient (0: no noise; no
+                whitening).
 
         Returns:
-            The reconstruction on ``like``'s grid.
+            The :class:`Unregularised` map: its transform and the weight ``W`` on the ``N``
+            grid.
         """
         self._symmetrise_planes()
         size, p, n = self.numerator.shape[0], self.pad, self.n
@@ -136,17 +136,157 @@ class FourierReconstructor:
         self.numerator = None
         data = uncentre(big, n, p)
         del big
-        spectrum = scipy.fft.rfftn(data, workers=-1)
-        k = np.fft.fftfreq(n, 1.0 / n)
-        radius = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + np.arange(n // 2 + 1) ** 2)
-        factor = np.ones(spectrum.shape, np.float32)
+        spectrum = scipy.fft.rfftn(data, workers=-1).astype(np.complex64, copy=False)
         if whiten_n is not None:
-            np.divide(factor, whiten_n, out=factor, where=whiten_n > 0)
-            lam = noise_power / (fudge * np.maximum(power_at_radius(radius, signal_power), 1e-30))
-            factor *= weight_n / (weight_n + lam)
-        spectrum *= factor.astype(np.float32)
-        data = scipy.fft.irfftn(spectrum, s=data.shape, workers=-1).astype(np.float32)
-        return like.like(data, source=f"reconstruction from {self.particles} particles")
+            np.divide(spectrum, whiten_n, out=spectrum, where=whiten_n > 0)
+        spectrum[shell_radius(n) > n / 2] = 0    # band-limited at Nyquist, as the images are
+        return Unregularised(spectrum, weight_n, like, self.particles, float(noise_power))
 
 
-__all__ = ["FourierReconstructor", "power_at_radius"]
+def shell_radius(n: int) -> np.ndarray:
+    """``|k|`` (index units) of every voxel of the ``rfftn`` half-space of an ``N³`` box."""
+    k = np.fft.fftfreq(n, 1.0 / n)
+    return np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2
+                   + np.arange(n // 2 + 1)[None, None, :] ** 2)
+
+
+def rounded_shells(n: int) -> np.ndarray:
+    """The shell of every half-space voxel: ``round(|k|)``, those beyond Nyquist in shell
+    ``N/2`` (``0 .. N/2``, int64)."""
+    return np.minimum(np.rint(shell_radius(n)), n // 2).astype(np.int64)
+
+
+def _half_space_weights(n: int) -> np.ndarray:
+    """How often each half-space voxel occurs in the full transform (1 on the ``x = 0`` and
+    ``x = N/2`` planes, 2 elsewhere), broadcastable."""
+    return np.where((np.arange(n // 2 + 1) == 0) | (np.arange(n // 2 + 1) == n // 2), 1.0, 2.0)
+
+
+def shell_fsc(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """FSC of two ``rfftn`` half-space transforms of an ``N³`` box per rounded shell
+    ``0 .. N/2`` (:func:`rounded_shells`; full-space sums)."""
+    n = first.shape[0]
+    shells = rounded_shells(n).ravel()
+    w = np.broadcast_to(_half_space_weights(n), first.shape).ravel()
+    bins = n // 2 + 1
+    cross = np.bincount(shells, w * np.real(first * np.conj(second)).ravel(), bins)
+    p1 = np.bincount(shells, w * (np.abs(first) ** 2).ravel(), bins)
+    p2 = np.bincount(shells, w * (np.abs(second) ** 2).ravel(), bins)
+    denominator = np.sqrt(p1 * p2)
+    return np.divide(cross, denominator, out=np.zeros(bins), where=denominator > 0)
+
+
+SOLVENT_EDGE = 3.0
+"""Width (voxels) of the raised-cosine edge outside the reconstruction sphere."""
+
+
+def solvent_weight(n: int, edge: float = SOLVENT_EDGE) -> np.ndarray:
+    """``w(x)``, 0 inside the sphere of radius ``N/2`` about voxel ``N/2``, rising as a raised
+    cosine over ``edge`` voxels outside it, 1 beyond (float32 ``N³``)."""
+    c = np.arange(n, dtype=np.float32) - n // 2
+    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
+    t = np.clip((r - n / 2) / edge, 0.0, 1.0)
+    return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
+
+
+def flatten_solvent(data: np.ndarray, edge: float = SOLVENT_EDGE) -> np.ndarray:
+    """Solvent flattening outside the reconstruction sphere (module docstring): ``v (1 − w)
+    + w v̄``, ``v̄`` the ``w``-weighted mean of ``v`` (:func:`solvent_weight`). In place;
+    returns ``data``."""
+    w = solvent_weight(data.shape[0], edge)
+    mean = float(np.sum(w * data, dtype=np.float64) / max(float(np.sum(w, dtype=np.float64)),
+                                                          1e-30))
+    data *= 1.0 - w
+    data += w * np.float32(mean)
+    return data
+
+
+def solvent_fraction(n: int, edge: float = SOLVENT_EDGE) -> float:
+    """``⟨(1 − w)²⟩`` over the box: the share of white noise power the flattening keeps."""
+    return float(np.mean((1.0 - solvent_weight(n, edge).astype(np.float64)) ** 2))
+
+
+FSC_FLOOR, FSC_CEILING = 0.001, 0.999
+"""The FSC is clipped to this range before it is turned into an SSNR (``fsc`` regulariser)."""
+
+
+def fsc_to_ssnr(fsc: np.ndarray, factor: float = 1.0) -> np.ndarray:
+    """``factor · FSC / (1 − FSC)``, the FSC clipped to [:data:`FSC_FLOOR`,
+    :data:`FSC_CEILING`] first."""
+    clipped = np.clip(np.asarray(fsc, dtype=np.float64), FSC_FLOOR, FSC_CEILING)
+    return factor * clipped / (1.0 - clipped)
+
+
+@dataclass(eq=False)
+class Unregularised:
+    """A map before its regulariser.
+
+    Attributes:
+        spectrum: complex64 ``rfftn`` of the ``N³`` map (unnormalised).
+        weight: float32 ``W`` at each voxel (``pad³ ·`` the oversampled weight: the sum of
+            the particles' CTF² there).
+        like: the map's grid.
+        particles: how many particles.
+        noise_power: ``σ²`` of the particles.
+    """
+
+    spectrum: np.ndarray
+    weight: np.ndarray
+    like: Volume
+    particles: int
+    noise_power: float
+
+    @property
+    def n(self) -> int:
+        """The box edge."""
+        return self.spectrum.shape[0]
+
+    def mean_weight(self) -> np.ndarray:
+        """``W̄``, the mean weight in each rounded shell ``0 .. N/2``."""
+        shells = rounded_shells(self.n).ravel()
+        bins = self.n // 2 + 1
+        w = np.broadcast_to(_half_space_weights(self.n), self.weight.shape).ravel()
+        total = np.bincount(shells, w * self.weight.ravel(), bins)
+        counts = np.bincount(shells, w, bins)
+        return total / np.maximum(counts, 1e-30)
+
+    def oracle_gain(self, signal_power: np.ndarray, fudge: float = 1.0) -> np.ndarray:
+        """``a = W / (W + σ² / (T S))`` per voxel, ``S`` the true signal power of the voxel's
+        shell (:func:`power_at_radius`)."""
+        lam = self.noise_power / (fudge * np.maximum(
+            power_at_radius(shell_radius(self.n), signal_power), 1e-30))
+        return (self.weight / (self.weight + lam)).astype(np.float32)
+
+    def fsc_gain(self, half_fsc: np.ndarray, fudge: float = 1.0,
+                 factor: float = 1.0) -> np.ndarray:
+        """``a = W / (W + W̄ / (T · SSNR))`` per voxel, ``SSNR = factor · FSC / (1 − FSC)``
+        of the voxel's rounded shell (:func:`fsc_to_ssnr`).
+
+        Args:
+            half_fsc: FSC between two unregularised half-maps per rounded shell
+                ``0 .. N/2`` (:func:`shell_fsc`).
+            fudge: ``T``.
+            factor: the map's SSNR relative to one half's (e.g. 2 for both halves' particles).
+        """
+        if len(half_fsc) != self.n // 2 + 1:
+            raise ValueError(f"the FSC has {len(half_fsc)} shells, a {self.n}³ map "
+                             f"{self.n // 2 + 1}")
+        lam = self.mean_weight() / (fudge * fsc_to_ssnr(half_fsc, factor))
+        lam_voxel = lam[rounded_shells(self.n)].astype(np.float32)
+        return self.weight / (self.weight + lam_voxel)
+
+    def map(self, gain: np.ndarray | None = None, flatten: bool = True,
+            source: str | None = None) -> Volume:
+        """The map: the spectrum times ``gain`` (None: 1), transformed back, and solvent-
+        flattened outside the reconstruction sphere (:func:`flatten_solvent`) if asked."""
+        spectrum = self.spectrum if gain is None else self.spectrum * gain
+        data = scipy.fft.irfftn(spectrum, s=(self.n,) * 3, workers=-1).astype(np.float32)
+        if flatten:
+            flatten_solvent(data)
+        return self.like.like(data, source=source or
+                              f"reconstruction from {self.particles} particles")
+
+
+__all__ = ["FSC_CEILING", "FSC_FLOOR", "SOLVENT_EDGE", "FourierReconstructor", "Unregularised",
+           "flatten_solvent", "fsc_to_ssnr", "power_at_radius", "rounded_shells",
+           "shell_fsc", "shell_radius", "solvent_fraction", "solvent_weight"]
