@@ -245,38 +245,53 @@ def grid_particles(specimen: Specimen, settings: SimulationSettings, n_particles
     Returns:
         The unregularised map (:class:`.reconstruction.Unregularised`).
     """
-    n, a = settings.box, settings.voxel_size
-    points = ImagePoints.of(n, a)
+    points = ImagePoints.of(settings.box, settings.voxel_size)
     microscope = settings.microscope()
-    views = settings.views()
-    flexibility = settings.flexibility()
-    low, high = settings.defocus_range
-    reconstructor = FourierReconstructor(n, PAD)
-    sizes = [min(settings.batch_size, n_particles - k)
-             for k in range(0, n_particles, settings.batch_size)]
+    reconstructor = FourierReconstructor(settings.box, PAD)
     particle_noise = specimen.noise / snr_factor
     sigma = float(np.sqrt(particle_noise))
     core, domain = specimen.transforms
     bar = tqdm(total=n_particles, desc=label, unit="particle", disable=not progress)
     threads = numba.get_num_threads()
     with bar, ThreadPoolExecutor(threads) as executor:
-        for size, child in zip(sizes, children(stream, len(sizes))):
-            draws, noise_seed = children(child, 2)
-            rng = np.random.default_rng(draws)
-            rotations = views.sample(rng, size)
-            defocus = rng.uniform(low, high, size)
-            if specimen.domain_density is not None:
-                domain_rotations, shifts = flexibility.motions(rng, size)
-                shifts = specimen.pivot + shifts / a
-            else:
-                domain_rotations, shifts = np.zeros((size, 3, 3)), np.zeros((size, 3))
+        for batch, noise_seed in particle_batches(specimen, settings, n_particles, stream):
+            size = batch.rotations.shape[0]
             noise = standard_normals(noise_seed, (size * points.size, 2), executor) \
                 if sigma > 0 else None
-            add_particles(reconstructor, core, domain,
-                          Batch(rotations, defocus, domain_rotations, shifts), points,
-                          microscope, sigma, noise, executor, threads)
+            add_particles(reconstructor, core, domain, batch, points, microscope, sigma, noise,
+                          executor, threads)
             bar.update(size)
     return reconstructor.unregularised(specimen.truth, particle_noise)
+
+
+def particle_batches(specimen: Specimen, settings: SimulationSettings, n_particles: int,
+                     stream: np.random.SeedSequence):
+    """The draws of a particle set, batch by batch: ``(Batch, noise seed)`` (orientations,
+    defocus and domain motions from child ``k`` of ``stream`` for batch ``k``)."""
+    views, flexibility = settings.views(), settings.flexibility()
+    low, high = settings.defocus_range
+    sizes = [min(settings.batch_size, n_particles - k)
+             for k in range(0, n_particles, settings.batch_size)]
+    for size, child in zip(sizes, children(stream, len(sizes))):
+        draws, noise_seed = children(child, 2)
+        rng = np.random.default_rng(draws)
+        rotations = views.sample(rng, size)
+        defocus = rng.uniform(low, high, size)
+        if specimen.domain_density is not None:
+            domain_rotations, shifts = flexibility.motions(rng, size)
+            shifts = specimen.pivot + shifts / settings.voxel_size
+        else:
+            domain_rotations, shifts = np.zeros((size, 3, 3)), np.zeros((size, 3))
+        yield Batch(rotations, defocus, domain_rotations, shifts), noise_seed
+
+
+def particle_parameters(specimen: Specimen, settings: SimulationSettings, n_particles: int,
+                        stream: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
+    """The orientations ``(n, 3, 3)`` and defoci ``(n,)`` (Å) of a particle set, as
+    :func:`grid_particles` draws them (e.g. to write them for RELION: :mod:`.relion`)."""
+    batches = [batch for batch, _ in particle_batches(specimen, settings, n_particles, stream)]
+    return (np.concatenate([b.rotations for b in batches]),
+            np.concatenate([b.defocus for b in batches]))
 
 
 def unregularised_fsc(first: Unregularised, second: Unregularised,
@@ -309,15 +324,15 @@ def regularise(unregularised: Unregularised, specimen: Specimen, settings: Simul
     Raises:
         ValueError: ``fsc`` without ``half_fsc``.
     """
-    gain = None
+    lam = None
     if unregularised.noise_power > 0 and settings.regulariser == "oracle":
-        gain = unregularised.oracle_gain(specimen.power, settings.tau2_fudge)
+        lam = unregularised.oracle_lambda(specimen.power, settings.tau2_fudge)
     elif unregularised.noise_power > 0 and settings.regulariser == "fsc":
         if half_fsc is None:
             raise ValueError("the fsc regulariser needs the FSC of the two unregularised "
                              "half-maps")
-        gain = unregularised.fsc_gain(half_fsc, settings.tau2_fudge, ssnr_factor)
-    return unregularised.map(gain, settings.flatten_solvent)
+        lam = unregularised.fsc_lambda(half_fsc, settings.tau2_fudge, ssnr_factor)
+    return unregularised.map(lam, settings.flatten_solvent)
 
 
 def reconstruct_halves(specimen: Specimen, settings: SimulationSettings,
@@ -482,5 +497,5 @@ def simulate_entry(settings: SimulationSettings, seed: int, *,
 
 
 __all__ = ["SIMULATION_VERSION", "SimulatedEntry", "Specimen", "build_specimen", "grid_particles",
-           "implied_half_fsc", "reconstruct_halves", "reconstruct_particles", "regularise",
-           "simulate_entry", "unregularised_fsc"]
+           "implied_half_fsc", "particle_batches", "particle_parameters", "reconstruct_halves",
+           "reconstruct_particles", "regularise", "simulate_entry", "unregularised_fsc"]

@@ -74,6 +74,7 @@ class FourierReconstructor:
         self.numerator = np.zeros((size, size, size // 2 + 1), np.complex64)
         self.weight = np.zeros(self.numerator.shape, np.float32)
         self.particles = 0
+        self.symmetrised = False
 
     def _symmetrise_planes(self) -> None:
         size = self.numerator.shape[0]
@@ -100,22 +101,44 @@ class FourierReconstructor:
             counts += np.bincount(shell, minlength=n_bins)
         return sums / np.maximum(counts, 1)
 
-    def unregularised(self, like: Volume, noise_power: float) -> Unregularised:
-        """The map without regulariser (module docstring, steps 1 and 2). The grids are
-        consumed.
+    def _map_shell_of(self, z: int) -> np.ndarray:
+        """The map's shell (``round(radius / pad)``, at most ``N/2``) of each voxel of plane
+        ``z`` of the oversampled grid."""
+        size = self.numerator.shape[0]
+        f = np.fft.fftfreq(size, 1.0 / size)
+        radius = np.sqrt(f[z] ** 2 + f[:, None] ** 2 + np.arange(size // 2 + 1) ** 2)
+        return np.minimum(np.rint(radius / self.pad), self.n // 2).astype(np.intp)
+
+    def shell_mean_weight(self) -> np.ndarray:
+        """The mean oversampled weight in each of the map's shells ``0 .. N/2``
+        (:meth:`_map_shell_of`; both halves of the transform counted)."""
+        bins = self.n // 2 + 1
+        sums, counts = np.zeros(bins), np.zeros(bins)
+        x = np.arange(self.numerator.shape[2])
+        twice = np.where((x == 0) | (x == x[-1]), 1.0, 2.0)
+        for z in range(self.numerator.shape[0]):
+            shell = self._map_shell_of(z).ravel()
+            w = np.broadcast_to(twice, shell.shape[:0] + self.weight[z].shape).ravel()
+            sums += np.bincount(shell, w * self.weight[z].ravel(), bins)
+            counts += np.bincount(shell, w, bins)
+        return sums / np.maximum(counts, 1e-30)
+
+    def spectrum(self, noise_power: float, lam: np.ndarray | None = None) -> np.ndarray:
+        """The map's transform (module docstring, steps 1 to 3); the grids are kept.
 
         Args:
-            like: the map's grid (``N³``, voxel size, origin).
-            noise_power: ``σ²``, noise power per image Fourier coefficient (0: no noise; no
-                whitening).
+            noise_power: ``σ²`` per image Fourier coefficient (0: no whitening).
+            lam: ``λ`` per map shell ``0 .. N/2`` in units of the oversampled weight (added
+                to the weight of every voxel of the shell, :meth:`_map_shell_of`), or None
+                (no regulariser).
 
         Returns:
-            The :class:`Unregularised` map: its transform and the weight ``W`` on the ``N``
-            grid.
+            complex64 ``rfftn`` of the ``N³`` map, zero beyond Nyquist.
         """
-        self._symmetrise_planes()
+        if not self.symmetrised:
+            self._symmetrise_planes()
+            self.symmetrised = True
         size, p, n = self.numerator.shape[0], self.pad, self.n
-        weight_n = self.weight[::p, ::p, ::p][:, :, : n // 2 + 1] * np.float32(p**3)
         mean_weight = self._mean_weight()
         whiten = whiten_n = None
         if noise_power > 0:
@@ -124,23 +147,41 @@ class FourierReconstructor:
                                             mode=("wrap", "wrap", "nearest"))
             np.sqrt(np.maximum(whiten, 0.0, out=whiten), out=whiten)   # rounding: no < 0
             whiten_n = whiten[::p, ::p, ::p][:, :, : n // 2 + 1].copy()
+        estimate = np.empty_like(self.numerator)
         for z in range(size):
-            weight = np.maximum(self.weight[z], STABILISER * mean_weight[self._shell_of(z)])
+            weight = self.weight[z]
+            if lam is not None:
+                weight = weight + lam[self._map_shell_of(z)].astype(np.float32)
+            weight = np.maximum(weight, STABILISER * mean_weight[self._shell_of(z)])
             factor = np.divide(np.float32(1.0), weight, out=np.zeros_like(weight),
                                where=weight > 0)
             if whiten is not None:
                 factor *= whiten[z]
-            self.numerator[z] *= factor
-        self.weight = whiten = None
-        big = scipy.fft.irfftn(self.numerator, s=(size,) * 3, workers=-1)
-        self.numerator = None
+            np.multiply(self.numerator[z], factor, out=estimate[z])
+        whiten = None
+        big = scipy.fft.irfftn(estimate, s=(size,) * 3, workers=-1)
+        del estimate
         data = uncentre(big, n, p)
         del big
         spectrum = scipy.fft.rfftn(data, workers=-1).astype(np.complex64, copy=False)
         if whiten_n is not None:
             np.divide(spectrum, whiten_n, out=spectrum, where=whiten_n > 0)
         spectrum[shell_radius(n) > n / 2] = 0    # band-limited at Nyquist, as the images are
-        return Unregularised(spectrum, weight_n, like, self.particles, float(noise_power))
+        return spectrum
+
+    def unregularised(self, like: Volume, noise_power: float) -> Unregularised:
+        """The map without regulariser, and the grids to regularise it with.
+
+        Args:
+            like: the map's grid (``N³``, voxel size, origin).
+            noise_power: ``σ²``, noise power per image Fourier coefficient (0: no noise; no
+                whitening).
+
+        Returns:
+            The :class:`Unregularised` map.
+        """
+        return Unregularised(self.spectrum(noise_power), self, like, self.particles,
+                             float(noise_power))
 
 
 def shell_radius(n: int) -> np.ndarray:
@@ -219,19 +260,18 @@ def fsc_to_ssnr(fsc: np.ndarray, factor: float = 1.0) -> np.ndarray:
 
 @dataclass(eq=False)
 class Unregularised:
-    """A map before its regulariser.
+    """A map before its regulariser, with the grids it came from.
 
     Attributes:
-        spectrum: complex64 ``rfftn`` of the ``N³`` map (unnormalised).
-        weight: float32 ``W`` at each voxel (``pad³ ·`` the oversampled weight: the sum of
-            the particles' CTF² there).
+        spectrum: complex64 ``rfftn`` of the unregularised ``N³`` map (unnormalised).
+        grids: the numerator and weight grids (:class:`FourierReconstructor`).
         like: the map's grid.
         particles: how many particles.
         noise_power: ``σ²`` of the particles.
     """
 
     spectrum: np.ndarray
-    weight: np.ndarray
+    grids: FourierReconstructor
     like: Volume
     particles: int
     noise_power: float
@@ -241,26 +281,16 @@ class Unregularised:
         """The box edge."""
         return self.spectrum.shape[0]
 
-    def mean_weight(self) -> np.ndarray:
-        """``W̄``, the mean weight in each rounded shell ``0 .. N/2``."""
-        shells = rounded_shells(self.n).ravel()
-        bins = self.n // 2 + 1
-        w = np.broadcast_to(_half_space_weights(self.n), self.weight.shape).ravel()
-        total = np.bincount(shells, w * self.weight.ravel(), bins)
-        counts = np.bincount(shells, w, bins)
-        return total / np.maximum(counts, 1e-30)
+    def oracle_lambda(self, signal_power: np.ndarray, fudge: float = 1.0) -> np.ndarray:
+        """``λ = σ² / (T S)`` per map shell ``0 .. N/2`` in oversampled-weight units
+        (``/ pad³``), ``S`` the true signal power of the shell (:func:`power_at_radius`)."""
+        power = power_at_radius(np.arange(self.n // 2 + 1, dtype=np.float64), signal_power)
+        return self.noise_power / (fudge * np.maximum(power, 1e-30) * self.grids.pad**3)
 
-    def oracle_gain(self, signal_power: np.ndarray, fudge: float = 1.0) -> np.ndarray:
-        """``a = W / (W + σ² / (T S))`` per voxel, ``S`` the true signal power of the voxel's
-        shell (:func:`power_at_radius`)."""
-        lam = self.noise_power / (fudge * np.maximum(
-            power_at_radius(shell_radius(self.n), signal_power), 1e-30))
-        return (self.weight / (self.weight + lam)).astype(np.float32)
-
-    def fsc_gain(self, half_fsc: np.ndarray, fudge: float = 1.0,
-                 factor: float = 1.0) -> np.ndarray:
-        """``a = W / (W + W̄ / (T · SSNR))`` per voxel, ``SSNR = factor · FSC / (1 − FSC)``
-        of the voxel's rounded shell (:func:`fsc_to_ssnr`).
+    def fsc_lambda(self, half_fsc: np.ndarray, fudge: float = 1.0,
+                   factor: float = 1.0) -> np.ndarray:
+        """``λ = w̄ / (T · SSNR)`` per map shell, ``w̄`` the shell's mean oversampled weight and
+        ``SSNR = factor · FSC / (1 − FSC)`` (:func:`fsc_to_ssnr`).
 
         Args:
             half_fsc: FSC between two unregularised half-maps per rounded shell
@@ -271,15 +301,14 @@ class Unregularised:
         if len(half_fsc) != self.n // 2 + 1:
             raise ValueError(f"the FSC has {len(half_fsc)} shells, a {self.n}³ map "
                              f"{self.n // 2 + 1}")
-        lam = self.mean_weight() / (fudge * fsc_to_ssnr(half_fsc, factor))
-        lam_voxel = lam[rounded_shells(self.n)].astype(np.float32)
-        return self.weight / (self.weight + lam_voxel)
+        return self.grids.shell_mean_weight() / (fudge * fsc_to_ssnr(half_fsc, factor))
 
-    def map(self, gain: np.ndarray | None = None, flatten: bool = True,
+    def map(self, lam: np.ndarray | None = None, flatten: bool = True,
             source: str | None = None) -> Volume:
-        """The map: the spectrum times ``gain`` (None: 1), transformed back, and solvent-
-        flattened outside the reconstruction sphere (:func:`flatten_solvent`) if asked."""
-        spectrum = self.spectrum if gain is None else self.spectrum * gain
+        """The map regularised with ``λ`` per shell (None: unregularised), transformed
+        back, and solvent-flattened outside the reconstruction sphere
+        (:func:`flatten_solvent`) if asked."""
+        spectrum = self.spectrum if lam is None else self.grids.spectrum(self.noise_power, lam)
         data = scipy.fft.irfftn(spectrum, s=(self.n,) * 3, workers=-1).astype(np.float32)
         if flatten:
             flatten_solvent(data)
