@@ -298,8 +298,11 @@ def test_doubling_the_particles_doubles_the_ssnr():
 def test_preferred_orientation_makes_the_resolution_anisotropic_as_predicted():
     """FSC in 20° cones about the preferred viewing axis (z) and about the xy plane follows
     the SSNR the view distribution implies: along the axis, seen only by side views, the
-    resolution is worse by the predicted factor."""
-    specimen, half1, half2 = halves(PREFERRED, 0)
+    resolution is worse by the predicted factor. Unregularised: a regulariser applied before
+    the crop (as RELION's) leaks the well-measured directions' signal into the poorly
+    measured ones, which the per-voxel prediction leaves out."""
+    settings = PREFERRED.with_(regulariser="none")
+    specimen, half1, half2 = halves(settings, 0)
     crossing = {}
     for along in (True, False):
         shells = cone_shells(specimen.shells, 20.0, along)
@@ -307,7 +310,7 @@ def test_preferred_orientation_makes_the_resolution_anisotropic_as_predicted():
         spectra.add("a", half1)
         spectra.add("b", half2)
         curve = spectra.fsc("a", "b")
-        predicted = implied_half_fsc(specimen, PREFERRED, shells=shells)
+        predicted = implied_half_fsc(specimen, settings, shells=shells)
         z = fsc_z_scores(curve.value, predicted, shells.counts)[shells.counts >= 30]
         assert abs(z.mean()) < 0.75 and z.std() < 1.5     # about 18 shells: 3 standard errors
         crossing[along] = (curve.resolution_at(0.143).resolution,
@@ -378,8 +381,9 @@ def test_equation_4_holds_statistically():
         f"{k}: mean {m:+.3f}, sd {s:.3f} ({n} shells)" for k, (m, s, n) in report.items()))
     assert abs(report["rigid"][0]) < 0.03 and report["rigid"][1] < 0.08
     assert abs(report["flexible"][0]) < 0.04
-    # Anisotropic sampling breaks the per-shell homogeneity eq. (4) assumes: C_ref is high.
-    assert -0.15 < report["preferred"][0] < -0.02
+    # Anisotropic sampling breaks the per-shell homogeneity eq. (4) assumes: C_ref is high
+    # (more so with the regulariser applied per voxel before the crop, as RELION does).
+    assert -0.25 < report["preferred"][0] < -0.02
 
 
 # --------------------------------------------------------------------------- the entry
