@@ -16,7 +16,7 @@ simulates your own structure: a map (its box and voxel size; rigid) or an atomic
 refinement regularises them (from the FSC of the unregularised halves; --set
 regulariser=oracle|none for the others) and solvent-flattened outside the reconstruction
 sphere. Settings in RELION's terms: noise_sigma (white noise per pixel, in the units of the
-specimen's projection, as relion_project --white_noise; else snr), particles (per half),
+specimen's projection, as relion_project's white-noise option; else snr), particles (per half),
 voltage_kv, cs_mm, amplitude_contrast, defocus_um, envelope_b.
 
 Either kind is deterministic: the same command writes bit-identical maps (from --seed and
