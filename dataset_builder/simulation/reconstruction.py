@@ -36,12 +36,14 @@ confined to the particle, is not cut; the regulariser comes after the crop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.fft
 from scipy import ndimage
 
 from cref_bench.volume import Volume
+from dataset_builder.simulation import _kernels
 from dataset_builder.simulation.specimen import uncentre
 
 
@@ -56,6 +58,32 @@ WHITENING_WIDTH = 5
 """Edge (voxels of the oversampled grid) of the box the whitening weight is averaged over."""
 STABILISER = 0.02
 """``η``: voxels weighted less than this fraction of their shell's mean are damped."""
+PLANES = 16
+_EMPTY = np.zeros(0, np.float32)
+"""Planes of the oversampled grid processed at once (bounds the temporaries)."""
+
+
+@lru_cache(maxsize=2)
+def _grid_shells(size: int, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per voxel of an ``L = size`` oversampled half-space grid: the rounded radius (at most
+    ``L/2 + 1``) and the map's shell ``round(radius / pad)`` (at most ``N/2``), int16,
+    read-only; and the voxel counts of each (the latter's over the full transform)."""
+    f2 = np.fft.fftfreq(size, 1.0 / size).astype(np.float32) ** 2
+    x2 = np.arange(size // 2 + 1, dtype=np.float32) ** 2
+    shape = (size, size, size // 2 + 1)
+    pad_shell, map_shell = np.empty(shape, np.int16), np.empty(shape, np.int16)
+    for lo in range(0, size, PLANES):
+        radius = np.sqrt(f2[lo:lo + PLANES, None, None] + f2[None, :, None] + x2[None, None, :])
+        pad_shell[lo:lo + PLANES] = np.minimum(np.rint(radius), size // 2 + 1)
+        map_shell[lo:lo + PLANES] = np.minimum(np.rint(radius / pad), size // (2 * pad))
+    pad_counts = np.bincount(pad_shell.ravel(), minlength=size // 2 + 2).astype(np.float64)
+    bins = size // (2 * pad) + 1
+    map_counts = 2.0 * np.bincount(map_shell.ravel(), minlength=bins)
+    for x in (0, shape[2] - 1):
+        map_counts -= np.bincount(map_shell[:, :, x].ravel(), minlength=bins)
+    for array in (pad_shell, map_shell, pad_counts, map_counts):
+        array.setflags(write=False)
+    return pad_shell, map_shell, pad_counts, map_counts
 
 
 class FourierReconstructor:
@@ -84,44 +112,42 @@ class FourierReconstructor:
                 plane = grid[:, :, x]
                 grid[:, :, x] = plane + conj(plane[np.ix_(mirror, mirror)])
 
-    def _shell_of(self, z: int) -> np.ndarray:
-        """Rounded radius (grid units) of each voxel of plane ``z`` of the oversampled grid."""
-        size = self.numerator.shape[0]
-        f = np.fft.fftfreq(size, 1.0 / size)
-        radius = np.sqrt(f[z] ** 2 + f[:, None] ** 2 + np.arange(size // 2 + 1) ** 2)
-        return np.minimum(np.rint(radius), size // 2 + 1).astype(np.intp)
-
-    def _mean_weight(self) -> np.ndarray:
-        """``w̄`` at each rounded radius 0 .. L/2 + 1 of the oversampled grid."""
-        n_bins = self.numerator.shape[0] // 2 + 2
-        sums, counts = np.zeros(n_bins), np.zeros(n_bins)
-        for z in range(self.numerator.shape[0]):
-            shell = self._shell_of(z).ravel()
-            sums += np.bincount(shell, self.weight[z].ravel(), n_bins)
-            counts += np.bincount(shell, minlength=n_bins)
-        return sums / np.maximum(counts, 1)
-
-    def _map_shell_of(self, z: int) -> np.ndarray:
-        """The map's shell (``round(radius / pad)``, at most ``N/2``) of each voxel of plane
-        ``z`` of the oversampled grid."""
-        size = self.numerator.shape[0]
-        f = np.fft.fftfreq(size, 1.0 / size)
-        radius = np.sqrt(f[z] ** 2 + f[:, None] ** 2 + np.arange(size // 2 + 1) ** 2)
-        return np.minimum(np.rint(radius / self.pad), self.n // 2).astype(np.intp)
+    def _prepare(self) -> None:
+        """Once the particles are in: symmetrise the ``x = 0`` and ``x = L/2`` planes and
+        take each voxel's shells (:func:`_grid_shells`) and the mean weight per rounded
+        radius."""
+        if self.symmetrised:
+            return
+        self._symmetrise_planes()
+        self.symmetrised = True
+        self._pad_shell, self._map_shell, pad_counts, self._map_counts = _grid_shells(
+            self.numerator.shape[0], self.pad)
+        self._radius_mean = (_kernels.shell_sums(self._pad_shell, self.weight, pad_counts.size)
+                             / np.maximum(pad_counts, 1))
+        self._whiten = self._shell_mean = None
 
     def shell_mean_weight(self) -> np.ndarray:
         """The mean oversampled weight in each of the map's shells ``0 .. N/2``
-        (:meth:`_map_shell_of`; both halves of the transform counted)."""
-        bins = self.n // 2 + 1
-        sums, counts = np.zeros(bins), np.zeros(bins)
-        x = np.arange(self.numerator.shape[2])
-        twice = np.where((x == 0) | (x == x[-1]), 1.0, 2.0)
-        for z in range(self.numerator.shape[0]):
-            shell = self._map_shell_of(z).ravel()
-            w = np.broadcast_to(twice, shell.shape[:0] + self.weight[z].shape).ravel()
-            sums += np.bincount(shell, w * self.weight[z].ravel(), bins)
-            counts += np.bincount(shell, w, bins)
-        return sums / np.maximum(counts, 1e-30)
+        (``round(radius / pad)``, at most ``N/2``; both halves of the transform counted)."""
+        self._prepare()
+        if self._shell_mean is None:
+            bins = self.n // 2 + 1
+            total = 2.0 * _kernels.shell_sums(self._map_shell, self.weight, bins)
+            for x in (0, self.weight.shape[2] - 1):      # planes that are their own mirror
+                total -= np.bincount(self._map_shell[:, :, x].ravel(),
+                                     self.weight[:, :, x].ravel(), bins)
+            self._shell_mean = total / np.maximum(self._map_counts, 1e-30)
+        return self._shell_mean
+
+    def _whitening(self) -> np.ndarray:
+        """``φ``, the square root of the weight averaged over :data:`WHITENING_WIDTH`³ voxels
+        (computed once)."""
+        if self._whiten is None:
+            whiten = ndimage.uniform_filter(self.weight, WHITENING_WIDTH,
+                                            mode=("wrap", "wrap", "nearest"))
+            np.sqrt(np.maximum(whiten, 0.0, out=whiten), out=whiten)   # rounding: no < 0
+            self._whiten = whiten
+        return self._whiten
 
     def spectrum(self, noise_power: float, lam: np.ndarray | None = None) -> np.ndarray:
         """The map's transform (module docstring, steps 1 to 3); the grids are kept.
@@ -129,42 +155,29 @@ class FourierReconstructor:
         Args:
             noise_power: ``σ²`` per image Fourier coefficient (0: no whitening).
             lam: ``λ`` per map shell ``0 .. N/2`` in units of the oversampled weight (added
-                to the weight of every voxel of the shell, :meth:`_map_shell_of`), or None
+                to the weight of every voxel of the shell: ``round(radius / pad)``), or None
                 (no regulariser).
 
         Returns:
             complex64 ``rfftn`` of the ``N³`` map, zero beyond Nyquist.
         """
-        if not self.symmetrised:
-            self._symmetrise_planes()
-            self.symmetrised = True
+        self._prepare()
         size, p, n = self.numerator.shape[0], self.pad, self.n
-        mean_weight = self._mean_weight()
-        whiten = whiten_n = None
-        if noise_power > 0:
-            # The noise of a voxel has power σ² / weight: whiten by the local mean weight.
-            whiten = ndimage.uniform_filter(self.weight, WHITENING_WIDTH,
-                                            mode=("wrap", "wrap", "nearest"))
-            np.sqrt(np.maximum(whiten, 0.0, out=whiten), out=whiten)   # rounding: no < 0
-            whiten_n = whiten[::p, ::p, ::p][:, :, : n // 2 + 1].copy()
+        floor = (STABILISER * self._radius_mean).astype(np.float32)
+        lam32 = np.zeros(n // 2 + 1, np.float32) if lam is None else np.asarray(lam, np.float32)
+        whiten = self._whitening() if noise_power > 0 else None
         estimate = np.empty_like(self.numerator)
-        for z in range(size):
-            weight = self.weight[z]
-            if lam is not None:
-                weight = weight + lam[self._map_shell_of(z)].astype(np.float32)
-            weight = np.maximum(weight, STABILISER * mean_weight[self._shell_of(z)])
-            factor = np.divide(np.float32(1.0), weight, out=np.zeros_like(weight),
-                               where=weight > 0)
-            if whiten is not None:
-                factor *= whiten[z]
-            np.multiply(self.numerator[z], factor, out=estimate[z])
-        whiten = None
-        big = scipy.fft.irfftn(estimate, s=(size,) * 3, workers=-1)
+        _kernels.divide_weights(self.numerator.view(np.float32).reshape(*self.weight.shape, 2),
+                                self.weight, _EMPTY if whiten is None else whiten, lam32,
+                                self._map_shell, floor, self._pad_shell,
+                                estimate.view(np.float32).reshape(*self.weight.shape, 2))
+        big = scipy.fft.irfftn(estimate, s=(size,) * 3, workers=-1, overwrite_x=True)
         del estimate
         data = uncentre(big, n, p)
         del big
         spectrum = scipy.fft.rfftn(data, workers=-1).astype(np.complex64, copy=False)
-        if whiten_n is not None:
+        if whiten is not None:
+            whiten_n = whiten[::p, ::p, ::p][:, :, : n // 2 + 1]
             np.divide(spectrum, whiten_n, out=spectrum, where=whiten_n > 0)
         spectrum[shell_radius(n) > n / 2] = 0    # band-limited at Nyquist, as the images are
         return spectrum
