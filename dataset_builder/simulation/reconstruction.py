@@ -36,7 +36,7 @@ confined to the particle, is not cut; the regulariser comes after the crop.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import scipy.fft
@@ -193,8 +193,7 @@ class FourierReconstructor:
         Returns:
             The :class:`Unregularised` map.
         """
-        return Unregularised(self.spectrum(noise_power), self, like, self.particles,
-                             float(noise_power))
+        return Unregularised(self, like, self.particles, float(noise_power))
 
 
 def shell_radius(n: int) -> np.ndarray:
@@ -276,14 +275,12 @@ class Unregularised:
     """A map before its regulariser, with the grids it came from.
 
     Attributes:
-        spectrum: complex64 ``rfftn`` of the unregularised ``N³`` map (unnormalised).
         grids: the numerator and weight grids (:class:`FourierReconstructor`).
         like: the map's grid.
         particles: how many particles.
         noise_power: ``σ²`` of the particles.
     """
 
-    spectrum: np.ndarray
     grids: FourierReconstructor
     like: Volume
     particles: int
@@ -292,7 +289,12 @@ class Unregularised:
     @property
     def n(self) -> int:
         """The box edge."""
-        return self.spectrum.shape[0]
+        return self.grids.n
+
+    @cached_property
+    def spectrum(self) -> np.ndarray:
+        """complex64 ``rfftn`` of the unregularised ``N³`` map (computed when first asked)."""
+        return self.grids.spectrum(self.noise_power)
 
     def oracle_lambda(self, signal_power: np.ndarray, fudge: float = 1.0) -> np.ndarray:
         """``λ = σ² / (T S)`` per map shell ``0 .. N/2`` in oversampled-weight units
