@@ -16,7 +16,10 @@ the same maps bit for bit, whatever the number of threads):
    SNR) (:mod:`.ssnr`), so the reference has, voxel by voxel, the expected value and noise
    power of a reconstruction from ``reference_factor · particles`` particles at the halves'
    SNR (same specimen, views, defocus and domain motion) at the cost of one half-map.
-3. Each set is reconstructed by direct Fourier inversion with the Wiener-type regulariser.
+3. Each set is reconstructed by direct Fourier inversion (:mod:`.reconstruction`): the two
+   halves first without regulariser, their FSC (solvent-flattened, per shell), then each
+   set with the settings' regulariser (``fsc``: the SSNR from that FSC, as RELION's
+   refinement; the reference with ``reference_factor`` times it) and solvent-flattened.
 4. The mask: :func:`dataset_builder.synthetic.soft_mask` of the truth (the phantoms' mask).
 """
 

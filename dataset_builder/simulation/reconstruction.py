@@ -9,28 +9,39 @@ with ``K`` the trilinear kernel (:func:`._kernels.insert_tiles`). Points falling
 ``x < 0`` half are added at ``−k`` (as their Friedel mates); the ``x = 0`` and ``x = L/2``
 planes, each its own Friedel mate, are symmetrised at the end (``v(g) + conj v(−g)``).
 
-The map (:meth:`FourierReconstructor.reconstruct`):
+The map (:meth:`FourierReconstructor.spectrum`, :meth:`Unregularised.map`):
 
-1. ``E = numerator / max(weight, η w̄)`` on the oversampled grid, ``w̄(|g|)`` the mean
+1. ``E = numerator / max(weight + λ, η w̄)`` on the oversampled grid, ``w̄(|g|)`` the mean
    weight at the voxel's radius and ``η = 0.02`` (only voxels sampled far less than their
-   neighbours are damped; without noise this is the plain ratio);
-2. ``E`` multiplied by ``φ = sqrt(weight averaged over 5³ voxels)``, which makes its noise
-   (power ``σ² / weight``, ``σ²`` the noise power per image Fourier coefficient) white;
-   transformed back, cropped to the ``N³`` box around the centre, divided by the gridding
-   correction ``Π sinc²(x_i / L)`` (:func:`.specimen.gridding_correction`: the trilinear
-   kernel's convolution in Fourier space is that multiplication in real space), transformed
-   and divided by ``φ`` again (no ``φ`` without noise);
-3. on the ``N`` grid, the Wiener-type regulariser ``a = W / (W + λ)`` per voxel, with
-   ``W = pad³ · weight`` at the voxel's frequency (its CTF² summed over particles) and
-   ``λ = σ² / (T · S)``, ``S`` the signal's mean power per voxel in the voxel's shell, ``T``
-   a fudge (1: Wiener).
+   neighbours are damped; without noise and regulariser this is the plain ratio), ``λ`` the
+   regulariser of the voxel's map shell (``round(|g| / pad)``; 0 for an unregularised map);
+2. ``E`` multiplied by ``φ = sqrt(weight averaged over 5³ voxels)``, which makes the
+   unregularised noise (power ``σ² / weight``, ``σ²`` the noise power per image Fourier
+   coefficient) white; transformed back, cropped to the ``N³`` box around the centre,
+   divided by the gridding correction ``Π sinc²(x_i / L)`` (:func:`.specimen.gridding_correction`:
+   the trilinear kernel's convolution in Fourier space is that multiplication in real space),
+   transformed, divided by ``φ`` again (no ``φ`` without noise) and set to zero beyond
+   Nyquist (``|k| > N/2``; the images hold nothing there);
+3. back in real space, solvent flattening (:func:`flatten_solvent`): outside the sphere of
+   radius ``N/2`` about the centre voxel, behind a raised-cosine edge 3 voxels wide, the map
+   is set to its mean there, as ``relion_reconstruct`` does (measured on its output: the
+   same radius and edge).
+
+The regulariser (``λ`` in oversampled-weight units, as RELION adds ``1/τ²`` to the weights
+before its division; :class:`Unregularised`): ``fsc``, ``λ = w̄_s / (T · SSNR_s)`` with
+``w̄_s`` the mean weight of map shell ``s`` and ``SSNR_s = FSC_s / (1 − FSC_s)`` from the
+FSC of the two unregularised, solvent-flattened half-maps, clipped to [0.001, 0.999] first
+(:func:`fsc_to_ssnr`; RELION's refinement of half-maps: for uniform sampling the signal gain
+is then the FSC itself); ``oracle``, ``λ = σ² / (pad³ T S_s)`` with ``S_s`` the truth's mean
+power per voxel in the shell. ``T`` is the fudge (1: Wiener). Regularising before the crop,
+as RELION does, lets the crop carry well-measured signal into poorly measured directions
+(preferred views): the FSC in a cone along a poorly sampled axis is then higher than the
+per-voxel SSNR implies.
 
 A crop is a convolution in Fourier space whose kernel falls off only as ``1/u²``: applied to
 a spectrum spanning orders of magnitude it carries power from the strong shells into the
-weak ones (signal from the low frequencies into shells a regulariser has emptied; noise
-from the high frequencies, or from directions few particles sample, into the rest) and
-correlates the FSC of neighbouring shells. Cropping white noise keeps it white; the signal,
-confined to the particle, is not cut; the regulariser comes after the crop.
+weak ones and correlates the FSC of neighbouring shells; the whitening keeps the
+unregularised noise from doing so.
 """
 
 from __future__ import annotations
@@ -196,17 +207,24 @@ class FourierReconstructor:
         return Unregularised(self, like, self.particles, float(noise_power))
 
 
+@lru_cache(maxsize=4)
 def shell_radius(n: int) -> np.ndarray:
-    """``|k|`` (index units) of every voxel of the ``rfftn`` half-space of an ``N³`` box."""
+    """``|k|`` (index units) of every voxel of the ``rfftn`` half-space of an ``N³`` box
+    (cached, read-only)."""
     k = np.fft.fftfreq(n, 1.0 / n)
-    return np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2
-                   + np.arange(n // 2 + 1)[None, None, :] ** 2)
+    radius = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2
+                     + np.arange(n // 2 + 1)[None, None, :] ** 2)
+    radius.setflags(write=False)
+    return radius
 
 
+@lru_cache(maxsize=4)
 def rounded_shells(n: int) -> np.ndarray:
     """The shell of every half-space voxel: ``round(|k|)``, those beyond Nyquist in shell
-    ``N/2`` (``0 .. N/2``, int64)."""
-    return np.minimum(np.rint(shell_radius(n)), n // 2).astype(np.int64)
+    ``N/2`` (``0 .. N/2``, int64; cached, read-only)."""
+    shells = np.minimum(np.rint(shell_radius(n)), n // 2).astype(np.int64)
+    shells.setflags(write=False)
+    return shells
 
 
 def _half_space_weights(n: int) -> np.ndarray:
@@ -233,13 +251,16 @@ SOLVENT_EDGE = 3.0
 """Width (voxels) of the raised-cosine edge outside the reconstruction sphere."""
 
 
+@lru_cache(maxsize=4)
 def solvent_weight(n: int, edge: float = SOLVENT_EDGE) -> np.ndarray:
     """``w(x)``, 0 inside the sphere of radius ``N/2`` about voxel ``N/2``, rising as a raised
-    cosine over ``edge`` voxels outside it, 1 beyond (float32 ``N³``)."""
+    cosine over ``edge`` voxels outside it, 1 beyond (float32 ``N³``; cached, read-only)."""
     c = np.arange(n, dtype=np.float32) - n // 2
     r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
     t = np.clip((r - n / 2) / edge, 0.0, 1.0)
-    return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
+    weight = (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
+    weight.setflags(write=False)
+    return weight
 
 
 def flatten_solvent(data: np.ndarray, edge: float = SOLVENT_EDGE) -> np.ndarray:

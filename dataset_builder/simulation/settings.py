@@ -1,12 +1,19 @@
 """What a simulated entry is made of: :class:`SimulationSettings` and named :data:`PRESETS`.
 
-Every field has a documented default; :meth:`SimulationSettings.as_dict` is what an entry
-records. The presets span the EMDB range (boxes 96 to 256, resolutions about 2.5 to 8 Å), some with
-a preferred orientation, some with a flexible domain. Each name gives the FSC-0.143
-resolution the settings imply for procedural specimens of seeds 0 to 2
-(:func:`.entry.implied_half_fsc`, measured within about 15 %: 2.3-2.6, 3.6-4.1, 4.2-4.8,
-4.6-4.8, 7.3-7.5 and 8.3-8.6 Å); it varies with the specimen drawn from the seed, as real
-entries' resolutions do.
+Every field has a documented default;
+:meth:`SimulationSettings.as_dict` is what an entry records. The settings in RELION's terms:
+``noise_sigma`` is ``relion_project --white_noise`` (the standard deviation of white noise per
+pixel of each particle image, in the units of the specimen's projection: the sum of voxel
+values along the ray), ``particles`` the particles per half, ``voltage_kv``, ``cs_mm``,
+``amplitude_contrast`` (300 kV, 2.7 mm, 0.1 by default), ``defocus_um`` (uniform, no
+astigmatism) and ``envelope_b`` (``rlnCtfBfactor``: ``exp(−B s² / 4)``) are the optics and
+CTF a particle STAR file carries (:mod:`.relion` writes one); ``snr`` is the alternative to
+``noise_sigma``. The presets span the EMDB range (boxes 96 to 256, resolutions about 2.5 to
+8 Å), some with a preferred orientation, some with a flexible domain. Each name gives the
+FSC-0.143 resolution the settings imply (:func:`.entry.implied_half_fsc`, with the ``fsc``
+regulariser and solvent flattening; for the procedural specimen of seed 0: 2.5, 3.4, 4.2,
+4.2, 6.8 and 7.9 Å); it varies with the specimen drawn from the seed, as real entries'
+resolutions do.
 """
 
 from __future__ import annotations
