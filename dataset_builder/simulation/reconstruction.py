@@ -30,9 +30,9 @@ The map (:meth:`FourierReconstructor.spectrum`, :meth:`Unregularised.map`):
 The regulariser (``λ`` in oversampled-weight units, as RELION adds ``1/τ²`` to the weights
 before its division; :class:`Unregularised`): ``fsc``, ``λ = w̄_s / (T · SSNR_s)`` with
 ``w̄_s`` the mean weight of map shell ``s`` and ``SSNR_s = FSC_s / (1 − FSC_s)`` from the
-FSC of the two unregularised, solvent-flattened half-maps, clipped to [0.001, 0.999] first
-(:func:`fsc_to_ssnr`; RELION's refinement of half-maps: for uniform sampling the signal gain
-is then the FSC itself); ``oracle``, ``λ = σ² / (pad³ T S_s)`` with ``S_s`` the truth's mean
+FSC of the two unregularised, solvent-flattened half-maps, clipped to [0.045, 0.999] first
+(:func:`fsc_to_ssnr`; for uniform sampling the signal gain is then the FSC itself);
+``oracle``, ``λ = σ² / (pad³ T S_s)`` with ``S_s`` the truth's mean
 power per voxel in the shell. ``T`` is the fudge (1: Wiener). Regularising before the crop,
 as RELION does, lets the crop carry well-measured signal into poorly measured directions
 (preferred views): the FSC in a cone along a poorly sampled axis is then higher than the
@@ -280,8 +280,11 @@ def solvent_fraction(n: int, edge: float = SOLVENT_EDGE) -> float:
     return float(np.mean((1.0 - solvent_weight(n, edge).astype(np.float64)) ** 2))
 
 
-FSC_FLOOR, FSC_CEILING = 0.001, 0.999
-"""The FSC is clipped to this range before it is turned into an SSNR (``fsc`` regulariser)."""
+FSC_FLOOR, FSC_CEILING = float(np.sqrt(2 * 0.001 / 1.001)), 0.999
+"""The FSC is clipped to this range before it is turned into an SSNR (``fsc`` regulariser).
+The floor, 0.0447, is RELION's: ``relion_reconstruct --fsc`` floors the FSC it is given at
+0.001 and regularises with ``sqrt(2 FSC / (1 + FSC))`` in its place (measured on its output:
+its signal gain never falls below 0.045), so that its maps keep noise up to Nyquist."""
 
 
 def fsc_to_ssnr(fsc: np.ndarray, factor: float = 1.0) -> np.ndarray:

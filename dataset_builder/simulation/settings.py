@@ -64,8 +64,8 @@ class SimulationSettings:
         flex_angle: σ of the domain's rotation, degrees per axis.
         regulariser: how each map is regularised (:mod:`.reconstruction`): ``fsc`` (default;
             as RELION's refinement: ``SSNR = FSC / (1 − FSC)`` per shell from the FSC of the
-            two unregularised half-maps, the FSC clipped to [0.001, 0.999]), ``oracle``
-            (the true signal power per shell) or ``none``.
+            two unregularised half-maps, the FSC clipped to [0.045, 0.999] as RELION's is),
+            ``oracle`` (the true signal power per shell) or ``none``.
         tau2_fudge: ``T``, the regulariser's fudge (RELION's ``--tau2_fudge``; larger:
             weaker; 1: Wiener).
         flatten_solvent: flatten the solvent outside the reconstruction sphere (radius
