@@ -181,11 +181,6 @@ class SimulationSettings:
         out["snr"] = None if np.isinf(self.snr) else float(self.snr)
         return out
 
-    @property
-    def flexible(self) -> bool:
-        """Whether a domain may move (a fraction or a selection is given)."""
-        return self.flexible_fraction > 0 or self.flexible_selection is not None
-
 
 PRESETS: dict[str, SimulationSettings] = {s.name: s for s in (
     SimulationSettings(name="rigid-2.5A", box=96, voxel_size=0.9, particles=40_000, snr=0.15,
