@@ -30,9 +30,9 @@ Examples:
     cref-bench synth --kind reconstruction --out sim.zarr --entries 30
     cref-bench synth --kind reconstruction --preset flexible-4.5A --set particles=5000 \\
         --out flexible.zarr --entries 10
-    cref-bench synth --kind reconstruction --specimen emd_1234.map --set noise_sigma=3 \
+    cref-bench synth --kind reconstruction --specimen emd_1234.map --set noise_sigma=3 \\
         --out mine.zarr --entries 6
-    cref-bench synth --kind reconstruction --specimen 3j5p.cif --set box=128 \
+    cref-bench synth --kind reconstruction --specimen 3j5p.cif --set box=128 \\
         --set voxel_size=1.2 --out model.zarr --entries 6
 """
 
