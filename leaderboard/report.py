@@ -273,7 +273,7 @@ def _checks(results: ResultSet, corpus, expect_hash) -> dict:
 
 
 def write_report(dirs, out: str | os.PathLike, *, masking: str = "masked",
-                 primary: str = "cref_rmse", metrics=DEFAULT_METRICS, reference: str = "noisy",
+                 primary: str | None = None, metrics=DEFAULT_METRICS, reference: str = "noisy",
                  entries=None, seed: int = statistics.DEFAULT_SEED,
                  alpha: float = statistics.ALPHA, allow_mixed_corpora: bool = False,
                  corpus=None, expect_hash: str | None = None) -> Report:
@@ -284,7 +284,9 @@ def write_report(dirs, out: str | os.PathLike, *, masking: str = "masked",
         out: the report folder (created; files in it are replaced).
         masking: the rows ranked and drawn (``masked`` or ``unmasked``; Fig. 2 shows both and
             Fig. 4 the masked model-map FSC).
-        primary: the metric that ranks and is tested.
+        primary: the metric that ranks and is tested (default
+            :func:`leaderboard.tables.default_primary`: the truth correlation on a corpus with
+            truth, else C_ref RMSE).
         metrics: the metrics of the tables.
         reference: the method marked as the reference row.
         entries: the entries of the single-entry figures (default :func:`choose_entries`).
@@ -309,6 +311,7 @@ def write_report(dirs, out: str | os.PathLike, *, masking: str = "masked",
 
     out = Path(out)
     results = load(dirs, allow_mixed_corpora=allow_mixed_corpora)
+    primary = primary or tables.default_primary(results, masking)
     table = tables.leaderboard_table(results, metrics=metrics, masking=masking,
                                      primary=primary, reference=reference)
     values = statistics.paired_values(results, table)

@@ -2,7 +2,13 @@
 
 :func:`leaderboard_table` ranks method settings on the entries that every one of them scored
 with a value of the primary metric (a paired comparison; the entries dropped are listed with
-the reason). The table is honest about what it holds:
+the reason). By default the primary metric follows the truth where the corpus has one
+(:data:`TRUTH_PRIMARY`, phantoms and simulated reconstructions: the benchmark knows the answer
+there), else it is C_ref RMSE; with a truth-based primary, each truth-free score shown carries
+its Kendall τ with it (between the methods within each entry, the mean over the compared
+entries) in the note, and adversarial probes (``probe-...``) are marked (and never win a tie:
+a probe that hands back its base's full map, with only its halves gamed, ranks just below
+it). The table is honest about what it holds:
 
 * a setting with failures shows how many entries failed, by kind; one that failed every entry
   (or has no row of the masking) is listed last with its failures, never dropped;
@@ -34,6 +40,7 @@ import pandas as pd
 from cref_bench.errors import InputError
 from cref_bench.metrics.facts import DEFAULT_METRICS, MASKINGS, metric_facts
 from cref_bench.results.format import significant
+from leaderboard import validity
 from leaderboard.loading import ResultSet
 
 ARROWS = {"min": "↓", "max": "↑"}
@@ -41,6 +48,41 @@ ARROWS = {"min": "↓", "max": "↑"}
 
 FAVOURABLE = {"min": "<", "max": ">"}
 """The bound that makes a value at least as good as shown, by better direction."""
+
+TRUTH_PRIMARY = "truth_corr"
+"""The default primary metric where the results hold the truth metrics."""
+
+FREE_PRIMARY = "cref_rmse"
+"""The default primary metric without truth (the paper's score)."""
+
+
+def default_primary(results: ResultSet, masking: str = "masked") -> str:
+    """The metric a table ranks by when none is named: :data:`TRUTH_PRIMARY` where the
+    results of ``masking`` hold a value of it (a corpus with truth), else :data:`FREE_PRIMARY`.
+
+    Args:
+        results: the results.
+        masking: ``"masked"`` or ``"unmasked"``.
+
+    Returns:
+        The metric's name.
+    """
+    part = results.scalars[results.scalars["masking"] == masking]
+    has_truth = TRUTH_PRIMARY in part.columns and part[TRUTH_PRIMARY].notna().any()
+    return TRUTH_PRIMARY if has_truth else FREE_PRIMARY
+
+
+def _taus(paired: pd.DataFrame, primary: str, metrics: list[str]) -> dict[str, float]:
+    """Per truth-free metric, the mean over entries of Kendall's τ with a truth-based primary
+    between the methods of each entry (NaN where no entry has enough methods)."""
+    if metric_facts(primary).kind != "truth":
+        return {}
+    taus = {}
+    for m in metrics:
+        if metric_facts(m).kind == "score":
+            values = validity.within_entry_tau(paired, m, primary)
+            taus[m] = float(values.mean()) if values.size else math.nan
+    return taus
 
 
 def kinds_text(kinds: dict[str, int]) -> str:
@@ -76,7 +118,7 @@ def _common_entries(part: pd.DataFrame, ranked: list[str], primary: str):
 
 
 def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRICS,
-                      masking: str = "masked", primary: str = "cref_rmse",
+                      masking: str = "masked", primary: str | None = None,
                       reference: str = "noisy") -> pd.DataFrame:
     """Rank method settings by a primary metric over the entries they all scored.
 
@@ -86,7 +128,7 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
             with no value on the compared entries is left out.
         masking: ``"masked"`` or ``"unmasked"``.
         primary: the metric that ranks the settings (in its better direction, from
-            :data:`cref_bench.metrics.facts.METRICS`).
+            :data:`cref_bench.metrics.facts.METRICS`); default :func:`default_primary`.
         reference: the method (name) marked as the reference row (the noisy input).
 
     Returns:
@@ -100,7 +142,9 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
         both, or ``""``). ``attrs`` holds ``masking``, ``primary``, ``metrics`` (those kept),
         ``missing_metrics``, ``entries`` (the compared entries), ``n_entries``,
         ``dropped_entries`` (``{entry: reason}``), ``n_dropped``, ``reference``,
-        ``unranked`` (labels listed last) and ``failures`` (failed entries in all).
+        ``unranked`` (labels listed last), ``failures`` (failed entries in all) and ``tau``
+        (``{metric: mean within-entry Kendall τ with the primary}`` for every truth-free
+        score kept, when the primary is truth-based; else empty).
 
     Raises:
         InputError: unknown masking or metric, no entry scored by every ranked setting, or
@@ -108,6 +152,7 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
     """
     if masking not in MASKINGS:
         raise InputError(f"masking must be one of {MASKINGS}, got {masking!r}")
+    primary = primary or default_primary(results, masking)
     metrics = list(dict.fromkeys([primary, *metrics]))
     for metric in metrics:
         metric_facts(metric)
@@ -159,13 +204,14 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
                         "entries": common, "n_entries": len(common),
                         "dropped_entries": dropped, "n_dropped": len(dropped),
                         "reference": reference, "unranked": unranked,
-                        "failures": int(table["failed"].sum())})
+                        "failures": int(table["failed"].sum()),
+                        "tau": _taus(paired, primary, kept)})
     return table
 
 
 def _ranked(table: pd.DataFrame, ranked: list[str], primary: str) -> pd.DataFrame:
-    """Rows sorted best first by the primary mean (a favourable bound wins a tie, then the
-    label), the unranked ones last; ``rank`` numbered."""
+    """Rows sorted best first by the primary mean (a favourable bound wins a tie, then an
+    honest method over a probe, then the label), the unranked ones last; ``rank`` numbered."""
     better = metric_facts(primary).better
     is_ranked = table["label"].isin(ranked)
     top = table[is_ranked].copy()
@@ -173,8 +219,9 @@ def _ranked(table: pd.DataFrame, ranked: list[str], primary: str) -> pd.DataFram
         mean = top[f"{primary}_mean"]
         top["_key"] = mean if better == "min" else -mean
         top["_favour"] = -(top[f"{primary}_bound"] == FAVOURABLE[better]).astype(int)
-        top = top.sort_values(["_key", "_favour", "label"], kind="stable").drop(
-            columns=["_key", "_favour"])
+        top["_probe"] = top["method"].map(validity.is_probe)
+        top = top.sort_values(["_key", "_favour", "_probe", "label"], kind="stable").drop(
+            columns=["_key", "_favour", "_probe"])
         top["rank"] = np.arange(1, len(top) + 1)
     rest = table[~is_ranked].sort_values("label", kind="stable")
     out = pd.concat([top, rest], ignore_index=True)
@@ -239,6 +286,8 @@ def metric_cell(row, metric: str) -> str:
 
 def _label(row, tied: bool) -> str:
     text = f"{row['label']} (reference)" if row["reference"] else row["label"]
+    if validity.is_probe(row["method"]):
+        text += " (probe)"
     return text + (" ≈" if tied else "")
 
 
@@ -308,6 +357,16 @@ def describe(table: pd.DataFrame) -> str:
              "FSC that never falls below its threshold up to Nyquist counts as the Nyquist "
              "resolution), so the true mean is lower; > x: some are lower bounds; †: bounds "
              "of both kinds.")
+    taus = a.get("tau", {})
+    if taus:
+        text += (f" Truth-free scores, with Kendall's τ against {a['primary']} (between the "
+                 "methods within each entry, mean over the entries; 1: the same order as the "
+                 "truth, 0: unrelated): "
+                 + ", ".join(f"{m} {_number(t, 2)}" for m, t in taus.items())
+                 + "; cref-bench score-validity measures it in full.")
+    if a["primary"] != TRUTH_PRIMARY and metric_facts(a["primary"]).kind == "score":
+        text += (f" {a['primary']} does not use the truth; it is trusted only as far as "
+                 "cref-bench score-validity measures it to agree with the truth.")
     if "tied_with_best" in table.columns:
         text += (f" ≈: not distinguishable from the best on {a['primary']} (paired Wilcoxon "
                  f"signed-rank test, Holm-adjusted p ≥ {a.get('alpha', 0.05):g}); CI: "

@@ -59,8 +59,19 @@ def _kendall(x: np.ndarray, y: np.ndarray) -> float:
         return float(stats.kendalltau(x, y).statistic)
 
 
-def _within(part: pd.DataFrame, score: str, truth: str) -> np.ndarray:
-    """Per entry, τ between the methods' (oriented) score and truth values."""
+def within_entry_tau(part: pd.DataFrame, score: str, truth: str) -> np.ndarray:
+    """Per entry, Kendall's τ between the methods' values of two metrics, both oriented so
+    that higher is better.
+
+    Args:
+        part: scalars rows (``entry`` and the two metric columns), one row per method and
+            entry.
+        score, truth: the two metrics.
+
+    Returns:
+        One τ per entry with at least :data:`MIN_METHODS` methods holding both values (and
+        not all tied), in entry order.
+    """
     taus = []
     for _, group in part.groupby("entry", sort=True):
         both = group[[score, truth]].dropna()
@@ -72,7 +83,7 @@ def _within(part: pd.DataFrame, score: str, truth: str) -> np.ndarray:
 
 
 def _agreement_row(part: pd.DataFrame, score: str, truth: str, seed: int) -> dict:
-    taus = _within(part, score, truth)
+    taus = within_entry_tau(part, score, truth)
     low, high = bootstrap_interval(taus, np.mean, seed) if taus.size else (math.nan, math.nan)
     pooled = part[[score, truth]].dropna()
     return {"tau": float(taus.mean()) if taus.size else math.nan, "ci_low": low,
@@ -198,4 +209,4 @@ def summary(tau: pd.DataFrame, probes: pd.DataFrame | None, truth: str) -> pd.Da
 
 
 __all__ = ["MIN_METHODS", "PROBE_PREFIX", "agreement", "is_probe", "oriented", "probes_above",
-           "summary"]
+           "summary", "within_entry_tau"]

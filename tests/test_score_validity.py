@@ -12,6 +12,7 @@ from cref_bench.cli import main
 from cref_bench.errors import InputError
 from leaderboard import validity
 from leaderboard.loading import load
+from leaderboard.tables import leaderboard_table
 from tests.results_folders import write_folder
 
 ENTRIES = [f"E{i}" for i in range(6)]
@@ -79,7 +80,8 @@ def test_the_command_on_phantoms_with_probes(tmp_path, capsys):
                                   progress=False)
     folders = [run_method(name, corpus, split="all", out=tmp_path / "results" / name,
                           progress=False).out
-               for name in ("noisy", "fsc-weight", "wiener", "probe-inject", "probe-first-half")]
+               for name in ("noisy", "fsc-weight", "wiener", "probe-inject", "probe-first-half",
+                            "probe-swap-halves")]
     out = tmp_path / "validity"
     assert main(["score-validity", *map(str, folders), "--corpus", str(corpus),
                  "--out", str(out)]) == 0
@@ -93,3 +95,9 @@ def test_the_command_on_phantoms_with_probes(tmp_path, capsys):
     assert bool(probes.loc[("cref_rmse", "probe-inject"), "above"])
     assert not bool(probes.loc[("truth_corr", "probe-inject"), "above"])
     assert (out / "score-validity.md").read_text() == printed
+    # the default ranking (truth_corr on phantoms) puts every probe below fsc-weight
+    order = leaderboard_table(load(folders))["label"].tolist()
+    for probe in ("probe-inject", "probe-first-half", "probe-swap-halves"):
+        assert order.index(probe) > order.index("fsc-weight"), order
+    # C_ref RMSE ranks noise injection first (why it is not the default on phantoms)
+    assert leaderboard_table(load(folders), primary="cref_rmse")["label"][0] == "probe-inject"
