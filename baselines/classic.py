@@ -13,7 +13,8 @@ the corners of the box beyond the Nyquist shell, where no FSC is measured, get w
 Weights (``C_ref(f) = sqrt(2f / (1 + f))``, ``f`` clipped to [0, 1], see
 :func:`cref_bench.metrics.scores.c_ref`):
 
-* ``noisy``: the average ``(M1 + M2) / 2`` and the halves, unchanged; the reference row.
+* ``noisy``: the average ``(M1 + M2) / 2`` and the halves, unchanged; the reference row (a
+  single-map method: the identity).
 * ``lowpass``: 1 up to the half-map FSC ``threshold`` crossing (0.143), 0 beyond, with a
   raised-cosine edge ``edge_shells`` shells wide lying *inside* the cutoff, so that nothing
   at or beyond the crossing survives. The same filter is applied to the average and to each
@@ -42,7 +43,7 @@ import numpy as np
 import scipy.fft
 
 from cref_bench.maps.volume import Volume
-from cref_bench.methods.protocol import Denoised, Method, average_halves
+from cref_bench.methods.protocol import Denoised, Method, SingleMapMethod
 from cref_bench.metrics.fsc import FSCCurve, fsc
 from cref_bench.metrics.scores import c_ref
 from cref_bench.metrics.shells import Shells, fourier_shells
@@ -110,21 +111,18 @@ def filter_halves(half1: Volume, half2: Volume, full_weights: np.ndarray,
     return Denoised(full=d, half1=d1, half2=d2)
 
 
-class Noisy(Method):
-    """The noisy average ``(M1 + M2) / 2`` and the halves, unchanged: the reference row."""
+class Noisy(SingleMapMethod):
+    """The noisy maps unchanged: the reference row. A single-map method (the identity), so the
+    runner hands it each map apart and its held-out scores are those of doing nothing."""
 
     name = "noisy"
-    version = "1"
+    version = "2"
     needs_gpu = False
     safe_in_process = True
 
-    def denoise(self, half1: Volume, half2: Volume, mask: Volume | None = None) -> Denoised:
-        """Return the average and the halves as given.
-
-        Raises:
-            GeometryMismatch: the halves are not on one grid.
-        """
-        return Denoised(full=average_halves(half1, half2), half1=half1, half2=half2)
+    def denoise_map(self, volume: Volume, mask: Volume | None = None) -> Volume:
+        """Return ``volume`` as given (a copy)."""
+        return volume.like(volume.data.copy())
 
 
 class _ShellWeighting(Method):
