@@ -253,19 +253,20 @@ HELDOUT_METRICS = ("heldout_corr", "heldout_rel_error",
 
 
 def _heldout_part(rec: _Recorder, spectra: Spectra) -> None:
-    """The held-out scores of ``H1``, ``H2`` against ``M2``, ``M1``."""
+    """The held-out scores of ``H1``, ``H2`` against ``M2``, ``M1`` (in the order of
+    :data:`HELDOUT_METRICS`)."""
     halves = heldout.estimate(spectra)
+    mean = (halves[0].fsc_truth + halves[1].fsc_truth) / 2
     for i, half in enumerate(halves, start=1):
         rec.curve(f"heldout_fsc_truth_{i}", half.fsc_truth)
         rec.curve(f"heldout_error_{i}", half.error)
-        rec.value(f"heldout_corr_{i}", half.corr)
-        rec.value(f"heldout_rel_error_{i}", half.rel_error)
-    mean = (halves[0].fsc_truth + halves[1].fsc_truth) / 2
     rec.curve("heldout_fsc_truth", mean)
     rec.value("heldout_corr", (halves[0].corr + halves[1].corr) / 2)
     rec.value("heldout_rel_error", (halves[0].rel_error + halves[1].rel_error) / 2)
-    curve = FSCCurve(spectra.shells.frequency, mean, spectra.shells.counts)
-    rec.crossings("heldout_res", curve)
+    rec.crossings("heldout_res", FSCCurve(spectra.shells.frequency, mean, spectra.shells.counts))
+    for name in ("corr", "rel_error"):
+        for i, half in enumerate(halves, start=1):
+            rec.value(f"heldout_{name}_{i}", getattr(half, name))
 
 
 def _model_part(rec: _Recorder, spectra: Spectra, model_volume: Volume | None,

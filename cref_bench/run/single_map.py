@@ -11,7 +11,10 @@ and the same holds the other way round. Only these calls count as held out: a me
 * :class:`OneMap` is what the box runs: the method's ``denoise_map`` of the one map it is
   given. The box's protocol carries a pair of maps; the runner passes the same map twice,
   and :class:`OneMap` refuses a pair that is not one map twice.
-* :func:`denoise_apart` makes the three calls through a caller of the runner's choosing.
+* :func:`denoise_apart` makes the three calls through a caller of the runner's choosing:
+  :func:`in_process_caller` (this process) or :func:`process_caller` (the method's process,
+  which runs :class:`OneMap`); :class:`Apart` makes them in a thread, so that the runner can
+  score one entry while the method's process denoises the next.
 * :func:`not_held_out` is the note of a method whose scores cannot be held out (a pair method:
   LAFTER, a filter weighted by the halves' FSC, the probes).
 """
@@ -19,6 +22,7 @@ and the same holds the other way round. Only these calls count as held out: a me
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -110,4 +114,63 @@ def denoise_apart(call: Caller, half1: Volume, half2: Volume, mask: Volume | Non
     return Denoised(full=full, half1=d1, half2=d2)
 
 
-__all__ = ["Caller", "OneMap", "denoise_apart", "is_single_map", "not_held_out"]
+def in_process_caller(method: SingleMapMethod, seed_everything: Callable[[int], None]) -> Caller:
+    """The :data:`Caller` of a method run in this process: seed, then
+    :func:`~cref_bench.run.contract.call_method` of :class:`OneMap` (read-only input, digest
+    checked, output checked).
+
+    Args:
+        method: the single-map method.
+        seed_everything: seeds this process's generators.
+    """
+    from cref_bench.run.contract import call_method
+
+    box = OneMap(method)
+
+    def call(volume: Volume, mask: Volume | None, seed: int, what: str) -> Volume:
+        seed_everything(seed)
+        return call_method(box, volume, volume, mask).full
+
+    return call
+
+
+def process_caller(process, label: str) -> Caller:
+    """The :data:`Caller` of a method in its own process (a
+    :class:`~cref_bench.run.isolation.MethodProcess` started with :class:`OneMap`): the map
+    goes to it alone, as both halves of its call.
+
+    Args:
+        process: the method's process.
+        label: the entry's id (the log names each call ``<label> <what>``).
+    """
+    def call(volume: Volume, mask: Volume | None, seed: int, what: str) -> Volume:
+        return process.denoise(volume, volume, mask, seed=seed, label=f"{label} {what}").full
+
+    return call
+
+
+class Apart:
+    """The held-out calls of one entry, made in a thread (see :func:`denoise_apart`); the
+    same use as :meth:`~cref_bench.run.isolation.MethodProcess.submit` and ``collect``.
+
+    Args:
+        call, half1, half2, mask, seed: as :func:`denoise_apart` takes them.
+    """
+
+    def __init__(self, call: Caller, half1: Volume, half2: Volume, mask: Volume | None,
+                 seed: int):
+        pool = ThreadPoolExecutor(1, thread_name_prefix="cref-bench-apart")
+        self._future = pool.submit(denoise_apart, call, half1, half2, mask, seed)
+        pool.shutdown(wait=False)
+
+    def collect(self) -> Denoised:
+        """The three outputs once made.
+
+        Raises:
+            MethodFailure: as the first failing call raised it.
+        """
+        return self._future.result()
+
+
+__all__ = ["Apart", "Caller", "OneMap", "denoise_apart", "in_process_caller", "is_single_map",
+           "not_held_out", "process_caller"]
