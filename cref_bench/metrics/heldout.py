@@ -99,6 +99,9 @@ def estimate(spectra: Spectra, m1: str = "M1", m2: str = "M2", h1: str = "H1",
     Returns:
         ``(half 1's, half 2's)`` :class:`HeldOutHalf`.
     """
+    # every covariance both halves need, in one pass over the spectra
+    spectra.cov(*((a, b) for d, own, other in ((h1, m1, m2), (h2, m2, m1))
+                  for a, b in ((d, other), (d, d), (own, other), (own, own), (other, other))))
     return estimate_half(spectra, h1, m1, m2), estimate_half(spectra, h2, m2, m1)
 
 
