@@ -266,4 +266,5 @@ class Wiener(_ShellWeighting):
         return c_ref(fsc_half.value) ** 2, np.clip(fsc_half.value, 0.0, 1.0)
 
 
-__all__ = ["FSCWeight", "Gaussian", "Lowpass", "Noisy", "Wiener", "filter_halves", "shell_weight_array"]
+__all__ = ["FSCWeight", "Gaussian", "Lowpass", "Noisy", "Wiener", "filter_halves",
+           "shell_weight_array"]
