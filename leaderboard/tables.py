@@ -204,14 +204,24 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
     return table
 
 
+TIE_DIGITS = 6
+"""Means equal to this many significant digits rank as ties: maps equal up to float32
+rounding (a scaled copy, say) differ in the 7th digit, never by a real amount."""
+
+
+def _tie_level(value: float) -> float:
+    return float(f"{value:.{TIE_DIGITS}g}") if math.isfinite(value) else value
+
+
 def _ranked(table: pd.DataFrame, ranked: list[str], primary: str) -> pd.DataFrame:
-    """Rows sorted best first by the primary mean (a favourable bound wins a tie, then an
-    honest method over a probe, then the label), the unranked ones last; ``rank`` numbered."""
+    """Rows sorted best first by the primary mean (equal to :data:`TIE_DIGITS` significant
+    digits is a tie; a favourable bound wins a tie, then an honest method over a probe, then
+    the label), the unranked ones last; ``rank`` numbered."""
     better = metric_facts(primary).better
     is_ranked = table["label"].isin(ranked)
     top = table[is_ranked].copy()
     if not top.empty:
-        mean = top[f"{primary}_mean"]
+        mean = top[f"{primary}_mean"].map(_tie_level)
         top["_key"] = mean if better == "min" else -mean
         top["_favour"] = -(top[f"{primary}_bound"] == FAVOURABLE[better]).astype(int)
         top["_probe"] = top["method"].map(validity.is_probe)

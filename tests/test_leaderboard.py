@@ -495,3 +495,13 @@ def test_with_truth_the_default_ranking_follows_the_truth_and_shows_each_scores_
     plain = leaderboard_table(without_truth)
     assert plain.attrs["primary"] == "cref_rmse" and plain.attrs["tau"] == {}
     assert "does not use the truth" in describe(plain)
+
+
+def test_a_probe_equal_up_to_rounding_ranks_below_the_honest_method(tmp_path):
+    rows = {"fsc-weight": 0.98041234, "probe-huge-scale": 0.98041235, "noisy": 0.75}
+    folders = [write_folder(tmp_path / m, m, pd.DataFrame(
+        [{"entry": e, "masking": "masked", "truth_corr": v, "cref_rmse": 0.1}
+         for e in ("e0", "e1")])) for m, v in rows.items()]
+    table = leaderboard_table(load(folders))
+    assert table["label"].tolist() == ["fsc-weight", "probe-huge-scale", "noisy"]
+    assert "probe-huge-scale (probe)" in to_markdown(table)
