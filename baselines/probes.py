@@ -18,19 +18,21 @@ scores do not apply to them.
   move.
 
 Their names start with ``probe-``, which is how the score-validity study tells them apart.
+scipy and the metrics are imported when a probe runs, so that listing the methods is quick.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.fft
 
 from baselines.classic import FSCWeight, Lowpass, Noisy, Wiener
 from cref_bench.maps.volume import Volume
 from cref_bench.methods.protocol import Denoised, Method, average_halves
-from cref_bench.metrics.fsc import fsc
-from cref_bench.metrics.scores import c_ref
-from cref_bench.metrics.shells import Shells, fourier_shells, friedel_weights
+
+if TYPE_CHECKING:
+    from cref_bench.metrics.shells import Shells
 
 PREFIX = "probe-"
 """The start of every probe's name."""
@@ -89,6 +91,10 @@ def inject_noise(base: Volume, average: Volume, target: np.ndarray,
         The noisy map (a shell where ``FSC(base, average)`` is at or below the target, or the
         target is 0 while ``average`` has no power, is left as it is).
     """
+    import scipy.fft
+
+    from cref_bench.metrics.shells import fourier_shells, friedel_weights
+
     shells = fourier_shells(base.shape, base.voxel_size)
     weights = np.broadcast_to(friedel_weights(base.shape[2]), shells.index.shape)
     fm = scipy.fft.rfftn(average.data.astype(np.float64), workers=-1)
@@ -130,6 +136,9 @@ class NoiseInjection(_Probe):
 
     def denoise(self, half1: Volume, half2: Volume, mask: Volume | None = None) -> Denoised:
         """The base's full map with shell-matched noise (no denoised halves)."""
+        from cref_bench.metrics.fsc import fsc
+        from cref_bench.metrics.scores import c_ref
+
         target = c_ref(fsc(half1, half2, mask).value)
         base = self.base.denoise(half1, half2, mask).full
         full = inject_noise(base, average_halves(half1, half2), target, _rng())

@@ -3,7 +3,7 @@
 
 Each run happens in a fresh process (its peak RSS is the process's high-water mark, inputs
 included) that also times the transforms LAFTER needs at minimum for the bands it processed
-(:func:`baselines.lafter.minimum_fft_count`: 5 forward ``rfftn`` and ``4 · bands + 1``
+(:func:`baselines.lafter.algorithm.minimum_fft_count`: 5 forward ``rfftn`` and ``4 · bands + 1``
 inverse ``irfftn`` of the box, complex64, ``scipy.fft`` on every core; medians of 5, taken
 before and after LAFTER and averaged): the time is reported as a ratio to that many
 transforms, measured in the same run, in wall time and in process CPU time (all threads;
@@ -31,7 +31,8 @@ MEMORY_LIMIT_GB = {256: 1.5}  # the issue's limit (C v1.1: 1.3 GB)
 _SCRIPT = """
 import json, os, resource, statistics, sys, time
 import numpy as np, scipy.fft
-from baselines.lafter import Lafter, minimum_fft_count
+from baselines.lafter.algorithm import minimum_fft_count
+from baselines.lafter.method import Lafter
 from cref_bench import Volume
 
 n, rounds = {n}, {rounds}

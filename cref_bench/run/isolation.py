@@ -47,6 +47,7 @@ import numpy as np
 from cref_bench.maps.volume import Volume
 from cref_bench.methods.protocol import Denoised, Method
 from cref_bench.run.contract import MethodFailure, call_method, check_output
+from cref_bench.run.process_tree import kill_tree
 
 STARTUP_SECONDS = 300.0
 """How long a method process may take to start (import and unpickle the method); not
@@ -198,29 +199,9 @@ class MethodProcess:
             self._watch(STARTUP_SECONDS, "while starting (loading the method)")
             self._reply()
 
-    @staticmethod
-    def _signal_tree(proc: subprocess.Popen) -> None:
-        """SIGKILL the child's session and every process it started (the child is reaped by
-        whoever waits for it next)."""
-        import psutil
-
-        try:
-            victims = psutil.Process(proc.pid).children(recursive=True)
-        except psutil.Error:
-            victims = []
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for victim in victims:  # those that left the session
-            try:
-                victim.kill()
-            except psutil.Error:
-                pass
-
     def _kill(self) -> None:
         if self._proc is not None:
-            self._signal_tree(self._proc)
+            kill_tree(self._proc.pid, group=True)
             self._proc.wait()
         self._forget()
 
@@ -265,7 +246,7 @@ class MethodProcess:
                                  f"{watch.during} (the limit is {memory / 2**30:.2f} GiB)")
             else:
                 continue
-            self._signal_tree(proc)
+            kill_tree(proc.pid, group=True)
             return
 
     def _reply(self) -> dict:
