@@ -19,7 +19,7 @@ whole map; where a window meets the map's edge the network sees the same zero pa
 one piece. Hence tiled inference equals whole-map inference exactly (to rounding) once
 ``margin`` reaches the network's receptive radius for such aligned cores
 (:data:`~baselines.crefdenoiser.network.ALIGNED_RECEPTIVE_RADIUS`, 128 voxels): the default
-margin does. Smaller margins trade a deviation at the seams for less work; see the README for
+margin does. Smaller margins trade a deviation at the seams for less work; see docs/methods.md for
 measured values.
 
 With ``tile=None`` the core sides are chosen from a memory budget (:func:`choose_cores`):

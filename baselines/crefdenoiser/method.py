@@ -49,7 +49,7 @@ class CrefDenoiser(SingleMapMethod):
         device: the torch device to run on.
         memory_budget: bytes allowed for one tile's forward pass when ``tile`` is ``None``.
         precision: ``"float32"`` (the reference) or ``"bfloat16"`` (faster on CPUs with
-            bfloat16 instructions; see the README for how far it lies from float32).
+            bfloat16 instructions; see docs/methods.md for how far it lies from float32).
         progress: show a progress bar over the tiles.
 
     Raises:
