@@ -37,6 +37,15 @@ PROBE_PREFIX = "probe-"
 MIN_METHODS = 3
 """Methods an entry needs (with both values) to count in the within-entry τ."""
 
+ROUNDING = 1e-6
+"""Relative difference within which two values are the same (maps equal up to float32
+rounding, a scaled copy say, differ by about 1e-7): a probe is above only beyond it."""
+
+
+def _beyond(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Where ``a`` is greater than ``b`` by more than :data:`ROUNDING` (relative)."""
+    return a - b > ROUNDING * np.maximum(np.abs(a), np.abs(b))
+
 
 def is_probe(method: str) -> bool:
     """Whether a method is an adversarial probe (by its name)."""
@@ -149,7 +158,7 @@ def probes_above(results: ResultSet, honest: str = "fsc-weight", masking: str = 
 
     Returns:
         One row per (score, probe): ``score``, ``probe`` (its label), ``entries`` (scored by
-        both), ``probe_mean``, ``honest_mean``, ``above`` (the probe's mean is better),
+        both), ``probe_mean``, ``honest_mean``, ``above`` (the probe's mean is better beyond :data:`ROUNDING`),
         ``share_above`` (the share of those entries where the probe's value is better).
 
     Raises:
@@ -177,8 +186,8 @@ def probes_above(results: ResultSet, honest: str = "fsc-weight", masking: str = 
             rows.append({"score": score, "probe": label, "entries": len(paired),
                          "probe_mean": float(paired["p"].mean()),
                          "honest_mean": float(paired["h"].mean()),
-                         "above": bool(p.mean() > h.mean()),
-                         "share_above": float(np.mean(p > h))})
+                         "above": bool(_beyond(np.mean(p), np.mean(h))),
+                         "share_above": float(np.mean(_beyond(p, h)))})
     return pd.DataFrame(rows, columns=["score", "probe", "entries", "probe_mean",
                                        "honest_mean", "above", "share_above"])
 

@@ -101,3 +101,11 @@ def test_the_command_on_phantoms_with_probes(tmp_path, capsys):
         assert order.index(probe) > order.index("fsc-weight"), order
     # C_ref RMSE ranks noise injection first (why it is not the default on phantoms)
     assert leaderboard_table(load(folders), primary="cref_rmse")["label"][0] == "probe-inject"
+
+
+def test_a_probe_equal_up_to_rounding_is_not_above(tmp_path):
+    truth = {"noisy": [0.7] * 6, "fsc-weight": [0.9] * 6, "probe-huge-scale": [0.9] * 6}
+    results = load(_folders(tmp_path, truth, lambda m, t: 0.3 * (1 - 1e-9 * m.startswith("p"))
+                            if t == 0.9 else 0.5))
+    probes = validity.probes_above(results, scores=["cref_rmse"])
+    assert not probes["above"].any() and (probes["share_above"] == 0).all()
