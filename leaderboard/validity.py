@@ -158,8 +158,9 @@ def probes_above(results: ResultSet, honest: str = "fsc-weight", masking: str = 
 
     Returns:
         One row per (score, probe): ``score``, ``probe`` (its label), ``entries`` (scored by
-        both), ``probe_mean``, ``honest_mean``, ``above`` (the probe's mean is better beyond :data:`ROUNDING`),
-        ``share_above`` (the share of those entries where the probe's value is better).
+        both), ``probe_mean``, ``honest_mean``, ``above`` (the probe's mean is better,
+        beyond :data:`ROUNDING`), ``share_above`` (the share of those entries where the
+        probe's value is better).
 
     Raises:
         InputError: the honest method or any probe is missing from the results.
