@@ -4,11 +4,12 @@
 with a value of the primary metric (a paired comparison; the entries dropped are listed with
 the reason). By default the primary metric follows the truth where the corpus has one
 (:data:`TRUTH_PRIMARY`, phantoms and simulated reconstructions: the benchmark knows the answer
-there), else it is C_ref RMSE; with a truth-based primary, each truth-free score shown carries
-its Kendall τ with it (between the methods within each entry, the mean over the compared
-entries) in the note, and adversarial probes (``probe-...``) are marked (and never win a tie:
-a probe that hands back its base's full map, with only its halves gamed, ranks just below
-it). The table is honest about what it holds:
+there), else the held-out correlation where single-map methods have one (the methods it does
+not apply to, given both halves, are listed apart, unranked), else C_ref RMSE; with a
+truth-based primary, each truth-free score shown carries its Kendall τ with it (between the
+methods within each entry, the mean over the compared entries) in the note, and adversarial
+probes (``probe-...``) are marked (and never win a tie: a probe that hands back its base's
+full map, with only its halves gamed, ranks just below it). The table is honest about what it holds:
 
 * a setting with failures shows how many entries failed, by kind; one that failed every entry
   (or has no row of the masking) is listed last with its failures, never dropped;
@@ -57,9 +58,17 @@ FREE_PRIMARY = "cref_rmse"
 """The default primary metric without truth (the paper's score)."""
 
 
+HELDOUT_PRIMARY = "heldout_corr"
+"""The default primary metric without truth where single-map methods are among the results:
+the held-out correlation, the truth-free score that follows the truth best (docs/score-
+validity.md); methods it does not apply to (pair methods) are listed apart, unranked."""
+
+
 def default_primary(results: ResultSet, masking: str = "masked") -> str:
     """The metric a table ranks by when none is named: :data:`TRUTH_PRIMARY` where the
-    results of ``masking`` hold a value of it (a corpus with truth), else :data:`FREE_PRIMARY`.
+    results of ``masking`` hold a value of it (a corpus with truth), else
+    :data:`HELDOUT_PRIMARY` where they hold one of it (single-map methods), else
+    :data:`FREE_PRIMARY`.
 
     Args:
         results: the results.
@@ -69,8 +78,10 @@ def default_primary(results: ResultSet, masking: str = "masked") -> str:
         The metric's name.
     """
     part = results.scalars[results.scalars["masking"] == masking]
-    has_truth = TRUTH_PRIMARY in part.columns and part[TRUTH_PRIMARY].notna().any()
-    return TRUTH_PRIMARY if has_truth else FREE_PRIMARY
+    for metric in (TRUTH_PRIMARY, HELDOUT_PRIMARY):
+        if metric in part.columns and part[metric].notna().any():
+            return metric
+    return FREE_PRIMARY
 
 
 def _taus(paired: pd.DataFrame, primary: str, metrics: list[str]) -> dict[str, float]:
@@ -143,7 +154,8 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
         both, or ``""``). ``attrs`` holds ``masking``, ``primary``, ``metrics`` (those kept),
         ``missing_metrics``, ``entries`` (the compared entries), ``n_entries``,
         ``dropped_entries`` (``{entry: reason}``), ``n_dropped``, ``reference``,
-        ``unranked`` (labels listed last), ``failures`` (failed entries in all) and ``tau``
+        ``unranked`` (labels listed last: no result of the masking, or ``no_primary``, no
+        value of the primary on any entry), ``failures`` (failed entries in all) and ``tau``
         (``{metric: mean within-entry Kendall τ with the primary}`` for every truth-free
         score kept, when the primary is truth-based; else empty).
 
@@ -161,7 +173,10 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
     if len(part) and (primary not in part.columns or not part[primary].notna().any()):
         raise InputError(f"the primary metric {primary!r} has no value in the {masking} "
                          "results")
-    ranked = [label for label in results.labels if (part["label"] == label).any()]
+    ranked = [label for label in results.labels
+              if part.loc[part["label"] == label, primary].notna().any()]
+    no_primary = [label for label in results.labels
+                  if label not in ranked and (part["label"] == label).any()]
     unranked = [label for label in results.labels if label not in ranked]
     common, dropped = ([], {}) if not ranked else _common_entries(part, ranked, primary)
     if ranked and not common:
@@ -199,6 +214,7 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
                         "entries": common, "n_entries": len(common),
                         "dropped_entries": dropped, "n_dropped": len(dropped),
                         "reference": reference, "unranked": unranked,
+                        "no_primary": no_primary,
                         "failures": int(table["failed"].sum()),
                         "tau": _taus(paired, primary, kept)})
     return table
@@ -386,9 +402,13 @@ def describe(table: pd.DataFrame) -> str:
                      else f"{row['failed']} of {row['attempted']} entries")
             items.append(f"{row['label']} failed {scope} ({row['failed_kinds']})")
         text += " Failures: " + "; ".join(items) + "."
-    if a["unranked"]:
-        text += (f" Listed last, unranked (no {a['masking']} result): "
-                 f"{', '.join(a['unranked'])}.")
+    absent = [label for label in a["unranked"] if label not in a.get("no_primary", [])]
+    if absent:
+        text += f" Listed last, unranked (no {a['masking']} result): {', '.join(absent)}."
+    if a.get("no_primary"):
+        text += (f" Listed last, unranked (no value of {a['primary']} on any entry; the "
+                 "held-out scores do not apply to a method given both halves): "
+                 f"{', '.join(a['no_primary'])}.")
     if len(ranked) and a["missing_metrics"]:
         text += f" No value for: {', '.join(a['missing_metrics'])}."
     return text

@@ -505,3 +505,18 @@ def test_a_probe_equal_up_to_rounding_ranks_below_the_honest_method(tmp_path):
     table = leaderboard_table(load(folders))
     assert table["label"].tolist() == ["fsc-weight", "probe-huge-scale", "noisy"]
     assert "probe-huge-scale (probe)" in to_markdown(table)
+
+
+def test_without_truth_single_map_methods_rank_by_heldout_and_pair_methods_stand_apart(
+        tmp_path):
+    values = {"noisy": 0.80, "crefdenoiser": 0.95, "wiener": None}
+    folders = [write_folder(tmp_path / m, m, pd.DataFrame(
+        [{"entry": e, "masking": "masked", "cref_rmse": 0.1,
+          "heldout_corr": np.nan if v is None else v} for e in ("e0", "e1")]))
+        for m, v in values.items()]
+    table = leaderboard_table(load(folders), metrics=["cref_rmse"])
+    assert table.attrs["primary"] == "heldout_corr"
+    assert table["label"].tolist() == ["crefdenoiser", "noisy", "wiener"]
+    assert table["rank"].tolist()[:2] == [1, 2] and pd.isna(table["rank"].iloc[2])
+    assert table.attrs["no_primary"] == ["wiener"]
+    assert "unranked (no value of heldout_corr on any entry" in describe(table)

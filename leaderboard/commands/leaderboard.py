@@ -46,7 +46,8 @@ def add_args(parser) -> None:
                         help="write the figures (PNG and PDF) to this folder")
     parser.add_argument("--primary",
                         help="the metric that ranks (default: truth_corr where the "
-                             "corpus has truth, else cref_rmse)")
+                             "corpus has truth, else heldout_corr where single-map methods "
+                             "have it, else cref_rmse)")
     parser.add_argument("--metrics", help="comma-separated metrics to show (default: "
                         f"{', '.join(DEFAULT_METRICS)}, where they have values)")
     parser.add_argument("--reference", default="noisy",
