@@ -16,11 +16,13 @@ from cref_bench.errors import InputError, ResultsError
 from cref_bench.metrics.facts import METRICS as FACTS
 from cref_bench.metrics.scores import evaluate
 from cref_bench.results.format import significant
+from leaderboard.commands import leaderboard as leaderboard_command
 from leaderboard.commands.leaderboard import write_figures
 from leaderboard.figures.cref_curves import mean_curve
 from leaderboard.labels import Setting, colours, setting_labels
 from leaderboard.loading import load
 from leaderboard.tables import (
+    BOLDING_RULE,
     describe,
     leaderboard_table,
     to_csv,
@@ -171,6 +173,7 @@ def test_markdown_is_well_formed_with_the_best_in_bold(results):
     assert len({row.count(" | ") for row in rows}) == 1  # same number of cells everywhere
     assert rows[0].startswith("| Rank | Method | n | failed | cref_rmse ↓")
     assert "truth_corr ↑" in rows[0]
+    assert "| fsc05_change (Å) ↓ |" in rows[0]  # the unit beside the name
     assert set(rows[1].replace("|", "").split()) <= {"---:", ":---"}
     cells = {r.split(" | ")[1]: r.split(" | ") for r in rows[2:]}
     assert cells["mine"][4].startswith("**") and not cells["wiener"][4].startswith("**")
@@ -292,7 +295,8 @@ def test_failures_are_counted_beside_the_scores(tmp_path):
     scalars = pd.read_csv(folders[1] / "scalars.csv")
     scalars[scalars["entry"] != "e03"].to_csv(folders[1] / "scalars.csv", index=False)
     failures = pd.read_csv(folders[1] / "failures.csv")
-    failures.loc[0] = ["wiener", "1", "{}", "e03", "test", "memory", "MethodFailure", "over"]
+    failures.loc[0] = ["wiener", "1", "{}", "e03", "test", "memory", "MethodFailure", "over",
+                       "Traceback ..."]
     failures.to_csv(folders[1] / "failures.csv", index=False)
     table = leaderboard_table(load(folders), metrics=["cref_rmse"], primary="cref_rmse")
     row = table.set_index("label").loc["wiener"]
@@ -314,6 +318,9 @@ def test_a_mean_over_fewer_entries_is_never_bolded(tmp_path):
             for r in to_markdown(table).splitlines() if r.startswith("| ") and r[2].isdigit()}
     assert rows["mine"].startswith("0.9900") and rows["mine"].endswith("[n=2]")
     assert rows["wiener"].startswith("**0.9000") and not rows["mine"].startswith("**")
+    # the rule is stated alike under the table and in --help
+    assert BOLDING_RULE in to_markdown(table)
+    assert BOLDING_RULE in " ".join(leaderboard_command.__doc__.split())
 
 
 def test_settings_of_one_method_are_separate_rows(tmp_path):

@@ -27,19 +27,23 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
   scored) and the run carries on; the tables are always written. :attr:`RunResult.exit_status`
   is 0 when every entry succeeded, 1 when some failed.
 * **Resume.** Each finished entry is written at once to ``entries/<entry>.json`` (by the
-  driver, atomically). A rerun reuses an entry's record when the resume key matches: the
-  method's name, version and parameters (those given to the run merged with the method's
-  own :meth:`~cref_bench.methods.protocol.Method.params`), a digest of the source file that defines
-  the method's class, and the corpus content hash. A failed entry is not tried again unless
-  ``retry_failed``: a method that hung or crashed on it would do so again.
+  driver, atomically; a failed one's traceback also to ``logs/<entry>.log``). A rerun
+  reuses an entry's record when the resume key matches: the method's name, version and
+  parameters (those given to the run merged with the method's own
+  :meth:`~cref_bench.methods.protocol.Method.params`), a digest of the source file that
+  defines the method's class, and the corpus content hash. A failed entry is not tried
+  again unless ``retry_failed``: a method that hung or crashed on it would do so again. A
+  folder that holds another setting's results (other values of the given parameters) is
+  never replaced silently: see :func:`_folder_of`.
 * **Parallelism.** ``workers=1`` and no scheduler (or at most one entry to do): in this
   process. Otherwise dask: a ``LocalCluster(n_workers=min(workers, entries to do),
   threads_per_worker=1, dashboard_address=None)``, or the existing cluster at
   ``scheduler``. One entry per worker thread is in flight at a time; the method travels
-  with each task; workers read their entry from the corpus location themselves (maps are
-  never shipped) and keep one method process each. A worker that dies is not retried with
-  its entry (the scheduler's ``allowed-failures`` is 0 on a local cluster): the entry is
-  recorded as crashed. With ``save_maps`` the workers
+  with each task, pickled by value (a method given as a file included), and is checked to
+  load on every worker before any entry is given out; workers read their entry from the
+  corpus location themselves (maps are never shipped) and keep one method process each. A
+  worker that dies is not retried with its entry (the scheduler's ``allowed-failures`` is 0
+  on a local cluster): the entry is recorded as crashed. With ``save_maps`` the workers
   write ``maps/`` themselves, so on a remote cluster the results folder must be reachable at
   the same path from the workers (so must ``logs/``).
 * **Reproducibility.** Before each entry the numpy, ``random`` and torch generators (of the
@@ -53,6 +57,7 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import itertools
@@ -74,6 +79,7 @@ from cref_bench.corpus.reader import Corpus, open_corpus
 from cref_bench.errors import InputError, MethodError
 from cref_bench.maps.io import write_map
 from cref_bench.methods.protocol import Method, load_method
+from cref_bench.methods.registry import name_file_frames
 from cref_bench.metrics.scores import evaluate
 from cref_bench.results import folder as results
 from cref_bench.results import provenance
@@ -100,6 +106,8 @@ class RunResult:
         provenance: the content of ``provenance.json``.
         counts: ``entries`` (selected), ``evaluated`` (this run), ``resumed`` (reused,
             ok or failed), ``failed`` (of all selected entries).
+        messages: what to tell the user of the run: the folder chosen where the default one
+            held another setting, and how many entries were reused and computed (and why).
     """
 
     out: Path
@@ -111,6 +119,7 @@ class RunResult:
     summary_text: str
     provenance: dict
     counts: dict = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
 
     @property
     def exit_status(self) -> int:
@@ -378,15 +387,63 @@ def _lost(entry_id: str, exc: BaseException) -> dict:
             "worker": None}
 
 
+@functools.lru_cache(maxsize=4)
+def _landed(shipped: bytes) -> Method:
+    """A method shipped by :func:`_on_dask`, unpickled once per worker process."""
+    import cloudpickle
+
+    return cloudpickle.loads(shipped)
+
+
+def _landing_fault(shipped: bytes) -> str | None:
+    """Why a shipped method cannot be unpickled on this worker (None: it can)."""
+    try:
+        _landed(shipped)
+    except Exception as exc:  # reported to the driver, which refuses the run
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _evaluate_shipped(shipped: bytes, run: _Run, entry_id: str) -> dict:
+    """:func:`evaluate_entry` of a shipped method (a parallel run's task)."""
+    return evaluate_entry(_landed(shipped), run, entry_id)
+
+
+def _ship(method: Method, client) -> bytes:
+    """The method pickled for the workers, checked to unpickle on every one of them.
+
+    cloudpickle sends a method loaded from a file (``path/file.py:Class``, registered to
+    travel by value) with its code; dask's own pickling would send it by reference, which a
+    worker cannot import. Each worker unpickles it once before any entry is given out.
+
+    Raises:
+        MethodError: a worker cannot unpickle the method (a package its code imports is not
+            installed there, say); the message names the worker and the error.
+    """
+    import cloudpickle
+
+    shipped = cloudpickle.dumps(method)
+    faults = {address: fault for address, fault in
+              client.run(_landing_fault, shipped, on_error="return").items() if fault}
+    if faults:
+        address, fault = next(iter(faults.items()))
+        raise MethodError(method.name, f"cannot be loaded on dask worker {address} "
+                          f"({fault}){' and others' if len(faults) > 1 else ''}; install "
+                          "what it imports on the workers, or run it with --workers 1")
+    return shipped
+
+
 def _on_dask(method: Method, todo: list[str], run: _Run) -> Iterator[dict]:
     """Evaluate ``todo`` on a dask cluster, one entry in flight per worker thread (so that a
     worker's death is charged to the entry it was running, and the method travels with each
-    task rather than living on workers that may die)."""
+    task rather than living on workers that may die); the method is shipped by value and
+    checked on every worker first (:func:`_ship`)."""
     from dask.distributed import as_completed
 
     waiting = iter(todo)
     with dask_client(min(run.settings.workers, len(todo)), run.settings.scheduler,
                      allowed_failures=0) as client:
+        shipped = _ship(method, client)
         if run.isolation == "process":
             from cref_bench.run.workers import MethodProcesses
 
@@ -395,7 +452,7 @@ def _on_dask(method: Method, todo: list[str], run: _Run) -> Iterator[dict]:
         flight: dict = {}
 
         def submit(entry_id: str):
-            future = client.submit(evaluate_entry, method, run, entry_id, pure=False,
+            future = client.submit(_evaluate_shipped, shipped, run, entry_id, pure=False,
                                    key=f"cref-bench-{entry_id}-{run.token}")
             flight[future] = entry_id
             return future
@@ -481,6 +538,10 @@ def _record_all(stream: Iterable[dict], folder: ResultsFolder, header: dict,
             record = {**header, "split": split_of[outcome["entry"]], **outcome,
                       "finished_at": provenance.now_utc()}
             folder.write_record(record)
+            if record["status"] == "ok":
+                folder.log_path(record["entry"]).unlink(missing_ok=True)
+            else:
+                folder.write_failure_log(record)
             fresh.append(record)
             failed += record["status"] != "ok"
             bar.set_postfix(failed=failed, refresh=False)
@@ -542,19 +603,19 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
     if not ids:
         raise InputError(corpus.location, f"the {settings.split!r} split holds no entries; "
                          "nothing to evaluate (choose another --split)")
-    folder = ResultsFolder(settings.out if settings.out is not None
-                           else Path("results") / method.name)
+    key = _method_key(method, _params(method, settings.params), corpus)
+    folder, messages = _folder_of(method, key, settings)
     limits = _limits(settings)
     run = _Run(settings=settings, corpus=corpus, isolation=_isolation(method, settings),
                limits=limits, logs=(folder.path / "logs").resolve(),
                token=hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()).hexdigest()[:10],
                maps_dir=folder.create(settings.save_maps))
-    key = _method_key(method, _params(method, settings.params), corpus)
-    records, fresh = _evaluate(method, run, ids, folder, key)
+    records, fresh, reasons = _evaluate(method, run, ids, folder, key, spec)
 
     tables = results.assemble_tables([records[i] for i in ids])
     counts = {"entries": len(ids), "evaluated": len(fresh), "resumed": len(ids) - len(fresh),
               "failed": len(tables["failures"])}
+    messages.append(_reuse_note(counts, reasons))
     summary = results.summarise(tables["scalars"], counts["failed"], notes=tables["notes"])
     title = (f"{method.name} {method.version} on {corpus.location} [{settings.split}]: "
              f"{len(ids) - counts['failed']} of {len(ids)} entries ok")
@@ -577,28 +638,107 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
     folder.write_provenance(record_of_run)
     return RunResult(out=folder.path, summary=summary,
                      summary_text=results.format_summary(summary, title),
-                     provenance=record_of_run, counts=counts, **tables)
+                     provenance=record_of_run, counts=counts, messages=messages,
+                     **tables)
+
+
+def _setting_text(method: str, params: dict) -> str:
+    return f"{method} {results.params_text(params)}"
+
+
+def _folder_of(method: Method, key: dict, settings: RunSettings
+               ) -> tuple[ResultsFolder, list[str]]:
+    """The run's results folder, and what to say of it: ``settings.out``, or by default
+    ``results/<method>``. Where that folder holds the results of another setting -- another
+    method, or other values of the parameters either run was given (``--param``; those
+    both runs record) -- the
+    default one gives way to ``results/<method>-<parameters>`` and a folder given is refused,
+    unless ``settings.replace``. A change of the method's own parameters alone (a recipe's
+    text, say) is not another setting: its entries are recomputed in place.
+
+    Raises:
+        InputError: the folder holds another setting's results (and may not replace them).
+    """
+    default = Path("results") / method.name
+    folder = ResultsFolder(settings.out if settings.out is not None else default)
+    held = folder.held_setting()
+    if held is None:
+        return folder, []
+    chosen = sorted(k for k in {*(held["given"] or {}), *settings.params}
+                    if k in held["params"] and k in key["params"])
+    ours = {k: key["params"][k] for k in chosen}
+    theirs = {k: held["params"][k] for k in chosen}
+    if (held["method"], theirs) == (key["method"], ours):
+        return folder, []
+    other = _setting_text(held["method"], theirs)
+    if settings.replace:
+        return folder, [f"{folder.path}: replacing the results of {other}"]
+    if settings.out is not None:
+        raise InputError(folder.path, f"holds the results of {other}, not of "
+                         f"{_setting_text(key['method'], ours)}; give another --out, or "
+                         "--replace to replace them")
+    beside = ResultsFolder(results.setting_folder(default, ours))
+    held = beside.held_setting()
+    if held is not None and (held["method"], {k: held["params"].get(k) for k in chosen}) \
+            != (key["method"], ours):
+        taken = _setting_text(held["method"], held["params"])
+        raise InputError(beside.path, f"holds the results of {taken}; give --out")
+    return beside, [f"{default} holds the results of {other}: this setting's go to "
+                    f"{beside.path}"]
+
+
+_CHANGES = (("method", "another method"), ("params", "other parameters"),
+            ("method_version", "another version of the method"),
+            ("code_digest", "the method's code changed"), ("corpus_hash", "the corpus changed"))
+
+
+def _recompute_reason(record: dict | None, key: dict) -> str:
+    """Why an entry is evaluated although the folder may hold a record of it."""
+    if record is None:
+        return "new"
+    for name, words in _CHANGES:
+        if record.get(name) != key[name]:
+            return words
+    return "failed before, tried again (--retry-failed)"
+
+
+def _reuse_note(counts: dict, reasons: dict[str, int]) -> str:
+    """``12 entries: 9 reused from an earlier run, 3 computed (2 new, 1 ...)``."""
+    text = (f"{counts['entries']} entries: {counts['resumed']} reused from an earlier run, "
+            f"{counts['evaluated']} computed")
+    if reasons:
+        text += " (" + ", ".join(f"{n} {why}" for why, n in reasons.items()) + ")"
+    return text
 
 
 def _evaluate(method: Method, run: _Run, ids: list[str], folder: ResultsFolder,
-              key: dict) -> tuple[dict[str, dict], list[dict]]:
+              key: dict, spec: str | None
+              ) -> tuple[dict[str, dict], list[dict], dict[str, int]]:
     """The record of every entry of ``ids``: the stored one where it can be reused (see
-    :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once.
-    Returns every record by entry id, and the records made now."""
+    :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once
+    (a failure's traceback with the frames of a method file named,
+    :func:`~cref_bench.methods.registry.name_file_frames`). Returns every record by entry
+    id, the records made now, and how many entries were computed for each reason."""
     settings = run.settings
     records = {i: folder.record(i) for i in ids}
     todo = [i for i in ids if not results.is_reusable(records[i], key,
                                                       retry_failed=settings.retry_failed)]
+    reasons: dict[str, int] = {}
+    for entry_id in todo:
+        why = _recompute_reason(records[entry_id], key)
+        reasons[why] = reasons.get(why, 0) + 1
     if settings.scheduler is None and (settings.workers == 1 or len(todo) <= 1):
         stream = _in_process(method, todo, run)
     else:
         stream = _on_dask(method, todo, run)
+    stream = ({**o, "traceback": name_file_frames(o["traceback"], spec)}
+              if o.get("traceback") else o for o in stream)
     header = {"schema": results.RECORD_SCHEMA, **key}
     desc = method.name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")
     fresh = _record_all(stream, folder, header, {i: run.corpus.entry(i).split for i in todo},
                         len(todo), desc, settings.progress)
     records.update((rec["entry"], rec) for rec in fresh)
-    return records, fresh
+    return records, fresh, reasons
 
 
 def _method_facts(method: Method, key: dict, spec: str | None) -> provenance.MethodFacts:

@@ -48,6 +48,10 @@ class RunSettings:
         memory_limit: bytes of resident memory a method's process may use (None: no limit;
             ``"auto"``: a share of the machine's memory divided among the workers).
         retry_failed: evaluate again the entries that failed in an earlier run.
+        replace: let the run replace the results of another setting (other method or
+            parameters) in ``out``; without it a run into a folder given as ``out`` that
+            holds another setting is refused, and one into the default folder goes to
+            ``results/<method>-<parameters>`` instead.
 
     Raises:
         InputError: a value out of range (named in the message).
@@ -66,6 +70,7 @@ class RunSettings:
     timeout: float | None = DEFAULT_TIMEOUT
     memory_limit: int | str | None = "auto"
     retry_failed: bool = False
+    replace: bool = False
 
     def __post_init__(self):
         if self.out is not None:
