@@ -13,7 +13,10 @@ the corners of the box beyond the Nyquist shell, where no FSC is measured, get w
 Weights (``C_ref(f) = sqrt(2f / (1 + f))``, ``f`` clipped to [0, 1], see
 :func:`cref_bench.metrics.scores.c_ref`):
 
-* ``noisy``: the average ``(M1 + M2) / 2`` and the halves, unchanged; the reference row.
+* ``noisy``: the average ``(M1 + M2) / 2`` and the halves, unchanged; the reference row (a
+  single-map method: the identity).
+* ``gaussian``: each map blurred alone by a Gaussian of ``sigma`` Å (a single-map method:
+  nothing of the other half is used, so its halves can be held out).
 * ``lowpass``: 1 up to the half-map FSC ``threshold`` crossing (0.143), 0 beyond, with a
   raised-cosine edge ``edge_shells`` shells wide lying *inside* the cutoff, so that nothing
   at or beyond the crossing survives. The same filter is applied to the average and to each
@@ -45,7 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cref_bench.maps.volume import Volume
-from cref_bench.methods.protocol import Denoised, Method, average_halves
+from cref_bench.methods.protocol import Denoised, Method, SingleMapMethod
 
 if TYPE_CHECKING:
     from cref_bench.metrics.fsc import FSCCurve
@@ -118,21 +121,50 @@ def filter_halves(half1: Volume, half2: Volume, full_weights: np.ndarray,
     return Denoised(full=d, half1=d1, half2=d2)
 
 
-class Noisy(Method):
-    """The noisy average ``(M1 + M2) / 2`` and the halves, unchanged: the reference row."""
+class Noisy(SingleMapMethod):
+    """The noisy maps unchanged: the reference row. A single-map method (the identity), so the
+    runner hands it each map apart and its held-out scores are those of doing nothing."""
 
     name = "noisy"
+    version = "2"
+    needs_gpu = False
+    safe_in_process = True
+
+    def denoise_map(self, volume: Volume, mask: Volume | None = None) -> Volume:
+        """Return ``volume`` as given (a copy)."""
+        return volume.like(volume.data.copy())
+
+
+class Gaussian(SingleMapMethod):
+    """A Gaussian blur of each map alone, ``sigma`` Å wide: a single-map filter that uses
+    nothing of the other half (so its held-out scores apply), for the held-out scores' study.
+
+    Args:
+        sigma: the blur's standard deviation, Å (default 1.5).
+
+    Raises:
+        ValueError: ``sigma`` not positive.
+    """
+
+    name = "gaussian"
     version = "1"
     needs_gpu = False
     safe_in_process = True
 
-    def denoise(self, half1: Volume, half2: Volume, mask: Volume | None = None) -> Denoised:
-        """Return the average and the halves as given.
+    def __init__(self, sigma: float = 1.5):
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        self.sigma = float(sigma)
 
-        Raises:
-            GeometryMismatch: the halves are not on one grid.
-        """
-        return Denoised(full=average_halves(half1, half2), half1=half1, half2=half2)
+    def params(self) -> dict:
+        return {"sigma": self.sigma}
+
+    def denoise_map(self, volume: Volume, mask: Volume | None = None) -> Volume:
+        """The map blurred by a Gaussian of ``sigma`` Å (per axis in voxels)."""
+        from scipy import ndimage
+
+        sigmas = [self.sigma / v for v in volume.voxel_size]
+        return volume.like(ndimage.gaussian_filter(volume.data, sigmas, mode="wrap"))
 
 
 class _ShellWeighting(Method):
@@ -248,4 +280,5 @@ class Wiener(_ShellWeighting):
         return c_ref(fsc_half.value) ** 2, np.clip(fsc_half.value, 0.0, 1.0)
 
 
-__all__ = ["FSCWeight", "Lowpass", "Noisy", "Wiener", "filter_halves", "shell_weight_array"]
+__all__ = ["FSCWeight", "Gaussian", "Lowpass", "Noisy", "Wiener", "filter_halves",
+           "shell_weight_array"]

@@ -4,12 +4,14 @@
 
 * ``index.html``: one self-contained page (figures embedded as PNG data, styles inline, a few
   lines of plain JavaScript to sort the per-entry table, nothing fetched from anywhere): the
-  ranked table with confidence intervals, the pairwise statistics, every figure with its
+  ranked table with confidence intervals, the pairwise statistics, the score validity (on
+  results with truth: how far each truth-free score follows it, and the probes it ranks
+  above ``fsc-weight``; :func:`validity_view`), every figure with its
   caption (or why it is absent), the breakdown by resolution and box size, the per-entry
   table, the failures and the provenance of each results folder with its
   ``cref-bench check`` verdict;
-* ``tables/``: ``leaderboard``, ``pairwise``, ``breakdown``, ``per_entry``, ``failures`` and
-  ``provenance`` as CSV (full precision), Markdown and LaTeX (booktabs);
+* ``tables/``: ``leaderboard``, ``pairwise``, ``breakdown``, ``per_entry``, ``failures``,
+  ``provenance`` and ``validity`` as CSV (full precision), Markdown and LaTeX (booktabs);
 * ``figures/``: each figure as PNG and PDF with the data drawn as CSV beside it.
 
 Every number says over how many entries it was computed, and every failure is listed. The
@@ -289,7 +291,7 @@ def _checks(results: ResultSet, corpus, expect_hash) -> dict:
 
 
 def write_report(dirs, out: str | os.PathLike, *, masking: str = "masked",
-                 primary: str = "cref_rmse", metrics=DEFAULT_METRICS, reference: str = "noisy",
+                 primary: str | None = None, metrics=DEFAULT_METRICS, reference: str = "noisy",
                  entries=None, seed: int = statistics.DEFAULT_SEED,
                  alpha: float = statistics.ALPHA, allow_mixed_corpora: bool = False,
                  corpus=None, expect_hash: str | None = None) -> Report:
@@ -300,7 +302,9 @@ def write_report(dirs, out: str | os.PathLike, *, masking: str = "masked",
         out: the report folder (created; files in it are replaced).
         masking: the rows ranked and drawn (``masked`` or ``unmasked``; Fig. 2 shows both and
             Fig. 4 the masked model-map FSC).
-        primary: the metric that ranks and is tested.
+        primary: the metric that ranks and is tested (default
+            :func:`leaderboard.tables.default_primary`: the truth correlation on a corpus with
+            truth, else C_ref RMSE).
         metrics: the metrics of the tables.
         reference: the method marked as the reference row.
         entries: the entries of the single-entry figures (default :func:`choose_entries`).
@@ -325,6 +329,7 @@ def write_report(dirs, out: str | os.PathLike, *, masking: str = "masked",
 
     out = Path(out)
     results = load(dirs, allow_mixed_corpora=allow_mixed_corpora)
+    primary = primary or tables.default_primary(results, masking)
     table = tables.leaderboard_table(results, metrics=metrics, masking=masking,
                                      primary=primary, reference=reference)
     values = statistics.paired_values(results, table)
@@ -353,16 +358,60 @@ def write_report(dirs, out: str | os.PathLike, *, masking: str = "masked",
              "per_entry": per_entry_view(results, table),
              "failures": failures_view(results),
              "provenance": provenance_view(results, checks)}
+    views["validity"], validity_table = validity_view(results, masking, seed)
     csvs = {"leaderboard": table, "pairwise": pairs, "breakdown": broken,
             "per_entry": _per_entry_csv(results, masking),
             "failures": results.failures.drop(columns=["results_dir"]),
             "provenance": pd.DataFrame(views["provenance"].rows,
-                                       columns=views["provenance"].headers)}
+                                       columns=views["provenance"].headers),
+            "validity": validity_table}
     _write_tables(out, views, csvs)
     report = Report(out=out, index=out / "index.html", results=results, table=table,
                     pairs=pairs, breakdown=broken, figures=figures, checks=checks)
     write_text(report.index, render_html(report, views, chosen))
     return report
+
+
+def validity_view(results: ResultSet, masking: str, seed: int) -> tuple[TableView, pd.DataFrame]:
+    """The score-validity section (see :mod:`leaderboard.validity`): per truth-free score, its
+    Kendall τ with the truth correlation and the probes it ranks above ``fsc-weight``.
+
+    Args:
+        results: the results (with truth metrics, or the view says there are none).
+        masking: the rows judged.
+        seed: the bootstrap's seed.
+
+    Returns:
+        ``(view, table)``; without truth the view has no rows and says why.
+    """
+    from cref_bench.errors import InputError
+    from leaderboard import validity
+
+    headers = ["score", "τ vs truth_corr (within entries)", "95 % CI", "entries", "τ pooled",
+               "τ without probes", "probes above fsc-weight"]
+    try:
+        tau = validity.agreement(results, masking, seed=seed)
+    except InputError as exc:
+        return TableView(headers, [], caption=f"Not measured: {exc.fault}."), pd.DataFrame()
+    probes = None
+    methods = {s.method for s in results.settings.values()}
+    if "fsc-weight" in methods and any(validity.is_probe(m) for m in methods):
+        probes = validity.probes_above(results, "fsc-weight", masking)
+    truth = "truth_corr" if (tau["truth"] == "truth_corr").any() else tau["truth"].iloc[0]
+    headers[1] = f"τ vs {truth} (within entries)"
+    summary = validity.summary(tau, probes, truth)
+    rows = [[r.score, _fmt(r.tau, 3), f"[{_fmt(r.ci_low, 3)}, {_fmt(r.ci_high, 3)}]",
+             str(r.entries), _fmt(r.tau_pooled, 3), _fmt(r.honest_tau, 3),
+             r.probes_above or ("none" if probes is not None else "no probes run")]
+            for r in summary.itertuples()]
+    caption = ("How far each truth-free score follows the truth on these results: Kendall's τ "
+               f"between the score and {truth}, both oriented so that higher is better, "
+               "between the methods of each entry (mean over entries, 95 % bootstrap "
+               "interval) and over every row pooled (cref-bench score-validity). A score whose "
+               "τ is near 0, or that ranks a probe above an honest filter, cannot be trusted "
+               "to rank methods where there is no truth.")
+    return TableView(headers, rows, numeric=[False] + [True] * 5 + [False],
+                     caption=caption), tau
 
 
 def _per_entry_csv(results: ResultSet, masking: str) -> pd.DataFrame:

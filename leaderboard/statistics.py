@@ -125,11 +125,22 @@ def _wilcoxon(difference: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def _interval(values: np.ndarray, statistic, seed: int, confidence: float,
-              resamples: int) -> tuple[float, float]:
-    """The percentile bootstrap interval of ``statistic`` (``np.mean``, ``np.median``) of
-    ``values``; the value itself where fewer than two values, or all equal, leave nothing to
-    resample."""
+def bootstrap_interval(values: np.ndarray, statistic, seed: int = DEFAULT_SEED,
+                       confidence: float = 0.95, resamples: int = RESAMPLES
+                       ) -> tuple[float, float]:
+    """The percentile bootstrap interval of a statistic of some values.
+
+    Args:
+        values: 1-D array.
+        statistic: ``np.mean``, ``np.median`` (vectorised over an ``axis``).
+        seed: the bootstrap's seed.
+        confidence: the interval's level.
+        resamples: bootstrap resamples.
+
+    Returns:
+        ``(low, high)``; the value itself where fewer than two values, or all equal, leave
+        nothing to resample (NaN without values).
+    """
     from scipy import stats
 
     if values.size < 2 or np.all(values == values[0]):
@@ -164,7 +175,7 @@ def pairwise_tests(values: pd.DataFrame, *, seed: int = DEFAULT_SEED, alpha: flo
         pair = values[[a, b]].dropna()
         difference = (pair[a] - pair[b]).to_numpy(np.float64)
         statistic, p = _wilcoxon(difference) if difference.size else (math.nan, math.nan)
-        low, high = _interval(difference, np.median, seed, confidence, resamples)
+        low, high = bootstrap_interval(difference, np.median, seed, confidence, resamples)
         rows.append({"a": a, "b": b, "n": int(difference.size),
                      "median_difference": float(np.median(difference)) if difference.size
                      else math.nan, "ci_low": low, "ci_high": high, "statistic": statistic,
@@ -204,7 +215,7 @@ def annotate(table: pd.DataFrame, values: pd.DataFrame, pairs: pd.DataFrame, *,
         label = row["label"]
         if label in values.columns:
             column = values[label].dropna().to_numpy(np.float64)
-            lo, hi = _interval(column, np.mean, seed, confidence, resamples)
+            lo, hi = bootstrap_interval(column, np.mean, seed, confidence, resamples)
         else:
             lo = hi = math.nan
         low.append(lo)

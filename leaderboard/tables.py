@@ -2,7 +2,14 @@
 
 :func:`leaderboard_table` ranks method settings on the entries that every one of them scored
 with a value of the primary metric (a paired comparison; the entries dropped are listed with
-the reason). The table is honest about what it holds:
+the reason). By default the primary metric follows the truth where the corpus has one
+(:data:`TRUTH_PRIMARY`, phantoms and simulated reconstructions: the benchmark knows the answer
+there), else the held-out correlation where single-map methods have one (the methods it does
+not apply to, given both halves, are listed apart, unranked), else C_ref RMSE; with a
+truth-based primary, each truth-free score shown carries its Kendall τ with it (between the
+methods within each entry, the mean over the compared entries) in the note, and adversarial
+probes (``probe-...``) are marked (and never win a tie: a probe that hands back its base's
+full map, with only its halves gamed, ranks just below it). The table is honest about what it holds:
 
 * a setting with failures shows how many entries failed, by kind; one that failed every entry
   (or has no row of the masking) is listed last with its failures, never dropped;
@@ -35,6 +42,7 @@ from cref_bench.errors import InputError
 from cref_bench.metrics.facts import DEFAULT_METRICS, MASKINGS, metric_facts, metric_label
 from cref_bench.results.folder import aggregate
 from cref_bench.results.format import significant
+from leaderboard import validity
 from leaderboard.loading import ResultSet
 
 ARROWS = {"min": "↓", "max": "↑"}
@@ -48,6 +56,51 @@ state it."""
 
 FAVOURABLE = {"min": "<", "max": ">"}
 """The bound that makes a value at least as good as shown, by better direction."""
+
+TRUTH_PRIMARY = "truth_corr"
+"""The default primary metric where the results hold the truth metrics."""
+
+FREE_PRIMARY = "cref_rmse"
+"""The default primary metric without truth (the paper's score)."""
+
+
+HELDOUT_PRIMARY = "heldout_corr"
+"""The default primary metric without truth where single-map methods are among the results:
+the held-out correlation, the truth-free score that follows the truth best (docs/score-
+validity.md); methods it does not apply to (pair methods) are listed apart, unranked."""
+
+
+def default_primary(results: ResultSet, masking: str = "masked") -> str:
+    """The metric a table ranks by when none is named: :data:`TRUTH_PRIMARY` where the
+    results of ``masking`` hold a value of it (a corpus with truth), else
+    :data:`HELDOUT_PRIMARY` where they hold one of it (single-map methods), else
+    :data:`FREE_PRIMARY`.
+
+    Args:
+        results: the results.
+        masking: ``"masked"`` or ``"unmasked"``.
+
+    Returns:
+        The metric's name.
+    """
+    part = results.scalars[results.scalars["masking"] == masking]
+    for metric in (TRUTH_PRIMARY, HELDOUT_PRIMARY):
+        if metric in part.columns and part[metric].notna().any():
+            return metric
+    return FREE_PRIMARY
+
+
+def _taus(paired: pd.DataFrame, primary: str, metrics: list[str]) -> dict[str, float]:
+    """Per truth-free metric, the mean over entries of Kendall's τ with a truth-based primary
+    between the methods of each entry (NaN where no entry has enough methods)."""
+    if metric_facts(primary).kind != "truth":
+        return {}
+    taus = {}
+    for m in metrics:
+        if metric_facts(m).kind == "score":
+            values = validity.within_entry_tau(paired, m, primary)
+            taus[m] = float(values.mean()) if values.size else math.nan
+    return taus
 
 
 def kinds_text(kinds: dict[str, int]) -> str:
@@ -83,7 +136,7 @@ def _common_entries(part: pd.DataFrame, ranked: list[str], primary: str):
 
 
 def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRICS,
-                      masking: str = "masked", primary: str = "cref_rmse",
+                      masking: str = "masked", primary: str | None = None,
                       reference: str = "noisy") -> pd.DataFrame:
     """Rank method settings by a primary metric over the entries they all scored.
 
@@ -93,7 +146,7 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
             with no value on the compared entries is left out.
         masking: ``"masked"`` or ``"unmasked"``.
         primary: the metric that ranks the settings (in its better direction, from
-            :data:`cref_bench.metrics.facts.METRICS`).
+            :data:`cref_bench.metrics.facts.METRICS`); default :func:`default_primary`.
         reference: the method (name) marked as the reference row (the noisy input).
 
     Returns:
@@ -107,7 +160,10 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
         both, or ``""``). ``attrs`` holds ``masking``, ``primary``, ``metrics`` (those kept),
         ``missing_metrics``, ``entries`` (the compared entries), ``n_entries``,
         ``dropped_entries`` (``{entry: reason}``), ``n_dropped``, ``reference``,
-        ``unranked`` (labels listed last) and ``failures`` (failed entries in all).
+        ``unranked`` (labels listed last: no result of the masking, or ``no_primary``, no
+        value of the primary on any entry), ``failures`` (failed entries in all) and ``tau``
+        (``{metric: mean within-entry Kendall τ with the primary}`` for every truth-free
+        score kept, when the primary is truth-based; else empty).
 
     Raises:
         InputError: unknown masking or metric, no entry scored by every ranked setting, or
@@ -115,6 +171,7 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
     """
     if masking not in MASKINGS:
         raise InputError(f"masking must be one of {MASKINGS}, got {masking!r}")
+    primary = primary or default_primary(results, masking)
     metrics = list(dict.fromkeys([primary, *metrics]))
     for metric in metrics:
         metric_facts(metric)
@@ -122,7 +179,11 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
     if len(part) and (primary not in part.columns or not part[primary].notna().any()):
         raise InputError(f"the primary metric {primary!r} has no value in the {masking} "
                          "results")
-    ranked = [label for label in results.labels if (part["label"] == label).any()]
+    valued = part if primary in part.columns else part.assign(**{primary: np.nan})
+    ranked = [label for label in results.labels
+              if valued.loc[valued["label"] == label, primary].notna().any()]
+    no_primary = [label for label in results.labels
+                  if label not in ranked and (part["label"] == label).any()]
     unranked = [label for label in results.labels if label not in ranked]
     common, dropped = ([], {}) if not ranked else _common_entries(part, ranked, primary)
     if ranked and not common:
@@ -160,22 +221,35 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
                         "entries": common, "n_entries": len(common),
                         "dropped_entries": dropped, "n_dropped": len(dropped),
                         "reference": reference, "unranked": unranked,
-                        "failures": int(table["failed"].sum())})
+                        "no_primary": no_primary,
+                        "failures": int(table["failed"].sum()),
+                        "tau": _taus(paired, primary, kept)})
     return table
 
 
+TIE_DIGITS = 6
+"""Means equal to this many significant digits rank as ties: maps equal up to float32
+rounding (a scaled copy, say) differ in the 7th digit, never by a real amount."""
+
+
+def _tie_level(value: float) -> float:
+    return float(f"{value:.{TIE_DIGITS}g}") if math.isfinite(value) else value
+
+
 def _ranked(table: pd.DataFrame, ranked: list[str], primary: str) -> pd.DataFrame:
-    """Rows sorted best first by the primary mean (a favourable bound wins a tie, then the
-    label), the unranked ones last; ``rank`` numbered."""
+    """Rows sorted best first by the primary mean (equal to :data:`TIE_DIGITS` significant
+    digits is a tie; a favourable bound wins a tie, then an honest method over a probe, then
+    the label), the unranked ones last; ``rank`` numbered."""
     better = metric_facts(primary).better
     is_ranked = table["label"].isin(ranked)
     top = table[is_ranked].copy()
     if not top.empty:
-        mean = top[f"{primary}_mean"]
+        mean = top[f"{primary}_mean"].map(_tie_level)
         top["_key"] = mean if better == "min" else -mean
         top["_favour"] = -(top[f"{primary}_bound"] == FAVOURABLE[better]).astype(int)
-        top = top.sort_values(["_key", "_favour", "label"], kind="stable").drop(
-            columns=["_key", "_favour"])
+        top["_probe"] = top["method"].map(validity.is_probe)
+        top = top.sort_values(["_key", "_favour", "_probe", "label"], kind="stable").drop(
+            columns=["_key", "_favour", "_probe"])
         top["rank"] = np.arange(1, len(top) + 1)
     rest = table[~is_ranked].sort_values("label", kind="stable")
     out = pd.concat([top, rest], ignore_index=True)
@@ -240,6 +314,8 @@ def metric_cell(row, metric: str) -> str:
 
 def _label(row, tied: bool) -> str:
     text = f"{row['label']} (reference)" if row["reference"] else row["label"]
+    if validity.is_probe(row["method"]):
+        text += " (probe)"
     return text + (" ≈" if tied else "")
 
 
@@ -310,6 +386,16 @@ def describe(table: pd.DataFrame) -> str:
              "FSC that never falls below its threshold up to Nyquist counts as the Nyquist "
              "resolution), so the true mean is lower; > x: some are lower bounds; †: bounds "
              "of both kinds.")
+    taus = a.get("tau", {})
+    if taus:
+        text += (f" Truth-free scores, with Kendall's τ against {a['primary']} (between the "
+                 "methods within each entry, mean over the entries; 1: the same order as the "
+                 "truth, 0: unrelated): "
+                 + ", ".join(f"{m} {_number(t, 2)}" for m, t in taus.items())
+                 + "; cref-bench score-validity measures it in full.")
+    if a["primary"] != TRUTH_PRIMARY and metric_facts(a["primary"]).kind == "score":
+        text += (f" {a['primary']} does not use the truth; it is trusted only as far as "
+                 "cref-bench score-validity measures it to agree with the truth.")
     if "tied_with_best" in table.columns:
         text += (f" ≈: not distinguishable from the best on {a['primary']} (paired Wilcoxon "
                  f"signed-rank test, Holm-adjusted p ≥ {a.get('alpha', 0.05):g}); CI: "
@@ -327,9 +413,13 @@ def describe(table: pd.DataFrame) -> str:
                      else f"{row['failed']} of {row['attempted']} entries")
             items.append(f"{row['label']} failed {scope} ({row['failed_kinds']})")
         text += " Failures: " + "; ".join(items) + "."
-    if a["unranked"]:
-        text += (f" Listed last, unranked (no {a['masking']} result): "
-                 f"{', '.join(a['unranked'])}.")
+    absent = [label for label in a["unranked"] if label not in a.get("no_primary", [])]
+    if absent:
+        text += f" Listed last, unranked (no {a['masking']} result): {', '.join(absent)}."
+    if a.get("no_primary"):
+        text += (f" Listed last, unranked (no value of {a['primary']} on any entry; the "
+                 "held-out scores do not apply to a method given both halves): "
+                 f"{', '.join(a['no_primary'])}.")
     if len(ranked) and a["missing_metrics"]:
         text += f" No value for: {', '.join(a['missing_metrics'])}."
     return text

@@ -188,3 +188,16 @@ def test_mismatched_grids_are_refused(case, cls):
     other = Volume(np.zeros((48, 48, 40), np.float32), VOXEL, source="other.mrc")
     with pytest.raises(GeometryMismatch, match="other.mrc"):
         cls().denoise(case["M1"], other)
+
+
+def test_gaussian_blurs_each_map_alone(case):
+    from baselines.classic import Gaussian
+    from cref_bench.methods.protocol import SingleMapMethod
+
+    method = Gaussian(sigma=2.0)
+    assert isinstance(method, SingleMapMethod) and method.params() == {"sigma": 2.0}
+    out = method.denoise_map(case["M1"])
+    assert out.data.std() < case["M1"].data.std()
+    assert np.isclose(out.data.mean(), case["M1"].data.mean(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="sigma"):
+        Gaussian(sigma=0)

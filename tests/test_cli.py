@@ -38,6 +38,8 @@ BAD_INPUT = {
     "demo": (["--out", "{tmp}/demo", "--entries", "0", "--no-progress"],
              "entries must be a positive integer"),
     "recipes": (["--recipes", "{tmp}/no-such-folder"], "is not a folder of recipes"),
+    "score-validity": (["{tmp}/no-results", "--corpus", "{tmp}/absent.zarr"],
+                       "absent.zarr: no corpus store here"),
 }
 
 

@@ -23,6 +23,7 @@ from leaderboard.labels import Setting, colours, setting_labels
 from leaderboard.loading import load
 from leaderboard.tables import (
     BOLDING_RULE,
+    describe,
     leaderboard_table,
     to_csv,
     to_html,
@@ -34,6 +35,9 @@ from tests.results_folders import write_folder
 
 METRICS = ["cref_rmse", "cref_l1", "fsc05_change", "truth_corr", "truth_rmse"]
 
+
+BY_CREF = ("--primary", "cref_rmse")
+"""These tests rank by C_ref RMSE (the default on results with truth is truth_corr)."""
 
 LEVELS = {"noisy": (0.5, 0.60), "wiener": (0.3, 0.95), "mine": (0.1, 0.80)}
 """Per method: the centre of cref_rmse (mine best) and of truth_corr (wiener best)."""
@@ -82,7 +86,7 @@ def test_load_reads_every_folder(results, folders):
 
 
 def test_ranking_paired_statistics_and_directions(results):
-    table = leaderboard_table(results, metrics=METRICS, masking="masked")
+    table = leaderboard_table(results, metrics=METRICS, masking="masked", primary="cref_rmse")
     assert table["label"].tolist() == ["mine", "wiener", "noisy"]
     assert table["rank"].tolist() == [1, 2, 3]
     assert table.attrs["n_entries"] == 4 and table.attrs["n_dropped"] == 1
@@ -109,24 +113,25 @@ def test_ranking_paired_statistics_and_directions(results):
 
 
 def test_unmasked_rows_are_ranked_separately(results):
-    masked = leaderboard_table(results, metrics=METRICS, masking="masked")
-    unmasked = leaderboard_table(results, metrics=METRICS, masking="unmasked")
+    masked = leaderboard_table(results, metrics=METRICS, masking="masked", primary="cref_rmse")
+    unmasked = leaderboard_table(results, metrics=METRICS, masking="unmasked",
+                                 primary="cref_rmse")
     assert unmasked.attrs["masking"] == "unmasked"
     assert not np.isclose(masked.loc[0, "cref_rmse_mean"], unmasked.loc[0, "cref_rmse_mean"])
 
 
 def test_bad_requests_are_refused(results, tmp_path):
     with pytest.raises(InputError, match="masking"):
-        leaderboard_table(results, masking="both")
+        leaderboard_table(results, masking="both", primary="cref_rmse")
     with pytest.raises(InputError, match="no metric named 'my_metric'; known metrics: cref_rmse"):
-        leaderboard_table(results, metrics=["my_metric"])
+        leaderboard_table(results, metrics=["my_metric"], primary="cref_rmse")
     with pytest.raises(InputError, match="primary metric 'truth_rmse' has no value"):
         leaderboard_table(results, primary="truth_rmse")
     rng = np.random.default_rng(5)
     apart = [write_folder(tmp_path / "a", "wiener", _scalars(rng, "wiener", ["e00"])),
              write_folder(tmp_path / "b", "mine", _scalars(rng, "mine", ["e99"]))]
     with pytest.raises(InputError, match="no entry was scored with a cref_rmse value by every"):
-        leaderboard_table(load(apart))
+        leaderboard_table(load(apart), primary="cref_rmse")
 
 
 def test_mixed_corpora_are_refused_unless_allowed(folders, tmp_path):
@@ -160,7 +165,7 @@ def test_malformed_folders_are_named(folders, tmp_path):
 
 
 def test_markdown_is_well_formed_with_the_best_in_bold(results):
-    table = leaderboard_table(results, metrics=METRICS)
+    table = leaderboard_table(results, metrics=METRICS, primary="cref_rmse")
     text = to_markdown(table)
     lines = text.splitlines()
     rows = [line for line in lines if line.startswith("|")]
@@ -187,7 +192,7 @@ def test_markdown_is_well_formed_with_the_best_in_bold(results):
 
 
 def test_latex_is_booktabs_and_escaped(results):
-    table = leaderboard_table(results, metrics=METRICS)
+    table = leaderboard_table(results, metrics=METRICS, primary="cref_rmse")
     text = to_latex(table)
     lines = text.splitlines()
     assert lines[0].startswith("% Cells: mean ± std")
@@ -205,7 +210,7 @@ def test_latex_is_booktabs_and_escaped(results):
 
 
 def test_html_and_csv(results):
-    table = leaderboard_table(results, metrics=METRICS)
+    table = leaderboard_table(results, metrics=METRICS, primary="cref_rmse")
     root = ET.fromstring(to_html(table))
     assert root.tag == "table" and len(root.find("tbody")) == 3
     assert [th.text for th in root.find("thead/tr")][:4] == ["Rank", "Method", "n", "failed"]
@@ -269,7 +274,7 @@ def test_a_method_failing_every_entry_is_listed_last(tmp_path, capsys):
                                     ("e03", "timeout")])
     results = load([*folders, crashy])
     assert results.failure_counts()["crashy"] == {"crashed": 1, "timeout": 3}
-    table = leaderboard_table(results, metrics=["cref_rmse"])
+    table = leaderboard_table(results, metrics=["cref_rmse"], primary="cref_rmse")
     assert table["label"].tolist() == ["mine", "wiener", "noisy", "crashy"]
     last = table.iloc[-1]
     assert pd.isna(last["rank"]) and last["n"] == 0 and last["failed"] == 4
@@ -279,7 +284,7 @@ def test_a_method_failing_every_entry_is_listed_last(tmp_path, capsys):
     assert "| – | crashy | 0 | 4 (timeout 3, crashed 1) | failed |" in text
     assert "Failures: crashy failed every entry (timeout 3, crashed 1)." in text
     # the exit status says so too, and the table is written all the same
-    assert main(["leaderboard", *map(str, folders), str(crashy)]) == 1
+    assert main(["leaderboard", *BY_CREF, *map(str, folders), str(crashy)]) == 1
     captured = capsys.readouterr()
     assert "| – | crashy |" in captured.out and "4 failed entries" in captured.err
 
@@ -293,7 +298,7 @@ def test_failures_are_counted_beside_the_scores(tmp_path):
     failures.loc[0] = ["wiener", "1", "{}", "e03", "test", "memory", "MethodFailure", "over",
                        "Traceback ..."]
     failures.to_csv(folders[1] / "failures.csv", index=False)
-    table = leaderboard_table(load(folders), metrics=["cref_rmse"])
+    table = leaderboard_table(load(folders), metrics=["cref_rmse"], primary="cref_rmse")
     row = table.set_index("label").loc["wiener"]
     assert row["failed"] == 1 and row["failed_kinds"] == "memory 1" and row["n"] == 3
     assert table.attrs["dropped_entries"] == {"e03": "not scored by wiener"}
@@ -308,7 +313,7 @@ def test_a_mean_over_fewer_entries_is_never_bolded(tmp_path):
         scalars = pd.read_csv(folder / "scalars.csv")
         scalars["truth_corr"] = corr
         scalars.to_csv(folder / "scalars.csv", index=False)
-    table = leaderboard_table(load(folders), metrics=["truth_corr"])
+    table = leaderboard_table(load(folders), metrics=["truth_corr"], primary="cref_rmse")
     rows = {r.split(" | ")[1]: r.split(" | ")[5].rstrip(" |")
             for r in to_markdown(table).splitlines() if r.startswith("| ") and r[2].isdigit()}
     assert rows["mine"].startswith("0.9900") and rows["mine"].endswith("[n=2]")
@@ -328,7 +333,7 @@ def test_settings_of_one_method_are_separate_rows(tmp_path):
                write_folder(tmp_path / "c", "noisy", frame.assign(cref_rmse=[0.5, 0.6]))]
     results = load(folders)
     assert results.labels == ["lowpass (threshold=0.143)", "lowpass (threshold=0.5)", "noisy"]
-    table = leaderboard_table(results, metrics=["cref_rmse"])
+    table = leaderboard_table(results, metrics=["cref_rmse"], primary="cref_rmse")
     assert table["label"].tolist() == ["lowpass (threshold=0.5)", "lowpass (threshold=0.143)",
                                        "noisy"]
     assert table["n"].tolist() == [2, 2, 2]
@@ -392,7 +397,7 @@ def evaluated(tmp_path_factory):
 
 def test_figures_are_written(evaluated, tmp_path):
     results = load(evaluated)
-    table = leaderboard_table(results)
+    table = leaderboard_table(results, primary="cref_rmse")
     assert table["truth_corr_mean"].idxmax() == table.index[table["label"] == "wiener"][0]
     paths = write_figures(results, table, tmp_path / "fig")
     assert sorted(p.name for p in paths) == [
@@ -417,7 +422,8 @@ def test_figures_are_written(evaluated, tmp_path):
 def test_cli_end_to_end(evaluated, tmp_path, capsys):
     out = tmp_path / "table.tex"
     figures = tmp_path / "figures"
-    status = main(["leaderboard", *map(str, evaluated), "--format", "latex", "--out", str(out),
+    status = main(["leaderboard", *BY_CREF, *map(str, evaluated), "--format", "latex",
+                   "--out", str(out),
                    "--figures", str(figures), "--masking", "unmasked"])
     assert status == 0
     text = out.read_text()
@@ -426,7 +432,8 @@ def test_cli_end_to_end(evaluated, tmp_path, capsys):
     assert len(list(figures.glob("*.png"))) == 2 and len(list(figures.glob("*.pdf"))) == 2
     assert len(list(figures.glob("*.csv"))) == 2
     capsys.readouterr()
-    assert main(["leaderboard", *map(str, evaluated), "--metrics", "cref_rmse,truth_corr"]) == 0
+    assert main(["leaderboard", *BY_CREF, *map(str, evaluated), "--metrics",
+                 "cref_rmse,truth_corr"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("| Rank | Method | n | failed | cref_rmse ↓ | truth_corr ↑ |")
 
@@ -435,9 +442,9 @@ def test_cli_reports_refusals(evaluated, tmp_path, capsys):
     scalars = pd.read_csv(evaluated[0] / "scalars.csv").drop(
         columns=["method", "method_version", "params", "split", "box"])
     other = write_folder(tmp_path / "other", "other", scalars, content_hash="different")
-    assert main(["leaderboard", str(evaluated[0]), str(other)]) == 2
+    assert main(["leaderboard", *BY_CREF, str(evaluated[0]), str(other)]) == 2
     assert "different corpus content" in capsys.readouterr().err
-    assert main(["leaderboard", str(evaluated[0]), str(other), "--allow-mixed-corpora",
+    assert main(["leaderboard", *BY_CREF, str(evaluated[0]), str(other), "--allow-mixed-corpora",
                  "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith(
         "rank,label,method,version,params,n,scored,failed,failed_kinds,attempted,reference,"
@@ -470,7 +477,53 @@ def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
     table = leaderboard_table(load(folders), primary="truth_corr")
     assert table.attrs["n_entries"] == 3 and table["method"].iloc[-1] == "noisy"
     assert {"lowpass (threshold=0.143)", "lowpass (threshold=0.5)"} <= set(table["label"])
-    assert main(["leaderboard", *folders]) == 0
+    assert main(["leaderboard", *BY_CREF, *folders]) == 0
     printed = capsys.readouterr().out
     assert printed.count("\n| ") == 6 and "noisy (reference)" in printed
     assert "| lowpass (threshold=0.5) |" in printed
+
+
+def test_with_truth_the_default_ranking_follows_the_truth_and_shows_each_scores_tau(results,
+                                                                                  tmp_path):
+    """mine has the best cref_rmse, wiener the best truth_corr (LEVELS): by default the table
+    ranks by truth_corr, keeps cref_rmse as a column and states its τ with the truth."""
+    table = leaderboard_table(results, metrics=METRICS, masking="masked")
+    assert table.attrs["primary"] == "truth_corr"
+    assert table["label"].tolist() == ["wiener", "mine", "noisy"]
+    assert "cref_rmse_mean" in table.columns
+    # per entry: cref_rmse orders mine > wiener > noisy, the truth wiener > mine > noisy
+    assert table.attrs["tau"]["cref_rmse"] == pytest.approx(1 / 3)
+    assert "Kendall's τ against truth_corr" in describe(table)
+    assert "cref_rmse 0.33" in describe(table)
+    without_truth = load([write_folder(
+        tmp_path / m, m,
+        pd.DataFrame([{"entry": "e0", "masking": "masked", "cref_rmse": v}]))
+        for m, v in (("noisy", 0.5), ("wiener", 0.3))])
+    plain = leaderboard_table(without_truth)
+    assert plain.attrs["primary"] == "cref_rmse" and plain.attrs["tau"] == {}
+    assert "does not use the truth" in describe(plain)
+
+
+def test_a_probe_equal_up_to_rounding_ranks_below_the_honest_method(tmp_path):
+    rows = {"fsc-weight": 0.98041234, "probe-huge-scale": 0.98041235, "noisy": 0.75}
+    folders = [write_folder(tmp_path / m, m, pd.DataFrame(
+        [{"entry": e, "masking": "masked", "truth_corr": v, "cref_rmse": 0.1}
+         for e in ("e0", "e1")])) for m, v in rows.items()]
+    table = leaderboard_table(load(folders))
+    assert table["label"].tolist() == ["fsc-weight", "probe-huge-scale", "noisy"]
+    assert "probe-huge-scale (probe)" in to_markdown(table)
+
+
+def test_without_truth_single_map_methods_rank_by_heldout_and_pair_methods_stand_apart(
+        tmp_path):
+    values = {"noisy": 0.80, "crefdenoiser": 0.95, "wiener": None}
+    folders = [write_folder(tmp_path / m, m, pd.DataFrame(
+        [{"entry": e, "masking": "masked", "cref_rmse": 0.1,
+          "heldout_corr": np.nan if v is None else v} for e in ("e0", "e1")]))
+        for m, v in values.items()]
+    table = leaderboard_table(load(folders), metrics=["cref_rmse"])
+    assert table.attrs["primary"] == "heldout_corr"
+    assert table["label"].tolist() == ["crefdenoiser", "noisy", "wiener"]
+    assert table["rank"].tolist()[:2] == [1, 2] and pd.isna(table["rank"].iloc[2])
+    assert table.attrs["no_primary"] == ["wiener"]
+    assert "unranked (no value of heldout_corr on any entry" in describe(table)

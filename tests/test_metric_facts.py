@@ -12,9 +12,12 @@ from cref_bench import Volume
 from cref_bench.errors import InputError
 from cref_bench.metrics.facts import (
     DEFAULT_METRICS,
+    KINDS,
     MASKINGS,
     METRICS,
+    SCORES,
     SUMMARY_METRICS,
+    TRUTH_METRICS,
     metric_facts,
 )
 from cref_bench.metrics.model_map import atom_mask, model_map
@@ -46,8 +49,9 @@ def report_of(case, ideal: bool):
         full, d1, d2 = truth, truth, truth
     else:
         full, d1, d2 = m1.like((m1.data + m2.data) / 2), m1, m2
-    return evaluate(m1, m2, full, denoised_half1=d1, denoised_half2=d2, mask=case["mask"],
-                    model=case["structure"], truth=truth, reference=truth)
+    return evaluate(m1, m2, full, denoised_half1=d1, denoised_half2=d2, heldout_half1=d1,
+                    heldout_half2=d2, mask=case["mask"], model=case["structure"], truth=truth,
+                    reference=truth)
 
 
 def test_every_reported_metric_has_facts_and_every_fact_is_reported(case):
@@ -70,6 +74,9 @@ def test_the_facts_are_well_formed():
     assert tuple(results.summarise(every, failed=0)["metric"]) == SUMMARY_METRICS
     assert set(ARROWS) == {"min", "max"}
     assert metric_facts("truth_corr").better == "max"
+    assert {METRICS[n].kind for n in METRICS} == set(KINDS)
+    assert set(TRUTH_METRICS) == {n for n in METRICS if n.startswith("truth_")}
+    assert "cref_rmse" in SCORES and "heldout_corr" in SCORES and "res_half_0143" not in SCORES
     with pytest.raises(InputError, match="no metric named 'sharpness'; known metrics: cref_rmse"):
         metric_facts("sharpness")
 
@@ -85,4 +92,5 @@ def test_better_directions_rank_the_truth_above_the_noisy_input(case):
             assert (a < b) == (facts.better == "min"), (masking, name, a, b)
             compared.add(name)
     assert {"cref_rmse", "cref_l1", "fsc05_change", "res_d2m1_05", "truth_corr",
-            "truth_rmse"} <= compared
+            "truth_rmse", "heldout_corr", "heldout_rel_error", "heldout_corr_1",
+            "heldout_rel_error_2"} <= compared

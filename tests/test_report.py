@@ -282,6 +282,9 @@ def test_report_without_references_or_models_says_what_is_absent(tmp_path, capsy
     assert page.count("<img src=\"data:image/png;base64,") == 7
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     assert "mine failed 1 of 3 entries (timeout 1)" in page
+    # no truth in these results: the score-validity section says it was not measured
+    assert '<h2 id="validity">Score validity</h2>' in page
+    assert "Not measured: the masked results hold no truth metric" in page
     for name in ("leaderboard", "pairwise", "breakdown", "per_entry", "failures", "provenance"):
         for suffix in ("csv", "md", "tex"):
             assert (out / "tables" / f"{name}.{suffix}").stat().st_size > 0

@@ -3,8 +3,9 @@
 A *method* turns a half-map pair into a denoised full map and, where it can, denoised
 half-maps. Single-map denoisers subclass :class:`SingleMapMethod` and implement
 :meth:`SingleMapMethod.denoise_map`; they are applied to the average of the halves and to
-each half. Pair-based denoisers (LAFTER, say) subclass :class:`Method` directly and return
-only the full map, with a note saying why the half-map metrics do not apply.
+each half, by the runner, one map per call. Pair-based denoisers (LAFTER, say) subclass
+:class:`Method` directly and return only the full map, with a note saying why the half-map
+metrics do not apply.
 
 Methods are found by name through the entry-point group ``cref_bench.methods``, or given as
 ``package.module:Attribute`` or ``path/to/file.py:Attribute`` (a class or a factory called
@@ -91,7 +92,12 @@ def average_halves(half1: Volume, half2: Volume) -> Volume:
 
 
 class SingleMapMethod(Method):
-    """A denoiser of one map, applied to the average of the halves and to each half."""
+    """A denoiser of one map, applied to the average of the halves and to each half.
+
+    The runner makes the three calls of :meth:`denoise_map` itself, one map per call, so that
+    each denoised half is made without the other half (held out:
+    :mod:`cref_bench.run.single_map`); :meth:`denoise`, which makes them in one go, is for
+    direct use and is not called by the runner (an override of it is not run there)."""
 
     def denoise_map(self, volume: Volume, mask: Volume | None = None) -> Volume:
         """Denoise one map; returns a Volume on the same grid."""

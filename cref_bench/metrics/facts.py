@@ -3,8 +3,10 @@
 :data:`METRICS` holds one :class:`MetricFacts` per scalar metric that
 :func:`cref_bench.metrics.scores.evaluate` reports (in each masking of :data:`MASKINGS`): its unit,
 which direction is better, whether a leaderboard shows it by default, whether the runner's
-end-of-run summary includes it, and what it is. The runner's summary, the leaderboard (its
-ranking directions, arrows and default columns) and the tests read it; a new metric is
+end-of-run summary includes it, what it is, and its kind (:data:`KINDS`: a truth-based
+score, a truth-free score of the output, or a property of the input alone). The runner's
+summary, the leaderboard (its ranking directions, arrows, default columns and default
+ranking), ``cref-bench score-validity`` and the tests read it; a new metric is
 added here and computed in :mod:`cref_bench.metrics.scores`. Notation as there: half-maps ``M1``,
 ``M2``, their average ``M``, the denoised map ``D`` and halves ``D1``, ``D2``, the truth ``T``.
 
@@ -21,6 +23,14 @@ from cref_bench.errors import InputError
 MASKINGS = ("unmasked", "masked")
 """The rows of a report: every map as it is, and every map times the mask."""
 
+KINDS = ("truth", "score", "input")
+"""What a metric measures: ``truth``, the output against the noise-free truth (known on
+phantoms and simulated reconstructions only; the answer the other scores are judged by);
+``score``, the output without the truth (the C_ref family, the half-map and held-out scores,
+the model-map and reference-map FSC), trusted as far as ``cref-bench score-validity``
+measures it to agree with the truth; ``input``, the input maps alone (the same for every
+method)."""
+
 
 @dataclass(frozen=True)
 class MetricFacts:
@@ -33,6 +43,7 @@ class MetricFacts:
         shown: a leaderboard shows it by default.
         summary: the runner's end-of-run summary includes it.
         description: what it is, in a few words.
+        kind: one of :data:`KINDS`.
     """
 
     name: str
@@ -41,15 +52,16 @@ class MetricFacts:
     shown: bool
     summary: bool
     description: str
+    kind: str = "score"
 
 
 def _crossings(prefix: str, curve: str, *, suffix: str = "", shown: str = "",
-               summary: str = "") -> list[tuple]:
+               summary: str = "", kind: str = "score") -> list[tuple]:
     """The rows of the resolutions where ``curve`` crosses 0.143 and 0.5 (``<prefix>_0143``
     and ``<prefix>_05``, then ``suffix``); ``shown`` and ``summary`` name the thresholds
     (``"0143"``, ``"05"``) a leaderboard shows by default and the summary includes."""
     return [(f"{prefix}_{tag}{suffix}", "Å", "min", tag == shown, tag == summary,
-             f"resolution where {curve} crosses {threshold}")
+             f"resolution where {curve} crosses {threshold}", kind)
             for tag, threshold in (("0143", "0.143"), ("05", "0.5"))]
 
 
@@ -59,6 +71,8 @@ def _table(*rows: tuple) -> dict[str, MetricFacts]:
         facts = MetricFacts(*row)
         if facts.better not in ("min", "max"):
             raise ValueError(f"{facts.name}: better must be 'min' or 'max', not {facts.better!r}")
+        if facts.kind not in KINDS:
+            raise ValueError(f"{facts.name}: kind must be one of {KINDS}, not {facts.kind!r}")
         table[facts.name] = facts
     return table
 
@@ -71,18 +85,36 @@ METRICS: dict[str, MetricFacts] = _table(
      "mean |C_ref - FSC_FD| over the shells (the training loss)"),
     ("fsc05_change", "Å", "min", True, True,
      "FSC-0.5 resolution of FSC(D2, M1) minus that of FSC(M1, M2)"),
-    *_crossings("res_half", "FSC(M1, M2)", summary="0143"),
+    *_crossings("res_half", "FSC(M1, M2)", summary="0143", kind="input"),
     ("res_d2m1_05", "Å", "min", False, False, "resolution where FSC(D2, M1) crosses 0.5"),
+    ("heldout_corr", "", "max", True, True,
+     "correlation with the truth estimated from the halves denoised each alone (mean of "
+     "both; Σ cov(H1, M2) / sqrt(Σ|H1|² Σ|S|²))"),
+    ("heldout_rel_error", "", "min", True, False,
+     "relative squared error to the truth at the best scale, estimated from the halves "
+     "denoised each alone (mean of both; |a H1 - M2|² minus the noise power of M1 - M2)"),
+    *_crossings("heldout_res", "the estimated FSC(H, S) = FSC(H1, M2) / sqrt(FSC(M1, M2)) "
+                "(mean of both halves)", shown="0143"),
+    *((f"heldout_{name}_{i}", "", better, False, False, f"{what}, half {i} alone")
+      for i in (1, 2) for name, better, what in (
+          ("corr", "max", "estimated correlation with the truth"),
+          ("rel_error", "min", "estimated relative squared error to the truth"))),
     ("truth_corr", "", "max", True, True,
-     "correlation of D with the truth T (weighted by the mask in the masked row)"),
+     "correlation of D with the truth T (weighted by the mask in the masked row)", "truth"),
     ("truth_rmse", "map units", "min", True, False,
-     "RMSE between D and the truth T (weighted by the mask in the masked row)"),
-    *_crossings("truth_res", "FSC(D, T)"),
+     "RMSE between D and the truth T (weighted by the mask in the masked row)", "truth"),
+    *_crossings("truth_res", "FSC(D, T)", kind="truth"),
     *_crossings("reference_res", "FSC(D, reference map)"),
     *_crossings("d_fsc_model", "FSC(D, model map)", shown="0143"),
-    *_crossings("d_fsc_model", "FSC(M, model map)", suffix="_input"),
+    *_crossings("d_fsc_model", "FSC(M, model map)", suffix="_input", kind="input"),
 )
 """Every scalar metric, by name."""
+
+TRUTH_METRICS = tuple(name for name, facts in METRICS.items() if facts.kind == "truth")
+"""The metrics that compare the output with the truth."""
+
+SCORES = tuple(name for name, facts in METRICS.items() if facts.kind == "score")
+"""The truth-free scores of an output (those ``cref-bench score-validity`` judges)."""
 
 DEFAULT_METRICS = tuple(name for name, facts in METRICS.items() if facts.shown)
 """The metrics of a default leaderboard (those without any value are left out)."""

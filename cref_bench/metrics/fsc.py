@@ -7,6 +7,12 @@ pass over the spectra, however many pairs are asked for. Linear combinations of 
 average of two half-maps, say) are defined by their weights and never transformed: their
 covariances follow from those of the maps they combine.
 
+Scale: every map is divided by a power of two near its largest absolute voxel before its
+``float32`` transform (exact in binary, so no rounding), and the covariances are multiplied
+back in ``float64``. A map scaled by any factor from 1e-30 to 1e36 therefore gives the same
+FSCs, and covariances in its own units, where an unnormalised ``float32`` transform of a map
+of 1e36 overflows (a box's sum past 3.4e38) and one of 1e-30 loses its power to underflow.
+
 The shells are those of :func:`cref_bench.metrics.shells.fourier_shells` (see that module for the
 convention).
 """
@@ -131,6 +137,29 @@ class FSCCurve:
         return resolution_at(self.frequency, self.value, threshold)
 
 
+def normalised(data: np.ndarray) -> tuple[float, np.ndarray]:
+    """A map divided by the power of two nearest above its largest absolute voxel.
+
+    Args:
+        data: a finite ``float32`` array.
+
+    Returns:
+        ``(scale, data / scale)``: ``scale`` a power of two (1 for an all-zero map), the
+        quotient ``float32`` with its largest magnitude in [0.5, 1) and no rounding (``data``
+        itself when ``scale`` is 1).
+    """
+    peak = float(np.max(np.abs(data))) if data.size else 0.0
+    if peak == 0.0:
+        return 1.0, data
+    exponent = int(np.frexp(peak)[1])
+    if exponent == 0:
+        return 1.0, data
+    if -126 <= -exponent <= 127:  # 2**-exponent is a normal float32: divide in float32
+        return float(np.ldexp(1.0, exponent)), data * np.float32(np.ldexp(1.0, -exponent))
+    quotient = (data.astype(np.float64) * np.ldexp(1.0, -exponent)).astype(np.float32)
+    return float(np.ldexp(1.0, exponent)), quotient
+
+
 def _correlation(cross: np.ndarray, power_a: np.ndarray, power_b: np.ndarray) -> np.ndarray:
     denom = np.sqrt(power_a * power_b)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -158,6 +187,7 @@ class Spectra:
             like.check_same_grid(mask)
         self.mask = mask
         self._spectra: dict[str, np.ndarray] = {}
+        self._scales: dict[str, float] = {}
         self._terms: dict[str, dict[str, float]] = {}
         self._sums: dict[tuple[str, str], np.ndarray] = {}
 
@@ -173,8 +203,12 @@ class Spectra:
         """
         self.like.check_same_grid(volume)
         volume.check_finite()
-        data = volume.data if self.mask is None else volume.data * self.mask.data
+        scale, data = normalised(volume.data)
+        if self.mask is not None:
+            data = data * self.mask.data if data is volume.data else \
+                np.multiply(data, self.mask.data, out=data)
         self._spectra[name] = scipy.fft.rfftn(data, workers=-1)
+        self._scales[name] = scale
         self._terms[name] = {name: 1.0}
 
     def combine(self, name: str, weights: dict[str, float]) -> None:
@@ -193,8 +227,8 @@ class Spectra:
         sums = shell_pair_sums([self._spectra[n] for n in names], self.shells.index,
                                [(position[a], position[b]) for a, b in todo],
                                self.shells.n, self.like.shape[2])
-        for pair, row in zip(todo, sums):
-            self._sums[pair] = row
+        for (a, b), row in zip(todo, sums):
+            self._sums[(a, b)] = row * (self._scales[a] * self._scales[b])
 
     def _pairs_of(self, a: str, b: str):
         for (ma, wa), (mb, wb) in product(self._terms[a].items(), self._terms[b].items()):
@@ -250,4 +284,4 @@ def fsc(a: Volume, b: Volume, mask: Volume | None = None) -> FSCCurve:
     return spectra.fsc("a", "b")
 
 
-__all__ = ["Crossing", "FSCCurve", "Spectra", "fsc", "resolution_at"]
+__all__ = ["Crossing", "FSCCurve", "Spectra", "fsc", "normalised", "resolution_at"]

@@ -25,6 +25,10 @@ an atomic model; a reference map (a higher-resolution map of the same specimen).
   ``var(N^d) = sqrt(cov(D1, D1) cov(D2, D2)) - cov(D1, D2)``; curves S/N, S/B and
   ``cov(D1, D2)`` itself (the diagnostic of the independence assumption: with denoised halves
   that share no noise it estimates the signal the denoiser kept, plus its bias).
+* Held-out-half scores (:mod:`cref_bench.metrics.heldout`), where the denoised halves
+  ``H1 = f(M1)``, ``H2 = f(M2)`` were each made from one half alone (the runner's own
+  single-half calls): the FSC to the truth and the error to the truth, estimated against the
+  other half; both halves', their mean, the mean curve's crossings.
 * Model-map FSC (like phenix.mtriage): ``d_fsc_model`` at 0.143 and 0.5 between a map and
   the model map computed on its grid (band-limited without a roll-off, which would bias the
   last shells); unmasked, and masked with a soft mask around the atoms.
@@ -47,6 +51,7 @@ import pandas as pd
 
 from cref_bench.errors import InputError
 from cref_bench.maps.volume import Volume
+from cref_bench.metrics import heldout
 from cref_bench.metrics.facts import MASKINGS
 from cref_bench.metrics.fsc import Crossing, FSCCurve, Spectra, resolution_change
 
@@ -242,6 +247,26 @@ MODEL_METRICS = tuple(f"d_fsc_model_{_tag(t)}{s}" for s in ("", "_input") for t 
 HALF_METRICS = ("res_d2m1_05", "fsc05_change")
 TRUTH_METRICS = tuple(f"truth_res_{_tag(t)}" for t in THRESHOLDS) + ("truth_corr", "truth_rmse")
 REFERENCE_METRICS = tuple(f"reference_res_{_tag(t)}" for t in THRESHOLDS)
+HELDOUT_METRICS = ("heldout_corr", "heldout_rel_error",
+                   *(f"heldout_res_{_tag(t)}" for t in THRESHOLDS),
+                   *(f"heldout_{v}_{i}" for v in ("corr", "rel_error") for i in (1, 2)))
+
+
+def _heldout_part(rec: _Recorder, spectra: Spectra) -> None:
+    """The held-out scores of ``H1``, ``H2`` against ``M2``, ``M1`` (in the order of
+    :data:`HELDOUT_METRICS`)."""
+    halves = heldout.estimate(spectra)
+    mean = (halves[0].fsc_truth + halves[1].fsc_truth) / 2
+    for i, half in enumerate(halves, start=1):
+        rec.curve(f"heldout_fsc_truth_{i}", half.fsc_truth)
+        rec.curve(f"heldout_error_{i}", half.error)
+    rec.curve("heldout_fsc_truth", mean)
+    rec.value("heldout_corr", (halves[0].corr + halves[1].corr) / 2)
+    rec.value("heldout_rel_error", (halves[0].rel_error + halves[1].rel_error) / 2)
+    rec.crossings("heldout_res", FSCCurve(spectra.shells.frequency, mean, spectra.shells.counts))
+    for name in ("corr", "rel_error"):
+        for i, half in enumerate(halves, start=1):
+            rec.value(f"heldout_{name}_{i}", getattr(half, name))
 
 
 def _model_part(rec: _Recorder, spectra: Spectra, model_volume: Volume | None,
@@ -258,7 +283,8 @@ def _model_part(rec: _Recorder, spectra: Spectra, model_volume: Volume | None,
 
 
 def _evaluate_masking(rec: _Recorder, spectra: Spectra, maps: dict[str, Volume | None],
-                      weight: np.ndarray | None, why_no_halves: str) -> None:
+                      weight: np.ndarray | None, why_no_halves: str,
+                      why_not_heldout: str) -> None:
     fsc_half = spectra.fsc("M1", "M2")
     cref = c_ref(fsc_half.value)
     fsc_fd = fsc_fd_curve(spectra)
@@ -279,6 +305,11 @@ def _evaluate_masking(rec: _Recorder, spectra: Spectra, maps: dict[str, Volume |
             rec.curve(name, values)
     else:
         rec.missing(HALF_METRICS, why_no_halves)
+
+    if maps["H1"] is not None:
+        _heldout_part(rec, spectra)
+    else:
+        rec.missing(HELDOUT_METRICS, why_not_heldout)
 
     if maps["T"] is not None:
         for target, suffix in (("D", ""), ("M", "_input")):
@@ -305,7 +336,8 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
              denoised_half1: Volume | None = None, denoised_half2: Volume | None = None,
              mask: Volume | None = None, model=None, truth: Volume | None = None,
              reference: Volume | None = None, model_resolution: float | None = None,
-             halves_note: str = "") -> MetricReport:
+             halves_note: str = "", heldout_half1: Volume | None = None,
+             heldout_half2: Volume | None = None, heldout_note: str = "") -> MetricReport:
     """Every metric for one case, unmasked and masked.
 
     Args:
@@ -320,6 +352,11 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
         model_resolution: the ``d_min`` of the model map, Å (default: see
             :func:`cref_bench.metrics.model_map.model_map`).
         halves_note: why denoised halves are absent (shown in the notes).
+        heldout_half1, heldout_half2: the halves denoised each from one noisy half alone
+            (``f(half1)``, ``f(half2)``), both or neither: the held-out scores. Give them only
+            where no call saw both halves; they may be the objects given as
+            ``denoised_half1``, ``denoised_half2`` (transformed once).
+        heldout_note: why the held-out halves are absent (shown in the notes).
 
     Returns:
         A :class:`MetricReport`. The masked row is there when a mask or a model is given.
@@ -327,13 +364,18 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
     Raises:
         GeometryMismatch: a map is not on the grid of ``half1``.
         MapError: a map has non-finite voxels.
-        InputError: only one of the denoised halves is given.
+        InputError: only one of the denoised halves, or of the held-out halves, is given.
     """
     if (denoised_half1 is None) != (denoised_half2 is None):
         raise InputError("give both denoised half-maps or neither")
+    if (heldout_half1 is None) != (heldout_half2 is None):
+        raise InputError("give both held-out half-maps or neither")
     maps = {"M1": half1, "M2": half2, "D": denoised, "D1": denoised_half1, "D2": denoised_half2,
-            "T": truth, "R": reference}
+            "T": truth, "R": reference, "H1": heldout_half1, "H2": heldout_half2}
     why_no_halves = halves_note or "no denoised half-maps given"
+    why_not_heldout = heldout_note or "no held-out half-maps given"
+    aliases = {h: d for h, d in (("H1", "D1"), ("H2", "D2")) if maps[h] is not None
+               and maps[h] is maps[d]}
     model_volume = model_mask = None
     if model is not None:
         from cref_bench.metrics import model_map as mm
@@ -350,15 +392,18 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
             continue
         rec = _Recorder(masking, Spectra(half1).shells.frequency)
         if masked and mask is None:
-            rec.missing(CORE_METRICS + HALF_METRICS + TRUTH_METRICS + REFERENCE_METRICS,
-                        "no mask given")
+            rec.missing(CORE_METRICS + HALF_METRICS + HELDOUT_METRICS + TRUTH_METRICS
+                        + REFERENCE_METRICS, "no mask given")
         else:
             spectra = Spectra(half1, mask if masked else None)
             for name, volume in maps.items():
-                if volume is not None:
+                if volume is not None and name not in aliases:
                     spectra.add(name, volume)
+            for name, same in aliases.items():
+                spectra.combine(name, {same: 1.0})
             spectra.combine("M", {"M1": 0.5, "M2": 0.5})
-            _evaluate_masking(rec, spectra, maps, mask.data if masked else None, why_no_halves)
+            _evaluate_masking(rec, spectra, maps, mask.data if masked else None, why_no_halves,
+                              why_not_heldout)
             if not masked:
                 _model_part(rec, spectra, model_volume, "no model given")
             spectra.release()

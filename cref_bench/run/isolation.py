@@ -101,6 +101,7 @@ def _save(folder: Path, name: str, volume: Volume) -> dict:
 
 
 def _load(folder: Path, name: str, geometry: dict, mmap: bool) -> Volume:
+    name = geometry.get("file", name)  # a map given twice travels once (see submit)
     data = np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
     return Volume(data, geometry["voxel_size"], geometry["origin"], geometry["source"])
 
@@ -291,8 +292,11 @@ class MethodProcess:
             raise RuntimeError("collect the entry handed over before submitting another")
         self._ready()
         folder = Path(tempfile.mkdtemp(prefix="entry-", dir=self._scratch))
-        inputs = {"half1": half1, "half2": half2, "mask": mask}
-        geometry = {n: _save(folder, n, v) for n, v in inputs.items() if v is not None}
+        geometry = {"half1": _save(folder, "half1", half1)}
+        geometry["half2"] = ({**geometry["half1"], "file": "half1"} if half2 is half1
+                             else _save(folder, "half2", half2))
+        if mask is not None:
+            geometry["mask"] = _save(folder, "mask", mask)
         self._job = (folder, half1)
         self._conn.send_bytes(pickle.dumps({"folder": str(folder), "geometry": geometry,
                                             "seed": seed, "label": label}))

@@ -6,9 +6,13 @@ metrics where the entry has a truth map, the reference metrics where it has a re
 the model-map FSC where it has a fitted model) and writes a results folder (layout:
 :mod:`cref_bench.results.folder`).
 
-* **Methods.** A :class:`~cref_bench.methods.protocol.SingleMapMethod` yields denoised halves,
-  so the half-map metrics (FSC-0.5 change, variance analysis) are computed; a pair method gives the
-  full map only, and those metrics are reported as not applicable with the method's note.
+* **Methods.** A :class:`~cref_bench.methods.protocol.SingleMapMethod` is called three times
+  per entry, by the runner, on one map per call: the average, ``M1`` alone and ``M2`` alone
+  (:mod:`cref_bench.run.single_map`; the time limit holds per call). Its halves are held
+  out, so the held-out scores (:mod:`cref_bench.metrics.heldout`) and the half-map metrics
+  (FSC-0.5 change, variance analysis) are computed. A pair method is called once with both
+  halves; its held-out scores are not applicable, and its half-map metrics are computed
+  where it returns denoised halves (else not applicable, with the method's note).
 * **The referee.** The runner never trusts a method. It reads each entry itself and scores
   against its own copy; the method gets read-only inputs whose digests are compared after
   the call, and its output must be a :class:`~cref_bench.methods.protocol.Denoised` of finite,
@@ -80,6 +84,7 @@ from cref_bench.metrics.scores import evaluate
 from cref_bench.results import folder as results
 from cref_bench.results import provenance
 from cref_bench.results.folder import ResultsFolder
+from cref_bench.run import single_map
 from cref_bench.run.cluster import dask_client
 from cref_bench.run.contract import MethodFailure, call_method
 from cref_bench.run.isolation import Limits, MethodProcess
@@ -195,21 +200,36 @@ def _read(entry) -> dict:
 
 def _denoise(method: Method, entry_id: str, maps: dict, run: _Run,
              process: MethodProcess | None):
+    """Denoise one entry: ``(Denoised, heldout_note)``, the note empty where the halves were
+    held out (a single-map method, each half in a call of its own)."""
     seed = entry_seed(run.settings.seed, entry_id)
     inputs = maps["half1"], maps["half2"], maps["mask"]
+    if single_map.is_single_map(method):
+        call = (single_map.in_process_caller(method, _seed_everything) if process is None
+                else single_map.process_caller(process, entry_id))
+        return single_map.denoise_apart(call, *inputs, seed), ""
     if process is not None:
-        return process.denoise(*inputs, seed=seed, label=entry_id)
+        return process.denoise(*inputs, seed=seed, label=entry_id), single_map.not_held_out(method)
     _seed_everything(seed)
-    return call_method(method, *inputs)
+    return call_method(method, *inputs), single_map.not_held_out(method)
 
 
-def _score(entry_id: str, maps: dict, denoised, maps_dir: Path | None) -> dict:
+def _boxed(method: Method) -> Method:
+    """What the method's process runs: a single-map method as :class:`.single_map.OneMap`."""
+    return single_map.OneMap(method) if single_map.is_single_map(method) else method
+
+
+def _score(entry_id: str, maps: dict, denoised, heldout_note: str,
+           maps_dir: Path | None) -> dict:
     if maps_dir is not None:
         write_map(maps_dir / f"{entry_id}_denoised.mrc", denoised.full)
+    held = {} if heldout_note else {"heldout_half1": denoised.half1,
+                                    "heldout_half2": denoised.half2}
     report = evaluate(maps["half1"], maps["half2"], denoised.full,
                       denoised_half1=denoised.half1, denoised_half2=denoised.half2,
                       mask=maps["mask"], model=maps["model"], truth=maps["truth"],
-                      reference=maps["reference"], halves_note=denoised.note)
+                      reference=maps["reference"], halves_note=denoised.note,
+                      heldout_note=heldout_note, **held)
     return {"status": "ok", "box": "x".join(map(str, maps["half1"].shape)),
             "scalars": report.scalars, "notes": report.notes,
             "bounds": report.bounds, "curves": results.curves_to_columns(report.curves)}
@@ -243,7 +263,7 @@ def evaluate_entry(method: Method, run: _Run, entry_id: str) -> dict:
     if run.isolation == "process":
         from cref_bench.run.workers import method_process
 
-        process = method_process(run.token, method)
+        process = method_process(run.token, _boxed(method))
     return _evaluate_read(method, entry_id, start, maps, run, process)
 
 
@@ -253,10 +273,11 @@ def _evaluate_read(method: Method, entry_id: str, start: float, maps: dict | Exc
     if isinstance(maps, Exception):
         return _finished(entry_id, start, _failed("load", maps))
     try:
-        denoised = _denoise(method, entry_id, maps, run, process)
+        denoised, heldout_note = _denoise(method, entry_id, maps, run, process)
     except MethodFailure as exc:
         return _finished(entry_id, start, _failed(exc.kind, exc, exc.detail))
-    return _finished(entry_id, start, _score_safely(entry_id, maps, denoised, run))
+    return _finished(entry_id, start,
+                     _score_safely(entry_id, maps, denoised, heldout_note, run))
 
 
 def _read_ahead(corpus: Corpus, todo: list[str]) -> Iterator[tuple]:
@@ -284,9 +305,9 @@ def _read_ahead(corpus: Corpus, todo: list[str]) -> Iterator[tuple]:
             yield entry_id, time.perf_counter() - seconds, maps
 
 
-def _score_safely(entry_id: str, maps: dict, denoised, run: _Run) -> dict:
+def _score_safely(entry_id: str, maps: dict, denoised, heldout_note: str, run: _Run) -> dict:
     try:
-        return _score(entry_id, maps, denoised, run.maps_dir)
+        return _score(entry_id, maps, denoised, heldout_note, run.maps_dir)
     except Exception as exc:  # recorded as the entry's failure
         return _failed("metrics", exc)
 
@@ -298,22 +319,28 @@ def _finished(entry_id: str, start: float, outcome: dict) -> dict:
             "worker": worker}
 
 
-def _hand_over(process: MethodProcess, entry_id: str, start: float, maps: dict | Exception,
-               run: _Run):
-    """Hand a read entry to the method's process; returns ``(state, None)``, or
-    ``(None, record)`` where the entry failed already (unreadable, or the process would not
-    start)."""
+def _hand_over(method: Method, process: MethodProcess, entry_id: str, start: float,
+               maps: dict | Exception, run: _Run):
+    """Hand a read entry to the method's process (a single-map method's three calls are made
+    from a thread); returns ``(state, None)``, state ending in what to ``collect`` from and
+    the held-out note, or ``(None, record)`` where the entry failed already (unreadable, or
+    the process would not start)."""
     if isinstance(maps, Exception):
         return None, _finished(entry_id, start, _failed("load", maps))
+    inputs = maps["half1"], maps["half2"], maps["mask"]
+    seed = entry_seed(run.settings.seed, entry_id)
+    if single_map.is_single_map(method):
+        call = single_map.process_caller(process, entry_id)
+        return (entry_id, start, maps, single_map.Apart(call, *inputs, seed), ""), None
     try:
-        process.submit(maps["half1"], maps["half2"], maps["mask"],
-                       seed=entry_seed(run.settings.seed, entry_id), label=entry_id)
+        process.submit(*inputs, seed=seed, label=entry_id)
     except MethodFailure as exc:
         return None, _finished(entry_id, start, _failed(exc.kind, exc, exc.detail))
-    return (entry_id, start, maps), None
+    return (entry_id, start, maps, process, single_map.not_held_out(method)), None
 
 
-def _pipelined(process: MethodProcess, todo: list[str], run: _Run) -> Iterator[dict]:
+def _pipelined(method: Method, process: MethodProcess, todo: list[str],
+               run: _Run) -> Iterator[dict]:
     """Evaluate ``todo`` in this process with the method in its own: the method's process
     denoises entry k + 1 while this one scores entry k and reads entry k + 2, so that a run
     takes about the largest of the three times, not their sum."""
@@ -322,19 +349,19 @@ def _pipelined(process: MethodProcess, todo: list[str], run: _Run) -> Iterator[d
     for read in itertools.chain(_read_ahead(run.corpus, todo), [None]):
         outcome = None
         if handed is not None:
+            previous, start, maps, pending, heldout_note = handed
             try:
-                denoised = process.collect()
+                denoised = pending.collect()
             except MethodFailure as exc:
                 outcome = _failed(exc.kind, exc, exc.detail)
         following = None
         if read is not None:
-            following, failed = _hand_over(process, *read, run)
+            following, failed = _hand_over(method, process, *read, run)
             if failed is not None:
                 yield failed
         if handed is not None:
-            previous, start, maps = handed
             if outcome is None:
-                outcome = _score_safely(previous, maps, denoised, run)
+                outcome = _score_safely(previous, maps, denoised, heldout_note, run)
                 del denoised
             yield _finished(previous, start, outcome)
         handed = following
@@ -346,8 +373,8 @@ def _in_process(method: Method, todo: list[str], run: _Run) -> Iterator[dict]:
             yield _evaluate_read(method, entry_id, start, maps, run)
         return
     log = run.logs / f"method-{provenance.process_identity()['pid']}.log"
-    with MethodProcess(method, run.limits, log=log) as process:
-        yield from _pipelined(process, todo, run)
+    with MethodProcess(_boxed(method), run.limits, log=log) as process:
+        yield from _pipelined(method, process, todo, run)
 
 
 def _lost(entry_id: str, exc: BaseException) -> dict:

@@ -45,8 +45,10 @@ def add_args(parser) -> None:
                         help="write the table here (default: standard output)")
     parser.add_argument("--figures", metavar="DIR",
                         help="write the figures (PNG and PDF) to this folder")
-    parser.add_argument("--primary", default="cref_rmse",
-                        help="the metric that ranks (default: cref_rmse)")
+    parser.add_argument("--primary",
+                        help="the metric that ranks (default: truth_corr where the "
+                             "corpus has truth, else heldout_corr where single-map methods "
+                             "have it, else cref_rmse)")
     parser.add_argument("--metrics", help="comma-separated metrics to show (default: "
                         f"{', '.join(DEFAULT_METRICS)}, where they have values)")
     parser.add_argument("--reference", default="noisy",

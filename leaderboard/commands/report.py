@@ -32,8 +32,10 @@ def add_args(parser) -> None:
                         help="the report folder (default: report)")
     parser.add_argument("--masking", choices=("masked", "unmasked"), default="masked",
                         help="which rows to rank and draw (default: masked)")
-    parser.add_argument("--primary", default="cref_rmse",
-                        help="the metric that ranks and is tested (default: cref_rmse)")
+    parser.add_argument("--primary",
+                        help="the metric that ranks and is tested (default: truth_corr where the "
+                             "corpus has truth, else heldout_corr where single-map methods "
+                             "have it, else cref_rmse)")
     parser.add_argument("--metrics", help="comma-separated metrics of the tables (default: "
                         f"{', '.join(DEFAULT_METRICS)}, where they have values)")
     parser.add_argument("--reference", default="noisy",

@@ -1,0 +1,176 @@
+"""The runner's held-out calls: a single-map method is handed one noisy map per call.
+
+A :class:`~cref_bench.methods.protocol.SingleMapMethod` is never given both halves. The
+runner calls it three times per entry, each call a box of its own kind (in this process or in
+the method's process): on the average ``M`` (the denoised full map), on ``M1`` alone
+(``D1``) and on ``M2`` alone (``D2``). ``D1`` never saw ``M2``, so ``M2`` is an independent
+noisy copy of the signal against which ``D1`` is scored (:mod:`cref_bench.metrics.heldout`),
+and the same holds the other way round. Only these calls count as held out: a method's own
+``denoise`` (which gets both halves, and may look at both) is not called at all.
+
+* :class:`OneMap` is what the box runs: the method's ``denoise_map`` of the one map it is
+  given. The box's protocol carries a pair of maps; the runner passes the same map twice,
+  and :class:`OneMap` refuses a pair that is not one map twice.
+* :func:`denoise_apart` makes the three calls through a caller of the runner's choosing:
+  :func:`in_process_caller` (this process) or :func:`process_caller` (the method's process,
+  which runs :class:`OneMap`); :class:`Apart` makes them in a thread, so that the runner can
+  score one entry while the method's process denoises the next.
+* :func:`not_held_out` is the note of a method whose scores cannot be held out (a pair method:
+  LAFTER, a filter weighted by the halves' FSC, the probes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from cref_bench.errors import InputError
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.protocol import Denoised, Method, SingleMapMethod, average_halves
+
+SEED_SPAN = 2 ** 32
+"""Seeds are taken modulo this (the per-entry seeds are 32-bit)."""
+
+
+def is_single_map(method: Method) -> bool:
+    """Whether the runner denoises ``method``'s halves apart (held out): a single-map method."""
+    return isinstance(method, SingleMapMethod)
+
+
+def not_held_out(method: Method) -> str:
+    """Why a method has no held-out scores (the note beside them).
+
+    Args:
+        method: a method that is not single-map.
+
+    Returns:
+        The note.
+    """
+    return (f"not applicable: {method.name} denoises the two halves together (a pair method), "
+            "so no denoised half was made without the other half")
+
+
+class OneMap(Method):
+    """A single-map method as its box runs it: the one map given, denoised alone.
+
+    Args:
+        method: the single-map method.
+
+    The map comes as both halves of the box's call (the same map twice); anything else is
+    refused, so that the method is never handed two different maps.
+    """
+
+    def __init__(self, method: SingleMapMethod):
+        if not is_single_map(method):
+            raise InputError(f"{method.name}: only a single-map method can be run on one map")
+        self.method = method
+        self.name = method.name
+        self.version = method.version
+        self.needs_gpu = method.needs_gpu
+        self.safe_in_process = method.safe_in_process
+
+    def params(self) -> dict:
+        return self.method.params()
+
+    def denoise(self, half1: Volume, half2: Volume, mask: Volume | None = None) -> Denoised:
+        """``method.denoise_map(half1, mask)`` as the full map.
+
+        Raises:
+            InputError: ``half2`` is not the map ``half1`` (the runner's own fault).
+        """
+        if half2 is not half1 and not np.array_equal(half1.data, half2.data):
+            raise InputError("a single-map call was given two different maps")
+        return Denoised(full=self.method.denoise_map(half1, mask))
+
+
+Caller = Callable[[Volume, Volume | None, int, str], Volume]
+"""``call(map, mask, seed, what)``: the runner's call of :class:`OneMap` on one map (``what``
+names the map for the log: ``average``, ``half1``, ``half2``); returns the checked output."""
+
+
+def denoise_apart(call: Caller, half1: Volume, half2: Volume, mask: Volume | None,
+                  seed: int) -> Denoised:
+    """The three held-out calls of one entry: the average, ``half1`` alone, ``half2`` alone.
+
+    Args:
+        call: makes one call (see :data:`Caller`).
+        half1, half2: the noisy halves.
+        mask: the entry's mask, or None.
+        seed: the entry's seed; the calls get ``seed``, ``seed + 1``, ``seed + 2`` (so that
+            the two halves' random draws, if any, differ).
+
+    Returns:
+        A :class:`Denoised` of the three outputs (``half1`` made from ``half1`` alone).
+
+    Raises:
+        MethodFailure: as ``call`` raises it (the first failing call ends the entry).
+        GeometryMismatch: the halves are not on one grid.
+    """
+    full = call(average_halves(half1, half2), mask, seed % SEED_SPAN, "average")
+    d1 = call(half1, mask, (seed + 1) % SEED_SPAN, "half1")
+    d2 = call(half2, mask, (seed + 2) % SEED_SPAN, "half2")
+    return Denoised(full=full, half1=d1, half2=d2)
+
+
+def in_process_caller(method: SingleMapMethod, seed_everything: Callable[[int], None]) -> Caller:
+    """The :data:`Caller` of a method run in this process: seed, then
+    :func:`~cref_bench.run.contract.call_method` of :class:`OneMap` (read-only input, digest
+    checked, output checked).
+
+    Args:
+        method: the single-map method.
+        seed_everything: seeds this process's generators.
+    """
+    from cref_bench.run.contract import call_method
+
+    box = OneMap(method)
+
+    def call(volume: Volume, mask: Volume | None, seed: int, what: str) -> Volume:
+        seed_everything(seed)
+        return call_method(box, volume, volume, mask).full
+
+    return call
+
+
+def process_caller(process, label: str) -> Caller:
+    """The :data:`Caller` of a method in its own process (a
+    :class:`~cref_bench.run.isolation.MethodProcess` started with :class:`OneMap`): the map
+    goes to it alone, as both halves of its call.
+
+    Args:
+        process: the method's process.
+        label: the entry's id (the log names each call ``<label> <what>``).
+    """
+    def call(volume: Volume, mask: Volume | None, seed: int, what: str) -> Volume:
+        return process.denoise(volume, volume, mask, seed=seed, label=f"{label} {what}").full
+
+    return call
+
+
+class Apart:
+    """The held-out calls of one entry, made in a thread (see :func:`denoise_apart`); the
+    same use as :meth:`~cref_bench.run.isolation.MethodProcess.submit` and ``collect``.
+
+    Args:
+        call, half1, half2, mask, seed: as :func:`denoise_apart` takes them.
+    """
+
+    def __init__(self, call: Caller, half1: Volume, half2: Volume, mask: Volume | None,
+                 seed: int):
+        pool = ThreadPoolExecutor(1, thread_name_prefix="cref-bench-apart")
+        self._future = pool.submit(denoise_apart, call, half1, half2, mask, seed)
+        pool.shutdown(wait=False)
+
+    def collect(self) -> Denoised:
+        """The three outputs once made.
+
+        Raises:
+            MethodFailure: as the first failing call raised it.
+        """
+        return self._future.result()
+
+
+__all__ = ["Apart", "Caller", "OneMap", "denoise_apart", "in_process_caller", "is_single_map",
+           "not_held_out", "process_caller"]

@@ -1,0 +1,98 @@
+"""The runner's held-out calls (cref_bench.run.single_map): a single-map method is called on
+one map at a time, the average, M1 alone and M2 alone, never on both halves (a method that
+receives both fails these tests), in this process and in its own; a pair method's held-out
+scores are "not applicable", never a number."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cref_bench.corpus.reader import open_corpus
+from cref_bench.methods.protocol import SingleMapMethod, average_halves
+from cref_bench.metrics.scores import HELDOUT_METRICS
+from cref_bench.run.runner import run_method
+from cref_bench.run.single_map import OneMap, denoise_apart
+
+SPY = "tests.test_runner_heldout:Spy"
+
+
+def _digest(data: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(data, np.float32).tobytes()).hexdigest()
+
+
+class Spy(SingleMapMethod):
+    """Blurs the map it is given and records a digest of it (one JSON line per call, in
+    ``record``); refuses to be handed both halves at once."""
+
+    name = "spy-test"
+    version = "1"
+
+    def __init__(self, record: str):
+        self.record = record
+
+    def params(self) -> dict:
+        return {"record": self.record}
+
+    def denoise_map(self, volume, mask=None):
+        with open(self.record, "a") as stream:
+            stream.write(json.dumps({"digest": _digest(volume.data)}) + "\n")
+        return volume.like(ndimage.gaussian_filter(volume.data, 1.0))
+
+    def denoise(self, half1, half2, mask=None):
+        raise AssertionError("the runner handed a single-map method both halves")
+
+
+def _calls(record: Path) -> list[str]:
+    return [json.loads(line)["digest"] for line in record.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("isolation", ["in-process", "process"])
+def test_each_call_gets_one_map_and_the_halves_are_held_out(corpus_path, tmp_path, isolation):
+    record = tmp_path / "calls.jsonl"
+    run = run_method(SPY, corpus_path, out=tmp_path / "res", params={"record": str(record)},
+                     isolation=isolation, limit=2, progress=False)
+    assert run.exit_status == 0, run.failures
+    corpus = open_corpus(corpus_path)
+    expected = []
+    for entry_id in run.scalars["entry"].unique():
+        entry = corpus.entry(entry_id)
+        average = average_halves(entry.half1, entry.half2)
+        expected += [_digest(v.data) for v in (average, entry.half1, entry.half2)]
+    assert sorted(_calls(record)) == sorted(expected)
+    assert run.scalars[list(HELDOUT_METRICS)].notna().all().all()
+    assert run.scalars["fsc05_change"].notna().all()
+
+
+def test_a_pair_method_is_not_applicable_never_zero(corpus_path, tmp_path):
+    run = run_method("tests.test_runner:PairOnly", corpus_path, out=tmp_path / "pair",
+                     limit=2, progress=False)
+    assert run.scalars[list(HELDOUT_METRICS)].isna().all().all()
+    reasons = run.notes[run.notes["metric"] == "heldout_corr"]["reason"]
+    assert len(reasons) == 4 and reasons.str.startswith("not applicable: pair-test").all()
+
+
+def test_one_map_refuses_two_different_maps(corpus_path):
+    entry = open_corpus(corpus_path).entry(open_corpus(corpus_path).ids("test")[0])
+    box = OneMap(Spy(record="/dev/null"))
+    assert box.denoise(entry.half1, entry.half1).full.shape == entry.half1.shape
+    with pytest.raises(Exception, match="two different maps"):
+        box.denoise(entry.half1, entry.half2)
+
+
+def test_denoise_apart_seeds_each_call_apart(corpus_path):
+    entry = open_corpus(corpus_path).entry(open_corpus(corpus_path).ids("test")[0])
+    seen = []
+
+    def call(volume, mask, seed, what):
+        seen.append((what, seed))
+        return volume
+
+    out = denoise_apart(call, entry.half1, entry.half2, entry.mask, seed=2 ** 32 - 1)
+    assert seen == [("average", 2 ** 32 - 1), ("half1", 0), ("half2", 1)]
+    assert out.half1 is entry.half1 and out.half2 is entry.half2
