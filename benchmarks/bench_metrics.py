@@ -16,7 +16,7 @@ import scipy.fft
 from benchmarks.timing import median_seconds, report_ratio
 from cref_bench import Volume
 from cref_bench.metrics.fsc import fsc
-from cref_bench.metrics.scores import evaluate
+from cref_bench.metrics.scores import DenoisedMaps, evaluate
 
 N = 256
 
@@ -49,8 +49,8 @@ def test_fsc_256_vs_two_rfftn(benchmark, case256):
 
 def test_metric_set_256_vs_minimum_ffts(benchmark, case256):
     m = case256
-    run = lambda: evaluate(m["M1"], m["M2"], m["D"], denoised_half1=m["D1"],  # noqa: E731
-                           denoised_half2=m["D2"], mask=m["mask"])
+    denoised = DenoisedMaps(m["D"], half1=m["D1"], half2=m["D2"])
+    run = lambda: evaluate(m["M1"], m["M2"], denoised, mask=m["mask"])  # noqa: E731
     run()
     names = ("M1", "M2", "D", "D1", "D2")
 
@@ -70,10 +70,10 @@ _PEAK_SCRIPT = """
 import json, resource, sys
 import numpy as np
 from benchmarks.bench_metrics import make_case
-from cref_bench.metrics.scores import evaluate
+from cref_bench.metrics.scores import DenoisedMaps, evaluate
 m = make_case({n})
 inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-evaluate(m["M1"], m["M2"], m["D"], denoised_half1=m["D1"], denoised_half2=m["D2"], mask=m["mask"])
+evaluate(m["M1"], m["M2"], DenoisedMaps(m["D"], half1=m["D1"], half2=m["D2"]), mask=m["mask"])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 json.dump({{"inputs": inputs, "peak": peak}}, sys.stdout)
 """

@@ -26,7 +26,7 @@ import pytest
 from benchmarks.identity_method import Identity
 from benchmarks.timing import median_seconds, report_ratio
 from cref_bench.corpus.reader import open_corpus
-from cref_bench.metrics.scores import evaluate
+from cref_bench.metrics.scores import DenoisedMaps, evaluate
 from cref_bench.run.runner import first_model, run_method
 
 ENTRIES = 12
@@ -50,8 +50,8 @@ def test_runner_overhead_vs_metrics_alone(benchmark, corpus, tmp_path, isolation
     def metrics_alone():
         for half1, half2, mask, truth, model in loaded:
             d = method.denoise(half1, half2, mask)
-            evaluate(half1, half2, d.full, denoised_half1=d.half1, denoised_half2=d.half2,
-                     mask=mask, truth=truth, model=model)
+            evaluate(half1, half2, DenoisedMaps(d.full, half1=d.half1, half2=d.half2), mask=mask,
+                     truth=truth, model=model)
 
     folders = (tmp_path / f"run{i}" for i in itertools.count())
     alone: list[float] = []

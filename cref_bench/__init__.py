@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 _public, __getattr__ = lazy_exports(__name__, {
     "Volume": "maps.volume", "read_map": "maps.io", "write_map": "maps.io",
     "fsc": "metrics.fsc", "c_ref": "metrics.scores", "evaluate": "metrics.scores",
+    "DenoisedMaps": "metrics.scores",
     "open_corpus": "corpus.reader",
     "Method": "methods.protocol", "SingleMapMethod": "methods.protocol",
     "Denoised": "methods.protocol", "load_method": "methods.protocol",

@@ -13,7 +13,7 @@ import scipy.ndimage as ndi
 from cref_bench import Volume
 from cref_bench.metrics import heldout
 from cref_bench.metrics.fsc import Spectra
-from cref_bench.metrics.scores import HELDOUT_METRICS, evaluate
+from cref_bench.metrics.scores import HELDOUT_METRICS, DenoisedMaps, evaluate
 from tests.helpers_fields import field
 
 FSC_TOLERANCE = 0.05
@@ -121,17 +121,21 @@ def test_evaluate_reports_heldout_scores_only_for_heldout_halves(phantoms):
     p = phantoms[2]
     h1, h2 = _blur(p.half1), _blur(p.half2)
     full = _blur(p.half1.like((p.half1.data + p.half2.data) / 2))
-    given = evaluate(p.half1, p.half2, full, denoised_half1=h1, denoised_half2=h2,
-                     heldout_half1=h1, heldout_half2=h2, mask=p.mask, truth=p.truth)
-    pair = evaluate(p.half1, p.half2, full, denoised_half1=h1, denoised_half2=h2, mask=p.mask,
-                    heldout_note="not applicable: the method needs both halves")
+    given = evaluate(p.half1, p.half2,
+                     DenoisedMaps(full, half1=h1, half2=h2, heldout1=h1, heldout2=h2), mask=p.mask,
+                     truth=p.truth)
+    pair = evaluate(p.half1, p.half2,
+                    DenoisedMaps(full, half1=h1, half2=h2,
+                                 heldout_note="not applicable: the method needs both halves"),
+                    mask=p.mask)
     for masking in ("unmasked", "masked"):
         assert all(given.scalars[masking][m] is not None for m in HELDOUT_METRICS)
         assert all(pair.scalars[masking][m] is None for m in HELDOUT_METRICS)
         assert pair.notes[masking]["heldout_corr"].startswith("not applicable")
         # the same estimate whether the held-out halves are transformed apart or shared
         assert given.scalars[masking]["heldout_corr"] == pytest.approx(
-            evaluate(p.half1, p.half2, full, heldout_half1=h1.like(h1.data.copy()),
-                     heldout_half2=h2.like(h2.data.copy()), mask=p.mask
-                     ).scalars[masking]["heldout_corr"], rel=1e-9)
+            evaluate(p.half1, p.half2,
+                     DenoisedMaps(full, heldout1=h1.like(h1.data.copy()),
+                                  heldout2=h2.like(h2.data.copy())),
+                     mask=p.mask).scalars[masking]["heldout_corr"], rel=1e-9)
     assert given.scalars["masked"]["heldout_corr"] > 0.9

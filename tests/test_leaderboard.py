@@ -14,7 +14,7 @@ from cref_bench import Volume
 from cref_bench.cli import main
 from cref_bench.errors import InputError, ResultsError
 from cref_bench.metrics.facts import METRICS as FACTS
-from cref_bench.metrics.scores import evaluate
+from cref_bench.metrics.scores import DenoisedMaps, evaluate
 from cref_bench.results.format import significant
 from leaderboard.commands import leaderboard as leaderboard_command
 from leaderboard.commands.leaderboard import write_figures
@@ -383,7 +383,7 @@ def evaluated(tmp_path_factory):
         mask = m1.like(np.ones(shape, np.float32))
         for method in (Noisy(), Wiener()):
             out = method.denoise(m1, m2, mask)
-            report = evaluate(m1, m2, out.full, denoised_half1=out.half1, denoised_half2=out.half2,
+            report = evaluate(m1, m2, DenoisedMaps(out.full, half1=out.half1, half2=out.half2),
                               mask=mask, truth=m1.like(truth))
             for masking, values in report.scalars.items():
                 scalars[method.name].append({"entry": f"emd{i}", "masking": masking, **values})

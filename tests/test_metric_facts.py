@@ -21,7 +21,7 @@ from cref_bench.metrics.facts import (
     metric_facts,
 )
 from cref_bench.metrics.model_map import atom_mask, model_map
-from cref_bench.metrics.scores import evaluate
+from cref_bench.metrics.scores import DenoisedMaps, evaluate
 from cref_bench.results import folder as results
 from leaderboard.tables import ARROWS
 from tests.test_model_map import random_atoms
@@ -49,9 +49,8 @@ def report_of(case, ideal: bool):
         full, d1, d2 = truth, truth, truth
     else:
         full, d1, d2 = m1.like((m1.data + m2.data) / 2), m1, m2
-    return evaluate(m1, m2, full, denoised_half1=d1, denoised_half2=d2, heldout_half1=d1,
-                    heldout_half2=d2, mask=case["mask"], model=case["structure"], truth=truth,
-                    reference=truth)
+    return evaluate(m1, m2, DenoisedMaps(full, half1=d1, half2=d2, heldout1=d1, heldout2=d2),
+                    mask=case["mask"], model=case["structure"], truth=truth, reference=truth)
 
 
 def test_every_reported_metric_has_facts_and_every_fact_is_reported(case):

@@ -6,7 +6,14 @@ import pytest
 from cref_bench import Volume
 from cref_bench.errors import GeometryMismatch
 from cref_bench.metrics.fsc import Spectra, fsc
-from cref_bench.metrics.scores import c_ref, cref_l1, cref_rmse, evaluate, variance_analysis
+from cref_bench.metrics.scores import (
+    DenoisedMaps,
+    c_ref,
+    cref_l1,
+    cref_rmse,
+    evaluate,
+    variance_analysis,
+)
 from cref_bench.metrics.shells import fourier_shells
 from tests.helpers_fields import expected_ratio, field
 
@@ -117,7 +124,7 @@ def test_evaluate_reports_every_metric_or_why_not(case):
 
 def test_evaluate_with_halves_gives_fsc05_change(case):
     m1, m2 = case["M1"], case["M2"]
-    report = evaluate(m1, m2, case["T"], denoised_half1=case["T"], denoised_half2=case["T"])
+    report = evaluate(m1, m2, DenoisedMaps(case["T"], half1=case["T"], half2=case["T"]))
     after = report.scalars["unmasked"]["res_d2m1_05"]
     before = report.scalars["unmasked"]["res_half_05"]
     assert report.scalars["unmasked"]["fsc05_change"] == pytest.approx(after - before)
@@ -130,7 +137,7 @@ def test_evaluate_refuses_mismatched_grids(case):
     with pytest.raises(GeometryMismatch):
         evaluate(m1, case["M2"], Volume(np.zeros((64, 64, 60)), VOXEL))
     with pytest.raises(ValueError, match="both denoised half-maps"):
-        evaluate(m1, case["M2"], m1, denoised_half1=m1)
+        evaluate(m1, case["M2"], DenoisedMaps(m1, half1=m1))
 
 
 def test_shells_a_filter_empties_count_as_lost_signal(case):
@@ -220,7 +227,7 @@ def test_crossings_that_never_happen_are_bounds_not_gaps(case):
     Nyquist resolution with the bound '<'; so is the FSC-0.5 change of "denoised halves"
     that are copies of each other's input (D2 = M1)."""
     m1, m2, truth = case["M1"], case["M2"], case["T"]
-    report = evaluate(m1, m2, truth, denoised_half1=m2, denoised_half2=m1, truth=truth)
+    report = evaluate(m1, m2, DenoisedMaps(truth, half1=m2, half2=m1), truth=truth)
     values, notes, bounds = (report.scalars["unmasked"], report.notes["unmasked"],
                              report.bounds["unmasked"])
     nyquist = 1 / fourier_shells(SHAPE, VOXEL).frequency[-1]
@@ -275,6 +282,5 @@ def test_a_map_unchanged_up_to_rounding_has_no_fsc05_change(case):
     m1, m2 = case["M1"], case["M2"]
     d1, d2 = round_trip(m1), round_trip(m2)
     assert not np.array_equal(d2.data, m2.data)  # changed, by rounding
-    report = evaluate(m1, m2, m1.like((d1.data + d2.data) / 2), denoised_half1=d1,
-                      denoised_half2=d2)
+    report = evaluate(m1, m2, DenoisedMaps(m1.like((d1.data + d2.data) / 2), half1=d1, half2=d2))
     assert report.scalars["unmasked"]["fsc05_change"] == 0.0

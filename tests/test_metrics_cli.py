@@ -14,7 +14,7 @@ import pytest
 from cref_bench.cli import main
 from cref_bench.maps.io import write_map
 from cref_bench.maps.volume import Volume
-from cref_bench.metrics.scores import evaluate
+from cref_bench.metrics.scores import DenoisedMaps, evaluate
 from tests.helpers_fields import field
 
 SHAPE, VOXEL, ORIGIN = (32, 36, 40), (1.1, 1.2, 1.3), (5.0, -3.0, 12.5)
@@ -66,8 +66,9 @@ def test_metrics_cli_prints_and_writes_what_evaluate_computes(case, tmp_path, ca
                    "--mask", str(paths["mask"]), "--truth", str(paths["truth"]),
                    "--json", str(out_json), "--curves", str(out_csv)])
     assert status == 0
-    expected = evaluate(maps["half1"], maps["half2"], maps["denoised"], denoised_half1=maps["d1"],
-                        denoised_half2=maps["d2"], mask=maps["mask"], truth=maps["truth"])
+    expected = evaluate(maps["half1"], maps["half2"],
+                        DenoisedMaps(maps["denoised"], half1=maps["d1"], half2=maps["d2"]),
+                        mask=maps["mask"], truth=maps["truth"])
     table = _parse_table(capsys.readouterr().out)
     written = json.loads(out_json.read_text())
     for masking in ("unmasked", "masked"):

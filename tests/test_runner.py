@@ -28,7 +28,7 @@ from cref_bench.errors import InputError, MethodError
 from cref_bench.maps.io import read_map
 from cref_bench.maps.volume import Volume
 from cref_bench.methods.protocol import Denoised, Method, SingleMapMethod
-from cref_bench.metrics.scores import evaluate
+from cref_bench.metrics.scores import DenoisedMaps, evaluate
 from cref_bench.results import folder as results
 from cref_bench.run.runner import entry_seed, run_method
 from tests.runner_corpus import TEST_IDS, VALID_IDS, ids_of_split, phantom_maps
@@ -141,9 +141,10 @@ def test_tables_match_direct_evaluation(corpus_path, tmp_path):
     entry = corpus.entry(TEST_IDS[0])
     method = Blur(sigma=1.2)
     den = method.denoise(entry.half1, entry.half2, entry.mask)
-    direct = evaluate(entry.half1, entry.half2, den.full, denoised_half1=den.half1,
-                      denoised_half2=den.half2, heldout_half1=den.half1,
-                      heldout_half2=den.half2, mask=entry.mask, truth=entry.truth)
+    direct = evaluate(entry.half1, entry.half2,
+                      DenoisedMaps(den.full, half1=den.half1, half2=den.half2,
+                                   heldout1=den.half1, heldout2=den.half2),
+                      mask=entry.mask, truth=entry.truth)
     for masking, values in direct.scalars.items():
         row = scalars[(scalars["entry"] == entry.id) & (scalars["masking"] == masking)].iloc[0]
         assert list(values) == [c for c in scalars.columns[ids:] if c in values]

@@ -10,7 +10,7 @@ import pytest
 
 from baselines.classic import FSCWeight
 from cref_bench.metrics.facts import METRICS
-from cref_bench.metrics.scores import evaluate
+from cref_bench.metrics.scores import DenoisedMaps, evaluate
 from cref_bench.run.contract import MethodFailure, check_output
 from dataset_builder.synthetic import make_phantom
 
@@ -32,9 +32,10 @@ def _scores(phantom, denoised, factor: float) -> dict:
         return v.like(v.data * np.float32(factor))
 
     d1, d2 = scaled(denoised.half1), scaled(denoised.half2)
-    return evaluate(phantom.half1, phantom.half2, scaled(denoised.full), denoised_half1=d1,
-                    denoised_half2=d2, heldout_half1=d1, heldout_half2=d2, mask=phantom.mask,
-                    truth=phantom.truth).scalars
+    return evaluate(phantom.half1, phantom.half2,
+                    DenoisedMaps(scaled(denoised.full), half1=d1, half2=d2, heldout1=d1,
+                                 heldout2=d2),
+                    mask=phantom.mask, truth=phantom.truth).scalars
 
 
 @pytest.mark.parametrize("factor", FACTORS)

@@ -122,7 +122,7 @@ def main(args) -> int:
 
     from cref_bench.atomic import write_text
     from cref_bench.maps.io import read_map
-    from cref_bench.metrics.scores import evaluate
+    from cref_bench.metrics.scores import DenoisedMaps, evaluate
     from cref_bench.output_paths import check_output_file
 
     check_output_file(args.json, "--json")
@@ -140,7 +140,9 @@ def main(args) -> int:
         warnings.warn(f"{args.half1} and {args.half2} hold the same map: their FSC is 1 on "
                       "every shell, so C_ref is 1 everywhere and the scores say nothing; give "
                       "the two independently refined half-maps", stacklevel=1)
-    report = evaluate(maps.pop("half1"), maps.pop("half2"), maps.pop("denoised"), **maps,
+    denoised = DenoisedMaps(maps.pop("denoised"), half1=maps.pop("denoised_half1"),
+                            half2=maps.pop("denoised_half2"))
+    report = evaluate(maps.pop("half1"), maps.pop("half2"), denoised, **maps,
                       model=args.model, model_resolution=args.model_resolution)
     print(format_report(report))
     if args.json:

@@ -12,7 +12,7 @@ from cref_bench._lazy import lazy_exports
 __all__, __getattr__ = lazy_exports(__name__, {
     "Shells": "shells", "fourier_shells": "shells", "reference_shells": "shells",
     "FSCCurve": "fsc", "Spectra": "fsc", "resolution_at": "fsc",
-    "c_ref": "scores", "evaluate": "scores", "MetricReport": "scores",
+    "c_ref": "scores", "evaluate": "scores", "MetricReport": "scores", "DenoisedMaps": "scores",
     "cref_rmse": "scores", "cref_l1": "scores", "fsc_fd_curve": "scores",
     "variance_analysis": "scores",
     "read_model": "model_map", "atom_mask": "model_map",

@@ -332,18 +332,40 @@ def _evaluate_masking(rec: _Recorder, spectra: Spectra, maps: dict[str, Volume |
 CORE_METRICS = tuple(f"res_half_{_tag(t)}" for t in THRESHOLDS) + ("cref_rmse", "cref_l1")
 
 
-def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
-             denoised_half1: Volume | None = None, denoised_half2: Volume | None = None,
+@dataclass(frozen=True)
+class DenoisedMaps:
+    """What a method made of one case, as :func:`evaluate` scores it.
+
+    Attributes:
+        full: the denoised full map ``D(M)``.
+        half1, half2: the denoised half-maps, both or neither.
+        note: why the denoised halves are absent (shown in the notes).
+        heldout1, heldout2: the halves denoised each from one noisy half alone (``f(M1)``,
+            ``f(M2)``), both or neither: the held-out scores. Give them only where no call saw
+            both halves; they may be the objects given as ``half1``, ``half2`` (transformed
+            once).
+        heldout_note: why the held-out halves are absent (shown in the notes).
+    """
+
+    full: Volume
+    half1: Volume | None = None
+    half2: Volume | None = None
+    note: str = ""
+    heldout1: Volume | None = None
+    heldout2: Volume | None = None
+    heldout_note: str = ""
+
+
+def evaluate(half1: Volume, half2: Volume, denoised: Volume | DenoisedMaps, *,
              mask: Volume | None = None, model=None, truth: Volume | None = None,
-             reference: Volume | None = None, model_resolution: float | None = None,
-             halves_note: str = "", heldout_half1: Volume | None = None,
-             heldout_half2: Volume | None = None, heldout_note: str = "") -> MetricReport:
+             reference: Volume | None = None,
+             model_resolution: float | None = None) -> MetricReport:
     """Every metric for one case, unmasked and masked.
 
     Args:
         half1, half2: the noisy half-maps (one grid).
-        denoised: the denoised full map ``D(M)``.
-        denoised_half1, denoised_half2: the denoised half-maps, both or neither.
+        denoised: the denoised full map ``D(M)``, or :class:`DenoisedMaps` with the denoised
+            halves and the held-out halves where the method made them.
         mask: the real-space mask applied to every map for the masked row.
         model: an atomic model (``gemmi.Structure`` or a path) for the model-map FSC; its
             masked row uses a soft mask around the atoms, as phenix.mtriage does.
@@ -351,12 +373,6 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
         reference: a reference map (e.g. a higher-resolution map of the same specimen).
         model_resolution: the ``d_min`` of the model map, Å (default: see
             :func:`cref_bench.metrics.model_map.model_map`).
-        halves_note: why denoised halves are absent (shown in the notes).
-        heldout_half1, heldout_half2: the halves denoised each from one noisy half alone
-            (``f(half1)``, ``f(half2)``), both or neither: the held-out scores. Give them only
-            where no call saw both halves; they may be the objects given as
-            ``denoised_half1``, ``denoised_half2`` (transformed once).
-        heldout_note: why the held-out halves are absent (shown in the notes).
 
     Returns:
         A :class:`MetricReport`. The masked row is there when a mask or a model is given.
@@ -366,6 +382,10 @@ def evaluate(half1: Volume, half2: Volume, denoised: Volume, *,
         MapError: a map has non-finite voxels.
         InputError: only one of the denoised halves, or of the held-out halves, is given.
     """
+    out = denoised if isinstance(denoised, DenoisedMaps) else DenoisedMaps(denoised)
+    denoised, denoised_half1, denoised_half2 = out.full, out.half1, out.half2
+    heldout_half1, heldout_half2 = out.heldout1, out.heldout2
+    halves_note, heldout_note = out.note, out.heldout_note
     if (denoised_half1 is None) != (denoised_half2 is None):
         raise InputError("give both denoised half-maps or neither")
     if (heldout_half1 is None) != (heldout_half2 is None):

@@ -80,7 +80,7 @@ from cref_bench.errors import InputError, MethodError
 from cref_bench.maps.io import write_map
 from cref_bench.methods.protocol import Method, load_method
 from cref_bench.methods.registry import name_file_frames
-from cref_bench.metrics.scores import evaluate
+from cref_bench.metrics.scores import DenoisedMaps, evaluate
 from cref_bench.results import folder as results
 from cref_bench.results import provenance
 from cref_bench.results.folder import ResultsFolder
@@ -223,13 +223,11 @@ def _score(entry_id: str, maps: dict, denoised, heldout_note: str,
            maps_dir: Path | None) -> dict:
     if maps_dir is not None:
         write_map(maps_dir / f"{entry_id}_denoised.mrc", denoised.full)
-    held = {} if heldout_note else {"heldout_half1": denoised.half1,
-                                    "heldout_half2": denoised.half2}
-    report = evaluate(maps["half1"], maps["half2"], denoised.full,
-                      denoised_half1=denoised.half1, denoised_half2=denoised.half2,
-                      mask=maps["mask"], model=maps["model"], truth=maps["truth"],
-                      reference=maps["reference"], halves_note=denoised.note,
-                      heldout_note=heldout_note, **held)
+    held = {} if heldout_note else {"heldout1": denoised.half1, "heldout2": denoised.half2}
+    made = DenoisedMaps(denoised.full, half1=denoised.half1, half2=denoised.half2,
+                        note=denoised.note, heldout_note=heldout_note, **held)
+    report = evaluate(maps["half1"], maps["half2"], made, mask=maps["mask"], model=maps["model"],
+                      truth=maps["truth"], reference=maps["reference"])
     return {"status": "ok", "box": "x".join(map(str, maps["half1"].shape)),
             "scalars": report.scalars, "notes": report.notes,
             "bounds": report.bounds, "curves": results.curves_to_columns(report.curves)}
