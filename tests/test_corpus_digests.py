@@ -71,6 +71,15 @@ def test_the_patch_index_models_and_masks_are_checked_too(store_path, name, read
         read(open_corpus(store_path, warn_stale=False).entry("PH-0001"))
 
 
+def test_reading_all_maps_at_once_checks_each(store_path):
+    maps = open_corpus(store_path).entry("PH-0001").maps()
+    assert set(maps) == {"half1", "half2", "mask", "truth", "reference"}
+    assert maps["reference"] is None and maps["truth"].shape == (16, 16, 16)
+    _tamper(store_path, "PH-0001", "half2", lambda d: d * 2)
+    with pytest.raises(CorpusError, match="array 'half2' was changed"):
+        open_corpus(store_path, warn_stale=False).entry("PH-0001").maps()
+
+
 def test_changed_attributes_are_found_by_the_content_hash(store_path):
     group = zarr.open_group(str(store_path), mode="r+")["entries/PH-0001"]
     group.attrs["resolution"] = 1.0
