@@ -275,19 +275,49 @@ def test_a_method_failing_every_entry_is_listed_last(tmp_path, capsys):
     assert "| – | crashy |" in captured.out and "4 failed entries" in captured.err
 
 
+def _fail(folder, method, entry, kind="memory"):
+    scalars = pd.read_csv(folder / "scalars.csv")
+    scalars[scalars["entry"] != entry].to_csv(folder / "scalars.csv", index=False)
+    failures = pd.read_csv(folder / "failures.csv")
+    failures.loc[len(failures)] = [method, "1", "{}", entry, "test", kind, "MethodFailure", "x"]
+    failures.to_csv(folder / "failures.csv", index=False)
+
+
 def test_failures_are_counted_beside_the_scores(tmp_path):
-    """wiener failed e03 (memory): its row says 1 failed, and e03 is dropped for everyone."""
+    """wiener failed e03 (memory): its row says 1 failed, e03 counts as the noisy input for
+    it, and no entry is dropped for the others."""
     folders = _honest(tmp_path)
-    scalars = pd.read_csv(folders[1] / "scalars.csv")
-    scalars[scalars["entry"] != "e03"].to_csv(folders[1] / "scalars.csv", index=False)
-    failures = pd.read_csv(folders[1] / "failures.csv")
-    failures.loc[0] = ["wiener", "1", "{}", "e03", "test", "memory", "MethodFailure", "over"]
-    failures.to_csv(folders[1] / "failures.csv", index=False)
+    _fail(folders[1], "wiener", "e03")
     table = leaderboard_table(load(folders), metrics=["cref_rmse"])
     row = table.set_index("label").loc["wiener"]
-    assert row["failed"] == 1 and row["failed_kinds"] == "memory 1" and row["n"] == 3
-    assert table.attrs["dropped_entries"] == {"e03": "not scored by wiener"}
-    assert "wiener failed 1 of 4 entries (memory 1)" in to_markdown(table)
+    assert row["failed"] == 1 and row["failed_kinds"] == "memory 1" and row["n"] == 4
+    assert row["scored"] == 3 and row["as_input"] == 1
+    assert row["cref_rmse_mean"] == pytest.approx(np.mean([0.30, 0.35, 0.32, 0.65]))
+    assert table.attrs["dropped_entries"] == {} and table.attrs["n_entries"] == 4
+    text = to_markdown(table)
+    assert "wiener failed 1 of 4 entries, 1 of them scored as the input (memory 1)" in text
+    assert "counts as the unprocessed input (noisy)" in text
+
+
+def test_failing_the_hardest_entry_on_purpose_does_not_help(tmp_path):
+    """mine beats wiener on three entries but is awful on e03, and ranks second; failing e03
+    on purpose would rank it first if e03 were dropped for everyone (0.29 < 0.323), but e03
+    counts as the noisy input (0.65) for mine: still second (0.38 > 0.325)."""
+    folders = _honest(tmp_path)
+    scalars = pd.read_csv(folders[2] / "scalars.csv")
+    scalars["cref_rmse"] = [0.28, 0.30, 0.29, 0.90]  # mine: better on three, awful on e03
+    scalars.to_csv(folders[2] / "scalars.csv", index=False)
+    honest = leaderboard_table(load(folders), metrics=["cref_rmse"])
+    assert honest["label"].tolist()[:2] == ["wiener", "mine"]
+    _fail(folders[2], "mine", "e03", kind="error")
+    cheat = leaderboard_table(load(folders), metrics=["cref_rmse"])
+    assert cheat["label"].tolist()[:2] == ["wiener", "mine"]  # dropping e03 would flip them
+    mine = cheat.set_index("label").loc["mine"]
+    assert mine["cref_rmse_mean"] == pytest.approx(np.mean([0.28, 0.30, 0.29, 0.65]))
+    assert mine["failed"] == 1 and cheat.attrs["n_entries"] == 4
+    from leaderboard.statistics import paired_values
+
+    assert paired_values(load(folders), cheat).loc["e03", "mine"] == pytest.approx(0.65)
 
 
 def test_a_mean_over_fewer_entries_is_never_bolded(tmp_path):
@@ -427,8 +457,8 @@ def test_cli_reports_refusals(evaluated, tmp_path, capsys):
     assert main(["leaderboard", str(evaluated[0]), str(other), "--allow-mixed-corpora",
                  "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith(
-        "rank,label,method,version,params,n,scored,failed,failed_kinds,attempted,reference,"
-        "cref_rmse_mean")
+        "rank,label,method,version,params,n,scored,failed,failed_kinds,attempted,as_input,"
+        "reference,cref_rmse_mean")
 
 
 def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
