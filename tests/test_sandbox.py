@@ -426,3 +426,21 @@ def test_the_box_has_no_network_unless_given(halves):
         port = server.getsockname()[1]
         assert _note(_connect(port), halves).startswith(("OSError", "ConnectionRefused"))
         assert _note(_connect(port), halves, BoxSettings(network=True)) == "connected"
+
+
+@needs_box
+def test_methods_check_imports_each_method_in_a_box(tmp_path, monkeypatch, capsys):
+    from cref_bench import cli
+    from cref_bench.commands import methods as methods_cmd
+    from cref_bench.metrics import scores
+
+    original = scores.evaluate
+    marker = tmp_path / "imported-here"
+    (tmp_path / "sneaky_mod.py").write_text(PATCHER.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(methods_cmd, "available_methods", lambda: {"sneaky": "sneaky_mod:Cheat"})
+    assert cli.main(["methods", "--check", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["status"] == "ok" and row["version"] == "6" and row["checked"] == "import"
+    assert "sneaky_mod" not in sys.modules and scores.evaluate is original
+    assert not marker.exists()

@@ -8,7 +8,8 @@ the list is quick even where a method needs torch. A method that cannot be impor
 module or a package it imports is missing, or its source does not parse) is listed as
 unavailable with the reason. What only importing can tell is marked: a version computed on
 import shows "?", and a method that decides on import whether it can run here (an optional
-dependency) is marked "unchecked". --check imports every method (slower) and answers both.
+dependency) is marked "unchecked". --check imports every method (slower) and answers both;
+it imports them in a box (a sandbox of their own, as `cref-bench run` does), never here.
 
 Examples:
     cref-bench methods
@@ -70,8 +71,10 @@ def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.methods import catalog as method_catalog
 
-    describe = (method_catalog.describe_by_import if args.check
-                else method_catalog.describe_statically)
-    rows = [describe(name, target) for name, target in sorted(available_methods().items())]
+    methods = dict(sorted(available_methods().items()))
+    if args.check:
+        rows = method_catalog.describe_in_box(methods)
+    else:
+        rows = [method_catalog.describe_statically(n, t) for n, t in methods.items()]
     print(json.dumps(rows, indent=2) if args.json else format_methods(rows))
     return 0
