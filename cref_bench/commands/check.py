@@ -11,7 +11,8 @@ entry records it is made from. Prints the verdict and every reason it is not fit
 With --corpus, the store itself is verified first: every array of every entry against the
 sha256 recorded when the store was written, and the entries against the content hash; a
 changed store makes every folder unfit (each changed entry and array is named). Without a
-results folder, only the store is verified.
+results folder, only the store is verified. --recompute (with --corpus) re-scores every
+record from the denoised maps the run kept (outputs/) and names each record that differs.
 
 Exit status 0: fit to publish; 1: not fit (the reasons are printed); 2: the folder is not a
 results folder, or the corpus cannot be read.
@@ -19,6 +20,7 @@ results folder, or the corpus cannot be read.
 Examples:
     cref-bench check --corpus corpus.zarr
     cref-bench check results/mine --corpus corpus.zarr
+    cref-bench check results/mine --corpus corpus.zarr --recompute
     cref-bench check results/mine --expect-hash 3f0c...e9 --split test-50
     cref-bench check results/* --json
 """
@@ -43,6 +45,9 @@ def add_args(parser) -> None:
     parser.add_argument("--split", choices=("test", "test-50", "valid", "train", "all"),
                         help="the split that must have been evaluated (default: the "
                              "published corpus's, else test)")
+    parser.add_argument("--recompute", action="store_true",
+                        help="re-score every record from the kept denoised maps (needs "
+                             "--corpus) and name those that differ")
     parser.add_argument("--json", action="store_true",
                         help="print the verdicts as JSON (folder, fit, findings, facts)")
 
@@ -60,11 +65,18 @@ def main(args) -> int:
         faults = verify_store(corpus)
     elif not args.results:
         raise InputError("check", "give a results folder, or a store with --corpus")
+    if args.recompute and corpus is None:
+        raise InputError("--recompute", "needs the corpus store: give it with --corpus")
     reports = [check_results(folder, corpus=corpus, expect_hash=args.expect_hash,
                              split=args.split) for folder in args.results]
     for report in reports:
         for fault in faults:
             report.add("corpus", fault)
+        if args.recompute and not faults:
+            from cref_bench.run.scoring import recompute
+
+            for difference in recompute(report.folder, corpus):
+                report.add("recompute", difference)
     if not args.results:
         verdict = "as written" if not faults else "CHANGED since it was written"
         print(f"corpus store {corpus.location}: {verdict}" +

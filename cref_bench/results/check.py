@@ -79,7 +79,9 @@ class Finding:
     """One reason a results folder is not fit to publish.
 
     Attributes:
-        topic: ``corpus``, ``entries``, ``failures``, ``provenance`` or ``tables``.
+        topic: ``corpus``, ``entries``, ``failures``, ``provenance``, ``tables`` or
+            ``recompute`` (a record that differs from its re-score, see
+            :func:`cref_bench.run.scoring.recompute`).
         message: what is wrong, in words.
     """
 
