@@ -46,15 +46,14 @@ def _grow(folder, entries: int) -> None:
         grown.append(record)
     for path in (folder / "entries").glob("*.json"):
         path.unlink()
+    results = schema.ResultsFolder(folder)
     for record in grown:
-        schema.write_record(folder, record)
-    tables = schema.assemble_tables(grown)
-    for name, frame in tables.items():
-        schema.write_table(folder / f"{name}.csv", frame)
-    provenance = json.loads((folder / "provenance.json").read_text())
+        results.write_record(record)
+    results.write_tables(schema.assemble_tables(grown))
+    provenance = results.provenance()
     provenance["dataset"]["entries"] = entries
     provenance["counts"].update(entries=entries, evaluated=entries, failed=0)
-    (folder / "provenance.json").write_text(json.dumps(provenance, indent=2))
+    results.write_provenance(provenance)
 
 
 @pytest.fixture(scope="module")

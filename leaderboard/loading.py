@@ -24,44 +24,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cref_bench.errors import InputError, ResultsError
 from cref_bench.metrics.facts import MASKINGS
-from cref_bench.results.check import read_provenance
-from cref_bench.results.folder import (
-    CURVE_COLUMNS,
-    FAILURE_COLUMNS,
-    ID_COLUMNS,
-    NOTE_COLUMNS,
-    NUMBER_COLUMNS,
-    params_text,
-)
+from cref_bench.results.folder import CURVE_COLUMNS, ID_COLUMNS, ResultsFolder, params_text
 from leaderboard.labels import Setting, setting_labels
-
-OPTIONAL_ID_COLUMNS = ("box",)
-"""Identifying columns that older results folders lack (read as empty)."""
-
-
-def _read_csv(path: Path, required: Iterable[str], optional: Iterable[str] = (),
-              usecols=None) -> pd.DataFrame:
-    """A results table, its fixed text columns read as text; refuses a missing column."""
-    required, optional = list(required), list(optional)
-    text = {c: str for c in required + optional if c not in NUMBER_COLUMNS}
-    try:
-        frame = pd.read_csv(path, dtype=text, keep_default_na=True, usecols=usecols)
-    except FileNotFoundError:
-        raise ResultsError(path, "missing") from None
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise ResultsError(path, f"unreadable ({exc})") from None
-    missing = [c for c in required if c not in frame.columns and c not in optional]
-    if missing:
-        raise ResultsError(path, f"missing column(s) {missing}")
-    for name in optional:
-        if name not in frame.columns:
-            frame[name] = np.nan
-    return frame
 
 
 def _folders(dirs) -> list[Path]:
@@ -129,7 +97,7 @@ class ResultSet:
         wanted = None if names is None else set(names)
         frames = []
         for label, folder in self.folders.items():
-            frame = _read_csv(folder / "curves.csv", CURVE_COLUMNS)
+            frame = ResultsFolder(folder).table("curves")
             if wanted is not None:
                 frame = frame[frame["curve"].isin(wanted)]
             frame = frame[list(CURVE_COLUMNS)].copy()
@@ -203,20 +171,19 @@ def load(dirs, *, allow_mixed_corpora: bool = False) -> ResultSet:
         InputError: no folder given.
     """
     folders = _folders(dirs)
-    provenances = [read_provenance(Path(f)) for f in folders]
+    provenances = [ResultsFolder(f).provenance() for f in folders]
     hashes = _corpus_hashes(folders, provenances, allow_mixed_corpora)
     parts = []
     for folder, provenance, content_hash in zip(folders, provenances, hashes):
-        scalars = _read_csv(folder / "scalars.csv", ID_COLUMNS, OPTIONAL_ID_COLUMNS)
-        for name in scalars.columns.difference(ID_COLUMNS):
-            scalars[name] = pd.to_numeric(scalars[name], errors="coerce").astype(np.float64)
+        tables = ResultsFolder(folder)
+        scalars = tables.table("scalars")
         bad = sorted(set(scalars["masking"].dropna()) - set(MASKINGS))
         if bad:
             raise ResultsError(folder / "scalars.csv", f"unknown masking value(s) {bad}")
         scalars["params"] = scalars["params"].fillna("{}")
-        failures = _read_csv(folder / "failures.csv", FAILURE_COLUMNS)
+        failures = tables.table("failures")
         failures["params"] = failures["params"].fillna("{}")
-        notes = _read_csv(folder / "notes.csv", NOTE_COLUMNS)
+        notes = tables.table("notes")
         setting = _setting(folder, provenance, scalars, failures)
         scalars["corpus_hash"] = content_hash
         scalars["results_dir"] = str(folder)

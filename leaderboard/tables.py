@@ -35,6 +35,7 @@ import pandas as pd
 
 from cref_bench.errors import InputError
 from cref_bench.metrics.facts import DEFAULT_METRICS, MASKINGS, metric_facts
+from cref_bench.results.folder import aggregate
 from cref_bench.results.format import significant
 from leaderboard.loading import ResultSet
 
@@ -176,15 +177,9 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
                "reference": setting.method == reference}
         for metric in kept:
             values = group[metric]
-            present = values.notna()
-            numbers = values[present].to_numpy(np.float64)
-            marks = results.bounds.loc[values.index[present], metric]
-            row[f"{metric}_mean"] = numbers.mean() if numbers.size else np.nan
-            row[f"{metric}_std"] = numbers.std(ddof=1) if numbers.size > 1 else np.nan
-            row[f"{metric}_median"] = float(np.median(numbers)) if numbers.size else np.nan
-            row[f"{metric}_n"] = int(numbers.size)
-            row[f"{metric}_bounded"] = int((marks != "").sum())
-            row[f"{metric}_bound"] = _bound_mark(marks)
+            marks = results.bounds.loc[values.index, metric]
+            row.update({f"{metric}_{k}": v for k, v in aggregate(values, marks).items()})
+            row[f"{metric}_bound"] = _bound_mark(marks[values.notna()])
         rows.append(row)
     table = pd.DataFrame(rows)
     table = _ranked(table, ranked, primary)

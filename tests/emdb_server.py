@@ -3,8 +3,9 @@
 :class:`EmdbStandIn` is a threaded HTTP server on a free local port serving
 
 * ``/emdb/api/search/<query>?rows=&page=&fl=&wt=csv`` -- the rows of an in-memory index
-  that match the query, as CSV, paged like EMDB's API. The query language understood is
-  the part of Solr's that the listing sends: clauses joined by ``AND``, each
+  that match the query, as CSV, paged like EMDB's API; optionally capped at ``cap`` rows a
+  response (as EMDB is reported to cap some answers) or ignoring ``page``. The query
+  language understood is the part of Solr's that the listing sends: clauses joined by ``AND``, each
   ``field:value``, ``field:"value"``, ``field:(a OR b)`` or ``field:[low TO high]`` (``*``
   for open ends, ``}`` / ``{`` for exclusive ones); anything else is answered with 400.
 * ``/pub/databases/emdb/structures/<path>`` -- files of a directory laid out like the EMDB
@@ -15,7 +16,10 @@ bytes, answer 404, declare a wrong size, ignore ``Range``. Every request is logg
 
 :func:`make_entry_files` writes one entry (gzip'd MRC half-maps, mask, primary map and a
 v3.0 XML header from :func:`header_xml`) from arbitrary arrays and returns the search-index
-row, so that tests of the builder can serve phantoms as if they came from EMDB.
+row, so that tests of the builder can serve phantoms as if they came from EMDB. Like the
+real archive (see the headers in ``tests/data/emdb``), the header is ``emd-N.xml`` only,
+masks are listed without ``<mask_details>`` and ``size_kbytes`` is the uncompressed size
+in kB; a half-map pair can be listed second first.
 
 Use as a context manager or through the ``emdb_server`` pytest fixture
 (registered in ``tests/conftest.py``).
@@ -24,6 +28,7 @@ Use as a context manager or through the ``emdb_server`` pytest fixture
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import re
 import socket
@@ -83,12 +88,13 @@ def header_xml(emdb_id: str, *, map_file: str, half_map_files: tuple[str, ...],
                resolution: float | None = 3.0, method: str = "singleParticle",
                release_date: date | None = date(2022, 1, 5), fitted_pdbs: tuple[str, ...] = (),
                contour_level: float | None = 0.5, title: str = "Stand-in entry",
-               sizes_kbytes: dict[str, int] | None = None) -> str:
-    """A v3.0 EMDB header (``emd-N-v30.xml``) with the given files, geometry and metadata.
+               sizes_kbytes: dict[str, int] | None = None, mask_details: bool = False) -> str:
+    """A v3.0 EMDB header (``emd-N.xml``) with the given files, geometry and metadata.
 
     ``dimensions`` and ``origin`` are along the file's (fast, medium, slow) axes, ``pixel_spacing``
-    along (x, y, z); half-maps and masks are described with the same geometry as the map.
-    ``sizes_kbytes`` maps file names to the sizes stated in the header (default 1 kB).
+    along (x, y, z); half-maps (and masks, with ``mask_details``) are described with the same
+    geometry as the map; masks are otherwise listed by file name only, as in most real
+    entries. ``sizes_kbytes`` maps file names to the sizes stated in the header (default 1 kB).
     """
     sizes = sizes_kbytes or {}
     processing = ("subtomogram_averaging_processing" if method == "subtomogramAveraging"
@@ -110,8 +116,9 @@ def header_xml(emdb_id: str, *, map_file: str, half_map_files: tuple[str, ...],
     halves = "".join(_map_type_xml("half_map", f, **geometry, contour_level=contour_level,
                                    size_kbytes=sizes.get(f, 1)) for f in half_map_files)
     masks = "".join(f"<segmentation><file>{escape(f)}</file>"
-                    f"{_map_type_xml('mask_details', f, **geometry, size_kbytes=sizes.get(f, 1))}"
-                    f"</segmentation>" for f in mask_files)
+                    + (_map_type_xml('mask_details', f, **geometry, size_kbytes=sizes.get(f, 1))
+                       if mask_details else "")
+                    + "</segmentation>" for f in mask_files)
     primary = _map_type_xml("map", map_file, **geometry, contour_level=contour_level,
                             size_kbytes=sizes.get(map_file, 1))
     interpretation = ""
@@ -184,6 +191,17 @@ class StandInEntry:
         return path.relative_to(self.header.parents[2]).as_posix()
 
 
+def uncompressed_kbytes(path: Path) -> int:
+    """``size_kbytes`` as EMDB states it: the uncompressed map file's size in kB of 1000 bytes
+    (EMD-0001: 256³ float voxels and the 1024-byte header, 67,109,888 bytes, give 67109)."""
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as handle:
+            size = sum(len(chunk) for chunk in iter(lambda: handle.read(1 << 20), b""))
+    else:
+        size = path.stat().st_size
+    return size // 1000
+
+
 def _write_mrc(path: Path, data: np.ndarray, voxel_xyz: tuple[float, float, float],
                start_xyz: tuple[int, int, int], gzip: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +217,10 @@ def make_entry_files(root: str | Path, emdb_id: str, half1: np.ndarray, half2: n
                      start: tuple[int, int, int] = (0, 0, 0), resolution: float | None = 3.0,
                      method: str = "singleParticle", release_date: date | None = date(2022, 1, 5),
                      fitted_pdbs: tuple[str, ...] = (), contour_level: float | None = 0.5,
-                     write_map: bool = True, title: str = "Stand-in entry") -> StandInEntry:
+                     write_map: bool = True, title: str = "Stand-in entry",
+                     header_names: tuple[str, ...] = ("emd-{n}.xml",),
+                     halves_listed_reversed: bool = False,
+                     mask_details: bool = False) -> StandInEntry:
     """Write one entry in EMDB's layout under ``root`` and return its files and index row.
 
     Args:
@@ -213,6 +234,10 @@ def make_entry_files(root: str | Path, emdb_id: str, half1: np.ndarray, half2: n
             ``nzstart``).
         resolution, method, release_date, fitted_pdbs, contour_level, title: header metadata.
         write_map: also write the primary map (the average of the halves).
+        header_names: the header's file names (``{n}``: the digits of the id); the archive
+            has ``emd-N.xml`` and may have the older ``emd-N-v30.xml`` too.
+        halves_listed_reversed: list ``half_map_2`` before ``half_map_1`` in the header.
+        mask_details: describe the mask's geometry in ``<mask_details>``.
 
     Returns:
         The :class:`StandInEntry`.
@@ -238,15 +263,21 @@ def make_entry_files(root: str | Path, emdb_id: str, half1: np.ndarray, half2: n
         average = (np.asarray(half1, dtype=np.float32) + np.asarray(half2, dtype=np.float32)) * 0.5
         _write_mrc(map_path, average, voxel_xyz, start, gzip=True)
     nz, ny, nx = np.shape(half1)
-    header = folder / "header" / f"emd-{number}-v30.xml"
-    header.parent.mkdir(parents=True, exist_ok=True)
-    header.write_text(header_xml(
-        emdb_id, map_file=map_path.name, half_map_files=tuple(p.name for p in halves),
+    listed_halves = tuple(p.name for p in halves)
+    if halves_listed_reversed:
+        listed_halves = listed_halves[::-1]
+    text = header_xml(
+        emdb_id, map_file=map_path.name, half_map_files=listed_halves,
         mask_files=tuple(p.name for p in masks), dimensions=(nx, ny, nz), pixel_spacing=voxel_xyz,
         origin=start, resolution=resolution, method=method, release_date=release_date,
         fitted_pdbs=fitted_pdbs, contour_level=contour_level, title=title,
-        sizes_kbytes={p.name: max(1, round(p.stat().st_size / 1024))
-                      for p in (*halves, *masks, map_path) if p.exists()}), encoding="utf-8")
+        sizes_kbytes={p.name: uncompressed_kbytes(p) for p in (*halves, *masks, map_path)
+                      if p.exists()}, mask_details=mask_details)
+    written = [folder / "header" / name.format(n=number) for name in header_names]
+    for path in written:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    header = written[0]
     row = {
         "emdb_id": emdb_id,
         "current_status": "REL",
@@ -382,10 +413,15 @@ class EmdbStandIn:
     Args:
         root: the directory served as the archive (``EMD-N/...`` folders below it).
         honour_paging: when ``False`` the search ignores ``page`` (to test a client's guard).
+        cap: the most rows one search answer holds, whatever ``rows`` asks (``None``: no cap).
+        omit_columns: index fields the search filters on but never returns as CSV columns
+            (as a live API may name a column otherwise than the query field).
     """
 
     root: Path
     honour_paging: bool = True
+    cap: int | None = None
+    omit_columns: tuple[str, ...] = ()
     index: list[dict[str, str]] = field(default_factory=list)
     requests: list[LoggedRequest] = field(default_factory=list)
     faults: dict[str, Fault] = field(default_factory=dict)
@@ -530,12 +566,15 @@ class EmdbStandIn:
             return 400, b"the stand-in answers wt=csv only\n"
         try:
             rows_per_page = int(query.get("rows", ["10"])[0])
+            if self.cap is not None:
+                rows_per_page = min(rows_per_page, self.cap)
             page = int(query.get("page", ["1"])[0]) if self.honour_paging else 1
             matched = [r for r in self.index if query_matches(text, r)]
         except (QuerySyntaxError, ValueError) as exc:
             return 400, f"{exc}\n".encode()
         matched.sort(key=lambda r: int(r["emdb_id"].split("-")[1]))
-        fields = query.get("fl", ["emdb_id"])[0].split(",")
+        fields = [f for f in query.get("fl", ["emdb_id"])[0].split(",")
+                  if f not in self.omit_columns]
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(fields)

@@ -28,6 +28,7 @@ from dataset_builder.emdb.download import (
     NotFoundError,
     SizeMismatchError,
     fetch_file,
+    fetch_header_file,
 )
 from tests.emdb_server import make_entry_files, unused_url
 
@@ -202,6 +203,44 @@ def test_entry_files_and_header_land_in_the_archive_layout(emdb_server, tmp_path
         assert got.read_bytes() == served.read_bytes()
     assert files.map is None and not (cache / entry.relpath(entry.map)).exists()
     assert _no_part_files(cache)
+
+
+def test_header_under_either_name(emdb_server, tmp_path):
+    """``emd-N.xml`` first, then ``emd-N-v30.xml``; 404 on both is not-found (permanent), a
+    transient failure of one is a download error (tried again by the next run)."""
+    rng = np.random.default_rng(1)
+    shape = (4, 4, 4)
+    args = (rng.random(shape), rng.random(shape), np.ones(shape))
+    make_entry_files(emdb_server.root, "EMD-0552", *args)                 # emd-0552.xml only
+    make_entry_files(emdb_server.root, "EMD-1111", *args, header_names=("emd-{n}-v30.xml",))
+    mirrors = [emdb_server.mirror_url]
+    official = fetch_header_file("EMD-00552", tmp_path / "a", mirrors=mirrors,
+                                 downloader=_downloader())
+    assert official == tmp_path / "a" / "EMD-0552" / "header" / "emd-0552.xml"
+    assert not emdb_server.requests_for("EMD-0552/header/emd-0552-v30.xml")
+    assert fetch_header("1111", tmp_path / "b", mirrors=mirrors,
+                        downloader=_downloader()).emdb_id == "EMD-1111"
+    assert [r.status for r in emdb_server.requests_for("EMD-1111/header/emd-1111.xml")] == [404]
+    with pytest.raises(NotFoundError, match="EMD-2222: no header under either name"):
+        fetch_header_file("2222", tmp_path / "c", mirrors=mirrors, downloader=_downloader())
+    emdb_server.fail("EMD-3333/header/emd-3333.xml", times=10, status=503)
+    with pytest.raises(DownloadError, match="could not be fetched") as info:
+        fetch_header_file("3333", tmp_path / "d", mirrors=mirrors, downloader=_downloader())
+    assert not isinstance(info.value, NotFoundError)
+
+
+def test_entry_files_take_the_half_maps_by_number_and_the_primary_mask(emdb_server, tmp_path):
+    rng = np.random.default_rng(2)
+    shape = (4, 5, 6)
+    entry = make_entry_files(emdb_server.root, "EMD-4322", rng.random(shape), rng.random(shape),
+                             np.ones(shape), halves_listed_reversed=True)
+    header = fetch_header("4322", tmp_path, mirrors=[emdb_server.mirror_url],
+                          downloader=_downloader())
+    assert header.half_map_files[0].endswith("_half_map_2.map.gz")      # listed second first
+    files = fetch_entry_files(header, tmp_path, mirrors=[emdb_server.mirror_url],
+                              downloader=_downloader())
+    assert [p.name for p in files.half_maps] == [p.name for p in entry.half_maps]
+    assert [p.name for p in files.masks] == ["emd_4322_msk_1.map"]
 
 
 def test_models(emdb_server, tmp_path):

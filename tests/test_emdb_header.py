@@ -10,14 +10,25 @@ list). The values are illustrative, chosen so that every field differs from the 
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cref_bench.errors import InputError, MapError
-from dataset_builder.emdb.header import HeaderError, parse_header, read_header
-from dataset_builder.emdb.layout import entry_relpath, header_relpath, id_number, normalize_id
+from dataset_builder.emdb.build import choose_mask
+from dataset_builder.emdb.header import HeaderError, choose_half_maps, parse_header, read_header
+from dataset_builder.emdb.layout import (
+    entry_relpath,
+    header_relpath,
+    header_relpaths,
+    id_number,
+    normalize_id,
+)
 from tests.emdb_server import header_xml, make_entry_files
+
+REAL_HEADERS = Path(__file__).parent / "data" / "emdb"
+"""Headers written by the archive itself (sources and licence in its README.md)."""
 
 REALISTIC_HEADER = """<?xml version="1.0" encoding="UTF-8"?>
 <emd emdb_id="EMD-11638" version="3.0.2.5" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
@@ -221,8 +232,10 @@ def test_stand_in_template_round_trips(tmp_path):
     assert [tmp_path / m.relpath for m in h.half_maps] == list(entry.half_maps)
     assert [tmp_path / m.relpath for m in h.masks] == list(entry.masks)
     assert tmp_path / h.map.relpath == entry.map
-    # the stated sizes are the files' sizes in kB
-    assert h.half_maps[0].size_kbytes == max(1, round(entry.half_maps[0].stat().st_size / 1024))
+    # the stated sizes are EMDB's: the uncompressed file (header and 6*7*8 floats) in kB
+    assert h.half_maps[0].size_kbytes == (1024 + 6 * 7 * 8 * 4) // 1000
+    # the masks are listed by name only, as in most real entries
+    assert h.masks[0].dimensions is None and h.masks[0].size_kbytes is None
 
 
 def _minimal(**overrides) -> str:
@@ -301,8 +314,98 @@ def test_ids_and_layout():
     for bad in ("EMD-12", "EMD-12a4", "", "PDB-1234"):
         with pytest.raises(ValueError):
             normalize_id(bad)
-    assert header_relpath("1234") == "EMD-1234/header/emd-1234-v30.xml"
+    assert header_relpath("1234") == "EMD-1234/header/emd-1234.xml"
+    assert header_relpaths("emd_1234") == ("EMD-1234/header/emd-1234.xml",
+                                           "EMD-1234/header/emd-1234-v30.xml")
+    # surplus leading zeros are dropped; four digits are kept
+    assert normalize_id("EMD-00552") == normalize_id("0552") == "EMD-0552"
+    assert normalize_id("emd-012345") == "EMD-12345" and normalize_id("EMD-0001") == "EMD-0001"
+    assert header_relpath("EMD-00552") == "EMD-0552/header/emd-0552.xml"
     assert entry_relpath("1234", "other", "emd_1234_half_map_1.map.gz") == \
         "EMD-1234/other/emd_1234_half_map_1.map.gz"
     with pytest.raises(ValueError, match="unsafe"):
         entry_relpath("1234", "other", "../x")
+
+
+# ----------------------------------------------------------------------------- real headers
+
+def _real(name: str, **options):
+    return read_header(REAL_HEADERS / name, require_half_maps=False, require_mask=False,
+                       **options)
+
+
+def test_real_header_emd_1001_primary_mask_is_msk_1():
+    """EMD-1001 lists ``msk_26`` first; the primary mask is ``msk_1``."""
+    h = _real("emd-1001.xml", emdb_id="1001")
+    assert (h.emdb_id, h.method, h.resolution, h.release_date) == (
+        "EMD-1001", "tomography", 40.0, date(2002, 6, 20))
+    assert h.mask_files[:2] == ("emd_1001_msk_26.map", "emd_1001_msk_1.map")
+    mask = choose_mask(h)
+    assert mask.file == "emd_1001_msk_1.map"
+    assert mask.relpath == "EMD-1001/masks/emd_1001_msk_1.map"
+    assert mask.dimensions == (32, 30, 36) and mask.pixel_spacing == (15.466666,) * 3
+    assert h.fitted_pdbs[:2] == ("1m8q", "1mvw") and len(h.fitted_pdbs) == 11
+    assert h.map.relpath == "EMD-1001/map/emd_1001.map.gz"
+    assert h.dimensions == (600, 600, 30) and h.origin == (0, 0, -15)
+    assert h.axis_order == ("X", "Y", "Z") and h.pixel_spacing == (15.4667,) * 3
+    assert h.contour_level == pytest.approx(81.2)
+    # an older header: 600*600*30 floats and the 1024-byte header, in KiB rounded up
+    assert h.map.size_kbytes == 42189 == -(-(600 * 600 * 30 * 4 + 1024) // 1024)
+    assert h.half_maps == () and choose_half_maps(h) == ()
+    with pytest.raises(HeaderError, match="EMD-1001.*0 half-map"):
+        read_header(REAL_HEADERS / "emd-1001.xml")
+
+
+def test_real_header_emd_0001_mask_named_in_mask_details():
+    """EMD-0001's segmentation names its file only inside ``<mask_details>``."""
+    h = _real("emd-0001.xml", emdb_id="EMD-0001")
+    assert (h.emdb_id, h.method, h.resolution, h.release_date) == (
+        "EMD-0001", "singleParticle", 3.4, date(2018, 6, 6))
+    assert h.fitted_pdbs == ("6gh5",)
+    assert h.mask_files == ("emd_0001.map.gz",)
+    assert h.masks[0].relpath == "EMD-0001/masks/emd_0001.map.gz"
+    assert h.masks[0].dimensions == (256, 256, 256) and h.masks[0].size_kbytes == 600
+    assert h.pixel_spacing == (1.06, 1.06, 1.06) and h.contour_level == 0.018
+    # size_kbytes: the uncompressed file, 256³ floats and the header, in kB of 1000 bytes
+    assert h.map.size_kbytes == 67109 == (256 ** 3 * 4 + 1024) // 1000
+    assert read_header(REAL_HEADERS / "emd-0001.xml", require_half_maps=False).masks == h.masks
+
+
+def test_real_header_emd_13682_half_maps_listed_second_first():
+    h = _real("emd-13682.xml", emdb_id="13682")
+    assert (h.emdb_id, h.method, h.resolution, h.release_date) == (
+        "EMD-13682", "subtomogramAveraging", 18.5, None)
+    assert h.half_map_files == ("emd_13682_half_map_2.map.gz", "emd_13682_half_map_1.map.gz")
+    assert [m.file for m in choose_half_maps(h)] == ["emd_13682_half_map_1.map.gz",
+                                                     "emd_13682_half_map_2.map.gz"]
+    assert [m.relpath for m in choose_half_maps(h)] == [
+        "EMD-13682/other/emd_13682_half_map_1.map.gz",
+        "EMD-13682/other/emd_13682_half_map_2.map.gz"]
+    assert h.half_maps[0].origin == (-50, -50, -50) and h.half_maps[0].pixel_spacing == (4.29,) * 3
+    assert h.map.size_kbytes == 4001 == (100 ** 3 * 4 + 1024) // 1000
+    assert h.masks == () and choose_mask(h) is None
+    with pytest.raises(HeaderError, match="EMD-13682.*no mask"):
+        read_header(REAL_HEADERS / "emd-13682.xml")
+
+
+def test_segmentation_without_any_file_name_is_skipped():
+    text = _minimal(mask_files=("emd_1234_msk_1.map", "emd_1234_msk_2.map")).replace(
+        "<file>emd_1234_msk_1.map</file>", "", 1)
+    assert parse_header(text).mask_files == ("emd_1234_msk_2.map",)
+    only = _minimal().replace("<file>emd_1234_msk_1.map</file>", "", 1)
+    assert parse_header(only, require_mask=False).masks == ()
+    with pytest.raises(HeaderError, match="no mask"):
+        parse_header(only)
+
+
+def test_choose_mask_takes_msk_1_else_the_lowest_number():
+    def masks(*names):
+        return parse_header(_minimal(mask_files=names))
+
+    assert choose_mask(masks("emd_1234_msk_3.map", "emd_1234_msk_1.map")).file == \
+        "emd_1234_msk_1.map"
+    assert choose_mask(masks("emd_1234_msk_12.map", "emd_1234_msk_2.map")).file == \
+        "emd_1234_msk_2.map"
+    assert choose_mask(masks("custom.map", "emd_1234_msk_7.map")).file == "emd_1234_msk_7.map"
+    assert choose_mask(masks("b.map", "a.map")).file == "b.map"      # no numbers: header order
+    assert choose_mask(parse_header(_minimal(mask_files=()), require_mask=False)) is None

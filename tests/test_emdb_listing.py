@@ -1,8 +1,9 @@
 """Tests of :mod:`dataset_builder.emdb.listing` against the EMDB stand-in's search API.
 
 The stand-in filters its index with the query the client sends, so these tests check both
-that the presets' queries select what they should and that the client pages, parses and
-re-checks the answers.
+that the presets' queries select what they should and that the client asks for everything
+at once, proves the listing complete (paging only after a capped answer, failing loudly
+when it cannot), parses and re-checks the answers.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import pytest
 
 from dataset_builder.emdb.listing import (
     PRESETS,
+    SEARCH_ROWS,
     ListedEntry,
     ListingError,
+    list_entries,
     parse_search_csv,
     read_id_list,
+    run_search,
     search,
     select_entries,
 )
@@ -63,18 +67,21 @@ def server(emdb_server):
 
 
 def test_paper2023_selects_the_papers_entries(server):
-    entries = select_entries("paper2023", api=server.api_url, rows=3)
+    entries = select_entries("paper2023", api=server.api_url)
     assert [e.emdb_id for e in entries] == ["EMD-1001", "EMD-1002", "EMD-1005"]
     first = entries[0]
     assert first == ListedEntry("EMD-1001", 3.1, date(2022, 1, 5), "singleParticle",
                                 ("7a4m", "7a4n"),
                                 ("emd_1001_half_map_1.map.gz", "emd_1001_half_map_2.map.gz"),
                                 ("emd_1001_msk_1.map",), 1.06)
-    # the search was paged: 3 rows a page, every request asked for CSV and the same fields
+    # everything asked for in one CSV request, as EMDB's own client does; then the page after
+    # the 4 rows received (EMD-1010 is refused by the re-check), which is empty: complete
     searches = [r for r in server.requests if "/search/" in r.path]
-    assert len(searches) >= 2
-    assert [r.query["page"] for r in searches] == [[str(i)] for i in range(1, len(searches) + 1)]
-    assert all(r.query["wt"] == ["csv"] and r.query["rows"] == ["3"] for r in searches)
+    assert len(searches) == 2
+    assert searches[0].query["rows"] == [str(SEARCH_ROWS)] and "page" not in searches[0].query
+    assert searches[1].query["rows"] == ["4"] and searches[1].query["page"] == ["2"]
+    assert all(r.query["wt"] == ["csv"] and r.query["download"] == ["false"]
+               and r.query["fl"] == searches[0].query["fl"] for r in searches)
 
 
 def test_all_preset_and_release_cutoff(server):
@@ -104,15 +111,104 @@ def test_preset_queries_agree_with_the_client_side_check():
             if row["emdb_id"] == "EMD-1010":
                 assert query_matches(preset.query(), row) and not preset.accepts(_as_listed(row))
                 continue
+            if row["emdb_id"] in ("EMD-1007", "EMD-1008"):
+                # an empty file column is unknown to the re-check: the query filters on it
+                assert not query_matches(preset.query(), row)
+                continue
             assert query_matches(preset.query(), row) == preset.accepts(_as_listed(row)), \
                 (preset.name, row["emdb_id"])
 
 
-def test_server_ignoring_pages_is_detected(tmp_path):
+def _many(count: int, start: int = 10_001) -> list[dict[str, str]]:
+    return [_row(n) for n in range(start, start + count)]
+
+
+def test_capped_server_lists_every_entry(tmp_path):
+    """A server that caps every answer at 100 rows: the one request brings 100, the page after
+    them more, and so on until an empty page; all 250 entries are listed."""
+    with EmdbStandIn(tmp_path, cap=100) as server:
+        server.add_rows(*_many(250))
+        result = run_search(PRESETS["all"].query(), api=server.api_url)
+        assert [e.emdb_id for e in result.entries] == [f"EMD-{n}" for n in range(10_001, 10_251)]
+        assert "caps" in result.complete_by and result.requests == 4
+        pages = [r.query.get("page") for r in server.requests]
+        assert pages == [None, ["2"], ["3"], ["4"]]
+        assert all(r.query["rows"] == ["100"] for r in server.requests[1:])
+
+
+def test_capped_server_ignoring_pages_fails_loudly(tmp_path):
+    """A server that answers exactly the rows asked for and ignores ``page`` cannot be listed
+    completely: the listing fails, naming what it received."""
+    with EmdbStandIn(tmp_path, honour_paging=False) as server:
+        server.add_rows(*_many(250))
+        with pytest.raises(ListingError, match=r"cannot be completed: received 100 entries "
+                                               r"\(EMD-10001 \.\.\. EMD-10100\)") as info:
+            search(PRESETS["all"].query(), api=server.api_url, rows=100)
+        assert len(info.value.received) == 100
+
+
+def test_server_ignoring_pages_for_csv_is_handled(tmp_path):
+    """The one response holds everything; a server that ignores ``page`` answers the check
+    with the same rows, and the one response is the listing (no error, as before)."""
     with EmdbStandIn(tmp_path, honour_paging=False) as server:
         server.add_rows(*INDEX)
-        with pytest.raises(ListingError, match="ignore 'page'"):
-            search(PRESETS["all"].query(), api=server.api_url, rows=2)
+        result = run_search(PRESETS["all"].query(), api=server.api_url)
+        assert [e.emdb_id for e in result.entries] == [
+            f"EMD-{n}" for n in (1001, 1002, 1003, 1004, 1005, 1006, 1009, 1010)]
+        assert "ignores 'page'" in result.complete_by
+        assert [e.emdb_id for e in select_entries("paper2023", api=server.api_url)] == [
+            "EMD-1001", "EMD-1002", "EMD-1005"]
+
+
+def test_page_repeating_entries_fails_loudly(tmp_path):
+    with EmdbStandIn(tmp_path, cap=100) as server:
+        server.add_rows(*_many(250))
+        answer = server._search
+
+        def third_page_repeats_the_second(text, query):
+            if query.get("page") == ["3"]:
+                query = {**query, "page": ["2"]}
+            return answer(text, query)
+
+        server._search = third_page_repeats_the_second
+        with pytest.raises(ListingError, match="page 3 repeats entries") as info:
+            search(PRESETS["all"].query(), api=server.api_url)
+        assert len(info.value.received) == 200
+
+
+def test_rows_lacking_the_date_column_are_kept(tmp_path):
+    """The live API may return the date under another name, or not at all: the query still
+    filters by date on the server's side, and the rows it returns are not refused for want of
+    a date (the build checks the header's date instead)."""
+    with EmdbStandIn(tmp_path, omit_columns=("release_date",)) as server:
+        server.add_rows(*INDEX)
+        listing = list_entries("paper2023", api=server.api_url)
+    assert [e.emdb_id for e in listing.entries] == ["EMD-1001", "EMD-1002", "EMD-1005"]
+    assert all(e.release_date is None for e in listing.entries)
+    assert listing.listed == 4 and listing.rejected == {"half_maps": 1}    # EMD-1010
+    # the date is read from map_release_date too; an empty one is unknown, not a refusal
+    listed = parse_search_csv("emdb_id,release_date,map_release_date\nEMD-1001,,2022-01-05\n"
+                              "EMD-1002,2023-07-01T00:00:00Z,\nEMD-1003,,\n")
+    assert [e.release_date for e in listed] == [date(2022, 1, 5), date(2023, 7, 1), None]
+    preset = PRESETS["paper2023"]
+    verdicts = [preset.rejection(ListedEntry(e.emdb_id, 3.0, e.release_date, "singleParticle"))
+                for e in listed]
+    assert verdicts == [None, "released_after", None]
+
+
+def test_listing_counts_and_warnings(server, tmp_path):
+    listing = list_entries("all", api=server.api_url)
+    assert listing.listed == 8 and len(listing.entries) == 7
+    assert listing.rejected == {"half_maps": 1}
+    text = listing.format()
+    assert text.splitlines()[0].startswith("8 entries listed by preset all: 7 accepted, 1 refused")
+    assert "  half_maps: 1" in text
+    assert listing.warnings() == []                       # 'all' expects no count
+    few = list_entries("paper2023", api=server.api_url)
+    assert len(few.entries) == 3 and few.expected == 3710
+    assert "far fewer than the about 3710" in few.warnings()[0]
+    early = list_entries("paper2023", api=server.api_url, released_before=date(2000, 1, 1))
+    assert early.entries == [] and "lists no entries" in early.warnings()[0]
 
 
 def test_search_errors_name_the_url(server):

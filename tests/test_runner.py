@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from cref_bench import cli
 from cref_bench.corpus.reader import open_corpus
-from cref_bench.errors import CorpusError, MethodError
+from cref_bench.errors import InputError, MethodError
 from cref_bench.maps.io import read_map
 from cref_bench.maps.volume import Volume
 from cref_bench.methods.protocol import Denoised, Method, SingleMapMethod
@@ -236,7 +236,11 @@ def test_provenance_fields(corpus_path, tmp_path):
         prov["packages"])
     assert prov["hardware"]["cpu_cores"] >= 1 and prov["hardware"]["memory_bytes"] > 0
     assert isinstance(prov["hardware"]["gpus"], list)
-    assert prov["seed"] == 3 and prov["wall_seconds"] > 0
+    assert prov["settings"] == {
+        "split": "test", "out": str(out), "workers": 1, "scheduler": None, "limit": None,
+        "save_maps": False, "params": {"sigma": 0.8}, "progress": False, "seed": 3,
+        "isolation": "auto", "timeout": 3600.0, "memory_limit": "auto", "retry_failed": False}
+    assert prov["wall_seconds"] > 0
     assert prov["started_at"] <= prov["finished_at"]
     assert prov["peak_memory"]["driver_rss_bytes"] > 10 * 2 ** 20
     assert prov["command_line"] == ["cref-bench", "run", "x"]
@@ -378,8 +382,14 @@ def test_bad_arguments(corpus_path, tmp_path):
                    progress=False)
     with pytest.raises(MethodError, match="no attribute 'Sharpen'"):
         run_method("tests.test_runner:Sharpen", corpus_path, out=tmp_path / "x", progress=False)
-    with pytest.raises(CorpusError, match="unknown split"):
+    with pytest.raises(InputError, match="split: must be one of test, test-50"):
         run_method(SPEC, corpus_path, split="nope", out=tmp_path / "x", progress=False)
+    with pytest.raises(InputError, match="unknown worker; the settings are split, out"):
+        run_method(SPEC, corpus_path, worker=2, out=tmp_path / "x", progress=False)
+    for bad in ({"workers": 0}, {"limit": 0}, {"timeout": -1.0}, {"memory_limit": "lots"},
+                {"isolation": "thread"}):
+        with pytest.raises(InputError, match=next(iter(bad)).split("_")[0]):
+            run_method(SPEC, corpus_path, out=tmp_path / "x", progress=False, **bad)
 
 
 # --------------------------------------------------------------------------- command line
@@ -421,7 +431,7 @@ def test_existing_dask_scheduler_gives_same_results(corpus_path, tmp_path):
     pd.testing.assert_frame_equal(remote.curves, local.curves)
     workers = remote.provenance["peak_memory"]["workers_rss_bytes"]
     assert 1 <= len(workers) <= 2 and all(v > 0 for v in workers.values())
-    assert remote.provenance["execution"]["scheduler"] == cluster.scheduler_address
+    assert remote.provenance["settings"]["scheduler"] == cluster.scheduler_address
 
 
 @pytest.mark.slow
@@ -430,7 +440,7 @@ def test_local_cluster_workers(corpus_path, tmp_path):
     two = run_method(SPEC, corpus_path, out=tmp_path / "two", progress=False, limit=3, workers=2)
     pd.testing.assert_frame_equal(two.scalars, local.scalars)
     assert len(two.provenance["peak_memory"]["workers_rss_bytes"]) >= 1
-    assert two.provenance["execution"]["workers"] == 2
+    assert two.provenance["settings"]["workers"] == 2
 
 
 @pytest.mark.slow

@@ -85,14 +85,14 @@ def parse_memory(text: str) -> int | str | None:
 
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
-    from cref_bench.run.isolation import DEFAULT_TIMEOUT, ISOLATION
+    from cref_bench.run.settings import DEFAULT_TIMEOUT, ISOLATION, SPLITS
 
     parser.add_argument("--method", required=True,
                         help="a registered method name (see `cref-bench methods`), "
                              "package.module:Attribute or path/to/file.py:Attribute")
     parser.add_argument("--corpus", required=True, help="the corpus store (path or fsspec URL)")
     parser.add_argument("--split", default="test",
-                        choices=("test", "test-50", "valid", "train", "all"),
+                        choices=SPLITS,
                         help="which entries to evaluate (default: test)")
     parser.add_argument("--out", help="results folder (default: results/<method>)")
     parser.add_argument("--workers", type=int, default=1,
@@ -127,14 +127,8 @@ def main(args) -> int:
     from cref_bench.run.runner import run_method
 
     check_output_folder(args.out or "results", "--out")
-    params = dict(parse_param(p) for p in args.param)
-    result = run_method(args.method, args.corpus, split=args.split, out=args.out,
-                        workers=args.workers, scheduler=args.scheduler, limit=args.limit,
-                        save_maps=args.save_maps, params=params,
-                        progress=not args.no_progress, seed=args.seed,
-                        isolation=args.isolation, timeout=args.timeout or None,
-                        memory_limit=parse_memory(args.memory_limit),
-                        retry_failed=args.retry_failed, command_line=command_line(args))
+    result = run_method(args.method, args.corpus, settings(args),
+                        command_line=getattr(args, "command_line", None))
     print(result.summary_text)
     print(f"results: {result.out}")
     if result.exit_status:
@@ -145,27 +139,18 @@ def main(args) -> int:
     return result.exit_status
 
 
-def command_line(args) -> list[str]:
-    """The effective command line of parsed ``args`` (every option that matters), for the
-    provenance; the same whether the command came from a console or from :func:`cli.main`.
+def settings(args):
+    """The run's :class:`~cref_bench.run.settings.RunSettings` from the parsed ``args``.
 
-    Args:
-        args: the parsed arguments of this command.
-
-    Returns:
-        ``["cref-bench", "run", ...]``.
+    Raises:
+        InputError: a bad parameter or setting.
     """
-    words = ["cref-bench", "run", "--method", args.method, "--corpus", str(args.corpus),
-             "--split", args.split, "--seed", str(args.seed)]
-    for flag, value in (("--out", args.out), ("--limit", args.limit),
-                        ("--scheduler", args.scheduler)):
-        if value is not None:
-            words += [flag, str(value)]
-    if args.workers != 1:
-        words += ["--workers", str(args.workers)]
-    words += ["--timeout", f"{args.timeout:g}", "--memory-limit", str(args.memory_limit),
-              "--isolation", args.isolation]
-    if args.retry_failed:
-        words.append("--retry-failed")
-    words += [w for p in args.param for w in ("--param", p)]
-    return words + (["--save-maps"] if args.save_maps else [])
+    from cref_bench.run.settings import RunSettings
+
+    return RunSettings(split=args.split, out=args.out, workers=args.workers,
+                       scheduler=args.scheduler, limit=args.limit, save_maps=args.save_maps,
+                       params=dict(parse_param(p) for p in args.param),
+                       progress=not args.no_progress, seed=args.seed,
+                       isolation=args.isolation, timeout=args.timeout or None,
+                       memory_limit=parse_memory(args.memory_limit),
+                       retry_failed=args.retry_failed)

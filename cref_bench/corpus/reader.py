@@ -318,6 +318,10 @@ class Corpus:
     def __repr__(self) -> str:
         return f"Corpus({self.location!r}, entries={len(self)}, version={self.version!r})"
 
+    def __reduce__(self):
+        """Pickled as its location: unpickling (on a dask worker, say) opens it again."""
+        return _reopen, (self.location, self.storage_options)
+
     @property
     def format_version(self) -> int:
         """The store layout version (:data:`cref_bench.corpus.layout.FORMAT_VERSION`)."""
@@ -418,6 +422,11 @@ class Corpus:
     def manifest(self) -> pd.DataFrame:
         """The manifest: one row per entry considered (ok, rejected or failed), read now."""
         return manifest_frame(read_manifest_rows(self._root))
+
+
+def _reopen(location: str, storage_options: dict | None) -> Corpus:
+    """A pickled :class:`Corpus` opened again (without the staleness warning)."""
+    return open_corpus(location, storage_options=storage_options, warn_stale=False)
 
 
 def open_corpus(path: str | os.PathLike, *, storage_options: dict | None = None,

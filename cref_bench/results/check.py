@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cref_bench.results import folder as results
 from cref_bench.corpus.releases import HASH_PATTERN, published_corpus
 from cref_bench.errors import ResultsError
+from cref_bench.results import folder as results
+from cref_bench.results.folder import ResultsFolder
 
 RELATIVE_TOLERANCE = 1e-9
 """Table values and record values agree when within this relative difference."""
@@ -143,93 +144,6 @@ def _get(mapping: dict, path: tuple[str, ...]):
     return value
 
 
-def read_provenance(folder: Path) -> dict:
-    """The ``provenance.json`` of a results folder.
-
-    Raises:
-        ResultsError: missing, unreadable or not a JSON object.
-    """
-    path = folder / "provenance.json"
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(path, "missing: not a results folder of cref-bench run") from None
-    except (OSError, ValueError) as exc:
-        raise ResultsError(path, f"cannot be read: {exc}") from None
-    if not isinstance(value, dict):
-        raise ResultsError(path, "is not a JSON object")
-    return value
-
-
-def _check_provenance(report: CheckReport, provenance: dict) -> None:
-    missing, wrong = [], []
-    for path, kind in REQUIRED_PROVENANCE.items():
-        try:
-            value = _get(provenance, path)
-        except KeyError:
-            missing.append(".".join(path))
-            continue
-        if kind is not None and (not isinstance(value, kind) or isinstance(value, bool)
-                                 or (path in NON_EMPTY and not value)):
-            wrong.append(f"{'.'.join(path)} ({'empty' if value in ({}, '') else value!r})")
-    if missing:
-        report.add("provenance", f"provenance.json lacks {_listed(missing)}")
-    if wrong:
-        report.add("provenance", f"provenance.json has no usable {_listed(wrong)}")
-    digest = provenance.get("method", {}).get("code_digest")
-    if isinstance(digest, str) and not HASH_PATTERN.fullmatch(digest):
-        report.add("provenance", f"method.code_digest {digest!r} is not a sha256 hex digest")
-    isolation = provenance.get("execution", {}).get("isolation")
-    if isinstance(isolation, str) and isolation not in ISOLATIONS:
-        report.add("provenance", f"execution.isolation {isolation!r} is not one of "
-                                 f"{', '.join(ISOLATIONS)}")
-    packages = provenance.get("packages")
-    if isinstance(packages, dict) and packages and not packages.get("cref-bench"):
-        report.add("provenance", "packages lacks the cref-bench version")
-
-
-def _check_corpus(report: CheckReport, provenance: dict, corpus, expect_hash: str | None,
-                  split: str | None) -> list[str] | None:
-    """The corpus and split checks; returns the split's entry ids when the store is given."""
-    dataset = provenance.get("dataset", {})
-    recorded, run_split = dataset.get("content_hash"), dataset.get("split")
-    published = published_corpus(recorded)
-    report.facts["corpus"] = published.name if published else None
-    expected_ids = None
-    if corpus is not None:
-        store_hash = corpus.content_hash or corpus.current_hash()
-        if recorded != store_hash:
-            report.add("corpus", f"the results are of corpus {recorded}, not of "
-                                 f"{corpus.location} ({store_hash})")
-        elif run_split is not None:
-            expected_ids = corpus.ids(run_split)
-    if expect_hash is not None and recorded != expect_hash:
-        report.add("corpus", f"the results are of corpus {recorded}, not of the expected "
-                             f"{expect_hash}")
-    if corpus is None and expect_hash is None and published is None:
-        report.add("corpus", f"corpus {recorded} is not a published corpus (none of "
-                             "cref_bench.corpus.releases.PUBLISHED); give the store with --corpus or "
-                             "its hash with --expect-hash")
-    wanted = split or (published.split if published else DEFAULT_SPLIT)
-    if run_split != wanted:
-        report.add("corpus", f"the results are of split {run_split!r}, not {wanted!r}")
-    if dataset.get("limit") is not None:
-        report.add("entries", f"the run was limited to its first {dataset['limit']} entries "
-                              "(--limit)")
-    return expected_ids
-
-
-def _read_table(folder: Path, name: str, report: CheckReport) -> pd.DataFrame | None:
-    path = folder / f"{name}.csv"
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        report.add("tables", f"{name}.csv is missing")
-    except (OSError, ValueError) as exc:
-        report.add("tables", f"{name}.csv cannot be read: {exc}")
-    return None
-
-
 def _canonical(value) -> str:
     """A text cell as a comparable string: dicts and lists (or their JSON or Python text) as
     canonical JSON, missing values as the empty string."""
@@ -269,7 +183,7 @@ def _numbers(column: pd.Series) -> np.ndarray:
 
 def _compare_table(report: CheckReport, name: str, table: pd.DataFrame,
                    expected: pd.DataFrame) -> None:
-    """Findings where a table read from CSV differs from the one its records give."""
+    """Where a table read from CSV differs from the one its records give."""
     extra = [c for c in table.columns if c not in expected.columns]
     lacking = [c for c in expected.columns if c not in table.columns]
     if extra or lacking:
@@ -325,74 +239,92 @@ def _compare_table(report: CheckReport, name: str, table: pd.DataFrame,
                              f"{', '.join(wrong)}{more}")
 
 
-def _records(folder: Path, report: CheckReport) -> dict[str, dict]:
-    records = {}
-    for path in sorted((folder / "entries").glob("*.json")):
-        record = results.read_record(folder, path.stem)
-        if record is None:
-            report.add("tables", f"entries/{path.name} cannot be read (not JSON, or another "
-                                 "record schema)")
-        else:
-            records[path.stem] = record
-    return records
+@dataclass
+class _Case:
+    """One results folder as the checks see it, read once.
 
-
-def _check_records(report: CheckReport, provenance: dict, records: dict[str, dict],
-                   run_entries: list[str]) -> None:
-    """Every run entry has a record computed with the provenance's method and corpus."""
-    absent = [e for e in run_entries if e not in records]
-    if absent:
-        report.add("tables", f"entries in the tables without a record: {_listed(absent)}")
-    for field_name in results.KEY_FIELDS:
-        try:
-            wanted = _get(provenance, RECORD_KEY_SOURCES[field_name])
-        except KeyError:  # a key field the provenance does not hold
-            continue
-        odd = [e for e in run_entries if e in records
-               and _canonical(records[e].get(field_name)) != _canonical(wanted)]
-        if odd:
-            report.add("provenance", f"entries whose record has another {field_name} than "
-                                     f"provenance.json ({_canonical(wanted)}): {_listed(odd)}")
-
-
-def check_results(folder: str | os.PathLike, *, corpus=None, expect_hash: str | None = None,
-                  split: str | None = None) -> CheckReport:
-    """Check whether a results folder is fit to publish (see the module docstring).
-
-    Args:
-        folder: a results folder of ``cref-bench run``.
-        corpus: the corpus store the results must be of (an opened
-            :class:`cref_bench.corpus.reader.Corpus`), or None; with it, the entries of the split
-            are known and every one must be scored.
-        expect_hash: the content hash the results' corpus must have, or None.
-        split: the split that must have been evaluated (default: the published corpus's,
-            else :data:`DEFAULT_SPLIT`).
-
-    Returns:
-        The :class:`CheckReport`.
-
-    Raises:
-        ResultsError: the folder has no readable ``provenance.json``.
-        InputError: ``expect_hash`` is not a sha256 hex digest.
+    Attributes:
+        folder: the folder.
+        provenance: its ``provenance.json``.
+        tables: each table as text (None where it cannot be read).
+        records: the readable entry records by entry id.
+        run_entries: the entries the tables hold (scored or failed).
+        corpus, expect_hash, split: what the results must be of (see :func:`check_results`).
     """
-    folder = Path(folder)
-    if expect_hash is not None and not HASH_PATTERN.fullmatch(expect_hash):
-        raise ResultsError("--expect-hash", f"{expect_hash!r} is not a sha256 hex digest "
-                                            "(64 lower-case hex digits)")
-    provenance = read_provenance(folder)
-    method, dataset = provenance.get("method", {}), provenance.get("dataset", {})
-    report = CheckReport(folder, facts={
-        "method": method.get("name"), "version": method.get("version"),
-        "params": method.get("params"), "corpus_hash": dataset.get("content_hash"),
-        "split": dataset.get("split")})
-    _check_provenance(report, provenance)
-    expected_ids = _check_corpus(report, provenance, corpus, expect_hash, split)
 
-    tables = {name: _read_table(folder, name, report) for name in results.TABLE_COLUMNS}
-    run_entries = sorted({e for name in ("scalars", "failures") if tables[name] is not None
-                          for e in tables[name].get("entry", [])})
-    report.facts["entries"] = len(run_entries)
-    if expected_ids is not None:
+    folder: ResultsFolder
+    provenance: dict
+    tables: dict[str, pd.DataFrame | None]
+    records: dict[str, dict]
+    run_entries: list[str]
+    corpus: object = None
+    expect_hash: str | None = None
+    split: str | None = None
+
+
+def _check_provenance(case: _Case, report: CheckReport) -> None:
+    """The provenance holds what makes the numbers reproducible, with usable values."""
+    provenance = case.provenance
+    missing, wrong = [], []
+    for path, kind in REQUIRED_PROVENANCE.items():
+        try:
+            value = _get(provenance, path)
+        except KeyError:
+            missing.append(".".join(path))
+            continue
+        if kind is not None and (not isinstance(value, kind) or isinstance(value, bool)
+                                 or (path in NON_EMPTY and not value)):
+            wrong.append(f"{'.'.join(path)} ({'empty' if value in ({}, '') else value!r})")
+    if missing:
+        report.add("provenance", f"provenance.json lacks {_listed(missing)}")
+    if wrong:
+        report.add("provenance", f"provenance.json has no usable {_listed(wrong)}")
+    digest = provenance.get("method", {}).get("code_digest")
+    if isinstance(digest, str) and not HASH_PATTERN.fullmatch(digest):
+        report.add("provenance", f"method.code_digest {digest!r} is not a sha256 hex digest")
+    isolation = provenance.get("execution", {}).get("isolation")
+    if isinstance(isolation, str) and isolation not in ISOLATIONS:
+        report.add("provenance", f"execution.isolation {isolation!r} is not one of "
+                                 f"{', '.join(ISOLATIONS)}")
+    packages = provenance.get("packages")
+    if isinstance(packages, dict) and packages and not packages.get("cref-bench"):
+        report.add("provenance", "packages lacks the cref-bench version")
+
+
+def _check_corpus(case: _Case, report: CheckReport) -> None:
+    """The results are of the corpus and split they must be of, not limited."""
+    dataset = case.provenance.get("dataset", {})
+    recorded, run_split = dataset.get("content_hash"), dataset.get("split")
+    published = published_corpus(recorded)
+    report.facts["corpus"] = published.name if published else None
+    if case.corpus is not None:
+        store_hash = case.corpus.content_hash or case.corpus.current_hash()
+        if recorded != store_hash:
+            report.add("corpus", f"the results are of corpus {recorded}, not of "
+                                 f"{case.corpus.location} ({store_hash})")
+    if case.expect_hash is not None and recorded != case.expect_hash:
+        report.add("corpus", f"the results are of corpus {recorded}, not of the expected "
+                             f"{case.expect_hash}")
+    if case.corpus is None and case.expect_hash is None and published is None:
+        report.add("corpus", f"corpus {recorded} is not a published corpus (none of "
+                             "cref_bench.corpus.releases.PUBLISHED); give the store with "
+                             "--corpus or its hash with --expect-hash")
+    wanted = case.split or (published.split if published else DEFAULT_SPLIT)
+    if run_split != wanted:
+        report.add("corpus", f"the results are of split {run_split!r}, not {wanted!r}")
+    if dataset.get("limit") is not None:
+        report.add("entries", f"the run was limited to its first {dataset['limit']} entries "
+                              "(--limit)")
+
+
+def _check_entries(case: _Case, report: CheckReport) -> None:
+    """Every entry of the split was scored (the store given), or as many as the provenance
+    counts."""
+    dataset, run_entries = case.provenance.get("dataset", {}), case.run_entries
+    same_corpus = (case.corpus is not None and dataset.get("content_hash")
+                   == (case.corpus.content_hash or case.corpus.current_hash()))
+    if same_corpus and dataset.get("split") is not None:
+        expected_ids = case.corpus.ids(dataset["split"])
         missing = [e for e in expected_ids if e not in set(run_entries)]
         extra = [e for e in run_entries if e not in set(expected_ids)]
         if missing:
@@ -406,29 +338,111 @@ def check_results(folder: str | os.PathLike, *, corpus=None, expect_hash: str | 
     if not run_entries:
         report.add("entries", "no entry was scored")
 
-    records = _records(folder, report)
-    _check_records(report, provenance, records, run_entries)
-    failed = [e for e in run_entries if records.get(e, {}).get("status") == "failed"]
+
+def _check_records(case: _Case, report: CheckReport) -> None:
+    """Every run entry has a record computed with the provenance's method and corpus."""
+    absent = [e for e in case.run_entries if e not in case.records]
+    if absent:
+        report.add("tables", f"entries in the tables without a record: {_listed(absent)}")
+    for field_name in results.KEY_FIELDS:
+        try:
+            wanted = _get(case.provenance, RECORD_KEY_SOURCES[field_name])
+        except KeyError:  # a key field the provenance does not hold
+            continue
+        odd = [e for e in case.run_entries if e in case.records
+               and _canonical(case.records[e].get(field_name)) != _canonical(wanted)]
+        if odd:
+            report.add("provenance", f"entries whose record has another {field_name} than "
+                                     f"provenance.json ({_canonical(wanted)}): {_listed(odd)}")
+
+
+def _check_failures(case: _Case, report: CheckReport) -> None:
+    """No entry failed, and the provenance counts the failures the table lists."""
+    records = case.records
+    failed = [e for e in case.run_entries if records.get(e, {}).get("status") == "failed"]
     report.facts["failed"] = len(failed)
     if failed:
         described = [f"{e} ({records[e].get('kind') or records[e].get('error_type')}: "
                      f"{records[e].get('message')})" for e in failed]
         report.add("failures", f"{len(failed)} entr{'y' if len(failed) == 1 else 'ies'} "
                                f"failed: {_listed(described)}")
-    counted = provenance.get("counts", {}).get("failed")
-    if isinstance(counted, int) and tables["failures"] is not None \
-            and counted != len(tables["failures"]):
+    counted = case.provenance.get("counts", {}).get("failed")
+    listed = case.tables["failures"]
+    if isinstance(counted, int) and listed is not None and counted != len(listed):
         report.add("tables", f"provenance.json counts {counted} failed entries, failures.csv "
-                             f"lists {len(tables['failures'])}")
+                             f"lists {len(listed)}")
 
-    present = [records[e] for e in run_entries if e in records]
+
+def _check_tables(case: _Case, report: CheckReport) -> None:
+    """Each table is what its entry records give."""
+    present = [case.records[e] for e in case.run_entries if e in case.records]
     try:
         expected = results.assemble_tables(present)
     except (KeyError, TypeError, ValueError) as exc:  # a record without a field it needs
         report.add("tables", f"the entry records cannot be made into tables: "
                              f"{type(exc).__name__}: {exc}")
-        return report
-    for name, table in tables.items():
+        return
+    for name, table in case.tables.items():
         if table is not None:
             _compare_table(report, name, table, expected[name])
+
+
+CHECKS = (_check_provenance, _check_corpus, _check_entries, _check_records, _check_failures,
+          _check_tables)
+"""The checks of :func:`check_results`, in order; each adds its findings to the report."""
+
+
+def _read(folder: ResultsFolder, report: CheckReport) -> _Case:
+    """The folder's provenance, tables and records (what cannot be read is a finding)."""
+    provenance = folder.provenance()
+    tables = {}
+    for name in results.TABLE_COLUMNS:
+        try:
+            tables[name] = folder.table(name, as_text=True)
+        except ResultsError as exc:
+            report.add("tables", f"{name}.csv is {exc.fault}")
+            tables[name] = None
+    records, unreadable = folder.records()
+    for name in unreadable:
+        report.add("tables", f"entries/{name} cannot be read (not JSON, or another record "
+                             "schema)")
+    run_entries = sorted({e for name in ("scalars", "failures") if tables[name] is not None
+                          for e in tables[name].get("entry", [])})
+    return _Case(folder, provenance, tables, records, run_entries)
+
+
+def check_results(folder: str | os.PathLike, *, corpus=None, expect_hash: str | None = None,
+                  split: str | None = None) -> CheckReport:
+    """Check whether a results folder is fit to publish (see the module docstring).
+
+    Args:
+        folder: a results folder of ``cref-bench run``.
+        corpus: the corpus store the results must be of (an opened
+            :class:`cref_bench.corpus.reader.Corpus`), or None; with it, the entries of the
+            split are known and every one must be scored.
+        expect_hash: the content hash the results' corpus must have, or None.
+        split: the split that must have been evaluated (default: the published corpus's,
+            else :data:`DEFAULT_SPLIT`).
+
+    Returns:
+        The :class:`CheckReport`.
+
+    Raises:
+        ResultsError: the folder has no readable ``provenance.json``, or ``expect_hash`` is
+            not a sha256 hex digest.
+    """
+    if expect_hash is not None and not HASH_PATTERN.fullmatch(expect_hash):
+        raise ResultsError("--expect-hash", f"{expect_hash!r} is not a sha256 hex digest "
+                                            "(64 lower-case hex digits)")
+    results_folder = ResultsFolder(folder)
+    report = CheckReport(results_folder.path)
+    case = _read(results_folder, report)
+    case.corpus, case.expect_hash, case.split = corpus, expect_hash, split
+    method, dataset = case.provenance.get("method", {}), case.provenance.get("dataset", {})
+    report.facts.update({
+        "method": method.get("name"), "version": method.get("version"),
+        "params": method.get("params"), "corpus_hash": dataset.get("content_hash"),
+        "split": dataset.get("split"), "entries": len(case.run_entries)})
+    for check in CHECKS:
+        check(case, report)
     return report

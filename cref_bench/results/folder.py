@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from cref_bench import atomic
+from cref_bench.errors import ResultsError
 from cref_bench.metrics.facts import SUMMARY_METRICS
 
 RECORD_SCHEMA = 3
@@ -67,23 +68,10 @@ NUMBER_COLUMNS = ("shell", "frequency", "value")
 KEY_FIELDS = ("method", "method_version", "params", "code_digest", "corpus_hash")
 """The fields of a record that must match for a rerun to reuse it."""
 
+OPTIONAL_COLUMNS = ("box",)
+"""Fixed columns that folders of older runs lack (read as empty)."""
+
 SUMMARY_COLUMNS = ("masking", "metric", "mean", "std", "median", "n", "bounded", "failed")
-
-
-def write_table(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
-    """Write a DataFrame as CSV (no index), atomically.
-
-    Args:
-        path: the target ``.csv`` file.
-        frame: the table.
-
-    Returns:
-        The target path.
-
-    Raises:
-        OSError: as :func:`cref_bench.atomic.write_text`.
-    """
-    return atomic.write_text(path, frame.to_csv(index=False))
 
 
 def _finite_or_none(value):
@@ -109,52 +97,143 @@ def curves_to_columns(curves: pd.DataFrame) -> dict[str, list]:
     return columns
 
 
-def entry_path(out: str | os.PathLike, entry_id: str) -> Path:
-    """Where the record of one entry lives: ``<out>/entries/<entry>.json``."""
-    return Path(out) / "entries" / f"{entry_id}.json"
+class ResultsFolder:
+    """One results folder: the one reader and writer of its records, tables and provenance.
 
-
-def write_record(out: str | os.PathLike, record: dict) -> Path:
-    """Write one entry record atomically (see the module docstring for its fields).
+    The runner writes through it, and ``cref-bench check``, the leaderboard and the report
+    read through it, so the layout (the module docstring) is known in one place.
 
     Args:
-        out: the results folder (``entries/`` is created if needed).
-        record: the record; must hold ``entry``.
-
-    Returns:
-        The record's path.
-
-    Raises:
-        OSError: the folder is not writable.
-        ValueError: the record holds something JSON cannot encode.
+        path: the folder (it need not exist yet).
     """
-    path = entry_path(out, record["entry"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean = dict(record)
-    clean["scalars"] = {m: {k: _finite_or_none(v) for k, v in values.items()}
-                        for m, values in record.get("scalars", {}).items()}
-    return atomic.write_text(path, json.dumps(clean, allow_nan=False, separators=(",", ":")))
 
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
 
-def read_record(out: str | os.PathLike, entry_id: str) -> dict | None:
-    """The stored record of an entry, or ``None`` if there is none or it cannot be read.
+    def __repr__(self) -> str:
+        return f"ResultsFolder({str(self.path)!r})"
 
-    A record that is not valid JSON (it cannot be half-written, but may have been edited) is
-    treated as absent, so the entry is recomputed.
+    def create(self, save_maps: bool = False) -> Path | None:
+        """Make ``entries/`` (and ``maps/`` with ``save_maps``); returns the maps folder,
+        resolved, or None."""
+        (self.path / "entries").mkdir(parents=True, exist_ok=True)
+        if not save_maps:
+            return None
+        (self.path / "maps").mkdir(exist_ok=True)
+        return (self.path / "maps").resolve()
 
-    Args:
-        out: the results folder.
-        entry_id: the entry id.
+    def entry_path(self, entry_id: str) -> Path:
+        """Where the record of one entry lives: ``entries/<entry>.json``."""
+        return self.path / "entries" / f"{entry_id}.json"
 
-    Returns:
-        The record dict, or ``None``.
-    """
-    path = entry_path(out, entry_id)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and record.get("schema") == RECORD_SCHEMA else None
+    def write_record(self, record: dict) -> Path:
+        """Write one entry record atomically (see the module docstring for its fields).
+
+        Args:
+            record: the record; must hold ``entry``.
+
+        Returns:
+            The record's path.
+
+        Raises:
+            OSError: the folder is not writable.
+            ValueError: the record holds something JSON cannot encode.
+        """
+        path = self.entry_path(record["entry"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean = dict(record)
+        clean["scalars"] = {m: {k: _finite_or_none(v) for k, v in values.items()}
+                            for m, values in record.get("scalars", {}).items()}
+        return atomic.write_text(path, json.dumps(clean, allow_nan=False,
+                                                  separators=(",", ":")))
+
+    def record(self, entry_id: str) -> dict | None:
+        """The stored record of an entry, or ``None`` if there is none or it cannot be read
+        (not JSON, not an object, or of another :data:`RECORD_SCHEMA`: it is recomputed)."""
+        try:
+            record = json.loads(self.entry_path(entry_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return (record if isinstance(record, dict) and record.get("schema") == RECORD_SCHEMA
+                else None)
+
+    def records(self) -> tuple[dict[str, dict], list[str]]:
+        """Every readable record by entry id, and the names of the record files that cannot
+        be read."""
+        records, unreadable = {}, []
+        for path in sorted((self.path / "entries").glob("*.json")):
+            record = self.record(path.stem)
+            if record is None:
+                unreadable.append(path.name)
+            else:
+                records[path.stem] = record
+        return records, unreadable
+
+    def write_tables(self, tables: dict[str, pd.DataFrame]) -> None:
+        """Write each table as ``<name>.csv`` (no index), atomically."""
+        for name, frame in tables.items():
+            atomic.write_text(self.path / f"{name}.csv", frame.to_csv(index=False))
+
+    def table(self, name: str, *, as_text: bool = False, usecols=None) -> pd.DataFrame:
+        """One table of the folder.
+
+        Args:
+            name: ``scalars``, ``notes``, ``curves`` or ``failures``.
+            as_text: every cell as text, missing ones as ``""`` (for exact comparison);
+                else the fixed text columns as text and the others as numbers (NaN where
+                empty), and a fixed column that older folders lack (``box``) as NaN.
+            usecols: read only these columns.
+
+        Returns:
+            The DataFrame.
+
+        Raises:
+            ResultsError: the file is missing, unreadable or lacks a fixed column.
+        """
+        path = self.path / f"{name}.csv"
+        fixed = list(TABLE_COLUMNS[name])
+        dtype = str if as_text else {c: str for c in fixed if c not in NUMBER_COLUMNS}
+        try:
+            frame = pd.read_csv(path, dtype=dtype, keep_default_na=not as_text,
+                                usecols=usecols)
+        except FileNotFoundError:
+            raise ResultsError(path, "missing") from None
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise ResultsError(path, f"unreadable ({exc})") from None
+        if as_text:
+            return frame
+        wanted = fixed if usecols is None else [c for c in fixed if c in usecols]
+        missing = [c for c in wanted if c not in frame.columns and c not in OPTIONAL_COLUMNS]
+        if missing:
+            raise ResultsError(path, f"missing column(s) {missing}")
+        for column in wanted:
+            if column not in frame.columns:
+                frame[column] = np.nan
+        if name == "scalars":
+            for column in frame.columns.difference(ID_COLUMNS):
+                frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+        return frame
+
+    def provenance(self) -> dict:
+        """The folder's ``provenance.json``.
+
+        Raises:
+            ResultsError: missing, unreadable or not a JSON object.
+        """
+        path = self.path / "provenance.json"
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ResultsError(path, "missing: not a results folder of cref-bench run") from None
+        except (OSError, ValueError) as exc:
+            raise ResultsError(path, f"cannot be read: {exc}") from None
+        if not isinstance(value, dict):
+            raise ResultsError(path, "is not a JSON object")
+        return value
+
+    def write_provenance(self, record: dict) -> None:
+        """Write ``provenance.json`` atomically."""
+        atomic.write_text(self.path / "provenance.json", json.dumps(record, indent=2))
 
 
 def params_text(params: dict) -> str:
@@ -235,9 +314,33 @@ def _from_record(record: dict, columns: tuple[str, ...]) -> dict:
     return {name: record[name] for name in columns if name in record}
 
 
+def aggregate(values, bounds=None) -> dict:
+    """The summary of one metric over entries: what every table of the project reports.
+
+    Args:
+        values: the per-entry values (NaN where not computable: left out).
+        bounds: per value, ``"<"``/``">"`` where it is a bound and ``""`` where it is a
+            measurement (aligned with ``values``), or None.
+
+    Returns:
+        ``mean``, ``std`` (``ddof=1``; NaN below two values), ``median`` (NaN without a
+        value), ``n`` (values present, bounds included) and ``bounded`` (how many of them
+        are bounds).
+    """
+    numbers = np.asarray(values, dtype=np.float64)
+    present = ~np.isnan(numbers)
+    kept = numbers[present]
+    marks = (np.zeros(present.sum(), bool) if bounds is None
+             else np.asarray(bounds, dtype=object)[present] != "")
+    return {"mean": float(kept.mean()) if kept.size else np.nan,
+            "std": float(kept.std(ddof=1)) if kept.size > 1 else np.nan,
+            "median": float(np.median(kept)) if kept.size else np.nan,
+            "n": int(kept.size), "bounded": int(marks.sum())}
+
+
 def summarise(scalars: pd.DataFrame, failed: int, metrics=SUMMARY_METRICS,
               notes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Mean, sample standard deviation, median and count of key metrics, per masking.
+    """:func:`aggregate` of key metrics over a run's entries, per masking.
 
     Args:
         scalars: the scalars table of a run.
@@ -246,9 +349,8 @@ def summarise(scalars: pd.DataFrame, failed: int, metrics=SUMMARY_METRICS,
         notes: the notes table of the run, to count the values that are bounds.
 
     Returns:
-        Columns masking, metric, mean, std (``ddof=1``; NaN for fewer than two values),
-        median, n (entries with a value, bounds included), bounded (how many of them are
-        bounds, e.g. a resolution that never crosses up to Nyquist), failed.
+        Columns masking, metric, mean, std, median, n, bounded (see :func:`aggregate`),
+        failed.
     """
     rows = []
     bound = (set() if notes is None else
@@ -257,16 +359,12 @@ def summarise(scalars: pd.DataFrame, failed: int, metrics=SUMMARY_METRICS,
     for masking in dict.fromkeys(scalars["masking"]):
         part = scalars[scalars["masking"] == masking]
         for metric in metrics:
-            if metric not in part:
+            if metric not in part or not part[metric].notna().any():
                 continue
-            values = part[metric].dropna()
-            if values.empty:
-                continue
-            bounded = (sum((e, masking, metric) in bound for e in part.loc[values.index, "entry"])
-                       if bound else 0)
-            rows.append({"masking": masking, "metric": metric, "mean": values.mean(),
-                         "std": values.std(ddof=1), "median": values.median(),
-                         "n": int(values.size), "bounded": int(bounded), "failed": int(failed)})
+            marks = (["<" if (e, masking, metric) in bound else "" for e in part["entry"]]
+                     if bound else None)
+            rows.append({"masking": masking, "metric": metric,
+                         **aggregate(part[metric], marks), "failed": int(failed)})
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 

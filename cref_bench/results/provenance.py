@@ -1,8 +1,8 @@
 """What a results folder records about where its numbers came from.
 
-Helpers that describe the software (package versions), the hardware (CPU, memory, GPU) and
-the memory a process used, for the ``provenance.json`` the runner writes beside every
-results table (see :mod:`cref_bench.run.runner`).
+:class:`RunProvenance` is the typed content of the ``provenance.json`` the runner writes
+beside every results table; helpers describe the software (package versions), the hardware
+(CPU, memory, GPU) and the memory a process used.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 
@@ -104,3 +105,76 @@ def peak_rss_bytes() -> int:
 def process_identity() -> dict:
     """Host name and process id of this process (to tell workers apart)."""
     return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """The corpus a run evaluated: ``provenance.json``'s ``dataset``."""
+
+    location: str
+    format_version: int
+    content_hash: str | None
+    version: str
+    split: str
+    entries: int
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class MethodFacts:
+    """The method a run evaluated: ``provenance.json``'s ``method`` (``cls`` is written as
+    ``class``: ``module:qualname``)."""
+
+    name: str
+    version: str
+    params: dict
+    code_digest: str | None
+    needs_gpu: bool
+    spec: str | None
+    cls: str
+
+
+@dataclass(frozen=True)
+class ExecutionFacts:
+    """How the method ran, as resolved from the run's settings: ``provenance.json``'s
+    ``execution``."""
+
+    isolation: str
+    timeout_s: float | None
+    memory_limit_bytes: int | None
+
+
+@dataclass(frozen=True)
+class RunProvenance:
+    """Everything ``provenance.json`` records of one run (:meth:`to_json` is the file).
+
+    Attributes:
+        dataset, method, execution: see their types.
+        settings: the run's :class:`~cref_bench.run.settings.RunSettings`, as given.
+        counts: ``entries``, ``evaluated``, ``resumed``, ``failed``.
+        failures_by_kind: failed entries per failure kind.
+        started_at, finished_at: ISO 8601 times in UTC; wall_seconds: the run's duration.
+        peak_memory: peak resident memory of the driver and of each worker process.
+        command_line: how the run was started.
+        packages, hardware: :func:`package_versions` and :func:`hardware`, taken when made.
+    """
+
+    dataset: DatasetFacts
+    method: MethodFacts
+    settings: dict
+    execution: ExecutionFacts
+    counts: dict
+    failures_by_kind: dict
+    started_at: str
+    finished_at: str
+    wall_seconds: float
+    peak_memory: dict
+    command_line: list[str]
+    packages: dict = field(default_factory=package_versions)
+    hardware: dict = field(default_factory=hardware)
+
+    def to_json(self) -> dict:
+        """The JSON object of ``provenance.json``."""
+        record = asdict(self)
+        record["method"]["class"] = record["method"].pop("cls")
+        return record

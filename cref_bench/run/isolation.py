@@ -59,13 +59,6 @@ from cref_bench.methods.protocol import Denoised, Method
 from cref_bench.run import sandbox
 from cref_bench.run.contract import METHOD_FAULTS, MethodFailure, call_method, check_output
 
-ISOLATION = ("auto", "process", "in-process")
-"""Where the runner runs a method: ``auto`` (in its own process only when the method declares
-itself ``safe_in_process``), ``process`` (always a child process) or ``in-process``."""
-
-DEFAULT_TIMEOUT = 3600.0
-"""Seconds a method may spend on one entry unless told otherwise."""
-
 STARTUP_SECONDS = 300.0
 """How long a box may take to start (import and build the method); not counted against the
 per-entry time limit."""

@@ -66,7 +66,6 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cref_bench import atomic
 from cref_bench.corpus.reader import Corpus, open_corpus
 from cref_bench.errors import InputError, MethodError
 from cref_bench.maps.io import write_map
@@ -74,19 +73,14 @@ from cref_bench.methods.protocol import Method, load_method
 from cref_bench.metrics.scores import evaluate
 from cref_bench.results import folder as results
 from cref_bench.results import provenance
+from cref_bench.results.folder import ResultsFolder
 from cref_bench.run.cluster import dask_client
 from cref_bench.run.contract import MethodFailure, call_method
-from cref_bench.run.isolation import DEFAULT_TIMEOUT, ISOLATION, Limits, MethodProcess
+from cref_bench.run.isolation import Limits, MethodProcess
+from cref_bench.run.settings import RunSettings
 
 DEFAULT_MEMORY_FRACTION = 0.8
 """Share of the machine's memory the method processes of a local run may use together."""
-
-_CORPORA: dict[tuple[str, str], Corpus] = {}
-"""Corpora opened by this process (a worker evaluates many entries of one corpus)."""
-
-_PROCESSES: dict[str, MethodProcess] = {}
-"""The method processes this process (the driver or a dask worker) keeps, by run token."""
-
 
 @dataclass
 class RunResult:
@@ -140,13 +134,6 @@ def _seed_everything(value: int) -> None:
         sys.modules["torch"].manual_seed(value)
 
 
-def _corpus(location: str, storage_options: dict | None) -> Corpus:
-    key = (location, json.dumps(storage_options, sort_keys=True))
-    if key not in _CORPORA:
-        _CORPORA[key] = open_corpus(location, storage_options=storage_options, warn_stale=False)
-    return _CORPORA[key]
-
-
 def first_model(entry):
     """The entry's first fitted model as a ``gemmi.Structure``, or None when it has none.
 
@@ -162,16 +149,23 @@ def first_model(entry):
 
 
 @dataclass(frozen=True)
-class _Execution:
-    """How a run evaluates its entries (see :func:`run_method`); sent to every worker."""
+class _Run:
+    """One run as its entries' evaluations see it; sent to every worker.
 
-    workers: int
-    scheduler: str | None
-    seed: int
-    progress: bool
+    Attributes:
+        settings: the run's settings, as given.
+        corpus: the corpus (pickled as its location).
+        isolation: ``"process"`` or ``"in-process"``, resolved for the method.
+        limits: the method process's limits, resolved.
+        token: the run's unique name (its dask keys and worker plugin).
+        logs: the folder of the method's logs.
+        maps_dir: where denoised maps are saved, or None.
+    """
+
+    settings: RunSettings
+    corpus: Corpus
     isolation: str
     limits: Limits
-    retry_failed: bool
     token: str
     logs: Path
     maps_dir: Path | None
@@ -184,33 +178,18 @@ def _failed(kind: str, exc: BaseException, detail: str = "") -> dict:
             "traceback": trace}
 
 
-def _method_process(method: Method, execution: _Execution) -> MethodProcess:
-    """This process's method process of the run (started on first use)."""
-    if execution.token not in _PROCESSES:
-        log = execution.logs / f"method-{provenance.process_identity()['pid']}.log"
-        _PROCESSES[execution.token] = MethodProcess(method, execution.limits, log=log)
-    return _PROCESSES[execution.token]
-
-
-def close_method_processes(token: str) -> None:
-    """Stop this process's method process of the run ``token`` (run on every dask worker
-    when a run ends)."""
-    process = _PROCESSES.pop(token, None)
-    if process is not None:
-        process.close()
-
-
 def _read(entry) -> dict:
     """Everything of an entry that a run uses: its maps (``None`` where absent) and model."""
     return {"half1": entry.half1, "half2": entry.half2, "mask": entry.mask,
             "truth": entry.truth, "reference": entry.reference, "model": first_model(entry)}
 
 
-def _denoise(method: Method, entry_id: str, maps: dict, execution: _Execution):
-    seed = entry_seed(execution.seed, entry_id)
+def _denoise(method: Method, entry_id: str, maps: dict, run: _Run,
+             process: MethodProcess | None):
+    seed = entry_seed(run.settings.seed, entry_id)
     inputs = maps["half1"], maps["half2"], maps["mask"]
-    if execution.isolation == "process":
-        return _method_process(method, execution).denoise(*inputs, seed=seed, label=entry_id)
+    if process is not None:
+        return process.denoise(*inputs, seed=seed, label=entry_id)
     _seed_everything(seed)
     return call_method(method, *inputs)
 
@@ -227,9 +206,9 @@ def _score(entry_id: str, maps: dict, denoised, maps_dir: Path | None) -> dict:
             "bounds": report.bounds, "curves": results.curves_to_columns(report.curves)}
 
 
-def evaluate_entry(method: Method, location: str, entry_id: str, execution: _Execution, *,
-                   storage_options: dict | None = None) -> dict:
-    """Denoise and score one corpus entry; the unit of work of a run (runs on a worker).
+def evaluate_entry(method: Method, run: _Run, entry_id: str) -> dict:
+    """Denoise and score one corpus entry: a parallel run's task (runs on a dask worker, with
+    the worker's method process where the method runs in its own).
 
     Every failure is caught and returned as a failed result of its kind: ``load`` (the entry
     cannot be read), the method's kinds of :mod:`cref_bench.run.contract` (it raised, broke the
@@ -238,10 +217,8 @@ def evaluate_entry(method: Method, location: str, entry_id: str, execution: _Exe
 
     Args:
         method: the method.
-        location: the corpus location (path or fsspec URL); the entry is read from there.
+        run: the run (its corpus is read on the worker).
         entry_id: the entry.
-        execution: the run's settings.
-        storage_options: fsspec options of the corpus.
 
     Returns:
         A partial entry record: ``entry``, ``status`` and either ``box``, ``scalars``,
@@ -250,25 +227,30 @@ def evaluate_entry(method: Method, location: str, entry_id: str, execution: _Exe
     """
     start = time.perf_counter()
     try:
-        maps = _read(_corpus(location, storage_options).entry(entry_id))
+        maps = _read(run.corpus.entry(entry_id))
     except Exception as exc:  # an entry's failure is recorded, never fatal to the run
         maps = exc
-    return _evaluate_read(method, entry_id, start, maps, execution)
+    process = None
+    if run.isolation == "process":
+        from cref_bench.run.workers import method_process
+
+        process = method_process(run.token, method)
+    return _evaluate_read(method, entry_id, start, maps, run, process)
 
 
 def _evaluate_read(method: Method, entry_id: str, start: float, maps: dict | Exception,
-                   execution: _Execution) -> dict:
+                   run: _Run, process: MethodProcess | None = None) -> dict:
     """:func:`evaluate_entry` once the entry is read (``maps``, or why it could not be)."""
     if isinstance(maps, Exception):
         return _finished(entry_id, start, _failed("load", maps))
     try:
-        denoised = _denoise(method, entry_id, maps, execution)
+        denoised = _denoise(method, entry_id, maps, run, process)
     except MethodFailure as exc:
         return _finished(entry_id, start, _failed(exc.kind, exc, exc.detail))
-    return _finished(entry_id, start, _score_safely(entry_id, maps, denoised, execution))
+    return _finished(entry_id, start, _score_safely(entry_id, maps, denoised, run))
 
 
-def _read_ahead(location, todo: list[str], storage_options) -> Iterator[tuple]:
+def _read_ahead(corpus: Corpus, todo: list[str]) -> Iterator[tuple]:
     """``(entry id, start, maps)`` for each entry in turn, ``maps`` being why it could not be
     read where it could not; each entry is read in a thread while the one before is worked
     on (so two entries' maps are held at a time), ``start`` backdated by its read time."""
@@ -277,7 +259,7 @@ def _read_ahead(location, todo: list[str], storage_options) -> Iterator[tuple]:
     def read(entry_id: str) -> tuple:
         began = time.perf_counter()
         try:
-            maps = _read(_corpus(location, storage_options).entry(entry_id))
+            maps = _read(corpus.entry(entry_id))
         except Exception as exc:  # an entry's failure is recorded, never fatal to the run
             maps = exc
         return entry_id, time.perf_counter() - began, maps
@@ -293,9 +275,9 @@ def _read_ahead(location, todo: list[str], storage_options) -> Iterator[tuple]:
             yield entry_id, time.perf_counter() - seconds, maps
 
 
-def _score_safely(entry_id: str, maps: dict, denoised, execution: _Execution) -> dict:
+def _score_safely(entry_id: str, maps: dict, denoised, run: _Run) -> dict:
     try:
-        return _score(entry_id, maps, denoised, execution.maps_dir)
+        return _score(entry_id, maps, denoised, run.maps_dir)
     except Exception as exc:  # recorded as the entry's failure
         return _failed("metrics", exc)
 
@@ -308,7 +290,7 @@ def _finished(entry_id: str, start: float, outcome: dict) -> dict:
 
 
 def _hand_over(process: MethodProcess, entry_id: str, start: float, maps: dict | Exception,
-               execution: _Execution):
+               run: _Run):
     """Hand a read entry to the method's process; returns ``(state, None)``, or
     ``(None, record)`` where the entry failed already (unreadable, or the process would not
     start)."""
@@ -316,20 +298,19 @@ def _hand_over(process: MethodProcess, entry_id: str, start: float, maps: dict |
         return None, _finished(entry_id, start, _failed("load", maps))
     try:
         process.submit(maps["half1"], maps["half2"], maps["mask"],
-                       seed=entry_seed(execution.seed, entry_id), label=entry_id)
+                       seed=entry_seed(run.settings.seed, entry_id), label=entry_id)
     except MethodFailure as exc:
         return None, _finished(entry_id, start, _failed(exc.kind, exc, exc.detail))
     return (entry_id, start, maps), None
 
 
-def _pipelined(method, location, todo, execution, storage_options) -> Iterator[dict]:
+def _pipelined(process: MethodProcess, todo: list[str], run: _Run) -> Iterator[dict]:
     """Evaluate ``todo`` in this process with the method in its own: the method's process
     denoises entry k + 1 while this one scores entry k and reads entry k + 2, so that a run
     takes about the largest of the three times, not their sum."""
-    process = _method_process(method, execution)
     process.start()  # its start overlaps reading the first entry
     handed = None
-    for read in itertools.chain(_read_ahead(location, todo, storage_options), [None]):
+    for read in itertools.chain(_read_ahead(run.corpus, todo), [None]):
         outcome = None
         if handed is not None:
             try:
@@ -338,27 +319,26 @@ def _pipelined(method, location, todo, execution, storage_options) -> Iterator[d
                 outcome = _failed(exc.kind, exc, exc.detail)
         following = None
         if read is not None:
-            following, failed = _hand_over(process, *read, execution)
+            following, failed = _hand_over(process, *read, run)
             if failed is not None:
                 yield failed
         if handed is not None:
             previous, start, maps = handed
             if outcome is None:
-                outcome = _score_safely(previous, maps, denoised, execution)
+                outcome = _score_safely(previous, maps, denoised, run)
                 del denoised
             yield _finished(previous, start, outcome)
         handed = following
 
 
-def _in_process(method, location, todo, execution, storage_options) -> Iterator[dict]:
-    try:
-        if execution.isolation == "process":
-            yield from _pipelined(method, location, todo, execution, storage_options)
-        else:
-            for entry_id, start, maps in _read_ahead(location, todo, storage_options):
-                yield _evaluate_read(method, entry_id, start, maps, execution)
-    finally:
-        close_method_processes(execution.token)
+def _in_process(method: Method, todo: list[str], run: _Run) -> Iterator[dict]:
+    if run.isolation != "process":
+        for entry_id, start, maps in _read_ahead(run.corpus, todo):
+            yield _evaluate_read(method, entry_id, start, maps, run)
+        return
+    log = run.logs / f"method-{provenance.process_identity()['pid']}.log"
+    with MethodProcess(method, run.limits, log=log) as process:
+        yield from _pipelined(process, todo, run)
 
 
 def _lost(entry_id: str, exc: BaseException) -> dict:
@@ -371,22 +351,25 @@ def _lost(entry_id: str, exc: BaseException) -> dict:
             "worker": None}
 
 
-def _on_dask(method, location, todo, execution, storage_options) -> Iterator[dict]:
+def _on_dask(method: Method, todo: list[str], run: _Run) -> Iterator[dict]:
     """Evaluate ``todo`` on a dask cluster, one entry in flight per worker thread (so that a
     worker's death is charged to the entry it was running, and the method travels with each
     task rather than living on workers that may die)."""
     from dask.distributed import as_completed
 
     waiting = iter(todo)
-    with dask_client(min(execution.workers, len(todo)), execution.scheduler,
+    with dask_client(min(run.settings.workers, len(todo)), run.settings.scheduler,
                      allowed_failures=0) as client:
+        if run.isolation == "process":
+            from cref_bench.run.workers import MethodProcesses
+
+            client.register_plugin(MethodProcesses(run.limits, run.logs), name=run.token)
         slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()) or 1
         flight: dict = {}
 
         def submit(entry_id: str):
-            future = client.submit(evaluate_entry, method, location, entry_id, execution,
-                                   storage_options=storage_options, pure=False,
-                                   key=f"cref-bench-{entry_id}-{execution.token}")
+            future = client.submit(evaluate_entry, method, run, entry_id, pure=False,
+                                   key=f"cref-bench-{entry_id}-{run.token}")
             flight[future] = entry_id
             return future
 
@@ -403,7 +386,8 @@ def _on_dask(method, location, todo, execution, storage_options) -> Iterator[dic
                 if following is not None:
                     done.add(submit(following))
         finally:
-            client.run(close_method_processes, execution.token)
+            if run.isolation == "process":
+                client.unregister_worker_plugin(run.token)
 
 
 def _params(method: Method, given: dict | None) -> dict:
@@ -461,15 +445,15 @@ def _build(method: str | Method, params: dict | None) -> Method:
     return method
 
 
-def _record_all(stream: Iterable[dict], out: Path, header: dict, split_of: dict[str, str],
-                total: int, desc: str, progress: bool) -> list[dict]:
+def _record_all(stream: Iterable[dict], folder: ResultsFolder, header: dict,
+                split_of: dict[str, str], total: int, desc: str, progress: bool) -> list[dict]:
     """Write each outcome as its entry record as soon as it arrives; returns the records."""
     fresh, failed = [], 0
     with tqdm(total=total, unit="entry", desc=desc, disable=not progress) as bar:
         for outcome in stream:
             record = {**header, "split": split_of[outcome["entry"]], **outcome,
                       "finished_at": provenance.now_utc()}
-            results.write_record(out, record)
+            folder.write_record(record)
             fresh.append(record)
             failed += record["status"] != "ok"
             bar.set_postfix(failed=failed, refresh=False)
@@ -477,61 +461,38 @@ def _record_all(stream: Iterable[dict], out: Path, header: dict, split_of: dict[
     return fresh
 
 
-def _isolation(method: Method, isolation: str, limits: Limits) -> str:
+def _isolation(method: Method, settings: RunSettings) -> str:
     """The isolation a run uses: ``"process"`` or ``"in-process"``."""
-    if isolation not in ISOLATION:
-        raise InputError("isolation", f"must be one of {', '.join(ISOLATION)}, got {isolation!r}")
-    if isolation == "auto":
+    if settings.isolation == "auto":
         return "in-process" if getattr(method, "safe_in_process", False) else "process"
-    return isolation
+    return settings.isolation
 
 
-def _limits(timeout: float | None, memory_limit: int | str | None, workers: int) -> Limits:
-    if memory_limit == "auto":
+def _limits(settings: RunSettings) -> Limits:
+    memory = settings.memory_limit
+    if memory == "auto":
         import psutil
 
-        memory_limit = int(DEFAULT_MEMORY_FRACTION * psutil.virtual_memory().total / workers)
-    try:
-        return Limits(timeout=timeout, memory=memory_limit)
-    except ValueError as exc:
-        raise InputError("limits", str(exc)) from None
+        memory = int(DEFAULT_MEMORY_FRACTION * psutil.virtual_memory().total / settings.workers)
+    return Limits(timeout=settings.timeout, memory=memory)
 
 
-def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: str = "test",
-               out: str | os.PathLike | None = None, *, workers: int = 1,
-               scheduler: str | None = None, limit: int | None = None,
-               save_maps: bool = False, params: dict | None = None, progress: bool = True,
-               seed: int = 0, storage_options: dict | None = None,
-               isolation: str = "auto", timeout: float | None = DEFAULT_TIMEOUT,
-               memory_limit: int | str | None = "auto", retry_failed: bool = False,
-               command_line: list[str] | None = None) -> RunResult:
+def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
+               settings: RunSettings | None = None, *, command_line: list[str] | None = None,
+               **changes) -> RunResult:
     """Evaluate a method on every entry of a corpus split and write the results folder.
 
     Args:
         method: a registered method name or ``package.module:Attribute`` (built with
-            ``load_method(method, **params)``), or a :class:`Method` instance.
-        corpus: the corpus location (path or fsspec URL) or an opened :class:`Corpus`.
-        split: ``test`` (default), ``test-50``, ``valid``, ``train`` or ``all``.
-        out: the results folder (default ``results/<method name>``).
-        workers: dask worker processes of a local cluster; 1 (default) runs in this process.
-        scheduler: address of an existing dask scheduler (``tcp://host:port``); overrides
-            ``workers``.
-        limit: evaluate only the first ``limit`` entries of the split.
-        save_maps: write every denoised full map to ``maps/<entry>_denoised.mrc``.
-        params: the method's parameters (only with a method given by name); part of the
-            resume key and the provenance, merged with the method's own ``params()``.
-        progress: show a progress bar.
-        seed: the run's seed (each entry gets :func:`entry_seed` of it).
-        storage_options: fsspec options of the corpus location.
-        isolation: ``"auto"`` (default), ``"process"`` or ``"in-process"`` (see
-            :data:`ISOLATION`).
-        timeout: seconds a method may spend on one entry (None: no limit); enforced on
-            methods that run in their own process.
-        memory_limit: bytes of resident memory a method's process may use (None: no limit;
-            ``"auto"``: :data:`DEFAULT_MEMORY_FRACTION` of the machine's memory shared by
-            the workers); enforced on methods that run in their own process.
-        retry_failed: evaluate again the entries that failed in an earlier run.
+            ``load_method(method, **settings.params)``), or a :class:`Method` instance.
+        corpus: the corpus location (path or fsspec URL) or an opened :class:`Corpus`
+            (open it with :func:`~cref_bench.corpus.reader.open_corpus` to give fsspec
+            options).
+        settings: how to run (default :class:`RunSettings`'s defaults: the test split, in
+            this process, results in ``results/<method name>``).
         command_line: recorded in the provenance (default ``sys.argv``).
+        **changes: fields of :class:`RunSettings` to change (``split="all"``,
+            ``workers=2``, ...), a shorthand for ``RunSettings.of(settings, **changes)``.
 
     Returns:
         A :class:`RunResult`.
@@ -540,104 +501,82 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus, split: 
         MethodError: the method cannot be built (see
             :func:`cref_bench.methods.protocol.load_method`), or ``params`` given with a method
             instance.
-        InputError: a bad ``workers``, ``limit``, ``isolation`` or limit, or nothing to
-            evaluate (an empty split).
-        CorpusError: the corpus cannot be opened or the split is unknown.
+        InputError: a bad setting, or nothing to evaluate (an empty split).
+        CorpusError: the corpus cannot be opened.
         OSError: the results folder cannot be written.
     """
     started_at, start = provenance.now_utc(), time.perf_counter()
+    settings = RunSettings.of(settings, **changes)
     spec = method if isinstance(method, str) else None
-    method = _build(method, params)
-    if workers < 1:
-        raise InputError("workers", f"must be at least 1, got {workers}")
-    if limit is not None and limit < 1:
-        raise InputError("limit", f"must be at least 1, got {limit}")
-    limits = _limits(timeout, memory_limit, workers)
+    method = _build(method, settings.params)
     if not isinstance(corpus, Corpus):
-        corpus = open_corpus(corpus, storage_options=storage_options)
-    ids = corpus.ids(split)[:limit]
+        corpus = open_corpus(corpus)
+    ids = corpus.ids(settings.split)[:settings.limit]
     if not ids:
-        raise InputError(corpus.location, f"the {split!r} split holds no entries; nothing to "
-                         "evaluate (choose another --split)")
-    out = Path(out if out is not None else Path("results") / method.name)
-    token = hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()).hexdigest()[:10]
-    execution = _Execution(workers=workers, scheduler=scheduler, seed=seed, progress=progress,
-                           isolation=_isolation(method, isolation, limits), limits=limits,
-                           retry_failed=retry_failed, token=token, logs=(out / "logs").resolve(),
-                           maps_dir=_make_folders(out, save_maps))
-    key = _method_key(method, _params(method, params), corpus)
-    records, fresh = _evaluate(method, corpus, ids, out, key, execution)
+        raise InputError(corpus.location, f"the {settings.split!r} split holds no entries; "
+                         "nothing to evaluate (choose another --split)")
+    folder = ResultsFolder(settings.out if settings.out is not None
+                           else Path("results") / method.name)
+    limits = _limits(settings)
+    run = _Run(settings=settings, corpus=corpus, isolation=_isolation(method, settings),
+               limits=limits, logs=(folder.path / "logs").resolve(),
+               token=hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()).hexdigest()[:10],
+               maps_dir=folder.create(settings.save_maps))
+    key = _method_key(method, _params(method, settings.params), corpus)
+    records, fresh = _evaluate(method, run, ids, folder, key)
 
     tables = results.assemble_tables([records[i] for i in ids])
     counts = {"entries": len(ids), "evaluated": len(fresh), "resumed": len(ids) - len(fresh),
               "failed": len(tables["failures"])}
     summary = results.summarise(tables["scalars"], counts["failed"], notes=tables["notes"])
-    title = (f"{method.name} {method.version} on {corpus.location} [{split}]: "
+    title = (f"{method.name} {method.version} on {corpus.location} [{settings.split}]: "
              f"{len(ids) - counts['failed']} of {len(ids)} entries ok")
-    record_of_run = {
-        "dataset": {"location": corpus.location, "format_version": corpus.format_version,
-                    "content_hash": corpus.content_hash, "version": corpus.version,
-                    "split": split, "entries": len(ids), "limit": limit},
-        "method": _method_facts(method, key, spec),
-        "packages": provenance.package_versions(),
-        "hardware": provenance.hardware(),
-        "execution": {"workers": workers, "scheduler": scheduler, "save_maps": save_maps,
-                      "isolation": execution.isolation, "timeout_s": limits.timeout,
-                      "memory_limit_bytes": limits.memory, "retry_failed": retry_failed},
-        "seed": seed,
-        "counts": counts,
-        "failures_by_kind": tables["failures"]["kind"].value_counts().to_dict(),
-        "started_at": started_at,
-        "finished_at": provenance.now_utc(),
-        "wall_seconds": time.perf_counter() - start,
-        "peak_memory": _peak_memory(fresh),
-        "command_line": list(sys.argv if command_line is None else command_line),
-    }
-    _write_results(out, tables, record_of_run)
-    return RunResult(out=out, summary=summary,
+    record_of_run = provenance.RunProvenance(
+        dataset=provenance.DatasetFacts(
+            location=corpus.location, format_version=corpus.format_version,
+            content_hash=corpus.content_hash, version=corpus.version, split=settings.split,
+            entries=len(ids), limit=settings.limit),
+        method=_method_facts(method, key, spec),
+        settings=settings.as_record(),
+        execution=provenance.ExecutionFacts(isolation=run.isolation, timeout_s=limits.timeout,
+                                            memory_limit_bytes=limits.memory),
+        counts=counts,
+        failures_by_kind=tables["failures"]["kind"].value_counts().to_dict(),
+        started_at=started_at, finished_at=provenance.now_utc(),
+        wall_seconds=time.perf_counter() - start, peak_memory=_peak_memory(fresh),
+        command_line=list(sys.argv if command_line is None else command_line),
+    ).to_json()
+    folder.write_tables(tables)
+    folder.write_provenance(record_of_run)
+    return RunResult(out=folder.path, summary=summary,
                      summary_text=results.format_summary(summary, title),
                      provenance=record_of_run, counts=counts, **tables)
 
 
-def _make_folders(out: Path, save_maps: bool) -> Path | None:
-    """Create ``out/entries`` (and ``out/maps`` with ``save_maps``, returned resolved, else
-    None)."""
-    (out / "entries").mkdir(parents=True, exist_ok=True)
-    if not save_maps:
-        return None
-    (out / "maps").mkdir(exist_ok=True)
-    return (out / "maps").resolve()
-
-
-def _evaluate(method: Method, corpus: Corpus, ids: list[str], out: Path, key: dict,
-              execution: _Execution) -> tuple[dict[str, dict], list[dict]]:
+def _evaluate(method: Method, run: _Run, ids: list[str], folder: ResultsFolder,
+              key: dict) -> tuple[dict[str, dict], list[dict]]:
     """The record of every entry of ``ids``: the stored one where it can be reused (see
-    :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once. Returns
-    every record by entry id, and the records made now."""
-    records = {i: results.read_record(out, i) for i in ids}
+    :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once.
+    Returns every record by entry id, and the records made now."""
+    settings = run.settings
+    records = {i: folder.record(i) for i in ids}
     todo = [i for i in ids if not results.is_reusable(records[i], key,
-                                                      retry_failed=execution.retry_failed)]
-    if execution.scheduler is None and (execution.workers == 1 or len(todo) <= 1):
-        stream = _in_process(method, corpus.location, todo, execution, corpus.storage_options)
+                                                      retry_failed=settings.retry_failed)]
+    if settings.scheduler is None and (settings.workers == 1 or len(todo) <= 1):
+        stream = _in_process(method, todo, run)
     else:
-        stream = _on_dask(method, corpus.location, todo, execution, corpus.storage_options)
+        stream = _on_dask(method, todo, run)
     header = {"schema": results.RECORD_SCHEMA, **key}
     desc = method.name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")
-    fresh = _record_all(stream, out, header, {i: corpus.entry(i).split for i in todo},
-                        len(todo), desc, execution.progress)
+    fresh = _record_all(stream, folder, header, {i: run.corpus.entry(i).split for i in todo},
+                        len(todo), desc, settings.progress)
     records.update((rec["entry"], rec) for rec in fresh)
     return records, fresh
 
 
-def _method_facts(method: Method, key: dict, spec: str | None) -> dict:
+def _method_facts(method: Method, key: dict, spec: str | None) -> provenance.MethodFacts:
     """The provenance's description of the method."""
-    return {"name": method.name, "version": str(method.version), "params": key["params"],
-            "code_digest": key["code_digest"], "needs_gpu": bool(method.needs_gpu),
-            "spec": spec, "class": f"{type(method).__module__}:{type(method).__qualname__}"}
-
-
-def _write_results(out: Path, tables: dict[str, pd.DataFrame], record_of_run: dict) -> None:
-    """The tables and ``provenance.json`` of a run, each written atomically."""
-    for name, frame in tables.items():
-        results.write_table(out / f"{name}.csv", frame)
-    atomic.write_text(out / "provenance.json", json.dumps(record_of_run, indent=2))
+    return provenance.MethodFacts(
+        name=method.name, version=str(method.version), params=key["params"],
+        code_digest=key["code_digest"], needs_gpu=bool(method.needs_gpu), spec=spec,
+        cls=f"{type(method).__module__}:{type(method).__qualname__}")

@@ -1,17 +1,23 @@
 """Build the EMDB half-map corpus into a store (resumable; on a dask cluster).
 
-Lists entries (a preset searched on the EMDB API, or an ID-list file), then for each one
-reads its v3.0 XML header, downloads the two half-maps and the first mask from the archive
-mirrors (resuming and retrying), validates them and writes the entry to the store -- or
-records in the manifest why not (reason codes: missing file, corrupt gzip, half-maps or
-mask on different grids, non-finite voxels, header at odds with the XML, box over
---max-box, ...). Runs one task per entry on a local dask cluster (--workers) or on an
-existing one (--scheduler). A build killed at any moment and run again redoes only the
-unfinished entries; entries that failed for a transient reason (network) are tried again.
+Lists entries (a preset searched on the EMDB API in one CSV request, checked complete; or
+an ID-list file), then for each one reads its v3.0 XML header (emd-N.xml, else
+emd-N-v30.xml), downloads the two half-maps and the primary mask (msk_1, else the
+lowest-numbered) from the archive mirrors (resuming and retrying), validates them and
+writes the entry to the store -- or records in the manifest why not (reason codes: missing
+file, corrupt gzip, half-maps or mask on different grids, non-finite voxels, header at
+odds with the XML, box over --max-box, ...). Runs one task per entry on a local dask
+cluster (--workers) or on an existing one (--scheduler). A build killed at any moment and
+run again redoes only the unfinished entries; entries that failed for a transient reason
+(network) are tried again.
 
 Entries that failed for a transient reason (exit status 1) are tried again by the next run.
+--dry-run lists, filters and reports the counts (and the sizes stated by headers found
+locally) without downloading anything. A preset that lists no entries, or far fewer than
+it expects, is warned about on standard error.
 
 Examples:
+    cref-bench build --out corpus.zarr --preset paper2023 --dry-run
     cref-bench build --out corpus.zarr --preset paper2023 --workers 8
     cref-bench build --out s3://bucket/corpus.zarr --ids ids.txt --scheduler tcp://head:8786
     cref-bench build --out corpus.zarr --ids ids.txt --mirror /data/emdb/structures --max-box 400
@@ -20,6 +26,7 @@ Examples:
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -77,6 +84,10 @@ def add_args(parser) -> None:
                         help="also store the fitted models (mmCIF)")
     parser.add_argument("--limit", type=int, metavar="K",
                         help="build only the first K entries listed")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list and filter the entries and report the counts (and the sizes "
+                             "headers found locally state) without downloading or writing "
+                             "anything")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -95,9 +106,9 @@ def _mirror(text: str) -> str:
 def main(args) -> int:
     """Run the build; returns the exit status."""
     from cref_bench.output_paths import check_output_folder
-    from dataset_builder.emdb.build import BuildOptions, build
+    from dataset_builder.emdb.build import BuildOptions, build, dry_run
     from dataset_builder.emdb.download import DEFAULT_EMDB_MIRRORS
-    from dataset_builder.emdb.listing import select_entries
+    from dataset_builder.emdb.listing import PRESETS, list_entries
 
     for name in ("workers", "max_box", "limit"):
         value = getattr(args, name)
@@ -107,20 +118,27 @@ def main(args) -> int:
     check_output_folder(args.keep_downloads, "--keep-downloads")
     mirrors = tuple(_mirror(m) for m in args.mirror) if args.mirror else DEFAULT_EMDB_MIRRORS
     preset = None if args.ids else (args.preset or "paper2023")
-    entries = select_entries(preset, id_file=args.ids, released_before=args.released_before,
-                             api=args.api)
+    listing = list_entries(preset, id_file=args.ids, released_before=args.released_before,
+                           api=args.api)
+    for warning in listing.warnings():
+        print(f"cref-bench: warning: {warning}", file=sys.stderr)
+    entries = listing.entries
     source = f"by preset {preset}" if preset else f"in {args.ids}"
-    if not entries:
+    if not entries and not args.dry_run:
         raise InputError(f"no entries listed {source}"
                          + (f" released before {args.released_before}"
                             if args.released_before else "") + "; nothing to build")
-    print(f"{len(entries)} entries listed {source}")
+    print(listing.format())
     if args.limit is not None:
         entries = entries[:args.limit]
     kept = str(Path(args.keep_downloads).resolve()) if args.keep_downloads else None
+    cutoff = PRESETS[preset].cutoff(args.released_before) if preset else None
     options = BuildOptions(mirrors=mirrors, download_dir=kept,
                            keep_downloads=args.keep_downloads is not None, max_box=args.max_box,
-                           with_models=args.with_models)
+                           with_models=args.with_models, released_before=cutoff)
+    if args.dry_run:
+        print(dry_run(entries, args.out, options=options).format())
+        return 0
     report = build(entries, args.out, options=options, workers=args.workers,
                    scheduler=args.scheduler, processes=not args.threads,
                    progress=not args.no_progress)

@@ -1,18 +1,21 @@
 """Building the EMDB half-map corpus: the per-entry pipeline and the dask build driver.
 
 :func:`process_entry` takes one entry from accession to store: download and parse its v3.0
-header, refuse a box over ``max_box`` before downloading the maps, download the half-maps
-and the first mask (and, optionally, the fitted models) into ``<download_dir>/EMD-N`` at
-once, each file read and hashed in its own thread as soon as it is there (a local
-``file://`` mirror is read in place unless downloads are kept), validate them
-(:mod:`dataset_builder.emdb.validate`), and write the entry with
-:func:`dataset_builder.store.write_entry` (which scans and writes the maps in threads too)
--- or record why not with :func:`dataset_builder.store.record_rejection`. Its downloads are
-deleted afterwards unless they are to be kept.
+header (``emd-N.xml``, else ``emd-N-v30.xml``), refuse a box over ``max_box`` (of the files
+it downloads) before downloading them, download the half-map pair and the primary mask
+(:func:`choose_mask`: ``msk_1``, else the lowest-numbered; recorded as ``mask_file``) and,
+optionally, the fitted models into ``<download_dir>/EMD-N`` at once, each file read and
+hashed in its own thread as soon as it is there (a local ``file://`` mirror is read in
+place unless downloads are kept), validate them (:mod:`dataset_builder.emdb.validate`),
+and write the entry with :func:`dataset_builder.store.write_entry` (which scans and writes
+the maps in threads too) -- or record why not with
+:func:`dataset_builder.store.record_rejection`. Its downloads are deleted afterwards unless
+they are to be kept.
 
 :func:`build` runs one such task per entry on a dask cluster (a local one by default, or
 an existing one given by its scheduler address), each keyed by the entry id and retried by
-dask if it raises, shows progress, and finalises the store.
+dask if it raises, shows progress, and finalises the store. :func:`dry_run` says what a
+build would do without downloading anything.
 
 Resumption: a build killed at any moment and run again does only what is unfinished.
 An entry is skipped when it is complete in the store (the writer marks completion last, so
@@ -36,13 +39,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
 from cref_bench.corpus.layout import list_complete_entries, read_manifest_rows
-from cref_bench.errors import MapError
+from cref_bench.errors import CorpusError, MapError
 from cref_bench.maps.volume import Volume
 from cref_bench.output_paths import cache_folder
 from cref_bench.run.cluster import dask_client
@@ -56,9 +60,18 @@ from dataset_builder.emdb.download import (
     fetch_file,
     fetch_header,
     fetch_model,
+    local_path,
+    mirror_urls,
 )
-from dataset_builder.emdb.header import EntryHeader, HeaderError
-from dataset_builder.emdb.layout import normalize_id
+from dataset_builder.emdb.header import (
+    EntryHeader,
+    HeaderError,
+    MapInfo,
+    choose_half_maps,
+    choose_mask,
+    read_header,
+)
+from dataset_builder.emdb.layout import header_relpaths, normalize_id
 from dataset_builder.emdb.listing import ListedEntry
 from dataset_builder.emdb.validate import (
     EntryMaps,
@@ -79,6 +92,9 @@ from dataset_builder.store import (
 )
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["BuildOptions", "BuildReport", "DryRunReport", "EntryOutcome", "build", "choose_mask",
+           "dry_run", "plan", "process_entry"]
 
 SOURCE = "emdb"
 """The ``source`` recorded for every entry this builder writes or rejects."""
@@ -107,6 +123,9 @@ class BuildOptions:
         with_models: also fetch and store the fitted models (mmCIF).
         retry: the download retry policy.
         timeout: seconds a connection may stay silent.
+        released_before: the selection's release cut-off, or ``None``: an entry listed
+            without a release date is held to it with its header's date (status
+            ``excluded`` when released on or after it; nothing is recorded).
     """
 
     mirrors: tuple[str, ...] = DEFAULT_EMDB_MIRRORS
@@ -117,6 +136,7 @@ class BuildOptions:
     with_models: bool = False
     retry: RetryPolicy = RetryPolicy()
     timeout: float = 60.0
+    released_before: date | None = None
 
     def cache_root(self) -> Path:
         """The download folder (see ``download_dir``)."""
@@ -132,7 +152,9 @@ class EntryOutcome:
     Attributes:
         entry_id: the accession.
         status: ``"ok"`` (written), ``"rejected"`` (permanently turned down), ``"failed"``
-            (a transient failure: tried again next run) or ``"skipped"`` (done by an earlier run).
+            (a transient failure: tried again next run), ``"skipped"`` (done by an earlier
+            run) or ``"excluded"`` (outside the selection by its header's release date; not
+            recorded in the store).
         code: the reason code (:data:`~dataset_builder.emdb.validate.REASONS`), or ``None``.
         detail: the reason in words, or ``None``.
         downloaded_bytes: bytes received for this entry.
@@ -175,12 +197,18 @@ def _listing_metadata(listed: ListedEntry) -> dict:
             "method": listed.method, "fitted_models": list(listed.fitted_pdbs)}
 
 
-def _header_metadata(header: EntryHeader) -> dict:
-    return {"source": SOURCE, "resolution": header.resolution, "release_date": header.release_date,
+def _header_metadata(header: EntryHeader, listed: ListedEntry) -> dict:
+    mask = choose_mask(header)
+    return {"source": SOURCE, "resolution": header.resolution,
+            "release_date": header.release_date or listed.release_date,
             "method": header.method, "fitted_models": list(header.fitted_pdbs),
             "contour_level": header.contour_level,
-            "half_map_files": list(header.half_map_files[:2]),
-            "mask_file": header.mask_files[0] if header.masks else None}
+            "half_map_files": [m.file for m in choose_half_maps(header)],
+            "mask_file": mask.file if mask is not None else None}
+
+
+class _Excluded(Exception):
+    """The entry is outside the selection (its header's release date is past the cut-off)."""
 
 
 def _fetch(action: Callable):
@@ -272,7 +300,8 @@ def _fetch_and_read(header: EntryHeader, cache: Path, options: BuildOptions,
     file order), then the maps' checks (:func:`~dataset_builder.emdb.validate.load_maps`),
     then the models'.
     """
-    files = (*header.half_maps[:2], header.masks[0])
+    halves, mask = choose_half_maps(header), choose_mask(header)
+    files = (*halves, mask)
     start = time.perf_counter()
     models_done: list[float] = []
 
@@ -295,7 +324,8 @@ def _fetch_and_read(header: EntryHeader, cache: Path, options: BuildOptions,
             raise got.fetch_error
     by_path = {got.path: got for got in obtained}
     maps = load_maps(header, [got.path for got in obtained[:2]], obtained[2].path,
-                     options.max_box, read=lambda path: by_path[path].read(path))
+                     options.max_box, read=lambda path: by_path[path].read(path),
+                     half_map_infos=halves, mask_info=mask)
     models = models_job.result() if models_job is not None else ({}, [])
     phases["read"] = time.perf_counter() - fetched
     return maps, {got.path.name: got.sha256 for got in obtained}, models
@@ -314,13 +344,19 @@ def _ingest(listed: ListedEntry, store: Store, options: BuildOptions, cache: Pat
                 copy_local=options.keep_downloads, require_half_maps=False, require_mask=False))
     except HeaderError as error:
         raise Rejection("bad_header", str(error)) from error
-    metadata.update(_header_metadata(header))
+    metadata.update(_header_metadata(header, listed))
+    cutoff = options.released_before
+    if (listed.release_date is None and cutoff is not None and header.release_date is not None
+            and header.release_date >= cutoff):
+        raise _Excluded(f"{header.emdb_id}: released {header.release_date} by its header, not "
+                        f"before {cutoff}")
     if len(header.half_maps) < 2:
         raise Rejection("no_half_maps", f"{header.emdb_id}: the header lists "
                                         f"{len(header.half_maps)} half-map(s)")
     if not header.masks:
         raise Rejection("no_mask", f"{header.emdb_id}: the header lists no mask")
-    described = header.half_maps[0] if header.half_maps[0].dimensions is not None else header.map
+    first = choose_half_maps(header)[0]
+    described = first if first.dimensions is not None else header.map
     metadata.update(box=list(expected_shape(described)),
                     voxel_size=list(reversed(described.pixel_spacing or header.map.pixel_spacing)))
     check_box(header, options.max_box)
@@ -369,6 +405,10 @@ def process_entry(entry: ListedEntry | str, store: Store,
     phases: dict[str, float] = {}
     try:
         _ingest(listed, store, options, cache, counter, metadata, phases)
+    except _Excluded as excluded:
+        logger.info("%s excluded: %s", listed.emdb_id, excluded)
+        return EntryOutcome(listed.emdb_id, "excluded", None, str(excluded), counter.total,
+                            time.perf_counter() - start, phases)
     except Rejection as rejection:
         status = "rejected" if rejection.permanent else "failed"
         record_rejection(store, listed.emdb_id, str(rejection),
@@ -402,7 +442,7 @@ class BuildReport:
     seconds: float = 0.0
 
     def counts(self) -> Counter:
-        """Entries per status (``ok``, ``rejected``, ``failed``, ``skipped``)."""
+        """Entries per status (``ok``, ``rejected``, ``failed``, ``skipped``, ``excluded``)."""
         return Counter(o.status for o in self.outcomes)
 
     def reasons(self) -> Counter:
@@ -418,7 +458,9 @@ class BuildReport:
         """A few lines for the terminal: counts per status and reason, bytes, time, hash."""
         counts = self.counts()
         lines = [f"{self.listed} entries listed: " + ", ".join(
-            f"{counts.get(s, 0)} {s}" for s in ("ok", "skipped", "rejected", "failed"))]
+            f"{counts.get(s, 0)} {s}" for s in ("ok", "skipped", "rejected", "failed"))
+            + (f", {counts['excluded']} excluded by the header's release date"
+               if counts.get("excluded") else "")]
         lines += [f"  {code}: {n}" for code, n in sorted(self.reasons().items())]
         rate = self.downloaded_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
         lines.append(f"{self.downloaded_bytes / 1e6:.1f} MB downloaded in {self.seconds:.1f} s "
@@ -561,3 +603,139 @@ class _Tally:
         self.bar.update()
         if self.on_outcome is not None:
             self.on_outcome(outcome)
+
+
+# ----------------------------------------------------------------------------- the dry run
+
+@dataclass
+class DryRunReport:
+    """What a build would do, found without downloading anything (:func:`dry_run`).
+
+    Attributes:
+        listed: entries asked for.
+        done: entries an earlier run finished (complete, or permanently rejected).
+        todo: entries a build would process.
+        headers_read: of those, entries whose header was found locally (a ``file://``
+            mirror or the kept downloads) and read.
+        refused: entries a build would turn down, per reason, judged from the local headers
+            (``bad_header``, ``no_half_maps``, ``no_mask``, ``box_too_large``).
+        fetch_bytes: bytes of the files the build would fetch for the other entries with a
+            local header: the header's ``size_kbytes`` (uncompressed sizes, in kB of 1000
+            bytes), so an upper estimate of the ``.gz`` downloads.
+        unsized_files: of those files, how many the headers give no size for (masks listed
+            without ``<mask_details>``).
+    """
+
+    listed: int
+    done: int = 0
+    todo: int = 0
+    headers_read: int = 0
+    refused: Counter = field(default_factory=Counter)
+    fetch_bytes: int = 0
+    unsized_files: int = 0
+
+    def format(self) -> str:
+        """A few lines for the terminal."""
+        lines = [f"dry run: {self.listed} entries listed: {self.done} done earlier, {self.todo} "
+                 "to process; nothing downloaded"]
+        if self.headers_read:
+            fetching = self.headers_read - sum(self.refused.values())
+            lines.append(f"  headers found locally for {self.headers_read}: "
+                         f"{sum(self.refused.values())} would be refused, {fetching} would "
+                         f"fetch about {self.fetch_bytes / 1e6:.1f} MB (uncompressed sizes "
+                         "stated by the headers"
+                         + (f"; {self.unsized_files} files state none" if self.unsized_files
+                            else "") + ")")
+            lines += [f"    {code}: {n}" for code, n in sorted(self.refused.items())]
+        unknown = self.todo - self.headers_read
+        if unknown:
+            lines.append(f"  {unknown} entries to process have no local header: their "
+                         "verdicts and sizes are known only by downloading")
+        return "\n".join(lines)
+
+
+def _local_header(emdb_id: str, options: BuildOptions) -> Path | None:
+    """The entry's header if it can be read without downloading: in the kept downloads or on
+    a ``file://`` mirror (under either name)."""
+    for relpath in header_relpaths(emdb_id):
+        if options.keep_downloads and (options.cache_root() / relpath).is_file():
+            return options.cache_root() / relpath
+        for url in mirror_urls(relpath, options.mirrors):
+            if url.startswith("file:") and local_path(url).is_file():
+                return local_path(url)
+    return None
+
+
+def _predict(header_path: Path, emdb_id: str,
+             options: BuildOptions) -> tuple[str | None, tuple[MapInfo, ...]]:
+    """The verdict a build would reach from the header alone (a reason code or ``None``) and
+    the files it would fetch."""
+    try:
+        header = read_header(header_path, emdb_id=emdb_id, require_half_maps=False,
+                             require_mask=False)
+    except HeaderError:
+        return "bad_header", ()
+    mask = choose_mask(header)
+    if len(header.half_maps) < 2:
+        return "no_half_maps", ()
+    if mask is None:
+        return "no_mask", ()
+    files: tuple[MapInfo, ...] = (*choose_half_maps(header), mask)
+    try:
+        check_box(header, options.max_box, files)
+    except Rejection as rejection:
+        return rejection.code, ()
+    return None, files
+
+
+def dry_run(entries: Sequence[ListedEntry | str], out: str, *,
+            options: BuildOptions = BuildOptions(),
+            storage_options: dict | None = None) -> DryRunReport:
+    """Say what :func:`build` would do, downloading nothing and writing nothing.
+
+    The store at ``out``, if there is one, says which entries are done; headers that can be
+    read without downloading (kept downloads, ``file://`` mirrors) say which of the others
+    would be refused and how much the rest would fetch.
+
+    Args:
+        entries: the entries or accessions.
+        out: the store a build would write (need not exist).
+        options: the build's options (mirrors, download folder, ``max_box``).
+        storage_options: fsspec options for a URL store.
+
+    Returns:
+        The :class:`DryRunReport`.
+
+    Raises:
+        CorpusError: ``out`` holds something that is not a corpus store of this version.
+    """
+    listed = [e if isinstance(e, ListedEntry) else ListedEntry(normalize_id(e)) for e in entries]
+    distinct = list({e.emdb_id: e for e in listed}.values())
+    try:
+        store = open_store(out, mode="r+", storage_options=storage_options)
+    except CorpusError:
+        if _store_exists(out, storage_options):
+            raise
+        todo, done = distinct, []
+    else:
+        todo, done = plan(store, distinct, options.max_box)
+    report = DryRunReport(listed=len(distinct), done=len(done), todo=len(todo))
+    for entry in todo:
+        path = _local_header(entry.emdb_id, options)
+        if path is None:
+            continue
+        report.headers_read += 1
+        code, files = _predict(path, entry.emdb_id, options)
+        if code is not None:
+            report.refused[code] += 1
+        report.fetch_bytes += sum((info.size_kbytes or 0) * 1000 for info in files)
+        report.unsized_files += sum(info.size_kbytes is None for info in files)
+    return report
+
+
+def _store_exists(out: str, storage_options: dict | None) -> bool:
+    """Whether anything is at ``out`` (a store of another kind must not be taken for none)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(str(out), **(storage_options or {}))
+    return fs.exists(path)

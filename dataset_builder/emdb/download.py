@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cref_bench.errors import InputError, UnavailableError
-from dataset_builder.emdb.header import EntryHeader, read_header
-from dataset_builder.emdb.layout import header_relpath, normalize_id
+from dataset_builder.emdb.header import EntryHeader, choose_half_maps, choose_mask, read_header
+from dataset_builder.emdb.layout import header_relpaths, normalize_id
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class Downloader:
     def _copy_local(self, url: str, part: Path, sink: Progress, expected_size: int | None,
                     declared: list[int]) -> None:
         """Complete ``part`` from a ``file://`` URL (a local mirror), resuming where it stops."""
-        source = _local_path(url)
+        source = local_path(url)
         try:
             total = source.stat().st_size
         except FileNotFoundError:
@@ -353,7 +353,7 @@ class Downloader:
                          f"({content_range or 'no Content-Range'}); restarting")
 
 
-def _local_path(url: str) -> Path:
+def local_path(url: str) -> Path:
     """The path a ``file://`` URL names."""
     return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
 
@@ -377,7 +377,7 @@ def resolve_sources(sources: Sequence[str], known: Mapping[str, str]) -> list[st
 
 
 def mirror_urls(relpath: str, mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS) -> list[str]:
-    """The URLs of one archive path (e.g. ``'EMD-1234/header/emd-1234-v30.xml'``) on each mirror."""
+    """The URLs of one archive path (e.g. ``'EMD-1234/header/emd-1234.xml'``) on each mirror."""
     return [f"{base.rstrip('/')}/{relpath}" for base in resolve_sources(mirrors, EMDB_MIRRORS)]
 
 
@@ -408,21 +408,53 @@ def fetch_file(relpath: str, cache_dir: str | Path, *,
         for url in urls:
             if not url.startswith("file:"):
                 break
-            if _local_path(url).is_file():
-                return _local_path(url)
+            if local_path(url).is_file():
+                return local_path(url)
     return (downloader or Downloader()).fetch(urls, Path(cache_dir) / relpath,
                                               progress=progress).path
+
+
+def fetch_header_file(emdb_id: str, cache_dir: str | Path, *,
+                      mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS,
+                      downloader: Downloader | None = None, copy_local: bool = True) -> Path:
+    """An entry's XML header file, under either of its names: ``emd-N.xml`` (the archive's
+    official name since 2022) on every mirror, then ``emd-N-v30.xml``.
+
+    Args:
+        emdb_id: the accession, any form :func:`~dataset_builder.emdb.layout.normalize_id` takes.
+        cache_dir, mirrors, downloader, copy_local: see :func:`fetch_file`.
+
+    Returns:
+        The local path of the header.
+
+    Raises:
+        NotFoundError: no mirror has the header under either name (a permanent verdict).
+        DownloadError: neither name could be fetched and at least one failure was not a
+            plain 404 (a transient verdict: a later run tries again).
+    """
+    failures: list[DownloadError] = []
+    for relpath in header_relpaths(emdb_id):
+        try:
+            return fetch_file(relpath, cache_dir, mirrors=mirrors, downloader=downloader,
+                              copy_local=copy_local)
+        except DownloadError as error:
+            failures.append(error)
+    faults = "; ".join(str(f) for f in failures)
+    if all(isinstance(f, NotFoundError) for f in failures):
+        raise NotFoundError(normalize_id(emdb_id), f"no header under either name: {faults}")
+    raise DownloadError(normalize_id(emdb_id), f"the header could not be fetched: {faults}")
 
 
 def fetch_header(emdb_id: str, cache_dir: str | Path, *,
                  mirrors: Sequence[str] = DEFAULT_EMDB_MIRRORS,
                  downloader: Downloader | None = None, copy_local: bool = True,
                  **options) -> EntryHeader:
-    """Download (unless cached) and parse an entry's v3.0 header.
+    """Download (unless cached) and parse an entry's v3.0 header (see
+    :func:`fetch_header_file` for the two names tried).
 
     Args:
         emdb_id: the accession, any form :func:`~dataset_builder.emdb.layout.normalize_id` takes.
-        cache_dir: the local mirror; the header lands at ``cache_dir/EMD-N/header/emd-N-v30.xml``.
+        cache_dir: the local mirror; the header lands at ``cache_dir/EMD-N/header/<name>``.
         mirrors: mirror names of :data:`EMDB_MIRRORS` or base URLs, tried in order.
         downloader: the :class:`Downloader` to use (default: a new one with default settings).
         copy_local: see :func:`fetch_file`.
@@ -433,13 +465,14 @@ def fetch_header(emdb_id: str, cache_dir: str | Path, *,
         The parsed :class:`~dataset_builder.emdb.header.EntryHeader`.
 
     Raises:
-        DownloadError: the header could not be downloaded (``NotFoundError`` if no mirror has it).
+        DownloadError: the header could not be downloaded (``NotFoundError`` if no mirror has it
+            under either name).
         HeaderError: the header is malformed or lacks what is required (names the entry and file;
             delete the cached file to fetch it again).
     """
     emdb_id = normalize_id(emdb_id)
-    path = fetch_file(header_relpath(emdb_id), cache_dir, mirrors=mirrors, downloader=downloader,
-                      copy_local=copy_local)
+    path = fetch_header_file(emdb_id, cache_dir, mirrors=mirrors, downloader=downloader,
+                             copy_local=copy_local)
     return read_header(path, emdb_id=emdb_id, **options)
 
 
@@ -448,8 +481,9 @@ class EntryFiles:
     """Local paths of an entry's downloaded files.
 
     Attributes:
-        half_maps: the first two half-maps listed in the header.
-        masks: the masks fetched (the first ``masks`` listed).
+        half_maps: the half-map pair (:func:`~dataset_builder.emdb.header.choose_half_maps`).
+        masks: the masks fetched: the primary one
+            (:func:`~dataset_builder.emdb.header.choose_mask`) first.
         map: the primary map, when asked for.
     """
 
@@ -471,7 +505,8 @@ def fetch_entry_files(header: EntryHeader, cache_dir: str | Path, *,
         mirrors: mirror names or base URLs, tried in order for every file.
         downloader: the :class:`Downloader` to use (default: a new one).
         progress: passed to :meth:`Downloader.fetch` for every file.
-        masks: how many of the listed masks to fetch (the paper uses the first).
+        masks: how many masks to fetch: the primary one (``msk_1``, see
+            :func:`~dataset_builder.emdb.header.choose_mask`), then others in header order.
         include_map: also fetch the primary map.
         copy_local: see :func:`fetch_file`.
 
@@ -494,9 +529,11 @@ def fetch_entry_files(header: EntryHeader, cache_dir: str | Path, *,
         return fetch_file(relpath, cache_dir, mirrors=mirrors, downloader=downloader,
                           progress=progress, copy_local=copy_local)
 
+    primary = choose_mask(header)
+    ordered = [primary, *(m for m in header.masks if m is not primary)] if primary else []
     return EntryFiles(
-        half_maps=tuple(get(m.relpath) for m in header.half_maps[:2]),
-        masks=tuple(get(m.relpath) for m in header.masks[:masks]),
+        half_maps=tuple(get(m.relpath) for m in choose_half_maps(header)),
+        masks=tuple(get(m.relpath) for m in ordered[:masks]),
         map=get(header.map.relpath) if include_map else None)
 
 

@@ -1,4 +1,5 @@
-"""Reading an entry's EMDB v3.0 XML header (``EMD-N/header/emd-N-v30.xml``).
+"""Reading an entry's EMDB v3.0 XML header (``EMD-N/header/emd-N.xml``, or the older copy
+``emd-N-v30.xml``), and choosing the files the corpus takes from it.
 
 The header (schema ``emdb.xsd``, version 3.0) is the authority on an entry's files and
 geometry. The parts read here::
@@ -20,17 +21,21 @@ geometry. The parts read here::
       </map>
       <interpretation>
         <segmentation_list><segmentation><file>emd_N_msk_1.map</file>
-          <mask_details>(map_type)</mask_details></segmentation></segmentation_list>
+          <mask_details>(map_type, often absent)</mask_details></segmentation></segmentation_list>
         <half_map_list><half_map>(map_type)</half_map>...</half_map_list>
       </interpretation>
     </emd>
 
 File names are taken from the header, never guessed; their folders in the archive are
-fixed: the primary map in ``map/``, half-maps in ``other/``, masks in ``masks/``.
+fixed: the primary map in ``map/``, half-maps in ``other/``, masks in ``masks/``. A
+segmentation whose ``<file>`` is missing is named by its ``<mask_details><file>`` (as in
+EMD-0001). :func:`choose_mask` picks the primary mask (``msk_1``), :func:`choose_half_maps`
+the pair in the order of their numbers.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import date
@@ -64,7 +69,10 @@ class MapInfo:
         axis_order: the space axis of the (fast, medium, slow) file axes, e.g. ``('X', 'Y', 'Z')``.
         pixel_spacing: Å per voxel along space (x, y, z), or ``None``.
         contour_level: the recommended contour level (the primary one), or ``None``.
-        size_kbytes: the file size the header states (kB, approximate), or ``None``.
+        size_kbytes: ``size_kbytes`` as EMDB defines it: the size of the *uncompressed* map
+            file, its 1024-byte header included, in kilobytes (1000 bytes in recent headers,
+            e.g. 67109 for a 256³ float map; 1024 bytes in some older ones), or ``None``. It
+            is not the size of the ``.map.gz`` download.
     """
 
     file: str
@@ -193,8 +201,11 @@ def _contour_level(reader: _Reader, element: ET.Element, where: str) -> float | 
 
 def _map_info(reader: _Reader, element: ET.Element, emdb_id: str, folder: str, where: str,
               geometry: ET.Element | None) -> MapInfo:
-    """The file named by ``element/file``, with the map geometry found in ``geometry`` (if any)."""
+    """The file named by ``element/file`` (else ``geometry/file``), with the map geometry
+    found in ``geometry`` (if any)."""
     name = reader.text(element, "file")
+    if name is None and geometry is not None and geometry is not element:
+        name = reader.text(geometry, "file")
     if name is None:
         raise reader.fail(f"{where}: no <file> name")
     try:
@@ -240,6 +251,7 @@ def parse_header(data: bytes | str, source: str = "<header>", *, emdb_id: str | 
             than ``emdb_id``, the primary map lacks its file name, dimensions, origin, axis
             order or pixel spacing, a value is not a number or date, a file name is unsafe,
             or required half-maps / mask are missing. The message names the entry and the header.
+            (A segmentation that names no file at all is skipped.)
         ValueError: ``emdb_id`` is not an accession.
     """
     expected = normalize_id(emdb_id) if emdb_id is not None else None
@@ -273,7 +285,8 @@ def parse_header(data: bytes | str, source: str = "<header>", *, emdb_id: str | 
     listed_masks = root.findall("interpretation/segmentation_list/segmentation")
     masks = tuple(_map_info(reader, s, emdb_id, MASK_FOLDER, f"segmentation[{i}]",
                             s.find("mask_details"))
-                  for i, s in enumerate(listed_masks, 1))
+                  for i, s in enumerate(listed_masks, 1)
+                  if reader.text(s, "file") or reader.text(s, "mask_details/file"))
     if require_half_maps and len(half_maps) < 2:
         raise reader.fail(f"lists {len(half_maps)} half-map(s); a half-map pair is needed")
     if require_mask and not masks:
@@ -306,3 +319,46 @@ def read_header(path: str | Path, **options) -> EntryHeader:
         OSError: the file cannot be read.
     """
     return parse_header(Path(path).read_bytes(), source=str(path), **options)
+
+
+_FILE_NUMBER = re.compile(r"_(?:msk|half_map)_(\d+)\.", re.IGNORECASE)
+
+
+def _file_number(info: MapInfo) -> int | None:
+    match = _FILE_NUMBER.search(info.file)
+    return int(match.group(1)) if match else None
+
+
+def _by_number(files: tuple[MapInfo, ...]) -> list[MapInfo]:
+    """The files ordered by the number in their names (``_msk_2``, ``_half_map_1``); files
+    without one come after, in header order (the sort is stable)."""
+    return sorted(files, key=lambda info: (_file_number(info) is None, _file_number(info) or 0))
+
+
+def choose_mask(header: EntryHeader) -> MapInfo | None:
+    """The entry's primary mask: ``emd_N_msk_1.map`` where the header lists it, else the
+    lowest-numbered mask listed, else the first one listed; ``None`` without masks.
+
+    The header's order is not the archive's numbering (EMD-1001 lists ``msk_26`` first);
+    ``msk_1`` is the mask that download scripts and EMDA take.
+
+    Args:
+        header: the parsed header.
+
+    Returns:
+        The mask's :class:`MapInfo`, or ``None``.
+    """
+    return _by_number(header.masks)[0] if header.masks else None
+
+
+def choose_half_maps(header: EntryHeader) -> tuple[MapInfo, ...]:
+    """The half-map pair, in the order of their numbers (``half_map_1`` first, whatever the
+    header's order), or fewer when the header lists fewer than two.
+
+    Args:
+        header: the parsed header.
+
+    Returns:
+        At most two :class:`MapInfo`.
+    """
+    return tuple(_by_number(header.half_maps)[:2])

@@ -3,7 +3,8 @@
 Every mirror of the archive (``pub/databases/emdb/structures/`` at the EBI,
 ``pub/emdb/structures/`` at the wwPDB, RCSB and PDBj) holds one folder per entry::
 
-    EMD-1234/header/emd-1234-v30.xml     the v3.0 XML header
+    EMD-1234/header/emd-1234.xml         the XML header (official name since 2022; the
+                                         older copy emd-1234-v30.xml may be there too)
     EMD-1234/map/emd_1234.map.gz         the primary map
     EMD-1234/other/emd_1234_half_map_1.map.gz   half-maps (and additional maps)
     EMD-1234/masks/emd_1234_msk_1.map    masks (the header's segmentation list)
@@ -34,7 +35,8 @@ def normalize_id(text: str) -> str:
         text: an accession code, with or without the ``EMD-`` prefix (surrounding blanks ignored).
 
     Returns:
-        The accession as ``'EMD-1234'``.
+        The accession as ``'EMD-1234'``: at least four digits, surplus leading zeros dropped
+        (``'EMD-00552'`` gives ``'EMD-0552'``, ``'EMD-012345'`` gives ``'EMD-12345'``).
 
     Raises:
         ValueError: the text is not an EMDB accession (at least four digits).
@@ -43,7 +45,7 @@ def normalize_id(text: str) -> str:
     if not match:
         raise InputError(f"not an EMDB accession code: {text!r} (expected 'EMD-1234' or "
                          "'1234')")
-    return f"EMD-{match.group(1)}"
+    return f"EMD-{int(match.group(1)):04d}"
 
 
 def id_number(emdb_id: str) -> str:
@@ -70,10 +72,19 @@ def check_file_name(name: str, where: str) -> str:
     return name
 
 
-def header_relpath(emdb_id: str) -> str:
-    """The archive path of an entry's v3.0 header, e.g. ``'EMD-1234/header/emd-1234-v30.xml'``."""
+def header_relpaths(emdb_id: str) -> tuple[str, str]:
+    """The archive paths an entry's XML header may have, in the order to try them: the
+    official name ``'EMD-1234/header/emd-1234.xml'``, then the older
+    ``'EMD-1234/header/emd-1234-v30.xml'``."""
     number = id_number(emdb_id)
-    return f"EMD-{number}/{HEADER_FOLDER}/emd-{number}-v30.xml"
+    folder = f"EMD-{number}/{HEADER_FOLDER}"
+    return f"{folder}/emd-{number}.xml", f"{folder}/emd-{number}-v30.xml"
+
+
+def header_relpath(emdb_id: str) -> str:
+    """The archive path of an entry's XML header under its official name, e.g.
+    ``'EMD-1234/header/emd-1234.xml'`` (see :func:`header_relpaths` for both names)."""
+    return header_relpaths(emdb_id)[0]
 
 
 def entry_relpath(emdb_id: str, folder: str, name: str) -> str:

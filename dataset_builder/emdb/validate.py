@@ -3,7 +3,8 @@
 An entry is turned down with a :class:`Rejection` that carries a short reason code (one of
 :data:`REASONS`) and the detail (the file and the fault). The checks, in order:
 
-1. before any download (:func:`check_box`): the box the header states is at most
+1. before any download (:func:`check_box`): the box the header states for each file the
+   build downloads (the half-map pair and the primary mask, not the primary map) is at most
    ``max_box`` voxels along every axis;
 2. reading (:func:`load_maps`, with :func:`read_entry_map`, strict): every file
    exists, is an MRC/CCP4 map, is not truncated, its gzip stream is whole, and its voxels
@@ -44,7 +45,7 @@ from cref_bench.errors import (
 )
 from cref_bench.maps.io import read_map
 from cref_bench.maps.volume import Volume
-from dataset_builder.emdb.header import EntryHeader, MapInfo
+from dataset_builder.emdb.header import EntryHeader, MapInfo, choose_half_maps, choose_mask
 
 SPACING_RTOL = 2e-3
 """Relative tolerance between a file's voxel size and the header's pixel spacing (the
@@ -124,19 +125,31 @@ def expected_shape(info: MapInfo) -> tuple[int, int, int] | None:
     return (along["Z"], along["Y"], along["X"])
 
 
-def check_box(header: EntryHeader, max_box: int | None) -> None:
-    """Refuse an entry whose header states a box larger than ``max_box`` (before downloading).
+def check_box(header: EntryHeader, max_box: int | None,
+              files: Sequence[MapInfo] | None = None) -> None:
+    """Refuse an entry whose header states a box larger than ``max_box`` for a file the build
+    downloads (before downloading it).
+
+    Only the files fetched count: the primary map, which the build does not download, may be
+    larger than its half-maps (a wider box, finer sampling) without being a reason to refuse.
+    A file the header gives no dimensions for is not judged here; its box is checked once read.
 
     Args:
         header: the entry's header.
         max_box: the largest box edge allowed, voxels; ``None`` for no limit.
+        files: the files that will be downloaded; default: the half-map pair
+            (:func:`~dataset_builder.emdb.header.choose_half_maps`) and the primary mask
+            (:func:`~dataset_builder.emdb.header.choose_mask`).
 
     Raises:
         Rejection: ``box_too_large``.
     """
     if max_box is None:
         return
-    for info in (header.map, *header.half_maps[:2]):
+    if files is None:
+        mask = choose_mask(header)
+        files = (*choose_half_maps(header), *((mask,) if mask is not None else ()))
+    for info in files:
         shape = expected_shape(info)
         if shape is not None and max(shape) > max_box:
             raise Rejection("box_too_large", f"{header.emdb_id}: {info.file} is {shape} voxels "
@@ -202,17 +215,23 @@ def _check_against_header(volume: Volume, info: MapInfo, fallback: MapInfo) -> N
 
 def load_maps(header: EntryHeader, half_maps: Sequence[Path], mask: Path,
               max_box: int | None = None, *,
-              read: Callable[[Path], Volume] = read_entry_map) -> EntryMaps:
+              read: Callable[[Path], Volume] = read_entry_map,
+              half_map_infos: Sequence[MapInfo] | None = None,
+              mask_info: MapInfo | None = None) -> EntryMaps:
     """Read and check an entry's half-maps and mask (see the module docstring).
 
     Args:
         header: the entry's parsed XML header (describes the files).
-        half_maps: the two half-map files, in the header's order.
-        mask: the mask file (the header's first segmentation).
+        half_maps: the two half-map files, in the order of ``half_map_infos``.
+        mask: the mask file (described by ``mask_info``).
         max_box: the largest box edge allowed, voxels; ``None`` for no limit.
         read: reads one file, raising :class:`Rejection` (default :func:`read_entry_map`);
             called for the half-maps, then, once they pass their checks, for the mask. (The
             builder passes one that hands over maps it has read already, in threads.)
+        half_map_infos: the header's descriptions of the two files; default
+            :func:`~dataset_builder.emdb.header.choose_half_maps`.
+        mask_info: the header's description of the mask file; default
+            :func:`~dataset_builder.emdb.header.choose_mask`.
 
     Returns:
         The :class:`EntryMaps`.
@@ -228,7 +247,11 @@ def load_maps(header: EntryHeader, half_maps: Sequence[Path], mask: Path,
         half1.check_same_grid(half2)
     except GeometryMismatch as error:
         raise Rejection("half_map_mismatch", str(error)) from error
-    for volume, info in zip((half1, half2), header.half_maps):
+    if half_map_infos is None:
+        half_map_infos = choose_half_maps(header)
+    if mask_info is None:
+        mask_info = choose_mask(header)
+    for volume, info in zip((half1, half2), half_map_infos):
         _check_against_header(volume, info, header.map)
     if max_box is not None and max(half1.shape) > max_box:
         raise Rejection("box_too_large", f"{half1.source}: {half1.shape} voxels (z, y, x), over "
@@ -238,6 +261,6 @@ def load_maps(header: EntryHeader, half_maps: Sequence[Path], mask: Path,
         half1.check_same_grid(mask_volume)
     except GeometryMismatch as error:
         raise Rejection("mask_mismatch", str(error)) from error
-    if header.masks and header.masks[0].dimensions is not None:
-        _check_against_header(mask_volume, header.masks[0], header.masks[0])
+    if mask_info is not None and mask_info.dimensions is not None:
+        _check_against_header(mask_volume, mask_info, mask_info)
     return EntryMaps(half1, half2, mask_volume)
