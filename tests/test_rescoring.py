@@ -12,8 +12,8 @@ from cref_bench.corpus.reader import open_corpus
 from cref_bench.errors import ResultsError
 from cref_bench.methods.code import code_digest
 from cref_bench.methods.protocol import Denoised, average_halves
-from cref_bench.results.folder import read_record, write_record
-from cref_bench.results.outputs import outputs_path, read_outputs, write_outputs
+from cref_bench.results.folder import ResultsFolder
+from cref_bench.results.outputs import outputs_path, read_outputs
 from cref_bench.run import scoring
 from tests.runner_corpus import TEST_IDS
 
@@ -22,19 +22,19 @@ from tests.runner_corpus import TEST_IDS
 def folder(corpus_path, tmp_path):
     """A results folder of two entries scored from kept outputs (a 0.8 x average)."""
     corpus = open_corpus(corpus_path)
-    out = tmp_path / "results"
+    out = ResultsFolder(tmp_path / "results")
     for entry_id in TEST_IDS[:2]:
         maps = scoring.read_entry(corpus.entry(entry_id))
         full = average_halves(maps["half1"], maps["half2"])
         denoised = Denoised(full=full.like(full.data * np.float32(0.8)), note="halves: none")
         record = {"entry": entry_id, **scoring.score_entry(maps, denoised),
-                  "outputs": write_outputs(out, entry_id, denoised), "schema": 3}
-        write_record(out, record)
-    return out
+                  "outputs": out.keep_outputs(entry_id, denoised), "schema": 3}
+        out.write_record(record)
+    return out.path
 
 
 def test_kept_outputs_read_back_as_scored(folder, corpus_path):
-    record = read_record(folder, TEST_IDS[0])
+    record = ResultsFolder(folder).record(TEST_IDS[0])
     assert set(record["outputs"]) == {"full"}
     kept = read_outputs(folder, TEST_IDS[0], record["outputs"])
     assert kept.half1 is None and kept.note == "halves: none"
@@ -49,9 +49,9 @@ def test_recompute_agrees_with_honest_records(folder, corpus_path):
 
 
 def test_recompute_names_an_edited_record(folder, corpus_path):
-    record = read_record(folder, TEST_IDS[1])
+    record = ResultsFolder(folder).record(TEST_IDS[1])
     record["scalars"]["masked"]["cref_rmse"] = 0.001
-    write_record(folder, record)
+    ResultsFolder(folder).write_record(record)
     (fault,) = scoring.recompute(folder, open_corpus(corpus_path))
     assert fault.startswith(f"entry {TEST_IDS[1]}: the record differs from its re-score")
     assert "cref_rmse (masked) recorded 0.001" in fault
@@ -63,7 +63,7 @@ def test_an_edited_kept_output_is_refused(folder, corpus_path):
     array = zarr.open_group(str(outputs_path(folder, TEST_IDS[0])), mode="r+")["full"]
     array[0, 0, 0] = 99.0
     with pytest.raises(ResultsError, match="differs from the one the record was scored on"):
-        read_outputs(folder, TEST_IDS[0], read_record(folder, TEST_IDS[0])["outputs"])
+        read_outputs(folder, TEST_IDS[0], ResultsFolder(folder).record(TEST_IDS[0])["outputs"])
     (fault,) = scoring.recompute(folder, open_corpus(corpus_path))
     assert f"entry {TEST_IDS[0]}: cannot be re-scored" in fault
 

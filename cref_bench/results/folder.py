@@ -231,6 +231,20 @@ class ResultsFolder:
             raise ResultsError(path, "is not a JSON object")
         return value
 
+    def keep_outputs(self, entry_id: str, denoised) -> dict[str, str]:
+        """Keep a method's checked output for one entry (``outputs/<entry>.zarr``; see
+        :mod:`cref_bench.results.outputs`); returns the sha256 of each kept map."""
+        from cref_bench.results.outputs import write_outputs
+
+        return write_outputs(self.path, entry_id, denoised)
+
+    def kept_outputs(self, entry_id: str, expected: dict[str, str]):
+        """The kept output of one entry, checked against its record's digests (see
+        :func:`cref_bench.results.outputs.read_outputs`)."""
+        from cref_bench.results.outputs import read_outputs
+
+        return read_outputs(self.path, entry_id, expected)
+
     def write_provenance(self, record: dict) -> None:
         """Write ``provenance.json`` atomically."""
         atomic.write_text(self.path / "provenance.json", json.dumps(record, indent=2))

@@ -20,8 +20,7 @@ from cref_bench.errors import CrefBenchError
 from cref_bench.methods.code import code_digest
 from cref_bench.methods.protocol import Denoised
 from cref_bench.metrics.scores import evaluate
-from cref_bench.results.folder import curves_to_columns, read_record
-from cref_bench.results.outputs import read_outputs
+from cref_bench.results.folder import ResultsFolder, curves_to_columns
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -130,15 +129,13 @@ def recompute(folder: str | os.PathLike, corpus) -> list[str]:
         metrics) or cannot be re-scored (no kept output, a changed one); empty when every
         record agrees.
     """
-    folder = Path(folder)
+    folder = ResultsFolder(folder)
     faults = []
-    for path in sorted((folder / "entries").glob("*.json")):
-        record = read_record(folder, path.stem)
-        if record is None or record.get("status") != "ok":
+    for entry_id, record in folder.records()[0].items():
+        if record.get("status") != "ok":
             continue
-        entry_id = record["entry"]
         try:
-            denoised = read_outputs(folder, entry_id, record.get("outputs") or {})
+            denoised = folder.kept_outputs(entry_id, record.get("outputs") or {})
             fresh = score_entry(read_entry(corpus.entry(entry_id)), denoised)
         except CrefBenchError as exc:
             faults.append(f"entry {entry_id}: cannot be re-scored: {exc}")
