@@ -270,7 +270,7 @@ def test_a_method_failing_every_entry_is_listed_last(tmp_path, capsys):
     assert "| – | crashy | 0 | 4 (timeout 3, crashed 1) | failed |" in text
     assert "Failures: crashy failed every entry (timeout 3, crashed 1)." in text
     # the exit status says so too, and the table is written all the same
-    assert main(["leaderboard", *map(str, folders), str(crashy)]) == 1
+    assert main(["leaderboard", *map(str, folders), str(crashy), "--include-unfit"]) == 1
     captured = capsys.readouterr()
     assert "| – | crashy |" in captured.out and "4 failed entries" in captured.err
 
@@ -434,7 +434,8 @@ def test_figures_are_written(evaluated, tmp_path):
 def test_cli_end_to_end(evaluated, tmp_path, capsys):
     out = tmp_path / "table.tex"
     figures = tmp_path / "figures"
-    status = main(["leaderboard", *map(str, evaluated), "--format", "latex", "--out", str(out),
+    status = main(["leaderboard", *map(str, evaluated), "--include-unfit", "--format", "latex",
+                   "--out", str(out),
                    "--figures", str(figures), "--masking", "unmasked"])
     assert status == 0
     text = out.read_text()
@@ -443,7 +444,8 @@ def test_cli_end_to_end(evaluated, tmp_path, capsys):
     assert len(list(figures.glob("*.png"))) == 2 and len(list(figures.glob("*.pdf"))) == 2
     assert len(list(figures.glob("*.csv"))) == 2
     capsys.readouterr()
-    assert main(["leaderboard", *map(str, evaluated), "--metrics", "cref_rmse,truth_corr"]) == 0
+    assert main(["leaderboard", *map(str, evaluated), "--metrics", "cref_rmse,truth_corr",
+                 "--include-unfit"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("| Rank | Method | n | failed | cref_rmse ↓ | truth_corr ↑ |")
 
@@ -452,9 +454,10 @@ def test_cli_reports_refusals(evaluated, tmp_path, capsys):
     scalars = pd.read_csv(evaluated[0] / "scalars.csv").drop(
         columns=["method", "method_version", "params", "split", "box"])
     other = write_folder(tmp_path / "other", "other", scalars, content_hash="different")
-    assert main(["leaderboard", str(evaluated[0]), str(other)]) == 2
+    assert main(["leaderboard", str(evaluated[0]), str(other), "--include-unfit"]) == 2
     assert "different corpus content" in capsys.readouterr().err
     assert main(["leaderboard", str(evaluated[0]), str(other), "--allow-mixed-corpora",
+                 "--include-unfit",
                  "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith(
         "rank,label,method,version,params,n,scored,failed,failed_kinds,attempted,as_input,"
@@ -487,7 +490,7 @@ def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
     table = leaderboard_table(load(folders), primary="truth_corr")
     assert table.attrs["n_entries"] == 3 and table["method"].iloc[-1] == "noisy"
     assert {"lowpass (threshold=0.143)", "lowpass (threshold=0.5)"} <= set(table["label"])
-    assert main(["leaderboard", *folders]) == 0
+    assert main(["leaderboard", *folders, "--include-unfit"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("\n| ") == 6 and "noisy (reference)" in printed
     assert "| lowpass (threshold=0.5) |" in printed

@@ -444,3 +444,28 @@ def test_methods_check_imports_each_method_in_a_box(tmp_path, monkeypatch, capsy
     assert row["status"] == "ok" and row["version"] == "6" and row["checked"] == "import"
     assert "sneaky_mod" not in sys.modules and scores.evaluate is original
     assert not marker.exists()
+
+
+def test_without_a_sandbox_the_method_runs_plain_with_one_warning(halves, monkeypatch):
+    monkeypatch.setattr(sandbox, "support",
+                        lambda: sandbox.Support(None, "no bubblewrap here", False, None))
+    sandbox._warn_once.cache_clear()
+    with pytest.warns(sandbox.SandboxUnavailableWarning, match="no bubblewrap here") as caught:
+        with MethodProcess(Probe(lambda h: h.source), Limits(timeout=60)) as process:
+            first = process.denoise(*halves, None, label="E1")
+            process.denoise(*halves, None, label="E2")
+            assert process.sandbox == "none"
+    assert first.note == "E1/half1"  # the inputs are labelled all the same
+    assert len([w for w in caught if w.category is sandbox.SandboxUnavailableWarning]) == 1
+    sandbox._warn_once.cache_clear()
+
+
+@needs_box
+def test_the_bwrap_command_binds_no_home_and_no_store(tmp_path, store):
+    spec = sandbox.BoxSpec(inputs=tmp_path, read_only=(Path(__file__).resolve().parent,),
+                           forbidden=(store,), scratch_bytes=2**20)
+    argv = sandbox.bwrap_command(spec, ["true"], sandbox.support())
+    bound = {argv[i + 1] for i, a in enumerate(argv) if a in ("--ro-bind", "--bind")}
+    assert str(store) not in " ".join(argv) and str(Path.home()) not in bound
+    assert "--unshare-all" in argv and "--die-with-parent" in argv and "--share-net" not in argv
+    assert argv[argv.index("--size") + 1] == str(2**20)

@@ -84,6 +84,7 @@ def main(args) -> int:
         return 1 if faults else 0
     if args.json:
         print(json.dumps([{"folder": str(r.folder), "fit": r.fit, "facts": r.facts,
+                           "marks": r.marks,
                            "findings": [{"topic": f.topic, "message": f.message}
                                         for f in r.findings]} for r in reports],
                          indent=2, default=str))

@@ -24,6 +24,7 @@ from cref_bench.methods.registry import (
     SCHEME_GROUP,
     is_file_spec,
     registered,
+    unknown_method,
 )
 
 SKIPPED_PARTS = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache",
@@ -53,7 +54,9 @@ def module_root(module_name: str) -> Path | None:
     except (ImportError, ValueError) as exc:
         raise MethodError(module_name, f"cannot locate module {top!r}: {exc}") from exc
     if spec is None:
-        raise MethodError(module_name, f"no module {top!r} on the import path")
+        raise MethodError(module_name, f"no module {module_name!r} on the import path "
+                                       "(install its package, add its folder to PYTHONPATH, "
+                                       "or give the file as path/to/file.py:Attribute)")
     if spec.submodule_search_locations:
         locations = list(spec.submodule_search_locations)
         return Path(locations[0]).resolve() if locations else None
@@ -91,8 +94,7 @@ def code_roots(spec: str) -> tuple[Path, ...]:
     if target is None:
         target = spec if sep else _entry_point_target(ENTRY_POINT_GROUP, spec)
     if target is None:
-        raise MethodError(spec, "is not a registered method, a module:Attribute or a "
-                                "file.py:Attribute")
+        raise unknown_method(spec)
     root = module_root(target.partition(":")[0])
     return () if root is None else (root,)
 

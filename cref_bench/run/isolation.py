@@ -419,6 +419,25 @@ class MethodProcess:
             self._conn.send_bytes(self._blob)
         self._starting = True
 
+    def move_log(self, path: str | os.PathLike) -> None:
+        """Move the box's log to ``path`` (a running box goes on writing to it there; where
+        the file cannot be moved, as across file systems, the box is stopped and the next
+        entry starts a new one writing there).
+
+        Args:
+            path: the new log file (its folder is created).
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(self.log, path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            if self._box is not None and self._job is None:
+                self._kill()
+        self.log = path
+
     @property
     def _inputs_in_box(self) -> str:
         return sandbox.INPUTS if self._kind == "bwrap" else str(self._inputs)
@@ -445,6 +464,7 @@ class MethodProcess:
             raise MethodError(self.label, f"its box sent {reply['status']!r} before 'ready'")
         if self._facts is None:
             self._facts = reply["method"]
+            self.label = self._facts["name"]  # failures name the method as it names itself
 
     def _kill(self) -> None:
         if self._box is not None:

@@ -19,7 +19,7 @@ unprivileged user namespaces; :func:`support` says whether it can):
   process may make one (:attr:`Box.memory_cgroup`), else the caller samples the resident
   memory of the box's process tree (:meth:`Box.rss`), which holds every process of the box
   since orphans in a PID namespace are adopted by its init;
-* the environment is cleared but for :data:`PASSED_ENV`.
+* the environment is cleared but for :data:`PASSED_ENV` and ``CREF_BENCH_*``.
 
 Where no box can be made (not Linux, no ``bwrap``, user namespaces disabled), the command
 runs as a plain process in a session of its own and :func:`start_box` warns once
@@ -53,7 +53,9 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES",
               "NVIDIA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
               "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
-"""Environment variables passed into the box (every other one is cleared: tokens, keys)."""
+"""Environment variables passed into the box, with every ``CREF_BENCH_*`` one (the project's
+own settings, such as a method's default weights); every other one is cleared (tokens,
+keys)."""
 
 DEFAULT_SCRATCH_BYTES = 8 * 2**30
 """Default size of the box's scratch tmpfs (its pages count against the memory limit)."""
@@ -343,7 +345,8 @@ def bwrap_command(spec: BoxSpec, command: list[str], found: Support) -> list[str
     args += _read_only_binds(spec, system)
     args += ["--ro-bind", str(Path(spec.inputs).resolve()), INPUTS, "--chdir", SCRATCH,
              "--clearenv"]
-    env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
+    env = {name: value for name, value in os.environ.items()
+           if name in PASSED_ENV or name.startswith("CREF_BENCH_")}
     env.update({"HOME": SCRATCH, "TMPDIR": SCRATCH, "PYTHONDONTWRITEBYTECODE": "1",
                 "PYTHONNOUSERSITE": "1"})
     env.update(dict(spec.env))
