@@ -34,18 +34,22 @@ filters change real-space agreement (correlation, RMSE) but not ``FSC(D, truth)`
 Cost: the FSC transforms the two (masked) halves once; the filter then transforms each half
 once (the average's spectrum is the mean of the halves') and inverts three spectra, all
 ``float32`` / ``complex64`` with ``scipy.fft`` on every core.
+
+scipy and the metrics are imported when a filter runs, so that listing the methods is quick.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.fft
 
 from cref_bench.maps.volume import Volume
 from cref_bench.methods.protocol import Denoised, Method, average_halves
-from cref_bench.metrics.fsc import FSCCurve, fsc
-from cref_bench.metrics.scores import c_ref
-from cref_bench.metrics.shells import Shells, fourier_shells
+
+if TYPE_CHECKING:
+    from cref_bench.metrics.fsc import FSCCurve
+    from cref_bench.metrics.shells import Shells
 
 _AXES = (0, 1, 2)
 
@@ -90,6 +94,10 @@ def filter_halves(half1: Volume, half2: Volume, full_weights: np.ndarray,
         GeometryMismatch: the halves are not on one grid.
         ValueError: a weight array does not have one value per shell.
     """
+    import scipy.fft
+
+    from cref_bench.metrics.shells import fourier_shells
+
     half1.check_same_grid(half2)
     shells = fourier_shells(half1.shape, half1.voxel_size)
     shape = half1.shape
@@ -150,6 +158,8 @@ class _ShellWeighting(Method):
             GeometryMismatch: the maps are not on one grid.
             MapError: a map has non-finite voxels.
         """
+        from cref_bench.metrics.fsc import fsc
+
         full_weights, half_weights = self.weights(fsc(half1, half2, mask))
         return filter_halves(half1, half2, full_weights, half_weights, self.name)
 
@@ -218,6 +228,8 @@ class FSCWeight(_ShellWeighting):
     needs_gpu = False
 
     def weights(self, fsc_half: FSCCurve) -> tuple[np.ndarray, np.ndarray]:
+        from cref_bench.metrics.scores import c_ref
+
         f = np.clip(fsc_half.value, 0.0, 1.0)
         return c_ref(fsc_half.value), np.sqrt(f)
 
@@ -231,6 +243,8 @@ class Wiener(_ShellWeighting):
     needs_gpu = False
 
     def weights(self, fsc_half: FSCCurve) -> tuple[np.ndarray, np.ndarray]:
+        from cref_bench.metrics.scores import c_ref
+
         return c_ref(fsc_half.value) ** 2, np.clip(fsc_half.value, 0.0, 1.0)
 
 

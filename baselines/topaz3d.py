@@ -16,6 +16,9 @@ Pillow to import and, on Python < 3.12, ``pkg_resources`` (setuptools < 81) to l
 Install it on top of the installed torch with the extra and one more command
 (:data:`INSTALL_HINT`).
 
+torch and Topaz are imported when the method is built; :meth:`Topaz3D.unavailable` finds what
+is missing without importing them, so that listing the methods is quick.
+
 Memory on the CPU is about 1.2 kB per voxel of what the network sees at once, a patch window
 (``patch_size + 2·padding`` per side, whatever the map's size) or the whole map: some 8 GiB for
 Topaz's default 192³ windows, 2.5 GiB for a 128³ map denoised whole, 20 GiB for 256³ whole.
@@ -30,13 +33,16 @@ import warnings
 from contextlib import nullcontext
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as distribution_version
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from cref_bench.errors import MapError, UnavailableError
 from cref_bench.maps.volume import Volume
 from cref_bench.methods.protocol import SingleMapMethod
+
+if TYPE_CHECKING:
+    import torch
 
 MODELS = ("unet-3d-10a", "unet-3d-20a")
 DEFAULT_PATCH_SIZE = 96
@@ -64,6 +70,25 @@ def method_version() -> str:
     return RECIPE_VERSION if installed is None else f"{RECIPE_VERSION}+topaz-em-{installed}"
 
 
+def missing_requirement() -> str | None:
+    """Why topaz-em cannot denoise in 3D here, found without importing it (nor torch): the
+    module ``topaz``, a package its 3D denoiser imports (h5py, Pillow) or, on Python < 3.12,
+    ``pkg_resources`` that loads its weights is missing.
+
+    Returns:
+        The reason and how to install what is missing, or ``None`` when all is there.
+    """
+    for module, what in (("topaz", "topaz-em"), ("h5py", "h5py"), ("PIL", "Pillow")):
+        if importlib.util.find_spec(module) is None:
+            return (f"the topaz3d method needs topaz-em and what it imports; {what} is not "
+                    f"installed (no module {module!r}); install them with: {INSTALL_HINT}")
+    if sys.version_info < (3, 12) and importlib.util.find_spec("pkg_resources") is None:
+        return ("topaz-em loads its pretrained weights with pkg_resources on Python < 3.12, "
+                "which setuptools >= 81 no longer ships; install the extra, which pins "
+                f"setuptools < 81: {INSTALL_HINT}")
+    return None
+
+
 def import_topaz_denoise():
     """Import ``topaz.denoise`` (Topaz's denoising module).
 
@@ -78,12 +103,10 @@ def import_topaz_denoise():
         module = importlib.import_module("topaz.denoise")
     except ImportError as err:
         raise UnavailableError(f"the topaz3d method needs topaz-em, which cannot be imported "
-                          f"({err}); install it with: {INSTALL_HINT}") from err
-    if sys.version_info < (3, 12) and importlib.util.find_spec("pkg_resources") is None:
-        raise UnavailableError("topaz-em loads its pretrained weights with pkg_resources on "
-                               "Python "
-                          "< 3.12, which setuptools >= 81 no longer ships; install the extra, "
-                          f"which pins setuptools < 81: {INSTALL_HINT}")
+                               f"({err}); install it with: {INSTALL_HINT}") from err
+    missing = missing_requirement()
+    if missing is not None:
+        raise UnavailableError(missing)
     return module
 
 
@@ -94,6 +117,8 @@ def resolve_device(device: str) -> torch.device:
     Raises:
         ValueError: the name is not a device, or names a GPU that torch does not see.
     """
+    import torch
+
     wrong = f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
     if device == "auto":
         return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -143,6 +168,8 @@ class Topaz3D(SingleMapMethod):
             raise ValueError(f"patch_size + 2·padding must be at least {MIN_SIDE} (the network's "
                              f"input side), got {patch_size} + 2·{padding}")
         topaz_denoise = import_topaz_denoise()
+        import torch
+
         self.model, self.patch_size, self.padding = model, int(patch_size), int(padding)
         self.device = resolve_device(device)
         on_gpu = self.device.type == "cuda"
@@ -155,12 +182,8 @@ class Topaz3D(SingleMapMethod):
     @classmethod
     def unavailable(cls) -> str | None:
         """Why the method cannot be built here and how to fix that, or ``None`` when it can
-        (read by ``cref-bench methods``)."""
-        try:
-            import_topaz_denoise()
-        except UnavailableError as err:
-            return str(err)
-        return None
+        (read by ``cref-bench methods``; nothing heavy is imported)."""
+        return missing_requirement()
 
     def params(self) -> dict:
         """The parameters recorded with every result: model, patch size, padding, device."""

@@ -3,7 +3,7 @@
 
 Each run happens in a fresh process (its peak RSS is the process's high-water mark, inputs
 included) that also times the transforms LAFTER needs at minimum for the bands it processed
-(:func:`baselines.lafter.minimum_fft_count`: 5 forward ``rfftn`` and ``4 · bands + 1``
+(:func:`baselines.lafter.algorithm.minimum_fft_count`: 5 forward ``rfftn`` and ``4 · bands + 1``
 inverse ``irfftn`` of the box, complex64, ``scipy.fft`` on every core; medians of 5, taken
 before and after LAFTER and averaged): the time is reported as a ratio to that many
 transforms, measured in the same run, in wall time and in process CPU time (all threads;
@@ -23,6 +23,8 @@ import sys
 
 import pytest
 
+from benchmarks.timing import record_ratio
+
 THREADS = 2
 GIB = 2.0 ** 30
 C_PROGRAM = {128: (12.0, 0.17), 256: (86.0, 1.3)}  # v1.1, --downsample: seconds, GB
@@ -31,7 +33,8 @@ MEMORY_LIMIT_GB = {256: 1.5}  # the issue's limit (C v1.1: 1.3 GB)
 _SCRIPT = """
 import json, os, resource, statistics, sys, time
 import numpy as np, scipy.fft
-from baselines.lafter import Lafter, minimum_fft_count
+from baselines.lafter.algorithm import minimum_fft_count
+from baselines.lafter.method import Lafter
 from cref_bench import Volume
 
 n, rounds = {n}, {rounds}
@@ -123,7 +126,9 @@ def test_lafter_vs_minimum_ffts(benchmark, n, rounds):
           f"{cpu_ratio:.2f} (CPU)")
     benchmark.extra_info.update(inner_wall_s=wall, inner_cpu_s=cpu, peak_rss_gib=r["peak"] / GIB,
                                 bands=r["bands"], minimum_ffts=r["ffts"], load=r["load"],
-                                ratio_vs_minimum_ffts=ratio, cpu_ratio_vs_minimum_ffts=cpu_ratio)
+                                wall_ratio_vs_minimum_ffts=ratio)
+    record_ratio(benchmark, f"LAFTER {n}³ (CPU time)", "its minimum transforms (CPU time)", cpu,
+                 fft_cpu)
     assert cpu_ratio <= 2.0  # the voxel loops add about a third to the transforms
     if n in MEMORY_LIMIT_GB:
         assert r["peak"] <= MEMORY_LIMIT_GB[n] * 1e9

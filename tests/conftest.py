@@ -1,6 +1,6 @@
 """Shared pytest fixtures (the EMDB stand-in server, ``emdb_server``; the runner's small
 corpus, ``corpus_path``) and a closing line that says how many tests were skipped for want of
-the reference data (README, "Reference data")."""
+the reference data (docs/development.md, "Reference data")."""
 
 from tests.emdb_server import emdb_server  # noqa: F401 -- re-exported as a fixture
 from tests.runner_corpus import corpus_path  # noqa: F401 -- re-exported as a fixture
@@ -16,5 +16,5 @@ def pytest_terminal_summary(terminalreporter):
     if missing:
         terminalreporter.write_line(
             f"{len(missing)} tests skipped: the reference data ({REFERENCE_MARK}, beside the "
-            "checkout) are absent; see the README, section \"Reference data\", for what they "
-            "are and where to get them", yellow=True)
+            "checkout) are absent; see docs/development.md, section \"Reference data\", for "
+            "what they are and where to get them", yellow=True)

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from baselines.crefdenoiser.inference import (
-    DEFAULT_MARGIN,
     choose_cores,
     denoise_array,
     pad_to_multiple,
@@ -26,6 +25,7 @@ from baselines.crefdenoiser.inference import (
     window_bytes,
 )
 from baselines.crefdenoiser.network import ALIGNED_RECEPTIVE_RADIUS, CrefUNet
+from baselines.crefdenoiser.settings import DEFAULT_MARGIN
 from tests.reference import reference_dir
 
 REFERENCE = reference_dir("crefdenoiser")

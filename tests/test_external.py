@@ -17,9 +17,13 @@ import psutil
 import pytest
 from scipy import ndimage
 
-from baselines import external
-from baselines.external import External, ProgramFailed, fourier_resample, onto_grid, render
-from baselines.recipes import SHIPPED, available_recipes, find_recipe, read_recipe
+from baselines.external import method as external
+from baselines.external.method import External
+from baselines.external.outputs import onto_grid
+from baselines.external.program import ProgramFailed
+from baselines.external.recipes import SHIPPED, available_recipes, find_recipe, read_recipe
+from baselines.external.template import render
+from baselines.resampling import fourier_resample
 from cref_bench.errors import MapError, MethodError, UnavailableError
 from cref_bench.maps.volume import Volume
 from cref_bench.methods.protocol import load_method
@@ -252,37 +256,6 @@ def test_an_output_on_another_box_fails_with_both_grids(tmp_path):
                       output="o.mrc")
     with pytest.raises(ProgramFailed, match=r"20x20x20 voxels .* another box"):
         method.denoise(half1, half2, mask)
-
-
-def _band_limited(x):
-    return np.cos(2 * np.pi * 3 * x) + 0.5 * np.sin(2 * np.pi * 5 * x)
-
-
-def test_fourier_resampling_matches_a_band_limited_function():
-    n, m = 24, 40  # samples of a band-limited function on two grids over the same box
-    for size_in, size_out in ((n, m), (m, n)):
-        x_in, x_out = np.arange(size_in) / size_in, np.arange(size_out) / size_out
-        data = _band_limited(x_in)[:, None, None] * np.ones((1, 8, 6))
-        out = fourier_resample(data, (size_out, 8, 6))
-        np.testing.assert_allclose(out[:, 0, 0], _band_limited(x_out), atol=1e-5)
-
-
-def test_fourier_resampling_works_in_slabs():
-    """Bringing a map onto a smaller grid holds the intermediate arrays and one slab of
-    transforms, not the transforms of the whole map (20 MiB here)."""
-    import tracemalloc
-
-    data = np.random.default_rng(1).standard_normal((128, 128, 128)).astype(np.float32)
-    fourier_resample(data[:8, :8, :8], (4, 4, 4))  # scipy's modules and plans loaded
-    tracemalloc.start()
-    try:
-        out = fourier_resample(data, (64, 64, 64), chunk_bytes=2**20)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 1.25 * data.nbytes  # measured 8.0 MiB: the 4 MiB half-way array, slabs
-    np.testing.assert_allclose(out, fourier_resample(data, (64, 64, 64), chunk_bytes=2**40),
-                               atol=1e-5)
 
 
 def test_an_output_of_the_inputs_shape_keeps_the_input_grid():
@@ -518,7 +491,7 @@ def _which(name):
 def test_the_recipe_scheme_is_a_registered_spec_form():
     from cref_bench.methods.registry import available_schemes, resolve
 
-    assert available_schemes() == {"recipe": "baselines.external:from_recipe"}
+    assert available_schemes() == {"recipe": "baselines.external.method:from_recipe"}
     target = resolve("recipe:relion-postprocess")
     assert target.func is external.from_recipe and target.args == ("relion-postprocess",)
     with pytest.raises(MethodError, match=r"path/to/file.py:Attribute, recipe:NAME"):

@@ -1,6 +1,6 @@
 """Every help text tells the truth about flags: each flag that `cref-bench --help` and each
-`cref-bench COMMAND --help` mention, and each flag the README gives to a cref-bench command,
-exists on the command it is given to."""
+`cref-bench COMMAND --help` mention, and each flag the README and the pages of docs/ give to a
+cref-bench command, exists on the command it is given to."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from cref_bench import cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+PAGES = [README, *sorted((README.parent / "docs").glob("*.md"))]
 COMMANDS = sorted(cli.command_modules())
 
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
@@ -100,10 +101,15 @@ def test_every_flag_a_help_text_mentions_exists(command, capsys):
     assert "``" not in text, "reStructuredText markup in a help text"
 
 
-def test_every_flag_the_readme_gives_a_command_exists():
-    wrong = [(owner, flag, clause) for owner, flag, clause in mentions(README.read_text(), None)
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_flag_the_documentation_gives_a_command_exists(page):
+    wrong = [(owner, flag, clause) for owner, flag, clause in mentions(page.read_text(), None)
              if owner != "?" and flag.split("=")[0] not in _flags_of(owner)]
-    assert not wrong
+    assert not wrong, f"{page.name} gives flags that do not exist: {wrong}"
+
+
+def test_the_documentation_pages_are_checked():
+    assert {"README.md", "adding-a-method.md", "methods.md"} <= {page.name for page in PAGES}
 
 
 def test_the_attribution_rule_in_markdown():

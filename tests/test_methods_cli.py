@@ -1,6 +1,6 @@
-"""Tests of `cref-bench methods`: the listing read from the methods' source (nothing imported)
-agrees with what importing them says, broken methods are listed with the reason, and what only
-importing can tell is marked as unchecked."""
+"""Tests of `cref-bench methods`: each method imported (not built) says its version, GPU need and
+parameters, broken methods are listed with the reason, a method can say why it cannot run
+here, and the listing imports no heavy library (torch, numba, scipy, pandas)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,14 @@ import pytest
 
 from cref_bench import cli
 from cref_bench.commands import methods as methods_cmd
-from cref_bench.methods import catalog as method_catalog
-from cref_bench.methods.catalog import describe_by_import, describe_statically
-from cref_bench.methods.protocol import Method, SingleMapMethod, available_methods
+from cref_bench.methods.catalog import describe
+from cref_bench.methods.protocol import Method, available_methods
 
 FAKE = {"pair": "tests.test_runner:PairOnly", "blur": "tests.test_runner:Blur",
         "broken": "no_such_module_xyz:Thing", "missing-attr": "tests.test_runner:Nope"}
 
 
-@pytest.mark.parametrize("describe", [describe_statically, describe_by_import])
-def test_describe_a_class_without_building_it(describe):
+def test_describe_a_class_without_building_it():
     row = describe("pair", FAKE["pair"])
     assert {k: row[k] for k in ("version", "needs_gpu", "parameters", "status", "error")} == {
         "version": "1", "needs_gpu": False, "parameters": "", "status": "ok", "error": None}
@@ -32,29 +30,27 @@ def test_describe_a_class_without_building_it(describe):
 
 
 def test_describe_reports_import_errors():
-    row = describe_by_import("broken", FAKE["broken"])
+    row = describe("broken", FAKE["broken"])
     assert row["error"].startswith("ModuleNotFoundError") and "no_such_module_xyz" in row["error"]
     assert row["status"] == "unavailable" and row["parameters"] is None
-    assert describe_by_import("m", FAKE["missing-attr"])["error"].startswith("AttributeError")
-    assert "no module 'no_such_module_xyz'" in describe_statically("b", FAKE["broken"])["error"]
-    assert "defines no 'Nope'" in describe_statically("m", FAKE["missing-attr"])["error"]
+    assert describe("m", FAKE["missing-attr"])["error"].startswith("AttributeError")
 
 
-def test_protocol_defaults_are_the_base_class_attributes():
-    for key, value in method_catalog.PROTOCOL_DEFAULTS.items():
-        assert getattr(Method, key) == getattr(SingleMapMethod, key) == value
-
-
-def test_the_source_agrees_with_importing_for_every_installed_method():
+def test_every_installed_method_is_described_as_its_class_says():
     for name, target in sorted(available_methods().items()):
-        static, imported = describe_statically(name, target), describe_by_import(name, target)
-        if imported["status"] == "unavailable":
-            assert static["status"] in ("unavailable", "unchecked"), name
+        row = describe(name, target)
+        if row["status"] == "unavailable":
             continue
-        assert static["status"] in ("ok", "unchecked"), (name, static["error"])
-        assert static["parameters"] == imported["parameters"], name
-        assert static["needs_gpu"] == imported["needs_gpu"], name
-        assert static["version"] in (None, imported["version"]), name
+        module, _, attr = target.partition(":")
+        cls = getattr(__import__(module, fromlist=[attr]), attr)
+        assert (row["version"], row["needs_gpu"]) == (str(cls.version), cls.needs_gpu), name
+
+
+def test_crefdenoiser_shows_its_recipe_version():
+    from baselines.crefdenoiser.method import RECIPE_VERSION
+
+    row = describe("crefdenoiser", "baselines.crefdenoiser.method:CrefDenoiser")
+    assert row["status"] == "ok" and row["version"] == RECIPE_VERSION == "2"
 
 
 @pytest.fixture
@@ -64,74 +60,51 @@ def plugin(tmp_path, monkeypatch):
     package.mkdir()
     (package / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
-
-    def write(name: str, text: str) -> str:
-        (package / f"{name}.py").write_text(textwrap.dedent(text))
-        return f"plugin_xyz.{name}"
-
-    return write
+    yield lambda name, text: _write(package, name, text)
+    for name in [m for m in sys.modules if m.startswith("plugin_xyz")]:
+        del sys.modules[name]
 
 
-def test_missing_dependencies_are_found_in_the_source(plugin):
-    plugin("helpers", """
-        import numpy as np
-        import not_installed_pkg_abc.sub
-    """)
-    module = plugin("meth", """
-        from __future__ import annotations
-        from typing import TYPE_CHECKING
+def _write(package, name: str, text: str) -> str:
+    (package / f"{name}.py").write_text(textwrap.dedent(text))
+    return f"plugin_xyz.{name}"
+
+
+def test_a_method_whose_module_fails_is_listed_with_the_reason(plugin):
+    module = plugin("needs_absent", """
+        import not_installed_pkg_abc
         from cref_bench.methods.protocol import SingleMapMethod
-        from plugin_xyz import helpers
-        if TYPE_CHECKING:
-            import also_absent_but_typing_only
-        try:
-            import optional_absent_thing
-        except ImportError:
-            optional_absent_thing = None
-
-        SCALE = 2 * 1.5
         class Mine(SingleMapMethod):
-            version = "3"
-            needs_gpu = True
-            def __init__(self, width=SCALE, names=("a", "b")[1], *, tag: str = "x"):
-                pass
+            pass
     """)
-    row = describe_statically("mine", f"{module}:Mine")
+    row = describe("mine", f"{module}:Mine")
     assert row["status"] == "unavailable"
-    assert "needs 'not_installed_pkg_abc'" in row["error"] and "helpers.py:3" in row["error"]
-
-    plugin("helpers", "import numpy as np\n")
-    row = describe_statically("mine", f"{module}:Mine")
-    assert row["status"] == "ok", row["error"]
-    assert row["parameters"] == "width=3.0, names='b', tag='x'"
-    assert (row["version"], row["needs_gpu"]) == ("3", True)
-    assert not any(name.startswith("plugin_xyz") for name in sys.modules)  # nothing was run
+    assert row["error"] == "ModuleNotFoundError: No module named 'not_installed_pkg_abc'"
+    row = describe("bad", f"{plugin('bad', 'def broken(:')}:Thing")
+    assert row["status"] == "unavailable" and row["error"].startswith("SyntaxError")
 
 
-def test_syntax_errors_and_computed_facts(plugin):
-    module = plugin("bad", "def broken(:\n")
-    row = describe_statically("bad", f"{module}:Thing")
-    assert row["status"] == "unavailable" and "SyntaxError" in row["error"]
-
+def test_facts_computed_on_import_and_factories(plugin):
     module = plugin("computed", """
         from cref_bench.methods.protocol import Method
+        SCALE = 2 * 1.5
         def made():
             return "9"
         class Base(Method):
             needs_gpu = True
         class Late(Base):
             version = made()
-            @classmethod
-            def unavailable(cls):
-                return "never here"
+            def __init__(self, width=SCALE, names=("a", "b")[1], *, tag: str = "x"):
+                pass
         def factory(sigma=1.0):
             return Late()
     """)
-    row = describe_statically("late", f"{module}:Late")
-    assert (row["status"], row["version"], row["needs_gpu"]) == ("unchecked", None, True)
-    assert describe_by_import("late", f"{module}:Late")["error"] == "never here"
-    row = describe_statically("f", f"{module}:factory")
-    assert (row["status"], row["parameters"], row["version"]) == ("ok", "sigma=1.0", None)
+    row = describe("late", f"{module}:Late")
+    assert (row["status"], row["version"], row["needs_gpu"]) == ("ok", "9", True)
+    assert row["parameters"] == "width=3.0, names='b', tag='x'"
+    row = describe("f", f"{module}:factory")
+    assert (row["status"], row["parameters"], row["version"], row["needs_gpu"]) == (
+        "ok", "sigma=1.0", None, None)
 
 
 def test_listing_shows_good_and_broken_methods(monkeypatch, capsys):
@@ -141,18 +114,15 @@ def test_listing_shows_good_and_broken_methods(monkeypatch, capsys):
     assert lines[0].split()[:4] == ["name", "version", "gpu", "target"]
     by_name = {line.split()[0]: line for line in lines[1:] if line}
     assert set(by_name) == set(FAKE)
-    assert "unavailable: no module 'no_such_module_xyz'" in by_name["broken"]
+    assert ("unavailable: ModuleNotFoundError: No module named 'no_such_module_xyz'"
+            in by_name["broken"])
     assert by_name["pair"].split()[:4] == ["pair", "1", "no", FAKE["pair"]]
     assert "sigma=1.0" in by_name["blur"]
-
-    assert cli.main(["methods", "--check"]) == 0
-    by_name = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
-    assert "unavailable: ModuleNotFoundError" in by_name["broken"]
 
     assert cli.main(["methods", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == sorted(FAKE)
-    assert {r["checked"] for r in rows} == {"source"}
+    assert {r["status"] for r in rows} == {"ok", "unavailable"}
 
 
 def test_installed_registry_is_listed(capsys):
@@ -188,22 +158,22 @@ class HasExtra(NeedsExtra):
 
 
 def test_a_method_can_say_it_is_unavailable_and_why(monkeypatch, capsys):
-    row = describe_by_import("needs", "tests.test_methods_cli:NeedsExtra")
+    row = describe("needs", "tests.test_methods_cli:NeedsExtra")
     assert row["error"] == "needs the extra: pip install 'thing[x]'"
     assert row["version"] is None and row["parameters"] is None
-    ready = describe_by_import("has", "tests.test_methods_cli:HasExtra")
+    ready = describe("has", "tests.test_methods_cli:HasExtra")
     assert ready["error"] is None and ready["version"] == "7" and ready["parameters"] == ""
     monkeypatch.setattr(methods_cmd, "available_methods",
                         lambda: {"needs": "tests.test_methods_cli:NeedsExtra"})
     assert cli.main(["methods"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("name") and out.splitlines()[1].startswith("needs* ")
-    assert "--check` imports it and says" in out
-    assert cli.main(["methods", "--check"]) == 0
-    assert "unavailable: needs the extra: pip install 'thing[x]'" in capsys.readouterr().out
+    [line] = capsys.readouterr().out.splitlines()[1:]
+    assert line.startswith("needs ")
+    assert line.endswith("unavailable: needs the extra: pip install 'thing[x]'")
 
 
-def test_listing_and_help_import_neither_numpy_nor_the_methods():
+def test_listing_and_help_import_no_heavy_library():
+    """Method modules import torch, numba, scipy and the metrics (pandas) when a method is
+    built or run: listing every installed method, or the help, imports none of them."""
     script = ("import sys, json, contextlib, io\n"
               "from cref_bench import cli\n"
               "with contextlib.redirect_stdout(io.StringIO()):\n"
@@ -212,9 +182,13 @@ def test_listing_and_help_import_neither_numpy_nor_the_methods():
               "        cli.main(['--help'])\n"
               "    except SystemExit:\n"
               "        pass\n"
-              "heavy = ('numpy', 'torch', 'numba', 'pandas', 'zarr', 'dask', 'baselines.classic')\n"
-              "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n")
+              "heavy = ('torch', 'numba', 'scipy', 'pandas', 'zarr', 'dask', 'mrcfile', 'topaz',\n"
+              "         'cref_bench.metrics.fsc')\n"
+              "print(json.dumps([sorted(m for m in heavy if m in sys.modules),\n"
+              "                  sorted(m for m in sys.modules if m.startswith('baselines.'))]))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == []
+    heavy, methods = json.loads(done.stdout.splitlines()[-1])
+    assert heavy == []
+    assert {target.partition(":")[0] for target in available_methods().values()} <= set(methods)

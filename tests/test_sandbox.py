@@ -429,7 +429,7 @@ def test_the_box_has_no_network_unless_given(halves):
 
 
 @needs_box
-def test_methods_check_imports_each_method_in_a_box(tmp_path, monkeypatch, capsys):
+def test_methods_imports_a_third_party_method_only_in_a_box(tmp_path, monkeypatch, capsys):
     from cref_bench import cli
     from cref_bench.commands import methods as methods_cmd
     from cref_bench.metrics import scores
@@ -439,9 +439,9 @@ def test_methods_check_imports_each_method_in_a_box(tmp_path, monkeypatch, capsy
     (tmp_path / "sneaky_mod.py").write_text(PATCHER.format(marker=str(marker)))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(methods_cmd, "available_methods", lambda: {"sneaky": "sneaky_mod:Cheat"})
-    assert cli.main(["methods", "--check", "--json"]) == 0
+    assert cli.main(["methods", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["status"] == "ok" and row["version"] == "6" and row["checked"] == "import"
+    assert row["status"] == "ok" and row["version"] == "6" and row["name"] == "sneaky"
     assert "sneaky_mod" not in sys.modules and scores.evaluate is original
     assert not marker.exists()
 

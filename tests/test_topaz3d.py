@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from baselines import topaz3d
 from baselines.topaz3d import INSTALL_HINT, Topaz3D
 from cref_bench import cli
 from cref_bench.commands import methods as methods_cmd
 from cref_bench.errors import MapError, UnavailableError
 from cref_bench.maps import io as mapio
 from cref_bench.maps.volume import Volume
-from cref_bench.methods.catalog import describe_by_import
+from cref_bench.methods.catalog import describe
 from cref_bench.methods.protocol import available_methods, load_method
 from dataset_builder.synthetic import make_phantom
 
@@ -115,7 +115,7 @@ def test_denoising_brings_each_map_closer_to_the_truth(phantom):
 
 @needs_topaz
 def test_parameters_version_and_registry():
-    expected_device = "cuda:0" if topaz3d.torch.cuda.is_available() else "cpu"
+    expected_device = "cuda:0" if torch.cuda.is_available() else "cpu"
     method = load_method("topaz3d")
     assert isinstance(method, Topaz3D)
     assert method.params() == {"model": "unet-3d-10a", "patch_size": 96, "padding": 48,
@@ -164,7 +164,7 @@ def test_bad_maps_are_refused_with_their_source():
 
 @needs_topaz
 def test_methods_listing_shows_it_ready():
-    row = describe_by_import("topaz3d", TARGET)
+    row = describe("topaz3d", TARGET)
     assert row["error"] is None and row["version"] == Topaz3D.version
     assert row["parameters"] == "model='unet-3d-10a', patch_size=96, padding=48, device='auto'"
 
@@ -176,12 +176,21 @@ def test_missing_extra_says_how_to_install(monkeypatch, capsys):
         Topaz3D()
     assert INSTALL_HINT in str(caught.value)
     assert INSTALL_HINT in Topaz3D.unavailable()
-    row = describe_by_import("topaz3d", TARGET)
+    row = describe("topaz3d", TARGET)
     assert INSTALL_HINT in row["error"] and row["version"] is None and row["parameters"] is None
     monkeypatch.setattr(methods_cmd, "available_methods", lambda: {"topaz3d": TARGET})
-    assert cli.main(["methods", "--check"]) == 0
+    assert cli.main(["methods"]) == 0
     [line] = capsys.readouterr().out.splitlines()[1:]
     assert line.startswith("topaz3d") and f"unavailable: {Topaz3D.unavailable()}" in line
+
+
+@needs_topaz
+@pytest.mark.parametrize("module, package", [("h5py", "h5py"), ("PIL", "Pillow")])
+def test_a_missing_package_of_topaz_is_named(monkeypatch, module, package):
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    reason = Topaz3D.unavailable()
+    assert f"{package} is not installed (no module {module!r})" in reason
+    assert INSTALL_HINT in reason
 
 
 @needs_topaz
@@ -206,7 +215,7 @@ def test_module_imports_without_topaz():
 
 
 @needs_topaz
-@pytest.mark.skipif(not topaz3d.torch.cuda.is_available(), reason="no GPU seen by torch")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU seen by torch")
 def test_gpu_equals_topaz_denoise3d_on_the_gpu(tmp_path):
     # Topaz's default patches (96, padding 48: 8 windows of 192³) on a 100³ map, on GPU 0.
     phantom = make_phantom(5, box=100, voxel_size=1.2, resolution=4.0)

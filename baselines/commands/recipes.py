@@ -31,7 +31,7 @@ def program_status(recipe) -> tuple[str, str]:
     """Whether a recipe's program is found here, without running it.
 
     Args:
-        recipe: a :class:`baselines.recipes.Recipe`.
+        recipe: a :class:`baselines.external.recipes.Recipe`.
 
     Returns:
         ``("found", "")``, ``("missing", "<file> not found; <how to install it>")`` or
@@ -40,7 +40,9 @@ def program_status(recipe) -> tuple[str, str]:
     import shutil
     from pathlib import Path
 
-    from baselines.external import PLACEHOLDERS, default_threads, render
+    from baselines.external.method import PLACEHOLDERS
+    from baselines.external.program import default_threads
+    from baselines.external.template import render
 
     program = recipe.settings.get("program")
     if program is None:
@@ -67,7 +69,7 @@ def main(args) -> int:
         0 (a recipe folder that is not a folder, or a recipe file that cannot be read,
         raises :class:`~cref_bench.errors.MethodError`).
     """
-    from baselines.recipes import available_recipes, read_recipe
+    from baselines.external.recipes import available_recipes, read_recipe
 
     rows, advice = [], []
     for name, path in available_recipes(args.recipes).items():

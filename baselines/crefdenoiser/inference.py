@@ -19,7 +19,7 @@ whole map; where a window meets the map's edge the network sees the same zero pa
 one piece. Hence tiled inference equals whole-map inference exactly (to rounding) once
 ``margin`` reaches the network's receptive radius for such aligned cores
 (:data:`~baselines.crefdenoiser.network.ALIGNED_RECEPTIVE_RADIUS`, 128 voxels): the default
-margin does. Smaller margins trade a deviation at the seams for less work; see the README for
+margin does. Smaller margins trade a deviation at the seams for less work; see docs/methods.md for
 measured values.
 
 With ``tile=None`` the core sides are chosen from a memory budget (:func:`choose_cores`):
@@ -45,18 +45,16 @@ from baselines.crefdenoiser.lean import (
     lean_forward,
 )
 from baselines.crefdenoiser.network import (
-    ALIGNED_RECEPTIVE_RADIUS,
     SIZE_MULTIPLE,
     CrefUNet,
     check_input_shape,
     check_multiple,
 )
-
-DEFAULT_MARGIN = ALIGNED_RECEPTIVE_RADIUS  # 128: tiled equals whole
-DEFAULT_MEMORY_BUDGET = 6 * 1024 ** 3
-PADDINGS = ("end", "symmetric")
-"""Ways to pad a map to a multiple of 32: zeros at each axis's end (published), or split over
-both ends mirroring the map (numpy ``'symmetric'``)."""
+from baselines.crefdenoiser.settings import (
+    DEFAULT_MARGIN,
+    DEFAULT_MEMORY_BUDGET,
+    check_padding,
+)
 
 
 @dataclass(frozen=True)
@@ -75,19 +73,6 @@ class Tile:
         """The core's slices relative to the window."""
         return tuple(slice(c.start - w.start, c.stop - w.start)
                      for c, w in zip(self.core, self.window))
-
-
-def check_padding(padding: str) -> None:
-    """Refuse an unknown way of padding.
-
-    Args:
-        padding: the name.
-
-    Raises:
-        ValueError: ``padding`` is not one of :data:`PADDINGS`.
-    """
-    if padding not in PADDINGS:
-        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}; got {padding!r}")
 
 
 def check_tiling(tile: int | None, margin: int) -> None:
@@ -302,7 +287,8 @@ def pad_to_multiple(data: np.ndarray, multiple: int = SIZE_MULTIPLE, padding: st
         the slices that cut the original box back out of it.
 
     Raises:
-        ValueError: ``padding`` is not one of :data:`PADDINGS`.
+        ValueError: ``padding`` is not one of
+            :data:`~baselines.crefdenoiser.settings.PADDINGS`.
     """
     check_padding(padding)
     extra = [(-n) % multiple for n in data.shape]

@@ -400,7 +400,7 @@ def lean_forward(model: CrefUNet, x: torch.Tensor, *, slab_bytes: int = DEFAULT_
         x: ``(N, 1, D, H, W)``, sides multiples of 32.
         slab_bytes: about how many bytes the activations of one slab may take.
         dtype: the computation's floating-point type: float32, or bfloat16 (faster on CPUs
-            with bfloat16 instructions, further from float32: see the README).
+            with bfloat16 instructions, further from float32: see docs/methods.md).
         fused: oneDNN's fused convolutions and the compiled steps (True), plain PyTorch
             (False), or the former where available (None: on the CPU).
 

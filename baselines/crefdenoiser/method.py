@@ -11,21 +11,19 @@ Weights are not shipped. Get the published checkpoint (``saved-model-epoch-192.i
 its ``.index`` or convert it once with ``cref-bench import-weights``; weights from the
 cref-bench trainer (``.pt``) work the same way. Without ``weights`` the environment variable
 ``CREFDENOISER_WEIGHTS`` is used.
+
+torch is imported when the method is built, so that listing the methods is quick.
 """
 
 from __future__ import annotations
 
 import os
 
-import torch
-
-from baselines.crefdenoiser.checkpoint import load_weights, weights_digest
-from baselines.crefdenoiser.inference import (
+from baselines.crefdenoiser.settings import (
     DEFAULT_MARGIN,
     DEFAULT_MEMORY_BUDGET,
+    PRECISIONS,
     check_padding,
-    check_tiling,
-    denoise_array,
 )
 from cref_bench.errors import MapError
 from cref_bench.maps.volume import Volume
@@ -35,7 +33,6 @@ WEIGHTS_ENV = "CREFDENOISER_WEIGHTS"
 RECIPE_VERSION = "2"
 """Version of the recipe: 2 pads at the end of each axis with zeros, as published (1 split the
 padding over both ends)."""
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class CrefDenoiser(SingleMapMethod):
@@ -52,7 +49,7 @@ class CrefDenoiser(SingleMapMethod):
         device: the torch device to run on.
         memory_budget: bytes allowed for one tile's forward pass when ``tile`` is ``None``.
         precision: ``"float32"`` (the reference) or ``"bfloat16"`` (faster on CPUs with
-            bfloat16 instructions; see the README for how far it lies from float32).
+            bfloat16 instructions; see docs/methods.md for how far it lies from float32).
         progress: show a progress bar over the tiles.
 
     Raises:
@@ -62,6 +59,8 @@ class CrefDenoiser(SingleMapMethod):
     """
 
     name = "crefdenoiser"
+    version = RECIPE_VERSION
+    """The recipe's version; a built method's is ``RECIPE_VERSION+<weights SHA-256>``."""
 
     def __init__(self, weights: str | os.PathLike | None = None, padding: str = "end",
                  tile: int | None = None, margin: int = DEFAULT_MARGIN, device: str = "cpu",
@@ -75,6 +74,9 @@ class CrefDenoiser(SingleMapMethod):
                 "crefDenoiser repository), convert it with `cref-bench import-weights "
                 "saved-model-epoch-192.index --out crefdenoiser.pt`, and pass weights=PATH "
                 f"(or set {WEIGHTS_ENV}=PATH)")
+        from baselines.crefdenoiser.checkpoint import load_weights, weights_digest
+        from baselines.crefdenoiser.inference import check_tiling
+
         check_padding(padding)
         check_tiling(tile, margin)
         if precision not in PRECISIONS:
@@ -108,11 +110,15 @@ class CrefDenoiser(SingleMapMethod):
         Raises:
             MapError: the map has non-finite voxels or is constant.
         """
+        import torch
+
+        from baselines.crefdenoiser.inference import denoise_array
+
         volume.check_finite()
         try:
             data = denoise_array(self.model, volume.data, padding=self.padding, tile=self.tile,
                                  margin=self.margin, memory_budget=self.memory_budget,
-                                 device=self.device, dtype=PRECISIONS[self.precision],
+                                 device=self.device, dtype=getattr(torch, self.precision),
                                  progress=self.progress)
         except ValueError as err:
             raise MapError(volume.source, f"crefdenoiser cannot denoise it: {err}") from None

@@ -6,7 +6,7 @@ half-maps. Single-map denoisers subclass :class:`SingleMapMethod` and implement
 each half. Pair-based denoisers (LAFTER, say) subclass :class:`Method` directly and return
 only the full map, with a note saying why the half-map metrics do not apply.
 
-Methods are found by name through the entry-point group ``cref_bench.methods.protocol``, or given as
+Methods are found by name through the entry-point group ``cref_bench.methods``, or given as
 ``package.module:Attribute`` or ``path/to/file.py:Attribute`` (a class or a factory called
 with the method's parameters); :mod:`cref_bench.methods.registry` resolves the names.
 """

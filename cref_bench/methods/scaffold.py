@@ -87,8 +87,6 @@ results against each other and against the half-maps.
 
 from __future__ import annotations
 
-from scipy import ndimage
-
 from cref_bench.methods.protocol import SingleMapMethod
 from cref_bench.maps.volume import Volume
 
@@ -128,6 +126,10 @@ class $cls(SingleMapMethod):
         Returns:
             The denoised map on the same grid: ``volume.like(new_array)``.
         """
+        # import heavy libraries (scipy, torch) where they are used: `cref-bench methods`
+        # imports this module to list the method, and stays quick
+        from scipy import ndimage
+
         if self.sigma == 0:
             return volume.like(volume.data.copy())
         return volume.like(ndimage.gaussian_filter(volume.data, self.sigma))

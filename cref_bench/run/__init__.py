@@ -3,6 +3,7 @@
 Modules: :mod:`~cref_bench.run.runner` (``run_method``, one entry's evaluation),
 :mod:`~cref_bench.run.isolation` (the method in its own process, under limits),
 :mod:`~cref_bench.run.contract` (what every call of a method must satisfy),
+:mod:`~cref_bench.run.process_tree` (killing a process and all it started),
 :mod:`~cref_bench.run.cluster` (the dask client).
 """
 

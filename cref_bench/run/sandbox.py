@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cref_bench.errors import InputError
+from cref_bench.run.process_tree import kill_tree
 
 INPUTS = "/box/in"
 """Where the box sees its (read-only) inputs folder."""
@@ -406,26 +407,8 @@ class Box:
 
     def kill(self) -> None:
         """SIGKILL every process of the box (the caller reaps the outermost one)."""
-        import psutil
-
-        try:
-            victims = psutil.Process(self.pid).children(recursive=True)
-        except psutil.Error:
-            victims = []
         if self.process.returncode is None:  # not reaped: its id is still its own
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            try:
-                self.process.kill()
-            except OSError:
-                pass
-        for victim in victims:
-            try:
-                victim.kill()
-            except psutil.Error:
-                pass
+            kill_tree(self.pid, group=True)
         if self.memory_cgroup is not None:
             self.memory_cgroup.kill_all()
 

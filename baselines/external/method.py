@@ -11,48 +11,45 @@ and reads back what the program wrote. For each entry it
 2. runs the command with ``/bin/sh`` in a working folder of its own (``{workdir}``, also its
    current folder), its standard output and error passed line by line to the method
    process's standard error, which the runner keeps under ``<results>/logs/``; the last
-   :data:`TAIL_LINES` lines are kept for the failure message. The program stays in the method
-   process's process group, so the runner's per-entry timeout and memory limit reach it and
-   everything it started;
+   lines are kept for the failure message (:mod:`baselines.external.program`). The program
+   stays in the method process's process group, so the runner's per-entry timeout and memory
+   limit reach it and everything it started;
 3. reads the output map(s) back; a map on another grid that spans the same box (an
    upsampled or resampled output) is brought onto the input grid by Fourier cropping or
-   padding (:func:`onto_grid`), with a note.
+   padding (:mod:`baselines.external.outputs`), with a note.
 
 A non-zero exit, a missing or unreadable output, or an output spanning another box raises
-:class:`ProgramFailed` with the program's last lines (the runner records it as the method's
-failure). Pair programs run once per entry on the half-maps (``output`` the full map,
-optionally ``half1_output``/``half2_output`` the denoised halves, or only those two and the
-full map is their mean); ``per_map=true`` runs a single-map program on the average and on
-each half (``{map}``). Placeholders: :data:`PLACEHOLDERS`, plus any of the recipe's
-``[params]`` (see :mod:`baselines.recipes`) or given as ``--param``. A list value is
-expanded into several words. Every value is shell-quoted.
+:class:`~baselines.external.program.ProgramFailed` with the program's last lines (the runner
+records it as the method's failure). Pair programs run once per entry on the half-maps
+(``output`` the full map, optionally ``half1_output``/``half2_output`` the denoised halves, or
+only those two and the full map is their mean); ``per_map=true`` runs a single-map program on
+the average and on each half (``{map}``). Placeholders: :data:`PLACEHOLDERS`, plus any of the
+recipe's ``[params]`` (see :mod:`baselines.external.recipes`) or given as ``--param``. A list
+value is expanded into several words. Every value is shell-quoted
+(:mod:`baselines.external.template`).
 
 What identifies the program -- the output of ``version_command`` and the SHA-256 of the
 files named by ``program`` (by default the command's first word, and the script when that
-word is an interpreter) -- is part of :meth:`External.params`, with the command, the
-settings and the recipe's whole text, and so of the runner's resume key.
+word is an interpreter, :mod:`baselines.external.identity`) -- is part of
+:meth:`External.params`, with the command, the settings and the recipe's whole text, and so
+of the runner's resume key.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shlex
 import shutil
-import string
-import subprocess
-import sys
 import tempfile
-import time
-import warnings
-from collections import deque
 from pathlib import Path
 
 import numpy as np
 
-from baselines.recipes import SETTING_KEYS, Recipe, find_recipe, read_recipe
-from cref_bench.errors import CrefBenchError, MapError, MethodError, UnavailableError
-from cref_bench.maps.io import read_map, write_map
+from baselines.external.identity import file_sha256, locate, program_words, version_text
+from baselines.external.outputs import GRID_RTOL, read_output
+from baselines.external.program import default_threads, environment, run_program
+from baselines.external.recipes import SETTING_KEYS, Recipe, find_recipe, read_recipe
+from baselines.external.template import Unknown, check_value, fields, render
+from cref_bench.errors import MapError, MethodError
 from cref_bench.maps.volume import Volume
 from cref_bench.methods.protocol import Denoised, Method, average_halves
 from cref_bench.run.isolation import SCRATCH_ENV
@@ -70,376 +67,6 @@ PLACEHOLDERS = {
     "cwd": "the folder cref-bench was started in (for files of your own given by relative path)",
 }
 """The placeholders the adapter fills in, and what each becomes."""
-
-MAP_PLACEHOLDERS = ("half1", "half2", "mask", "average", "map")
-"""Placeholders that name input maps (written only when the command names them)."""
-
-TAIL_LINES = 30
-"""How many of the program's last output lines a failure quotes."""
-
-LINE_CHARS = 400
-"""Longer output lines (progress bars without newlines) keep only their last characters in
-the quoted tail (the log keeps them whole)."""
-
-VERSION_TIMEOUT = 120.0
-"""Seconds ``version_command`` may take."""
-
-INTERPRETERS = ("python", "python3", "bash", "sh", "perl", "Rscript", "julia", "node")
-"""Commands whose script (their first argument that is a file) identifies the program too."""
-
-SHELL_WORDS = {"cd", "export", "source", ".", "exec", "set", "if", "for", "while", "(", "{",
-               "env", "eval"}
-"""First words that do not name the program; such commands need ``program`` or
-``version_command``."""
-
-GRID_RTOL = 1e-4
-"""Voxel sizes within this relative tolerance are equal (as :meth:`Volume.check_same_grid`)."""
-
-
-class _Stand(str):
-    """A stand-in for a placeholder whose value is not known yet (any format spec is
-    ignored)."""
-
-    def __format__(self, spec: str) -> str:
-        return str(self)
-
-
-class ProgramFailed(CrefBenchError):
-    """The external program failed on an entry: it exited with a non-zero status, or its
-    output is missing, unreadable or spans another box. The message ends with its last lines
-    of output."""
-
-
-def _fields(template: str, what: str) -> list[tuple[str, str]]:
-    """The ``(name, format_spec)`` of every placeholder of a template.
-
-    Raises:
-        ValueError: a malformed template, or a placeholder with attribute, index or conversion.
-    """
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"{what} {template!r} is not a valid template ({exc}; write a "
-                         "literal brace as {{ or }})") from None
-    found = []
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if not name.isidentifier() or conversion:
-            raise ValueError(f"{what} {template!r}: placeholder {{{name}"
-                             f"{'!' + conversion if conversion else ''}}} must be a plain name "
-                             "(with an optional format, as {voxel_size:.3f})")
-        found.append((name, spec or ""))
-    return found
-
-
-def _word(value, spec: str) -> str:
-    if isinstance(value, float) and not spec:
-        return f"{value:.6g}"
-    return format(value, spec)
-
-
-def render(template: str, values: dict, *, quote: bool) -> str:
-    """Fill in a template.
-
-    Args:
-        template: text with ``{name}`` or ``{name:spec}`` placeholders (``{{``, ``}}`` for
-            literal braces).
-        values: the value of every placeholder; a list becomes several words.
-        quote: shell-quote every word (commands); else lists are refused (paths).
-
-    Returns:
-        The text.
-
-    Raises:
-        ValueError: a placeholder without a value, or a list where one word is needed.
-    """
-    out = []
-    for literal, name, spec, _ in string.Formatter().parse(template):
-        out.append(literal)
-        if name is None:
-            continue
-        if name not in values:
-            raise ValueError(f"placeholder {{{name}}} of {template!r} has no value here")
-        value = values[name]
-        if isinstance(value, list | tuple):
-            if not quote:
-                raise ValueError(f"placeholder {{{name}}} of {template!r} is a list; a path "
-                                 "needs one word")
-            words = [_word(v, spec or "") for v in value]
-        else:
-            words = [_word(value, spec or "")]
-        out.append(" ".join(shlex.quote(w) if quote else w for w in words))
-    return "".join(out)
-
-
-def _check_value(name: str, value) -> None:
-    simple = (str, int, float)
-    if isinstance(value, bool) or not (isinstance(value, simple) or (
-            isinstance(value, list) and all(isinstance(v, simple) and not isinstance(v, bool)
-                                            for v in value))):
-        raise ValueError(f"parameter {name} must be a string, a number or a list of those, "
-                         f"got {value!r}")
-
-
-def default_threads() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _locate(word: str, hint: str) -> Path:
-    """The file a program word names (on PATH when it holds no slash, else a path)."""
-    if "/" not in word:
-        found = shutil.which(word)
-        if found is None:
-            raise UnavailableError(f"program {word!r}", f"not found on PATH{hint}")
-        return Path(found).resolve()
-    path = Path(word).expanduser()
-    if not path.is_file():
-        raise UnavailableError(f"program {word!r}", f"no such file{hint}")
-    return path.resolve()
-
-
-def _program_words(command: str) -> list[str] | None:
-    """The files that identify the program a command runs: its first word and, for an
-    interpreter, its script; ``None`` when the first word is a shell word (``cd``, ...)."""
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return None
-    while words and "=" in words[0] and words[0].split("=")[0].isidentifier():
-        words.pop(0)  # VAR=value before the program
-    if not words or words[0] in SHELL_WORDS:
-        return None
-    found = [words[0]]
-    if Path(words[0]).name in INTERPRETERS:
-        script = next((w for w in words[1:] if not w.startswith("-")), None)
-        if script is not None and Path(script).expanduser().is_file():
-            found.append(script)
-    return found
-
-
-def _environment(extra: dict[str, str], threads: int) -> dict[str, str]:
-    """The program's environment: this process's, without the import path the method process
-    was given (it would leak cref-bench's packages into another Python), with
-    ``OMP_NUM_THREADS`` set to ``threads``, unbuffered Python output, and ``extra`` on top."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME",
-                                                              SCRATCH_ENV)}
-    env["OMP_NUM_THREADS"] = str(threads)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def _log_stream():
-    """Where the program's output goes: this process's standard error (bytes)."""
-    return getattr(sys.stderr, "buffer", None)
-
-
-def run_program(command: str, workdir: Path, env: dict[str, str], label: str) -> list[str]:
-    """Run a command with ``/bin/sh`` in ``workdir``, passing its output line by line to
-    standard error.
-
-    Args:
-        command: the shell command.
-        workdir: its current folder.
-        env: its environment.
-        label: how the program is named in the log and the messages.
-
-    Returns:
-        The last :data:`TAIL_LINES` lines of its output.
-
-    Raises:
-        ProgramFailed: it exited with a non-zero status or was killed by a signal.
-    """
-    sink = _log_stream()
-
-    def emit(data: bytes) -> None:
-        if sink is not None:
-            sink.write(data)
-            sink.flush()
-        else:
-            sys.stderr.write(data.decode("utf-8", "replace"))
-            sys.stderr.flush()
-
-    emit(f"[{label}] in {workdir}: {command}\n".encode())
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    start = time.monotonic()
-    proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=workdir, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    try:
-        for line in iter(proc.stdout.readline, b""):
-            emit(line)
-            tail.append(line.decode("utf-8", "replace").rstrip()[-LINE_CHARS:])
-        code = proc.wait()
-    finally:
-        if proc.poll() is None:  # this process is failing: take the program down with it
-            _kill_tree(proc)
-        proc.stdout.close()
-    seconds = time.monotonic() - start
-    emit(f"[{label}] exit status {code} after {seconds:.1f} s\n".encode())
-    if code != 0:
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        raise ProgramFailed(label, f"{how} after {seconds:.1f} s{_quote(tail)}")
-    return list(tail)
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    import psutil
-
-    try:
-        victims = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        victims = []
-    for victim in [*victims]:
-        try:
-            victim.kill()
-        except psutil.Error:
-            pass
-    proc.kill()
-    proc.wait()
-
-
-def _quote(tail) -> str:
-    lines = [line for line in tail if line.strip()]
-    if not lines:
-        return " (it printed nothing)"
-    return "; its last lines of output:\n" + "\n".join(lines)
-
-
-def fourier_resample(data: np.ndarray, shape: tuple[int, int, int],
-                     chunk_bytes: int = 64 * 2**20) -> np.ndarray:
-    """Resample a map onto ``shape`` voxels over the same box by Fourier cropping or padding
-    (each axis with :func:`scipy.signal.resample`: Nyquist terms split or joined, values kept
-    at their scale; voxel ``(0, 0, 0)`` stays in place). Axes that shrink go first, each in
-    slabs of about ``chunk_bytes``, so that memory stays near the input and output arrays
-    (a 2x upsampled 512³ output, 4 GiB, is brought back within about 6.5 GiB).
-
-    Args:
-        data: the map.
-        shape: the new shape.
-        chunk_bytes: the size of the slabs transformed at once.
-
-    Returns:
-        A ``float32`` array of ``shape``.
-    """
-    from scipy.signal import resample
-
-    out = np.asarray(data, dtype=np.float32)
-    for axis in sorted(range(3), key=lambda a: shape[a] - out.shape[a]):
-        if out.shape[axis] == shape[axis]:
-            continue
-        other = (axis + 1) % 3  # slabs along another axis; each holds whole lines of ``axis``
-        line = 4 * max(out.shape[axis], shape[axis]) * out.shape[3 - axis - other]
-        step = max(1, chunk_bytes // line)
-        result = np.empty(tuple(shape[axis] if a == axis else n
-                                for a, n in enumerate(out.shape)), dtype=np.float32)
-        for start in range(0, out.shape[other], step):
-            slab = tuple(slice(start, start + step) if a == other else slice(None)
-                         for a in range(3))
-            result[slab] = resample(out[slab], shape[axis], axis=axis)
-        out = result
-    return out
-
-
-def onto_grid(volume: Volume, like: Volume, what: str) -> tuple[Volume, str]:
-    """Put a program's output map on the grid of the input.
-
-    Same shape: the data as they are, with the input's geometry (another voxel size or origin
-    in the program's header is noted: programs that do not carry the header over write 1 Å
-    or nothing). Another shape over the same box (each axis's extent within half a voxel, the
-    larger of the two): Fourier-resampled (:func:`fourier_resample`), with a note.
-
-    Args:
-        volume: the map the program wrote.
-        like: an input map (its grid is the target).
-        what: the map's name for the note (``"full map"``, ``"half1"``, ...).
-
-    Returns:
-        ``(map on the input grid, note)``; the note is ``""`` when nothing was done.
-
-    Raises:
-        ProgramFailed: the map spans another box (cropped, padded or misread).
-    """
-    shape_out, shape_in = volume.shape, like.shape
-    size_out, size_in = np.asarray(volume.voxel_size), np.asarray(like.voxel_size)
-    if shape_out == shape_in:
-        moved = np.any(np.abs(np.subtract(volume.origin, like.origin)) / size_in >= 0.5)
-        scaled = not np.allclose(size_out, size_in, rtol=GRID_RTOL, atol=0)
-        note = ""
-        if moved or scaled:
-            note = (f"the program's {what} has the input's shape but "
-                    + " and ".join(w for w, on in (
-                        (f"voxel size {_triple(volume.voxel_size)} Å", scaled),
-                        (f"origin {_triple(volume.origin)} Å", moved)) if on)
-                    + f" (the input: {_triple(like.voxel_size)} Å, origin "
-                      f"{_triple(like.origin)} Å): taken on the input grid")
-        return like.like(volume.data, source=volume.source), note
-    extent_out = np.multiply(shape_out, size_out)
-    extent_in = np.multiply(shape_in, size_in)
-    tolerance = 0.5 * np.maximum(size_out, size_in) * (1 + 1e-3)
-    grid_words = (f"{'x'.join(map(str, shape_out))} voxels of {_triple(volume.voxel_size)} Å "
-                  f"(a box of {_triple(extent_out)} Å); the input is "
-                  f"{'x'.join(map(str, shape_in))} voxels of {_triple(like.voxel_size)} Å "
-                  f"({_triple(extent_in)} Å)")
-    if np.any(np.abs(extent_out - extent_in) > tolerance):
-        raise ProgramFailed(volume.source, f"the {what} is {grid_words}: another box, which "
-                                           "Fourier cropping or padding cannot bring back")
-    data = fourier_resample(volume.data, shape_in)
-    scale = np.max(np.abs(extent_out / extent_in - 1))
-    note = (f"the program's {what} is {grid_words}; it was Fourier-"
-            f"{'cropped' if np.prod(shape_out) > np.prod(shape_in) else 'padded'} onto the "
-            "input grid for scoring")
-    if scale > 1e-6:
-        note += f" (the two boxes differ by {100 * scale:.2g} % in size)"
-    return like.like(data, source=volume.source), note
-
-
-def _triple(values) -> str:
-    return ", ".join(f"{v:.4g}" for v in values)
-
-
-def _read_output(path: Path, like: Volume, what: str, workdir: Path,
-                 tail: list[str], label: str) -> tuple[Volume, list[str]]:
-    """The program's output map on the input grid, and notes."""
-    if not path.is_file():
-        present = sorted(p.name for p in workdir.iterdir()) if workdir.is_dir() else []
-        listing = ", ".join(present[:20]) + (", ..." if len(present) > 20 else "") or "nothing"
-        raise ProgramFailed(label, f"exited with status 0 but wrote no {what} at {path} (its "
-                                   f"working folder holds: {listing}){_quote(tail)}")
-    notes = []
-    try:
-        volume = read_map(path)
-    except MapError as strict:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                volume = read_map(path, permissive=True)
-        except MapError:
-            raise ProgramFailed(label, f"wrote a {what} that cannot be read: "
-                                       f"{strict}{_quote(tail)}") from strict
-        notes.append(f"its {what} was read permissively ("
-                     + "; ".join(str(w.message) for w in caught) + ")")
-    try:
-        volume, note = onto_grid(volume, like, what)
-    except ProgramFailed as exc:
-        raise ProgramFailed(label, f"{exc}{_quote(tail)}") from None
-    bad = int(volume.data.size - np.count_nonzero(np.isfinite(volume.data)))
-    if bad:
-        raise ProgramFailed(label, f"its {what} has {bad} non-finite voxel(s){_quote(tail)}")
-    return volume, notes + ([note] if note else [])
 
 
 class External(Method):
@@ -468,7 +95,7 @@ class External(Method):
             (``relion_postprocess --version``); it must print the same text on every call.
         needs_gpu: the program is impractical without a GPU.
         recipe: a recipe name (or a ``.toml`` path) supplying the settings (see
-            :mod:`baselines.recipes`).
+            :mod:`baselines.external.recipes`).
         recipes: a folder searched for recipes first.
         name: the method's name in the results (default: the recipe's name, else
             ``external``).
@@ -526,7 +153,7 @@ class External(Method):
             self.name = self.recipe.name
         self.values = self._placeholder_values(values)
         self._check_templates()
-        first = (_program_words(self.command) or ["the program"])[0]
+        first = (program_words(self.command) or ["the program"])[0]
         self._label = self.name if self.name != External.name else Path(first).name
         self.identity = self._identify(settings.get("program"), settings.get("version_command"))
 
@@ -561,7 +188,7 @@ class External(Method):
         if reserved:
             raise MethodError(self.name, f"{', '.join(reserved)} cannot name a placeholder: "
                                          "it names a part of the method's parameters")
-        used = {n for t, what in self._templates() for n, _ in _fields(t, what)}
+        used = {n for t, what in self._templates() for n, _ in fields(t, what)}
         unknown = sorted(set(given) - set(declared) - used)
         if unknown:
             where = (f"not declared in [params] of {self.recipe.path}" if self.recipe
@@ -572,7 +199,7 @@ class External(Method):
                                             if declared else ""))
         values = {**declared, **given}
         for key, value in values.items():
-            _check_value(key, value)
+            check_value(key, value)
         return values
 
     def _templates(self) -> list[tuple[str, str]]:
@@ -586,7 +213,7 @@ class External(Method):
     def _check_templates(self) -> None:
         known = set(PLACEHOLDERS) | set(self.values)
         for template, what in self._templates():
-            for name, _ in _fields(template, what):
+            for name, _ in fields(template, what):
                 if name not in known:
                     raise MethodError(self.name, f"{what} {template!r} names the unknown "
                                                  f"placeholder {{{name}}}; known: "
@@ -619,8 +246,8 @@ class External(Method):
                 words = [render(p, static, quote=False)
                          for p in ([program] if isinstance(program, str) else program)]
             else:
-                words = _program_words(render(self.command, {
-                    **static, **{k: _Stand(k) for k in PLACEHOLDERS if k not in static}},
+                words = program_words(render(self.command, {
+                    **static, **{k: Unknown(k) for k in PLACEHOLDERS if k not in static}},
                     quote=True))
         except ValueError as exc:
             raise MethodError(self.name, f"program: {exc} (only the recipe's parameters, "
@@ -629,23 +256,11 @@ class External(Method):
             raise MethodError(self.name, f"cannot tell which program {self.command!r} runs (its "
                                          "first word is a shell word): give program=FILE, whose "
                                          "digest identifies it, or version_command")
-        paths = [_locate(w, hint) for w in words or []]
-        identity: dict = {"files": {str(p): _sha256(p) for p in paths}}
+        paths = [locate(w, hint) for w in words or []]
+        identity: dict = {"files": {str(p): file_sha256(p) for p in paths}}
         if version_command is not None:
-            command = render(version_command, static, quote=True)
-            try:
-                done = subprocess.run(["/bin/sh", "-c", command], capture_output=True,
-                                      timeout=VERSION_TIMEOUT, stdin=subprocess.DEVNULL,
-                                      env=_environment(self.env, static["threads"]))
-            except subprocess.TimeoutExpired:
-                raise UnavailableError(f"version_command {command!r}",
-                                       f"took more than {VERSION_TIMEOUT:g} s{hint}") from None
-            text = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
-            if done.returncode != 0:
-                raise UnavailableError(f"version_command {command!r}",
-                                       f"exited with status {done.returncode}: "
-                                       f"{text[-500:]}{hint}")
-            identity["version"] = text[:2000]
+            identity["version"] = version_text(render(version_command, static, quote=True),
+                                               environment(self.env, static["threads"]), hint)
         return identity
 
     # ---------------------------------------------------------------------- protocol
@@ -694,11 +309,13 @@ class External(Method):
     # ------------------------------------------------------------------------ running
 
     def _used(self) -> set[str]:
-        return {n for t, what in self._templates() for n, _ in _fields(t, what)}
+        return {n for t, what in self._templates() for n, _ in fields(t, what)}
 
     def _entry_values(self, root: Path, half1: Volume, half2: Volume,
                       mask: Volume | None) -> tuple[dict, list[str]]:
         """Placeholder values of one entry (writing the input copies it names) and notes."""
+        from cref_bench.maps.io import write_map
+
         used, values, notes = self._used(), self._static_values(), []
         wanted = {"half1": half1, "half2": half2, "mask": mask}
         if self.per_map or "average" in used:
@@ -731,7 +348,7 @@ class External(Method):
     def _run(self, values: dict, workdir: Path) -> list[str]:
         workdir.mkdir()
         values = {**values, "workdir": str(workdir)}
-        env = _environment({k: render(v, values, quote=False) for k, v in self.env.items()},
+        env = environment({k: render(v, values, quote=False) for k, v in self.env.items()},
                            values["threads"])
         return run_program(render(self.command, values, quote=True), workdir, env, self._label)
 
@@ -751,8 +368,8 @@ class External(Method):
                 workdir = root / f"work-{which}"
                 tail = self._run({**values, "map": values[which]}, workdir)
                 what = "full map" if which == "average" else f"denoised {which}"
-                maps[which], found = _read_output(self._path(self.output, values, workdir),
-                                                  half1, what, workdir, tail, self._label)
+                maps[which], found = read_output(self._path(self.output, values, workdir),
+                                                 half1, what, workdir, tail, self._label)
                 notes += found
             full = maps.pop("average")
             if not self.denoise_halves:
@@ -765,8 +382,8 @@ class External(Method):
             for which, template in outputs.items():
                 if template:
                     what = "full map" if which == "full" else f"denoised {which}"
-                    maps[which], found = _read_output(self._path(template, values, workdir),
-                                                      half1, what, workdir, tail, self._label)
+                    maps[which], found = read_output(self._path(template, values, workdir),
+                                                     half1, what, workdir, tail, self._label)
                     notes += found
             full = maps.pop("full", None)
             if full is None:
@@ -811,5 +428,4 @@ def from_recipe(recipe: str, /, **params) -> External:
     return External(recipe=recipe, **params)
 
 
-__all__ = ["PLACEHOLDERS", "External", "ProgramFailed", "fourier_resample", "from_recipe",
-           "onto_grid", "render", "run_program"]
+__all__ = ["PLACEHOLDERS", "External", "from_recipe"]

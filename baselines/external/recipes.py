@@ -1,6 +1,6 @@
 """Named recipes of the ``external`` method: how to run a program, in a TOML file.
 
-A recipe ``NAME.toml`` holds the settings of :class:`baselines.external.External` (the
+A recipe ``NAME.toml`` holds the settings of :class:`baselines.external.method.External` (the
 command template and where the program writes its maps, :data:`SETTING_KEYS`), words for
 people (:data:`TEXT_KEYS`: what it does, how to install the program, its licence, a note
 kept with every result) and, in a table ``[params]``, the defaults of its own placeholders,
@@ -10,7 +10,7 @@ first that holds ``NAME.toml`` winning (:func:`recipe_folders`):
 1. the folder given as the method's ``recipes`` parameter (``--param recipes=DIR``);
 2. the user's folder, ``$XDG_CONFIG_HOME/cref-bench/recipes`` (else
    ``~/.config/cref-bench/recipes``);
-3. the recipes shipped here.
+3. the recipes shipped with cref-bench, in ``baselines/recipes/`` (:data:`SHIPPED`).
 
 A name that ends in ``.toml`` is read as a path instead. :func:`read_recipe` checks a file's
 keys and types and names the file and the fault when one is wrong.
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from cref_bench.errors import MethodError
 
-SHIPPED = Path(__file__).resolve().parent
-"""The folder of the recipes that ship with cref-bench."""
+SHIPPED = Path(__file__).resolve().parents[1] / "recipes"
+"""The folder of the recipes that ship with cref-bench (package data of ``baselines``)."""
 
 USER_FOLDER = Path("cref-bench") / "recipes"
 """The user's recipe folder, below ``$XDG_CONFIG_HOME`` (else ``~/.config``)."""

@@ -1,5 +1,5 @@
-"""The ``lafter`` method: LAFTER v1.1 (Ramlaul, Palmer & Aylett, J. Struct. Biol. 205 (2019)
-30-40) reimplemented from its published algorithm; the GPL-3 original is not used.
+"""The algorithm of the ``lafter`` method: LAFTER v1.1 (Ramlaul, Palmer & Aylett, J. Struct. Biol.
+205 (2019) 30-40) reimplemented from its published algorithm; the GPL-3 original is not used.
 
 LAFTER filters a half-map pair jointly into one map. Pass 1 walks band-pass bands from low
 to high resolution, weighting each voxel of each band by the probability that it is signal
@@ -7,12 +7,13 @@ to high resolution, weighting each voxel of each band by the probability that it
 falls below ``fsc_cutoff``; pass 2 walks the same bands back down, keeping at each voxel the
 sum of the halves at the highest resolution at which it stands above the largest noise seen
 inside the core; the result is softened, masked and low-passed at the stop resolution. The
-algorithm, step by step, is :func:`lafter`; the method wrapper is :class:`Lafter`.
+algorithm, step by step, is :func:`lafter`; the method wrapper is
+:class:`baselines.lafter.method.Lafter`.
 
 The original's self-check is kept: logger ``baselines.lafter`` writes at INFO one line per
 band of pass 1 (edges, FSC, C_ref, MeanProb) and a summary (stop resolution, recovery, the
 RMSD between C_ref and FSC(output, V1 + V2)), at DEBUG pass 2 and the self-check band by band;
-the same figures stay on :attr:`Lafter.report` and the summary in the result's note.
+the same figures stay on the method's ``report`` and the summary in the result's note.
 
 Choices where v1.1 leaves room (each also stated where it is made):
 
@@ -50,12 +51,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 
-from baselines import _lafter_kernels as kernels
-from cref_bench.errors import BadMask
-from cref_bench.maps.volume import Volume
-from cref_bench.methods.protocol import Denoised, Method
+from baselines.lafter import kernels
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("baselines.lafter")
 
 FIRST_BAND = (1e-10, 0.025)
 """The first band of pass 1, cycles per voxel."""
@@ -168,7 +166,7 @@ def diameter_mask(shape: tuple[int, int, int], voxel_size, diameter: float) -> n
     Raises:
         ValueError: ``diameter`` is not a positive finite number.
     """
-    _check_diameter(diameter)
+    check_diameter(diameter)
     steps = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
     r2 = (diameter / 2.0) ** 2
     axes = [((np.arange(n) - n // 2) * a) ** 2 / r2 for n, a in zip(shape, steps)]
@@ -181,7 +179,12 @@ def diameter_mask(shape: tuple[int, int, int], voxel_size, diameter: float) -> n
     return np.reciprocal(t, out=t)
 
 
-def _check_diameter(diameter) -> None:
+def check_diameter(diameter) -> None:
+    """Refuse a particle diameter that is not a positive finite number (of Å).
+
+    Raises:
+        ValueError: a boolean, a non-number, or a number that is not positive and finite.
+    """
     if isinstance(diameter, bool) or not isinstance(diameter, int | float) \
             or not (math.isfinite(diameter) and diameter > 0):
         raise ValueError(f"particle_diameter must be a positive number of Å, got {diameter!r}")
@@ -201,8 +204,8 @@ def _masked_spectrum(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return spectrum
 
 
-def _inverse(spectrum: np.ndarray, shape) -> np.ndarray:
-    """The real map of a half-space spectrum; ``spectrum`` is overwritten."""
+def inverse(spectrum: np.ndarray, shape) -> np.ndarray:
+    """The real map of shape ``shape`` of an ``rfftn`` half-space; ``spectrum`` is overwritten."""
     return scipy.fft.irfftn(spectrum, s=shape, axes=_AXES, workers=-1, overwrite_x=True)
 
 
@@ -238,9 +241,9 @@ def suppress_noise(x1: np.ndarray, x2: np.ndarray, shape, core: np.ndarray, *,
     appended = False
     while True:
         kernels.filter_spectrum(x1, work, *freqs, lo, hi)
-        b1 = _inverse(work, shape)
+        b1 = inverse(work, shape)
         kernels.filter_spectrum(x2, work, *freqs, lo, hi)
-        b2 = _inverse(work, shape)
+        b2 = inverse(work, shape)
         s12, s11, s22, diff2, sum2 = kernels.pair_statistics(b1, b2, core)
         f = s12 / math.sqrt(s11 * s22) if s11 * s22 > 0 else math.nan
         noise, power = diff2 / n_core, sum2 / n_core
@@ -325,9 +328,9 @@ def _lowpassed_pairs(y_sum: np.ndarray, y_diff: np.ndarray, edges, shape):
     work = np.empty_like(y_sum)
     for hi in edges:
         kernels.filter_spectrum(y_diff, work, *freqs, 0.0, hi)
-        difference = _inverse(work, shape)
+        difference = inverse(work, shape)
         kernels.filter_spectrum(y_sum, work, *freqs, 0.0, hi)
-        yield difference, _inverse(work, shape)
+        yield difference, inverse(work, shape)
 
 
 def lafter(half1: np.ndarray, half2: np.ndarray, mask: np.ndarray, *, fsc_cutoff: float = 0.143,
@@ -413,193 +416,5 @@ def _self_check(output: np.ndarray, average: np.ndarray, bands: list[Band], shap
     return math.sqrt(float(np.dot(widths, squares)) / float(np.sum(widths)))
 
 
-def _axis_parts(n: int) -> tuple[int, int, bool]:
-    """Along a full FFT axis of length ``n``: the count of frequencies ``0 <= k < n/2``, of
-    negative ones ``-n/2 < k < 0``, and whether a Nyquist term ``k = n/2`` exists."""
-    return (n + 1) // 2, (n - 1) // 2, n % 2 == 0
-
-
-def fourier_pad(spectrum: np.ndarray, shape, new_shape) -> np.ndarray:
-    """Zero-pad an ``rfftn`` half-space from real box ``shape`` to the larger ``new_shape``,
-    so that the inverse transform interpolates the map (same values at the old grid points).
-
-    A Nyquist term of an even axis is split in half between ``+n/2`` and ``-n/2``, which keeps
-    the map real and the old samples exact; the spectrum is scaled by the ratio of the box
-    volumes, so that values keep their scale.
-
-    Args:
-        spectrum: ``rfftn`` of a real map of ``shape``.
-        shape, new_shape: the real boxes, each axis of ``new_shape`` at least that of ``shape``.
-
-    Returns:
-        The half-space of ``new_shape`` (same dtype).
-    """
-    out = spectrum
-    for axis in (0, 1):
-        n, m = shape[axis], new_shape[axis]
-        positive, negative, nyquist = _axis_parts(n)
-        grown = np.zeros(out.shape[:axis] + (m,) + out.shape[axis + 1:], dtype=spectrum.dtype)
-        source, target = np.moveaxis(out, axis, 0), np.moveaxis(grown, axis, 0)
-        target[:positive] = source[:positive]
-        if negative:
-            target[m - negative:] = source[n - negative:]
-        if nyquist:
-            target[n // 2] = 0.5 * source[n // 2]
-            target[m - n // 2] += 0.5 * source[n // 2]
-        out = grown
-    n, m = shape[2], new_shape[2]
-    grown = np.zeros(out.shape[:2] + (m // 2 + 1,), dtype=spectrum.dtype)
-    grown[..., : n // 2 + 1] = out
-    if n % 2 == 0:
-        grown[..., n // 2] *= 0.5
-    grown *= np.prod(new_shape, dtype=np.float64) / np.prod(shape, dtype=np.float64)
-    return grown
-
-
-def fourier_crop(spectrum: np.ndarray, shape, new_shape) -> np.ndarray:
-    """Crop an ``rfftn`` half-space from real box ``shape`` to the smaller ``new_shape``: the
-    inverse of :func:`fourier_pad` (``+n/2`` and ``-n/2`` terms are added into the new
-    Nyquist term of an even axis; values keep their scale).
-
-    Args:
-        spectrum: ``rfftn`` of a real map of ``shape``.
-        shape, new_shape: the real boxes, each axis of ``new_shape`` at most that of ``shape``.
-
-    Returns:
-        The half-space of ``new_shape`` (same dtype).
-    """
-    out = spectrum
-    for axis in (0, 1):
-        m, n = shape[axis], new_shape[axis]
-        positive, negative, nyquist = _axis_parts(n)
-        source = np.moveaxis(out, axis, 0)
-        cropped = np.empty((n,) + source.shape[1:], dtype=spectrum.dtype)
-        cropped[:positive] = source[:positive]
-        if negative:
-            cropped[n - negative:] = source[m - negative:]
-        if nyquist:
-            cropped[n // 2] = source[n // 2] + source[m - n // 2]
-        out = np.moveaxis(cropped, 0, axis)
-    m, n = shape[2], new_shape[2]
-    cropped = np.ascontiguousarray(out[..., : n // 2 + 1])
-    if n % 2 == 0:  # add the -n/2 term, the conjugate of +n/2 at (-kz, -ky)
-        plane = out[..., n // 2]
-        mirror = np.roll(np.flip(plane, axis=(0, 1)), 1, axis=(0, 1))
-        cropped[..., n // 2] = plane + np.conj(mirror)
-    cropped *= np.prod(new_shape, dtype=np.float64) / np.prod(shape, dtype=np.float64)
-    return cropped
-
-
-class Lafter(Method):
-    """LAFTER v1.1, reimplemented: a pair-based denoiser (one output map, no denoised halves).
-
-    Args:
-        fsc_cutoff: pass 1 stops in the first band whose half-map FSC is below this
-            (v1.1's default 0.143); must lie in [0.1, 1].
-        sharpen: multiply the output's spectrum by ``2^(8 s²)`` (s in cycles per voxel).
-        upsample: compute v1.1's default output, upsampled ×2 by Fourier padding (voxel size
-            halved; maps 8 times the size, held briefly), and Fourier-crop it back onto the
-            input grid for scoring; off (the default), the output is made on the input grid,
-            as v1.1's ``--downsample``. The two agree on the input grid to float rounding.
-        particle_diameter: Å; when no mask is given, the mask is v1.1's soft sphere of this
-            diameter (:func:`diameter_mask`); with neither, the mask is 1 everywhere.
-        mitigate_overfitting: v1.1's over-fitting mitigation switch.
-
-    Raises:
-        ValueError: a parameter of the wrong type or out of range.
-
-    Attributes:
-        report: the :class:`LafterReport` of the last :meth:`denoise` call (``None`` before).
-    """
-
-    name = "lafter"
-    version = "1"
-    needs_gpu = False
-
-    def __init__(self, fsc_cutoff: float = 0.143, sharpen: bool = False, upsample: bool = False,
-                 particle_diameter: float | None = None, mitigate_overfitting: bool = False):
-        low, high = FSC_CUTOFF_RANGE
-        if isinstance(fsc_cutoff, bool) or not isinstance(fsc_cutoff, int | float) \
-                or not low <= fsc_cutoff <= high:
-            raise ValueError(f"fsc_cutoff must be a number in [{low}, {high}], got {fsc_cutoff!r}")
-        for label, value in (("sharpen", sharpen), ("upsample", upsample),
-                             ("mitigate_overfitting", mitigate_overfitting)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{label} must be true or false, got {value!r}")
-        if particle_diameter is not None:
-            _check_diameter(particle_diameter)
-        self.fsc_cutoff = float(fsc_cutoff)
-        self.sharpen, self.upsample = sharpen, upsample
-        self.particle_diameter = None if particle_diameter is None else float(particle_diameter)
-        self.mitigate_overfitting = mitigate_overfitting
-        self.report: LafterReport | None = None
-
-    def params(self) -> dict:
-        """The parameters recorded with every result (and part of the runner's resume key)."""
-        return {"fsc_cutoff": self.fsc_cutoff, "sharpen": self.sharpen, "upsample": self.upsample,
-                "particle_diameter": self.particle_diameter,
-                "mitigate_overfitting": self.mitigate_overfitting}
-
-    def _mask(self, half1: Volume, mask: Volume | None) -> tuple[np.ndarray, str]:
-        if mask is not None:
-            half1.check_same_grid(mask)
-            mask.check_finite()
-            low, high = float(mask.data.min()), float(mask.data.max())
-            if low < 0.0 or high > 1.0:
-                raise BadMask(mask.source,
-                              f"mask values must lie in [0, 1], found {low:g} .. {high:g}")
-            return mask.data, mask.source
-        if self.particle_diameter is not None:
-            return (diameter_mask(half1.shape, half1.voxel_size, self.particle_diameter),
-                    f"soft sphere of diameter {self.particle_diameter:g} Å (no mask given)")
-        return np.ones(half1.shape, dtype=np.float32), "none (no mask nor particle diameter given)"
-
-    def denoise(self, half1: Volume, half2: Volume, mask: Volume | None = None) -> Denoised:
-        """Filter the pair into one map on the input grid.
-
-        Args:
-            half1, half2: the half-maps (one grid; any box shape).
-            mask: optional mask in [0, 1] on the same grid; without it, ``particle_diameter``.
-
-        Returns:
-            A :class:`Denoised` with the full map only and a note with the run's self-check.
-
-        Raises:
-            GeometryMismatch: the halves or the mask are not on one grid.
-            MapError: non-finite voxels.
-            BadMask: a mask outside [0, 1], or no mask voxel >= 0.99.
-        """
-        half1.check_same_grid(half2)
-        half1.check_finite()
-        half2.check_finite()
-        mask_data, mask_words = self._mask(half1, mask)
-        if not np.any(mask_data >= CORE_LEVEL):
-            raise BadMask(mask.source if mask is not None else half1.source,
-                          f"the mask has no voxel >= {CORE_LEVEL} (LAFTER's core)")
-        voxel = max(half1.voxel_size)
-        log.info("LAFTER on %s and %s, box %s, mask: %s", half1.source, half2.source,
-                 "x".join(map(str, half1.shape)), mask_words)
-        spectrum, report = lafter(half1.data, half2.data, mask_data, fsc_cutoff=self.fsc_cutoff,
-                                  sharpen=self.sharpen, mitigate=self.mitigate_overfitting,
-                                  voxel_size=voxel)
-        self.report = report
-        shape = half1.shape
-        words = ["LAFTER filters the half-map pair jointly into one map and makes no denoised "
-                 f"half-maps; {report.summary()}; mask: {mask_words}"]
-        if self.upsample:
-            big_shape = tuple(2 * n for n in shape)
-            big = _inverse(fourier_pad(spectrum, shape, big_shape), big_shape)
-            del spectrum
-            spectrum = fourier_crop(scipy.fft.rfftn(big, axes=_AXES, workers=-1), big_shape, shape)
-            del big
-            words.append(f"computed upsampled ×2 ({'x'.join(map(str, big_shape))} voxels of "
-                         f"{voxel / 2:g} Å) as LAFTER v1.1 writes it, then Fourier-cropped back "
-                         "onto the input grid for scoring")
-        words.append("output scale arbitrary as in LAFTER v1.1")
-        data = _inverse(spectrum, shape).astype(np.float32, copy=False)
-        full = half1.like(data, source=f"lafter({half1.source}, {half2.source})")
-        return Denoised(full=full, note="; ".join(words))
-
-
-__all__ = ["Band", "Lafter", "LafterReport", "axis_frequencies", "diameter_mask", "fourier_crop",
-           "fourier_pad", "lafter", "minimum_fft_count", "soften", "suppress_noise", "truncate"]
+__all__ = ["Band", "LafterReport", "axis_frequencies", "check_diameter", "diameter_mask",
+           "inverse", "lafter", "minimum_fft_count", "soften", "suppress_noise", "truncate"]
