@@ -61,6 +61,7 @@ import hashlib
 import itertools
 import os
 import random
+import re
 import sys
 import time
 import traceback
@@ -437,31 +438,53 @@ def _record_all(stream: Iterable[dict], folder: ResultsFolder, header: dict,
 
 
 def _box_settings(settings: RunSettings, corpus: Corpus, folder: ResultsFolder,
-                  params: dict) -> BoxSettings:
-    """What the method's box may see: read-only, the files its parameters name; never the
-    store or the results folder (``folder``)."""
+                  named: dict) -> BoxSettings:
+    """What the method's box may see: read-only, the files that ``named`` names (see
+    :func:`_files_named`); never the store or the results folder (``folder``)."""
     forbidden = [folder.path.resolve()]
     if "://" not in corpus.location:
         forbidden.append(Path(corpus.location).resolve())
-    named = [Path(v).resolve() for v in _strings(params)
-             if (os.path.isabs(v) or os.sep in v) and os.path.exists(v)]
-    return BoxSettings(forbidden=tuple(forbidden), read_only=tuple(named),
+    paths = {Path(p).resolve() for text in _strings(named) for p in _path_words(text)}
+    return BoxSettings(forbidden=tuple(forbidden), read_only=tuple(sorted(paths)),
                        network=settings.network)
 
 
-def _files_named(subject_: Subject) -> dict:
-    """The parameters whose paths the box may see: those the user gave, and the method's
-    own ``params()`` where this process built it (a box's report is not trusted for that)."""
+def _files_named(source: str | Method, params: dict, own: dict) -> dict:
+    """What names the files a method's box may see: its spec (a recipe file, say), the
+    parameters the user gave, and ``own``: the method's own ``params()`` where this process
+    built it (a box's report is not trusted for that)."""
+    return {"spec": source if isinstance(source, str) else "", "given": params, "own": own}
+
+
+def _named_by(subject_: Subject) -> dict:
+    """:func:`_files_named` of a resolved method."""
     own = subject_.facts["params"] if subject_.instance is not None else {}
-    return {"given": subject_.params, "own": own}
+    return _files_named(subject_.source, subject_.params, own)
+
+
+PATH_WORD = re.compile(r"(?:(?<=^)|(?<=[\s\"'=:,(\[]))(/[^\s\"'{}(),;]+|[^\s\"'{}(),;/=:]+"
+                       r"(?:/[^\s\"'{}(),;]+)+|[\w.-]+\.\w+)")
+"""A word of a parameter's text that may name a file: an absolute or relative path, or a
+file name with an extension."""
+
+
+def _path_words(text: str) -> list[str]:
+    """The words of ``text`` that name files or folders that exist (not the working folder
+    itself)."""
+    found = []
+    for word in PATH_WORD.findall(text):
+        if word not in (".", "..") and os.path.exists(word):
+            found.append(word)
+    return found
 
 
 def _strings(value) -> Iterator[str]:
-    """Every string in a JSON-like value."""
+    """Every string in a JSON-like value (keys too)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
-        for item in value.values():
+        for key, item in value.items():
+            yield str(key)
             yield from _strings(item)
     elif isinstance(value, (list, tuple)):
         for item in value:
@@ -529,7 +552,8 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
         process = _method_process(subject_, settings, corpus, folder, limits, opened,
                                   isolation)
         run = _Run(settings=settings, corpus=corpus, isolation=isolation, limits=limits,
-                   box=_box_settings(settings, corpus, folder, _files_named(subject_)),
+                   box=_box_settings(settings, corpus, folder,
+                                     _named_by(subject_)),
                    logs=(folder.path / "logs").resolve(),
                    token=hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()
                                         ).hexdigest()[:10],
@@ -580,8 +604,9 @@ def _subject(method: str | Method, settings: RunSettings, corpus: Corpus, limits
 
     def describe() -> dict:
         out = ResultsFolder(settings.out if settings.out is not None else Path("results"))
+        named = _files_named(method, settings.params, {})
         process = MethodProcess(method, limits, params=settings.params,
-                                settings=_box_settings(settings, corpus, out, settings.params))
+                                settings=_box_settings(settings, corpus, out, named))
         opened.append(process)
         return process.facts
 
@@ -606,8 +631,9 @@ def _method_process(subject_: Subject, settings: RunSettings, corpus: Corpus,
     process = MethodProcess(subject_.source, limits, log=log,
                             params=subject_.params if isinstance(subject_.source, str)
                             else None,
-                            settings=_box_settings(settings, corpus, folder,
-                                                   _files_named(subject_)))
+                            settings=_box_settings(
+                                settings, corpus, folder,
+                                _named_by(subject_)))
     opened.append(process)
     return process
 def _evaluate(subject_: Subject, process: MethodProcess | None, run: _Run, ids: list[str],

@@ -271,9 +271,14 @@ def _system_binds() -> list[str]:
 
 def python_paths() -> list[Path]:
     """The Python installation and the installed packages (the folders of ``sys.path`` under
-    the installation's prefixes or named ``site-packages`` / ``dist-packages``)."""
+    the installation's prefixes or named ``site-packages`` / ``dist-packages``, and the
+    source folders of editable installs, which their finders map outside them)."""
     prefixes = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     paths = set(prefixes)
+    for name, module in list(sys.modules.items()):
+        mapping = getattr(module, "MAPPING", None)
+        if name.startswith("__editable__") and isinstance(mapping, dict):
+            paths.update(Path(p).resolve() for p in mapping.values() if os.path.exists(p))
     for entry in sys.path:
         if not entry or not os.path.isdir(entry):
             continue
