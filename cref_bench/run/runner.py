@@ -57,8 +57,10 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import json
 import os
 import random
 import re
@@ -395,13 +397,12 @@ def _on_dask(subject_: Subject, todo: list[str], run: _Run) -> Iterator[dict]:
 
 def _params(subject_: Subject) -> dict:
     """The parameters of the resume key: those given, overridden by the method's own."""
-    import json
-
     merged = {**subject_.params, **subject_.facts["params"]}
     return json.loads(json.dumps(merged, sort_keys=True, default=str))
 
 
 def _method_key(subject_: Subject, corpus: Corpus) -> dict:
+    """The run's resume key (:data:`cref_bench.results.folder.KEY_FIELDS`)."""
     facts = subject_.facts
     return {"method": facts["name"], "method_version": facts["version"],
             "params": _params(subject_), "code_digest": subject_.code_digest,
@@ -651,7 +652,7 @@ def _evaluate(subject_: Subject, process: MethodProcess | None, run: _Run, ids: 
                                     log=run.logs / f"method-{os.getpid()}.log",
                                     params=subject_.params if isinstance(subject_.source, str)
                                     else None, settings=run.box)
-        with process if process is not None else _nothing():
+        with process if process is not None else contextlib.nullcontext():
             stream = _in_process(subject_, process, todo, run)
             fresh = _record_stream(stream, folder, key, ids, todo, run, subject_)
     else:
@@ -661,14 +662,9 @@ def _evaluate(subject_: Subject, process: MethodProcess | None, run: _Run, ids: 
     return records, fresh
 
 
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
-
-
 def _record_stream(stream, folder: ResultsFolder, key: dict, ids: list[str], todo: list[str],
                    run: _Run, subject_: Subject) -> list[dict]:
+    """Write the records of ``stream`` (the entries of ``todo``) as they come; returns them."""
     header = {"schema": results.RECORD_SCHEMA, **key}
     name = subject_.facts["name"]
     desc = name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")
