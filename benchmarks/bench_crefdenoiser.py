@@ -8,7 +8,10 @@
 * Inference at 512³ in one piece (set ``CREF_BENCH_512=1``; about 6 GB, minutes).
 * bfloat16 against float32, lean, at 128³.
 * One training step on two 96³ patches (forward, backward, Adam): the default layout against
-  ``channels_last_3d`` (the trainer's), in the same run.
+  ``channels_last_3d`` (the trainer's), in the same run; and the trainer's step as it runs on
+  the CPU now (:class:`baselines.crefdenoiser.step.TrainStep` with the CPU's
+  :func:`~baselines.crefdenoiser.step.step_options`) against the step as it was written
+  before (issue 25), and bfloat16 autocast against float32 on the CPU.
 
 Speed is also given as GFLOP/s of the convolutions (counted for the original network with
 :func:`~baselines.crefdenoiser.network.conv_flops`, so the lean pass, which does fewer, gets an
@@ -35,6 +38,7 @@ import torch
 from baselines.crefdenoiser.cref_loss import cref_loss
 from baselines.crefdenoiser.lean import lean_forward
 from baselines.crefdenoiser.network import CrefUNet, conv_flops
+from baselines.crefdenoiser.step import TrainStep, step_options
 from benchmarks.timing import median_seconds, record_ratio, report_ratio
 
 THREADS = 2
@@ -249,3 +253,40 @@ def test_training_step_96(benchmark, matmul_flops_per_second):
     print(_rate_line("training step 2 x 96³, channels_last_3d (after)", flops,
                      benchmark.stats.stats.median, matmul_flops_per_second))
     report_ratio(benchmark, "training step, channels_last_3d", "default_layout", seconds)
+
+
+def _trainer_step(precision: str):
+    """The trainer's step on the CPU now, on the data of :func:`_training_step`."""
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    runner = TrainStep(CrefUNet().train(), "cref", step_options(device, precision=precision),
+                       device, lr=1e-4)
+    rng = np.random.default_rng(0)
+    signal = rng.standard_normal((2, 1, 96, 96, 96), dtype=np.float32)
+    half1 = torch.from_numpy(signal + rng.standard_normal(signal.shape, dtype=np.float32))
+    half2 = torch.from_numpy(signal + rng.standard_normal(signal.shape, dtype=np.float32))
+    losses = []
+    return (lambda: losses.append(float(runner(half1, half2, 1e-4).mean()))), losses
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_trainer_step_on_the_cpu_96(benchmark, precision):
+    """The trainer's CPU step now (float32, its default there, and bfloat16) against the step
+    as written before issue 25 (channels_last_3d, float32), in the same run."""
+    now, now_losses = _trainer_step(precision)
+    before, before_losses = _training_step(torch.channels_last_3d)
+    now()
+    before()
+    times = []
+
+    def time_before():
+        start = time.perf_counter()
+        before()
+        times.append(time.perf_counter() - start)
+
+    benchmark.pedantic(now, setup=time_before, rounds=3)
+    if precision == "float32":  # the same arithmetic: the same losses
+        assert now_losses == pytest.approx(before_losses, rel=1e-6)
+    assert all(np.isfinite(now_losses))
+    report_ratio(benchmark, f"trainer step 2 x 96³ on the CPU, {precision}",
+                 "step_before_issue_25", statistics.median(times))

@@ -138,6 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_main", None):
         parser.print_help()
         return 2
+    with warnings.catch_warnings():
+        if not args.verbose:
+            warnings.showwarning = _one_line_warning
+        return _run(args)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line, ``cref-bench: warning: <message>`` (the category too where
+    it is not a plain :class:`UserWarning`), without the source line Python adds."""
+    kind = "" if category is UserWarning else f"{category.__name__}: "
+    print(f"cref-bench: warning: {kind}{message}", file=file or sys.stderr)
+
+
+def _run(args) -> int:
+    """The chosen command's ``main``, its errors turned into an exit status."""
     try:
         status = int(args._main(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from cref_bench.atomic import write_text
-from cref_bench.metrics.facts import DEFAULT_METRICS, metric_facts
+from cref_bench.metrics.facts import DEFAULT_METRICS, metric_facts, metric_label
 from cref_bench.results.format import significant
 from leaderboard import statistics, tables
 from leaderboard.figures.common import Absent, Context, Drawn
@@ -169,9 +170,9 @@ def breakdown_view(frame: pd.DataFrame) -> TableView:
             f"{_fmt(cells.at[label, 'mean'])} (n={cells.at[label, 'n']})"
             if label in cells.index else "" for label in labels])
     a = frame.attrs
-    caption = (f"Mean {a.get('metric')} ({a.get('masking')}) per bin of the half-map FSC-0.143 "
-               "resolution and of the box's longest edge (voxels), over the compared entries; "
-               "(n=k): entries with a value.")
+    caption = (f"Mean {metric_label(a.get('metric'))} ({a.get('masking')}) per bin of the "
+               "half-map FSC-0.143 resolution and of the box's longest edge (voxels), over the "
+               "compared entries; (n=k): entries with a value.")
     return TableView(["by", "bin", "entries", *labels], rows,
                      numeric=[False, False, True] + [True] * len(labels), caption=caption)
 
@@ -201,7 +202,7 @@ def per_entry_view(results: ResultSet, table: pd.DataFrame) -> TableView:
     caption = (f"Each method's value on each entry ({a['masking']}); '< x': an upper bound "
                "(an FSC that never falls below its threshold up to Nyquist), '> x': a lower "
                "bound; compared: used in the ranking; failed: the method failed the entry.")
-    return TableView(["entry", "method", "box", "status", *metrics], rows,
+    return TableView(["entry", "method", "box", "status", *map(metric_label, metrics)], rows,
                      numeric=[False] * 4 + [True] * len(metrics), caption=caption)
 
 
@@ -269,6 +270,21 @@ def _write_tables(out: Path, views: dict[str, TableView], csvs: dict[str, pd.Dat
         view.files = [f"tables/{name}.{x}" for x in ("csv", "md", "tex")]
 
 
+def _check_entries(table: pd.DataFrame, alpha: float) -> None:
+    """Warn, and note in the table's ``attrs["entries_needed"]``, where the compared entries
+    are too few for the pairwise tests to tell any two settings apart."""
+    ranked = int(table["rank"].notna().sum())
+    if ranked < 2:
+        return
+    needed = statistics.entries_needed(ranked, alpha)
+    if table.attrs["n_entries"] < needed:
+        table.attrs["entries_needed"] = needed
+        warnings.warn(f"{table.attrs['n_entries']} entries compared: too few for the "
+                      f"statistics to tell any two of the {ranked} methods apart (that needs "
+                      f"at least {needed}); score more entries (a larger corpus, or --split "
+                      "all)", stacklevel=2)
+
+
 def _checks(results: ResultSet, corpus, expect_hash) -> dict:
     from cref_bench.results.check import check_results
 
@@ -318,6 +334,7 @@ def write_report(dirs, out: str | os.PathLike, *, masking: str = "masked",
     values = statistics.paired_values(results, table)
     pairs = statistics.pairwise_tests(values, seed=seed, alpha=alpha)
     table = statistics.annotate(table, values, pairs, seed=seed, alpha=alpha)
+    _check_entries(table, alpha)
     broken = statistics.breakdown(results, table)
     chosen = list(entries) if entries else choose_entries(results, table)
     unknown = [e for e in chosen if e not in set(table.attrs["entries"])]

@@ -65,6 +65,8 @@ def paired_values(results: ResultSet, table: pd.DataFrame, metric: str | None = 
     part = results.scalars[(results.scalars["masking"] == a["masking"])
                            & results.scalars["entry"].isin(a["entries"])
                            & results.scalars["label"].isin(labels)]
+    if metric not in part.columns:  # no folder holds a value of it (every entry failed)
+        return pd.DataFrame(np.nan, index=pd.Index(a["entries"], name="entry"), columns=labels)
     wide = part.pivot(index="entry", columns="label", values=metric)
     wide = wide.reindex(index=a["entries"], columns=labels)
     for label, entries in a.get("failed_as_input", {}).items():
@@ -72,6 +74,27 @@ def paired_values(results: ResultSet, table: pd.DataFrame, metric: str | None = 
             if label in wide.columns and entry in wide.index:
                 wide.loc[entry, label] = wide.loc[entry, a["input_label"]]
     return wide
+
+
+def entries_needed(settings: int, alpha: float = ALPHA) -> int:
+    """The fewest compared entries with which any two of ``settings`` settings can be told
+    apart: the smallest two-sided p of the exact signed-rank test on n entries is
+    ``2 / 2**n`` (every difference of one sign), and Holm's adjustment multiplies the smallest
+    of the m = settings (settings - 1) / 2 p values by m, so n must make ``m 2**(1 - n)`` fall
+    below ``alpha``.
+
+    Args:
+        settings: the ranked settings (at least 2).
+        alpha: the family-wise error rate.
+
+    Returns:
+        The number of entries (6 for two settings at 0.05; 9 for five).
+    """
+    pairs = settings * (settings - 1) // 2
+    n = 1
+    while pairs * 2.0 ** (1 - n) >= alpha:
+        n += 1
+    return n
 
 
 def holm(pvalues) -> np.ndarray:

@@ -34,13 +34,19 @@ import numpy as np
 import pandas as pd
 
 from cref_bench.errors import InputError
-from cref_bench.metrics.facts import DEFAULT_METRICS, MASKINGS, metric_facts
+from cref_bench.metrics.facts import DEFAULT_METRICS, MASKINGS, metric_facts, metric_label
 from cref_bench.results.folder import aggregate
 from cref_bench.results.format import significant
 from leaderboard.loading import ResultSet
 
 ARROWS = {"min": "↓", "max": "↑"}
 """The header mark of a metric whose lower (``min``) or higher (``max``) values are better."""
+
+BOLDING_RULE = ("the best mean of each metric is bolded only among the rows with the most "
+                "values of it ([n=k]: only k entries had a value; such a mean is never bolded "
+                "over a row with more)")
+"""The rule of :func:`best_rows`, as the table's note and ``cref-bench leaderboard --help``
+state it."""
 
 FAVOURABLE = {"min": "<", "max": ">"}
 """The bound that makes a value at least as good as shown, by better direction."""
@@ -285,15 +291,17 @@ def grid(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list[boo
     metrics = table.attrs["metrics"]
     statistics = "ci_low" in table.columns
     headers = ["Rank", "Method", "n", "failed"] + [
-        f"{m} {ARROWS[metric_facts(m).better]}" for m in metrics]
+        f"{metric_label(m)} {ARROWS[metric_facts(m).better]}" for m in metrics]
     if statistics:
-        headers += [f"{table.attrs['primary']} mean, 95 % CI", "p vs best (Holm)"]
+        headers += [f"{metric_label(table.attrs['primary'])} mean, 95 % CI",
+                    "p vs best (Holm)"]
     best = best_rows(table)
     cells, bold = [], []
     for index, row in table.iterrows():
         failed = str(row["failed"]) + (f" ({row['failed_kinds']})" if row["failed"] else "")
         ranked = not pd.isna(row["rank"])
-        tied = statistics and row["rank"] != 1 and bool(row.get("tied_with_best", False))
+        tied = (statistics and ranked and row["rank"] != 1
+                and bool(row.get("tied_with_best", False)))
         line = [str(row["rank"]) if ranked else "–", _label(row, tied), str(row["n"]), failed]
         strong = [False] * 4
         for m in metrics:
@@ -332,9 +340,8 @@ def describe(table: pd.DataFrame) -> str:
         shown = list(a["dropped_entries"].items())[:5]
         text += " (" + "; ".join(f"{e}: {why}" for e, why in shown)
         text += f"; and {a['n_dropped'] - 5} more)" if a["n_dropped"] > 5 else ")"
-    text += (f". Ranked by {a['primary']}; ↓ lower is better, ↑ higher is better; the best "
-             "mean in bold, among the rows with the most values ([n=k]: only k entries had a "
-             "value; never bolded over a row with more). < x: some values are upper bounds (an "
+    text += (f". Ranked by {a['primary']}; ↓ lower is better, ↑ higher is better; "
+             f"{BOLDING_RULE}. < x: some values are upper bounds (an "
              "FSC that never falls below its threshold up to Nyquist counts as the Nyquist "
              "resolution), so the true mean is lower; > x: some are lower bounds; †: bounds "
              "of both kinds.")
@@ -342,6 +349,9 @@ def describe(table: pd.DataFrame) -> str:
         text += (f" ≈: not distinguishable from the best on {a['primary']} (paired Wilcoxon "
                  f"signed-rank test, Holm-adjusted p ≥ {a.get('alpha', 0.05):g}); CI: "
                  f"bootstrap 95 % interval of the mean (seed {a.get('seed', 0)}).")
+    if a.get("entries_needed"):
+        text += (f" Too few entries: with {a['n_entries']} no two methods can be told apart; "
+                 f"that needs at least {a['entries_needed']}.")
     failed = table[table["failed"] > 0]
     if failed.empty:
         text += " No entry failed."

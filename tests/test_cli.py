@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ BAD_INPUT = {
               "--workers must be at least 1"),
     "leaderboard": (["{tmp}/no-results"], "provenance.json: missing"),
     "check": (["{tmp}/no-results"], "provenance.json: missing"),
+    "failures": (["{tmp}/no-results"], "failures.csv: missing"),
     "report": (["{tmp}/no-results", "--out", "{tmp}/report"], "provenance.json: missing"),
     "new-method": (["Bad_Name", "--out", "{tmp}"], "is not a method name"),
     "train": (["--corpus", "{tmp}/absent.zarr", "--out", "{tmp}/run", "--no-progress"],
@@ -71,6 +73,21 @@ def test_errors_are_caught_once_in_main(raised, status, line, monkeypatch, capsy
     assert cli.main(["methods"]) == status
     captured = capsys.readouterr()
     assert captured.err == line + "\n" and captured.out == ""
+
+
+def test_warnings_are_one_line_without_their_source(monkeypatch, capsys):
+    """As ``train`` warns of a corpus without valid patches: one line, no file and source
+    line; -v keeps Python's own form."""
+    def main(args):
+        warnings.warn("corpus.zarr: no valid patches", stacklevel=1)
+        warnings.warn("old API", FutureWarning, stacklevel=1)
+
+    monkeypatch.setattr(methods_command, "main", main)
+    assert cli.main(["methods"]) == 0
+    assert capsys.readouterr().err == ("cref-bench: warning: corpus.zarr: no valid patches\n"
+                                       "cref-bench: warning: FutureWarning: old API\n")
+    with pytest.warns(FutureWarning), pytest.warns(UserWarning, match="no valid patches"):
+        assert cli.main(["-v", "methods"]) == 0  # -v: Python's own handling
 
 
 def test_unexpected_exceptions_keep_their_traceback(monkeypatch):

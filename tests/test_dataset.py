@@ -204,6 +204,11 @@ def test_augmentation_is_deterministic_and_shared_by_the_three_arrays(corpus):
             assert np.array_equal(a[0].numpy(), cube_rotation(unrotated[0].numpy(), face, turns))
         rotated_somewhere |= not torch.equal(ours[0], plain[index][0])
     assert rotated_somewhere
+    halves = PatchDataset(corpus, "all", augment=True, seed=5, progress=False,
+                          with_mask=False)
+    for index in range(count):  # the trainer's items: the same halves, no mask
+        item = halves[index]
+        assert len(item) == 2 and all(torch.equal(a, b) for a, b in zip(item, first[index]))
     first.set_epoch(1)
     assert [first.rotation(i) for i in range(count)] != rotations
     first.set_epoch(0)
@@ -226,3 +231,7 @@ def test_dataloader_and_pickling(corpus_path):
     assert half1.shape == (4, 1, PATCH, PATCH, PATCH) and mask.dtype == torch.float32
     assert torch.equal(half2, torch.stack([item[1] for item in expected[:4]]))
     assert sum(b[0].shape[0] for b in batches) == len(dataset)
+    background = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2,
+                                             prefetch_factor=2)  # as the trainer on a GPU
+    for theirs, ours in zip(background, batches, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(theirs, ours, strict=True))

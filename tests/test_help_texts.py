@@ -134,3 +134,20 @@ def test_the_attribution_rule():
         ("run", "--param", "see cref-bench run --method x --param a=1 and pip install "
                            "--no-deps topaz"),
     ]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_texts_read_cleanly(command):
+    """No example with a lost line continuation (a backslash-newline in a docstring joins
+    the lines into one with a gap) and no sentence said twice (six words in a row repeated
+    in the prose)."""
+    doc = cli.command_modules()[command].__doc__ or ""
+    for line in doc.splitlines():
+        assert not re.search(r"\S {3,}\S", line.strip()), (command, line)
+    prose = doc.split("Examples:")[0] if "Examples:" in doc else doc.split("Example:")[0]
+    words = re.findall(r"[\w'-]+", prose.lower())
+    first = {}
+    for i in range(len(words) - 5):
+        run = tuple(words[i:i + 6])
+        first.setdefault(run, i)
+        assert i - first[run] < 6, (command, " ".join(run))

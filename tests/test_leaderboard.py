@@ -16,11 +16,19 @@ from cref_bench.errors import InputError, ResultsError
 from cref_bench.metrics.facts import METRICS as FACTS
 from cref_bench.metrics.scores import evaluate
 from cref_bench.results.format import significant
+from leaderboard.commands import leaderboard as leaderboard_command
 from leaderboard.commands.leaderboard import write_figures
 from leaderboard.figures.cref_curves import mean_curve
 from leaderboard.labels import Setting, colours, setting_labels
 from leaderboard.loading import load
-from leaderboard.tables import leaderboard_table, to_csv, to_html, to_latex, to_markdown
+from leaderboard.tables import (
+    BOLDING_RULE,
+    leaderboard_table,
+    to_csv,
+    to_html,
+    to_latex,
+    to_markdown,
+)
 from tests.helpers_fields import field
 from tests.results_folders import write_folder
 
@@ -160,6 +168,7 @@ def test_markdown_is_well_formed_with_the_best_in_bold(results):
     assert len({row.count(" | ") for row in rows}) == 1  # same number of cells everywhere
     assert rows[0].startswith("| Rank | Method | n | failed | cref_rmse ↓")
     assert "truth_corr ↑" in rows[0]
+    assert "| fsc05_change (Å) ↓ |" in rows[0]  # the unit beside the name
     assert set(rows[1].replace("|", "").split()) <= {"---:", ":---"}
     cells = {r.split(" | ")[1]: r.split(" | ") for r in rows[2:]}
     assert cells["mine"][4].startswith("**") and not cells["wiener"][4].startswith("**")
@@ -279,7 +288,8 @@ def _fail(folder, method, entry, kind="memory"):
     scalars = pd.read_csv(folder / "scalars.csv")
     scalars[scalars["entry"] != entry].to_csv(folder / "scalars.csv", index=False)
     failures = pd.read_csv(folder / "failures.csv")
-    failures.loc[len(failures)] = [method, "1", "{}", entry, "test", kind, "MethodFailure", "x"]
+    failures.loc[len(failures)] = [method, "1", "{}", entry, "test", kind, "MethodFailure", "x",
+                                   "Traceback ..."]
     failures.to_csv(folder / "failures.csv", index=False)
 
 
@@ -333,6 +343,9 @@ def test_a_mean_over_fewer_entries_is_never_bolded(tmp_path):
             for r in to_markdown(table).splitlines() if r.startswith("| ") and r[2].isdigit()}
     assert rows["mine"].startswith("0.9900") and rows["mine"].endswith("[n=2]")
     assert rows["wiener"].startswith("**0.9000") and not rows["mine"].startswith("**")
+    # the rule is stated alike under the table and in --help
+    assert BOLDING_RULE in to_markdown(table)
+    assert BOLDING_RULE in " ".join(leaderboard_command.__doc__.split())
 
 
 def test_settings_of_one_method_are_separate_rows(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from cref_bench.errors import MethodError
 from cref_bench.methods.protocol import Method, load_method
-from cref_bench.methods.registry import is_file_spec, resolve
+from cref_bench.methods.registry import is_file_spec, name_file_frames, resolve
 
 SOURCE = '''
 from cref_bench.methods.protocol import Method
@@ -73,3 +73,29 @@ def test_a_module_beside_you_gets_a_hint(tmp_path, monkeypatch):
     assert resolve("./mymethod_xyz.py:Scaled").name == "scaled"
     with pytest.raises(MethodError, match="install its package, add its folder to PYTHONPATH"):
         resolve("elsewhere_xyz:Scaled")
+
+
+def test_frames_of_a_file_method_name_the_file(tmp_path):
+    """Code that travelled by value (cloudpickle) is "<dynamic-code>": its frames get the
+    file's path and source line back."""
+    import cloudpickle
+
+    path = tmp_path / "boom.py"
+    path.write_text("from cref_bench.methods.protocol import SingleMapMethod\n\n\n"
+                    "class Boom(SingleMapMethod):\n"
+                    "    def denoise_map(self, volume, mask=None):\n"
+                    "        raise RuntimeError('kaboom')\n")
+    spec = f"{path}:Boom"
+    method = cloudpickle.loads(cloudpickle.dumps(load_method(spec)))
+    import traceback
+
+    try:
+        method.denoise_map(None)
+    except RuntimeError as exc:
+        trace = "".join(traceback.format_exception(exc))
+    assert 'File "<dynamic-code>", line 6, in denoise_map' in trace
+    named = name_file_frames(trace, spec)
+    assert f'File "{path}", line 6, in denoise_map\n' \
+           "    raise RuntimeError('kaboom')\n" in named
+    assert "<dynamic-code>" not in named and named.endswith("RuntimeError: kaboom\n")
+    assert name_file_frames(trace, "lowpass") == trace

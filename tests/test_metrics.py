@@ -252,3 +252,29 @@ def test_a_noise_free_map_never_crosses_against_its_own_model():
     assert curve.min() > 0.99
     tapered = fsc(truth, model_map(phantom.structure, truth, taper=True)).value
     assert tapered[-1] < 0.9
+
+
+def test_resolutions_equal_up_to_rounding_differ_by_exactly_zero():
+    from cref_bench.metrics.fsc import resolution_change
+
+    assert resolution_change(3.000000012, 3.0) == 0.0  # 4e-9 relative: rounding
+    assert resolution_change(3.01, 3.0) == pytest.approx(0.01)
+    np.testing.assert_array_equal(resolution_change([2.0, 4.0 + 1e-8, np.nan], [2.5, 4.0, 1.0]),
+                                  [-0.5, 0.0, np.nan])
+
+
+def test_a_map_unchanged_up_to_rounding_has_no_fsc05_change(case):
+    """D2 = M2 through a float32 Fourier round trip (as a filter that keeps every shell below
+    its cutoff): the FSC-0.5 crossing moves by rounding only, and the change is exactly 0."""
+    import scipy.fft
+
+    def round_trip(volume):
+        data = scipy.fft.irfftn(scipy.fft.rfftn(volume.data), s=volume.data.shape)
+        return volume.like(data.astype(np.float32))
+
+    m1, m2 = case["M1"], case["M2"]
+    d1, d2 = round_trip(m1), round_trip(m2)
+    assert not np.array_equal(d2.data, m2.data)  # changed, by rounding
+    report = evaluate(m1, m2, m1.like((d1.data + d2.data) / 2), denoised_half1=d1,
+                      denoised_half2=d2)
+    assert report.scalars["unmasked"]["fsc05_change"] == 0.0

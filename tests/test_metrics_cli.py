@@ -43,14 +43,17 @@ def case(tmp_path_factory):
 
 
 def _parse_table(text: str) -> dict[str, dict[str, str]]:
+    """``{metric: {masking: cell}}`` of the printed table (right-aligned cells of 10
+    characters, two spaces apart; the name is the first word of its label)."""
     lines = text.splitlines()
     header = lines[0].split()[1:]
+    start = len(lines[0]) - 12 * len(header) + 2
     table = {}
     for line in lines[1:]:
         if not line.strip():
             break
-        name, *cells = line.split()
-        table[name] = dict(zip(header, cells))
+        cells = [line[start + 12 * i: start + 12 * i + 10].strip() for i in range(len(header))]
+        table[line.split()[0]] = dict(zip(header, cells))
     return table
 
 
@@ -74,7 +77,10 @@ def test_metrics_cli_prints_and_writes_what_evaluate_computes(case, tmp_path, ca
                 assert table[name][masking] == "n/a"
             else:
                 assert written["scalars"][masking][name] == pytest.approx(value, rel=1e-6, abs=1e-9)
-                assert float(table[name][masking]) == pytest.approx(value, rel=1e-3, abs=1e-9)
+                bound = expected.bounds.get(masking, {}).get(name, "")
+                assert table[name][masking].startswith(f"{bound} " if bound else "")
+                number = float(table[name][masking].split()[-1])
+                assert number == pytest.approx(value, rel=1e-3, abs=1e-9)
     curves = pd.read_csv(out_csv)
     pd.testing.assert_frame_equal(curves, expected.curves.reset_index(drop=True), check_dtype=False)
 
@@ -89,6 +95,32 @@ def test_metrics_cli_explains_what_cannot_be_computed(case, capsys):
     assert table["fsc05_change"]["unmasked"] == "n/a"
     assert table["truth_corr"]["unmasked"] == "n/a"
     assert "no denoised half-maps given" in out
+
+
+def test_bounds_units_and_the_same_half_twice(case, capsys):
+    """Halves without noise (the truth twice): the half-map FSC never falls below 0.143, so
+    res_half_0143 is the Nyquist resolution as an upper bound, shown with '<' as in the
+    results tables; every row names its unit; the same map as both halves is warned about."""
+    maps, paths = case
+    assert main(["metrics", str(paths["truth"]), str(paths["truth"]),
+                 "--denoised", str(paths["truth"])]) == 0
+    captured = capsys.readouterr()
+    expected = evaluate(maps["truth"], maps["truth"], maps["truth"])
+    nyquist = expected.scalars["unmasked"]["res_half_0143"]
+    assert expected.bounds["unmasked"]["res_half_0143"] == "<"
+    lines = {line.split()[0]: line for line in captured.out.splitlines() if line.strip()}
+    assert lines["res_half_0143"].startswith("res_half_0143 (Å)")
+    assert lines["res_half_0143"].endswith(f"< {nyquist:.3f}")
+    assert lines["cref_rmse"].startswith("cref_rmse  ")  # no unit
+    assert f"< never crosses 0.143 up to {nyquist:.3g} Å (Nyquist): res_half_0143 (unmasked)" \
+        in captured.out
+    assert captured.err == (f"cref-bench: warning: {paths['truth']} and {paths['truth']} hold "
+                            "the same map: their FSC is 1 on every shell, so C_ref is 1 "
+                            "everywhere and the scores say nothing; give the two "
+                            "independently refined half-maps\n")
+    assert main(["metrics", str(paths["half1"]), str(paths["half2"]),
+                 "--denoised", str(paths["denoised"])]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_metrics_cli_names_the_bad_file(case, tmp_path, capsys):

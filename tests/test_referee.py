@@ -138,7 +138,8 @@ def test_a_method_that_overwrites_the_halves_is_caught_not_ranked(corpus_path, t
 def test_a_param_change_recomputes_for_a_method_without_params(corpus_path, tmp_path):
     out = tmp_path / "p"
     first = _run("tests.test_referee:Blur", corpus_path, out, params={"sigma": 1.0}, limit=2)
-    second = _run("tests.test_referee:Blur", corpus_path, out, params={"sigma": 2.0}, limit=2)
+    second = _run("tests.test_referee:Blur", corpus_path, out, params={"sigma": 2.0}, limit=2,
+                  replace=True)
     assert second.counts["evaluated"] == 2 and second.counts["resumed"] == 0
     assert not np.allclose(first.scalars["truth_corr"], second.scalars["truth_corr"])
     assert second.provenance["method"]["params"] == {"sigma": 2.0}

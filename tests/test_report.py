@@ -81,6 +81,18 @@ def test_pairwise_tests_are_scipy_with_holm(known_winner):
     pd.testing.assert_frame_equal(pairs, again)  # a fixed seed: the same intervals
 
 
+@pytest.mark.parametrize("settings, needed", [(2, 6), (3, 7), (5, 9)])
+def test_entries_needed_to_tell_settings_apart(settings, needed):
+    """With one entry fewer, even differences all of one sign stay at Holm-adjusted
+    p >= 0.05; with ``needed`` they fall below it (scipy's exact test)."""
+    assert statistics.entries_needed(settings) == needed
+    pairs = settings * (settings - 1) // 2
+    for n, separable in ((needed - 1, False), (needed, True)):
+        p = stats.wilcoxon(np.arange(1.0, n + 1)).pvalue  # every difference positive
+        assert p == pytest.approx(2 / 2**n)
+        assert bool(statistics.holm([p] * pairs).min() < 0.05) is separable
+
+
 def test_annotate_marks_those_not_distinguishable_from_the_best(known_winner, tmp_path):
     folders = [write_folder(tmp_path / m, m, pd.DataFrame({
         "entry": known_winner.index, "masking": "masked", "cref_rmse": known_winner[m]}))
@@ -209,6 +221,22 @@ def test_curve_figures_data_by_hand(ctx):
     np.testing.assert_allclose(signal["relative"], (2 - f) / 3)
 
 
+def test_the_variance_figure_says_who_has_no_bias_panel(tmp_path):
+    """A method that denoises the two halves together (as LAFTER) has no var(S)/var(B): the
+    caption names it and says why."""
+    curves = _curves("mine", False)
+    joint = write_folder(tmp_path / "joint", "joint", _scalars("mine", False),
+                         curves=curves[curves["curve"] != "sbr"],
+                         box={"e00": "64x64x64", "e01": "100x90x80"})
+    results = load([*_folders(tmp_path / "results"), joint])
+    table = leaderboard_table(results, metrics=["cref_rmse"])
+    figure = variance_ratios.make(Context(results, table, chosen=["e00"]), tmp_path / "fig")
+    assert isinstance(figure, Drawn)
+    assert " Not in the right panel: joint (no denoised half-maps: the method denoises the " \
+           "two halves together, and var(B) needs each denoised alone)." in figure.caption
+    assert "mine" not in figure.caption.split("Not in the right panel")[1]
+
+
 def test_on_grid_without_extrapolation():
     curves = pd.DataFrame({"entry": ["a"] * 3 + ["b"] * 2,
                            "frequency": [0.1, 0.2, 0.3, 0.1, 0.2],
@@ -234,7 +262,15 @@ def test_report_without_references_or_models_says_what_is_absent(tmp_path, capsy
     out = tmp_path / "report"
     status = main(["report", *map(str, folders), "--out", str(out), "--include-unfit"])
     assert status == 1  # the results hold a failure: the report is written, the status says so
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # 2 entries cannot tell 2 methods apart: said on standard error and under the table
+    assert captured.err == ("cref-bench: warning: 2 entries compared: too few for the "
+                            "statistics to tell any two of the 2 methods apart (that needs "
+                            "at least 6); score more entries (a larger corpus, or --split "
+                            "all)\n")
+    assert "Too few entries: with 2 no two methods can be told apart; that needs at least 6." \
+        in (out / "index.html").read_text()
     assert printed.strip().endswith(str(out / "index.html"))
     assert "1 failed entries" in printed
     page = (out / "index.html").read_text()
@@ -253,7 +289,7 @@ def test_report_without_references_or_models_says_what_is_absent(tmp_path, capsy
     assert r"\toprule" in tex and r"\bottomrule" in tex
     drawn = sorted(p.stem for p in (out / "figures").glob("*.png"))
     assert drawn == ["breakdown", "cref_curves", "fig1_distribution", "fig2_fsc05_change",
-                     "fig5_variance_ratios", "figS1_fsc_fd_entry", "figS4_shell_diagnostics"]
+                     "fig7_variance_ratios", "figS1_fsc_fd_entry", "figS4_shell_diagnostics"]
     for stem in drawn:
         assert (out / "figures" / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
         assert (out / "figures" / f"{stem}.csv").stat().st_size > 0
@@ -271,6 +307,24 @@ def test_report_with_references_and_models_draws_them(tmp_path):
     assert report.exit_status == 0
     assert "Entry e01:" in names["figS1_fsc_fd_entry"].caption
     assert choose_entries(report.results, report.table) == ["e00", "e01"]
+
+
+def test_report_of_a_method_that_failed_every_entry(tmp_path):
+    """As the runner writes it: scalars.csv without a metric column. Alone, the report is
+    written and lists the failures; beside others, its statistics and table hold it."""
+    boom = write_folder(tmp_path / "boom", "boom", pd.DataFrame(columns=["entry", "masking"]),
+                        failures=[("e00", "error"), ("e01", "error")])
+    alone = write_report([boom], tmp_path / "alone")
+    assert alone.exit_status == 1 and alone.table["label"].tolist() == ["boom"]
+    assert "boom failed every entry (error 2)" in alone.index.read_text()
+    assert not [f for f in alone.figures if isinstance(f, Drawn)]
+    # beside others: the statistics and the table's cells (where the report broke)
+    results = load([*_folders(tmp_path / "results"), boom])
+    table = leaderboard_table(results, metrics=["cref_rmse"])
+    values = statistics.paired_values(results, table)
+    table = statistics.annotate(table, values, statistics.pairwise_tests(values, resamples=99))
+    assert table["label"].tolist() == ["mine", "noisy", "boom"]
+    assert "| – | boom | 0 | 2 (error 2) | failed | n/a | n/a |" in to_markdown(table)
 
 
 # --------------------------------------------------------------------------- the browser

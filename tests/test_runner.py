@@ -240,7 +240,7 @@ def test_provenance_fields(corpus_path, tmp_path):
         "split": "test", "out": str(out), "workers": 1, "scheduler": None, "limit": None,
         "save_maps": False, "params": {"sigma": 0.8}, "progress": False, "seed": 3,
         "isolation": "auto", "timeout": 3600.0, "memory_limit": "auto", "retry_failed": False,
-        "trust_method": False, "network": False, "keep_outputs": True}
+        "trust_method": False, "network": False, "keep_outputs": True, "replace": False}
     assert prov["wall_seconds"] > 0
     assert prov["started_at"] <= prov["finished_at"]
     assert prov["peak_memory"]["driver_rss_bytes"] > 10 * 2 ** 20
@@ -270,7 +270,8 @@ def test_failing_entry_is_recorded_and_retried_when_asked(corpus_path, tmp_path,
     assert run.exit_status == 1
     assert run.counts["failed"] == 1
     params = results.params_text({"sigma": 1.0, **files})
-    assert run.failures.to_dict("records") == [{
+    assert "RuntimeError: refusing entry" in run.failures["traceback"].iloc[0]
+    assert run.failures.drop(columns="traceback").to_dict("records") == [{
         "method": "blur-test", "method_version": "1", "params": params, "entry": bad,
         "split": "test", "kind": "error", "error_type": "RuntimeError",
         "message": f"method 'blur-test': raised RuntimeError: refusing entry {bad}"}]
@@ -323,7 +324,8 @@ def test_version_or_params_change_recomputes(corpus_path, tmp_path, files):
     assert newer.counts == {"entries": 3, "evaluated": 3, "resumed": 0, "failed": 0}
     assert (newer.scalars["method_version"] == "2").all()
     other = run_method(SPEC, corpus_path, out=out, params={**files, "version": "2", "sigma": 2.0},
-                       progress=False, limit=3, trust_method=True)
+                       progress=False, limit=3, trust_method=True,
+                       replace=True)  # another setting: replace
     assert other.counts["evaluated"] == 3
     assert len(_logged(files["log"])) == 9
 
@@ -380,7 +382,7 @@ def test_bad_arguments(corpus_path, tmp_path):
     with pytest.raises(MethodError, match="sigma"):  # the method refuses the parameter's value
         run_method(SPEC, corpus_path, out=tmp_path / "x", params={"sigma": "wide"},
                    progress=False)
-    with pytest.raises(MethodError, match="unexpected keyword argument 'radius'"):
+    with pytest.raises(MethodError, match="takes no parameter 'radius'; its parameters: sigma"):
         run_method(SPEC, corpus_path, out=tmp_path / "x", params={"radius": 2}, progress=False)
     with pytest.raises(MethodError, match="no module 'no_such_package.methods'"):
         run_method("no_such_package.methods:Thing", corpus_path, out=tmp_path / "x",

@@ -145,8 +145,18 @@ def test_walking_the_file_system_finds_no_store(store, halves):
     assert json.loads(_note(_walk("truth"), halves)) == []
 
 
-def test_a_read_only_path_that_shows_the_store_is_refused(store, halves):
+@needs_box
+def test_a_store_inside_a_read_only_folder_is_hidden(store, halves):
+    (store.parent / "weights.bin").write_bytes(b"w")
     settings = BoxSettings(forbidden=(store,), read_only=(store.parent,))
+    seen = json.loads(_note(lambda h: json.dumps([sorted(os.listdir(store)),
+                                                  sorted(os.listdir(store.parent))]),
+                            halves, settings))
+    assert seen[0] == [] and "weights.bin" in seen[1]
+
+
+def test_a_read_only_path_inside_the_store_is_refused(store, halves):
+    settings = BoxSettings(forbidden=(store,), read_only=(store / "entries",))
     with pytest.raises(sandbox.SandboxError, match="would see"):
         with MethodProcess(Probe(str), settings=settings) as process:
             process.start()

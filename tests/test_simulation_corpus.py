@@ -158,9 +158,9 @@ def test_synth_command_writes_resumes_and_refuses(tmp_path, capsys):
         (argv + ["--set", "nonsense"], "expected FIELD=VALUE"),
         (argv + ["--preset", "huge"], "no simulation preset named 'huge'"),
         (["synth", "--out", str(out), "--entries", "1", "--no-progress"],
-         "a store of 'simulated reconstructions v2', not of 'synthetic phantoms"),
+         "a store of 'simulated reconstructions v3', not of 'synthetic phantoms"),
         (["synth", "--out", str(tmp_path / "p.zarr"), "--entries", "1", "--set", "box=64"],
-         "--preset and --set apply to --kind reconstruction only"),
+         "--preset, --set and --specimen apply to --kind reconstruction only"),
         (argv[:6] + ["0"] + argv[7:], "entries must be an integer >= 1"),
     ]
     for arguments, message in refusals:

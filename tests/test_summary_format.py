@@ -39,7 +39,10 @@ def test_columns_have_fixed_significant_figures_and_single_values_no_spread():
     summary = summarise(scalars, failed=0)
     text = format_summary(summary, "title")
     assert "nan" not in text
-    rows = {line.split()[1]: line.split() for line in text.splitlines()[2:]}
+    assert "res_half_0143 (Å)" in text and "fsc05_change (Å)" in text  # units beside names
+    assert "cref_rmse (" not in text  # no unit
+    bare = [re.sub(r" \([^)]*\)", "", line) for line in text.splitlines()[2:]]
+    rows = {line.split()[1]: line.split() for line in bare}
     assert set(rows) == {"cref_rmse", "res_half_0143", "fsc05_change", "truth_corr"}
     for metric, cells in rows.items():
         if metric == "truth_corr":

@@ -9,6 +9,11 @@ valid_loss, lr, seconds). best.pt plugs into the crefdenoiser method (cref-bench
 --method crefdenoiser --param weights=DIR/best.pt ...); --resume continues from last.pt with
 the same result as an uninterrupted run.
 
+On a GPU the step runs in bfloat16 autocast where the GPU supports it (--precision float32
+to keep float32; the loss is float32 either way), with cuDNN autotuning and fused Adam; patches
+are read by background workers into pinned memory. --lr is the rate for a global batch of 6
+patches: other batches get it scaled by the square root of their ratio to 6 (--lr-scaling).
+
 Several GPUs: torchrun --nproc_per_node=N -m cref_bench.cli train ... (or the path of the
 cref-bench script instead of -m cref_bench.cli); --batch-size is per process.
 
@@ -26,6 +31,8 @@ HELP = "train the crefDenoiser network on a corpus (C_ref loss)"
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
     from baselines.crefdenoiser.losses import LOSSES
+    from baselines.crefdenoiser.step import COMPILE_MODES, PRECISIONS
+    from baselines.crefdenoiser.train import LR_SCALINGS, REFERENCE_BATCH
     from baselines.crefdenoiser.train import TrainConfig as D
 
     parser.add_argument("--corpus", required=True, help="corpus store (path or fsspec URL)")
@@ -35,7 +42,11 @@ def add_args(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=D.batch_size,
                         help=f"patches per step and process (default {D.batch_size})")
     parser.add_argument("--lr", type=float, default=D.lr,
-                        help=f"initial Adam learning rate (default {D.lr})")
+                        help=f"initial Adam learning rate for a global batch of "
+                             f"{REFERENCE_BATCH} patches (default {D.lr})")
+    parser.add_argument("--lr-scaling", choices=LR_SCALINGS, default=D.lr_scaling,
+                        help=f"how --lr follows the global batch B: sqrt(B / {REFERENCE_BATCH}) "
+                             f"(default), B / {REFERENCE_BATCH}, or none")
     parser.add_argument("--lr-decay", type=float, default=D.lr_decay,
                         help=f"learning-rate factor per --lr-decay-epochs, applied continuously "
                              f"(default {D.lr_decay})")
@@ -52,11 +63,16 @@ def add_args(parser) -> None:
     parser.add_argument("--valid-limit", type=int,
                         help="validate on at most this many patches (evenly spaced)")
     parser.add_argument("--workers", type=int, default=D.workers,
-                        help="data-loading worker processes (default: read in the main process)")
+                        help="data-loading worker processes (default: one per CPU but one on "
+                             "CUDA, at most 16; none on the CPU)")
     parser.add_argument("--device", default=D.device,
                         help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--amp", action="store_true",
-                        help="mixed precision (float16 on CUDA, bfloat16 on the CPU)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=D.precision,
+                        help="auto (default: bfloat16 autocast on GPUs that support it, float32 "
+                             "elsewhere), float32, bfloat16, or float16 (CUDA, gradient scaler)")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default=D.compile,
+                        help="torch.compile the network in this mode (reduce-overhead adds CUDA "
+                             "graphs; default none)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="hide progress bars")
@@ -71,10 +87,11 @@ def main(args) -> int:
 
     config = TrainConfig(
         corpus=args.corpus, out=args.out, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, lr_decay=args.lr_decay, lr_decay_epochs=args.lr_decay_epochs,
-        loss=args.loss, seed=args.seed, patch_limit=args.patch_limit,
-        steps_per_epoch=args.steps_per_epoch, valid_limit=args.valid_limit,
-        workers=args.workers, device=args.device, amp=args.amp, progress=args.progress,
+        lr=args.lr, lr_scaling=args.lr_scaling, lr_decay=args.lr_decay,
+        lr_decay_epochs=args.lr_decay_epochs, loss=args.loss, seed=args.seed,
+        patch_limit=args.patch_limit, steps_per_epoch=args.steps_per_epoch,
+        valid_limit=args.valid_limit, workers=args.workers, device=args.device,
+        precision=args.precision, compile=args.compile, progress=args.progress,
         resume=args.resume)
     try:
         result = train(config)

@@ -1,7 +1,8 @@
 """Training patches of a corpus store as a torch dataset (:class:`PatchDataset`).
 
 :class:`PatchDataset` serves ``(half1, half2, mask)`` patches of the stored patch index as
-float32 tensors of shape ``(1, P, P, P)`` (P = 96 in stores built with the defaults), for
+float32 tensors of shape ``(1, P, P, P)`` (P = 96 in stores built with the defaults; without
+the mask with ``with_mask=False``, as the trainer reads them), for
 training crefDenoiser-style networks. Items come entry by entry in the split's id order, and
 within an entry in the order of its patch index. Per half-map, in this order:
 
@@ -11,7 +12,8 @@ within an entry in the order of its patch index. Per half-map, in this order:
 
 The mask patch is returned as stored (values in ``[0, 1]``). With ``augment=True`` the three
 arrays of an item get the same rotation, drawn uniformly from the 24 proper rotations of the
-cube (:func:`cube_rotation`) by a generator seeded with ``(seed, epoch, index)``.
+cube (:func:`cube_rotation`) by a generator seeded with ``(seed, epoch, index)``. The rotation
+is applied as the standardisation writes its result (one pass over each half-map patch).
 
 This is the one module of :mod:`cref_bench` that imports torch at import time; commands
 that never train never import it.
@@ -77,6 +79,7 @@ class PatchDataset(torch.utils.data.Dataset):
         seed: seed of the augmentation.
         progress: show a progress bar while the patch index is read.
         storage_options: fsspec options when ``corpus`` is a location.
+        with_mask: also return the mask patch (items are ``(half1, half2)`` without it).
 
     Raises:
         CorpusError: as :func:`open_corpus` and :meth:`Corpus.ids`.
@@ -84,13 +87,14 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def __init__(self, corpus: Corpus | str | os.PathLike, split: str = "train", *,
                  augment: bool = False, seed: int = 0, progress: bool = True,
-                 storage_options: dict | None = None):
+                 storage_options: dict | None = None, with_mask: bool = True):
         if not isinstance(corpus, Corpus):
             corpus = open_corpus(corpus, storage_options=storage_options)
         self.location = corpus.location
         self.storage_options = corpus.storage_options
         self.split = split
         self.augment = augment
+        self.with_mask = with_mask
         self.seed = int(seed)
         self.epoch = 0
         self.patch_size = corpus.patch_size
@@ -146,21 +150,23 @@ class PatchDataset(torch.utils.data.Dataset):
             self._arrays[owner] = (group["half1"], group["half2"], group["mask"])
         return self._arrays[owner]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         self._check_index(index)
         owner = int(self._owner[index])
         z, y, x = (int(v) for v in self._origins[index])
         p = self.patch_size
         window = (slice(z, z + p), slice(y, y + p), slice(x, x + p))
         half1, half2, mask = (a[window] for a in self._entry_arrays(owner))
+        face, turns = self.rotation(index)
+        mask = cube_rotation(np.asarray(mask, dtype=np.float32), face, turns)
         out = []
         for half, (mean, std) in zip((half1, half2), self._norm[owner]):
-            half = np.asarray(half, dtype=np.float32)
-            half -= np.float32(mean)
-            half /= np.float32(std)
-            half *= mask
-            out.append(half)
-        out.append(np.asarray(mask, dtype=np.float32))
-        face, turns = self.rotation(index)
-        return tuple(torch.from_numpy(np.ascontiguousarray(cube_rotation(a, face, turns))[None])
-                     for a in out)
+            z = np.empty((1, *mask.shape), dtype=np.float32)
+            np.subtract(cube_rotation(np.asarray(half, dtype=np.float32), face, turns),
+                        np.float32(mean), out=z[0])
+            z /= np.float32(std)
+            z *= mask
+            out.append(z)
+        if self.with_mask:
+            out.append(np.ascontiguousarray(mask)[None])
+        return tuple(torch.from_numpy(a) for a in out)

@@ -5,11 +5,23 @@ corpus (:class:`cref_bench.corpus.reader.PatchDataset`, ``train`` split with ran
 with one of the losses of :mod:`baselines.crefdenoiser.losses` (the published C_ref loss by
 default), and validates on the ``valid`` split after every epoch.
 
-* **Optimiser.** Adam (``lr`` 3e-4 by default). The learning rate decays continuously, step
-  by step: ``lr(t) = lr0 * lr_decay ** (t / lr_decay_epochs)`` with ``t = epoch + k / K``
+* **Optimiser.** Adam. ``lr`` (3e-4 by default) is the rate for a batch of
+  :data:`REFERENCE_BATCH` patches; the global batch ``B`` (``batch_size`` times the processes)
+  gets ``lr0 = lr * sqrt(B / REFERENCE_BATCH)`` (``lr_scaling="sqrt"``, the square-root rule
+  for Adam: the update's noise stays the same as the batch grows), ``lr * B /
+  REFERENCE_BATCH`` (``"linear"``) or ``lr`` (``"none"``). The rate then decays continuously,
+  step by step: ``lr(t) = lr0 * lr_decay ** (t / lr_decay_epochs)`` with ``t = epoch + k / K``
   (``epoch`` counted from 0, ``k`` the step within the epoch, ``K`` the steps per epoch),
   so it is multiplied by 0.7 every 10 epochs without jumps. It is a pure function of the
   step counters, which the checkpoint keeps.
+* **The step** (:mod:`baselines.crefdenoiser.step`): bfloat16 autocast by default on GPUs that
+  support it, float32 on the CPU (``precision``), the loss and its FFTs in float32, cuDNN
+  autotuning, the layout measured fastest on each device, fused Adam on CUDA, and
+  ``torch.compile`` on request (``compile``).
+* **Loading.** Patches are read, standardised, masked and rotated by ``workers`` DataLoader
+  processes (by default several on CUDA, none on the CPU; see
+  :func:`~baselines.crefdenoiser.step.auto_workers`), each keeping two batches ready, into
+  pinned memory on CUDA.
 * **Validation.** The mean per-patch loss over the ``valid`` patches, without
   augmentation. When the corpus has no ``valid`` patches (tiny corpora) a warning is given
   and a deterministic hold-out of the ``train`` patches replaces it: a fraction
@@ -37,13 +49,7 @@ default), and validates on the ``valid`` split after every epoch.
   afterwards), two runs with the same seed and configuration give the same weights (on one
   machine, same thread count; DataLoader workers change nothing). GPU runs are not
   bit-reproducible (3D max-pooling has no deterministic CUDA backward).
-* **Layout** (:func:`memory_format`). On the CPU, parameters and patches are
-  ``channels_last_3d``, which lets oneDNN take its fast paths (a training step in 0.64 of the
-  default layout's time); on a GPU they keep the default layout, which cuDNN ran faster there
-  (an H200: 71.5 against 69.1 patches/s in float32, 101 against 93 with bfloat16). The saved
-  weights are contiguous.
-* **Mixed precision** (``amp``): the forward pass under ``torch.autocast`` (float16 with a
-  gradient scaler on CUDA, bfloat16 on the CPU); the loss is computed in float32.
+* **Layout.** The saved weights are contiguous whatever the layout of training.
 * **Several GPUs**: start with ``torchrun --nproc_per_node=N -m cref_bench.cli train ...``.
   When ``WORLD_SIZE`` > 1 the process group is initialised (NCCL on CUDA, else gloo), the
   model is wrapped in DistributedDataParallel, each process reads its share of every epoch
@@ -73,24 +79,27 @@ from tqdm.auto import tqdm
 
 from baselines.crefdenoiser.checkpoint import read_payload, save_payload, weights_payload
 from baselines.crefdenoiser.errors import CheckpointError
-from baselines.crefdenoiser.losses import check_loss, patch_losses
+from baselines.crefdenoiser.losses import check_loss
 from baselines.crefdenoiser.network import CrefUNet, check_input_shape
 from baselines.crefdenoiser.patches import PatchDataset
+from baselines.crefdenoiser.step import (
+    COMPILE_MODES,
+    PRECISIONS,
+    StepOptions,
+    TrainStep,
+    step_options,
+)
 from cref_bench import atomic
 from cref_bench.corpus.reader import open_corpus
 from cref_bench.errors import CorpusError
 
 log = logging.getLogger(__name__)
 
-CHANNELS_LAST = torch.channels_last_3d
+REFERENCE_BATCH = 6
+"""The global batch for which ``lr`` is given (the default ``batch_size`` of one process)."""
 
-
-def memory_format(device: torch.device) -> torch.memory_format:
-    """The layout of the network and its patches on ``device``: ``channels_last_3d`` on the
-    CPU, the default layout elsewhere (see the module docstring)."""
-    return CHANNELS_LAST if device.type == "cpu" else torch.contiguous_format
-"""The layout of the network's parameters and inputs during training (about twice the speed
-of the default layout on a CPU through oneDNN)."""
+LR_SCALINGS = ("sqrt", "linear", "none")
+"""Rules that scale ``lr`` from :data:`REFERENCE_BATCH` to the global batch."""
 
 HOLDOUT_SEED = 20240
 """Seed of the permutation that picks the hold-out patches when there is no valid split."""
@@ -98,8 +107,9 @@ HOLDOUT_SEED = 20240
 METRICS_COLUMNS = ("epoch", "step", "train_loss", "valid_loss", "lr", "seconds")
 """Columns of ``metrics.csv``."""
 
-_RESULT_FIELDS = ("loss", "batch_size", "lr", "lr_decay", "lr_decay_epochs", "seed",
-                  "patch_limit", "steps_per_epoch", "valid_limit", "holdout_fraction", "amp")
+_RESULT_FIELDS = ("loss", "batch_size", "lr", "lr_scaling", "lr_decay", "lr_decay_epochs",
+                  "seed", "patch_limit", "steps_per_epoch", "valid_limit", "holdout_fraction",
+                  "precision")
 """Configuration fields that change the trained weights: a resumed run must keep them."""
 
 
@@ -116,7 +126,8 @@ class TrainConfig:
         out: the output folder (created if needed).
         epochs: total number of epochs (a resumed run stops there too).
         batch_size: patches per step (per process under torchrun).
-        lr: initial learning rate of Adam.
+        lr: initial learning rate of Adam for a global batch of :data:`REFERENCE_BATCH`.
+        lr_scaling: how ``lr`` follows the global batch, one of :data:`LR_SCALINGS`.
         lr_decay: factor applied to the learning rate every ``lr_decay_epochs`` epochs
             (continuously, see the module docstring).
         lr_decay_epochs: epochs over which the rate is multiplied by ``lr_decay``.
@@ -126,9 +137,12 @@ class TrainConfig:
         steps_per_epoch: stop each epoch after this many steps (at most one pass).
         valid_limit: validate on at most this many patches (evenly spaced).
         holdout_fraction: share of the train patches held out when there is no valid split.
-        workers: DataLoader worker processes (0: read in the main process).
+        workers: DataLoader worker processes (0: read in the main process; None: several on
+            CUDA, none on the CPU).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        amp: mixed precision for the forward pass.
+        precision: one of :data:`baselines.crefdenoiser.step.PRECISIONS` (``auto``: bfloat16
+            autocast on GPUs that support it, float32 elsewhere).
+        compile: one of :data:`baselines.crefdenoiser.step.COMPILE_MODES`.
         progress: show progress bars.
         resume: continue from ``out/last.pt``.
         storage_options: fsspec options for a corpus URL.
@@ -139,6 +153,7 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 6
     lr: float = 3e-4
+    lr_scaling: str = "sqrt"
     lr_decay: float = 0.7
     lr_decay_epochs: float = 10.0
     loss: str = "cref"
@@ -147,9 +162,10 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     valid_limit: int | None = None
     holdout_fraction: float = 0.1
-    workers: int = 0
+    workers: int | None = None
     device: str = "auto"
-    amp: bool = False
+    precision: str = "auto"
+    compile: str = "none"
     progress: bool = True
     resume: bool = False
     storage_options: dict | None = field(default=None, repr=False)
@@ -159,9 +175,16 @@ class TrainConfig:
 
         Raises:
             ValueError: a non-positive count or rate, a decay outside ``(0, 1]``, a hold-out
-                fraction outside ``(0, 1)``, or an unknown loss.
+                fraction outside ``(0, 1)``, negative workers, or an unknown loss, rate
+                scaling, precision or compile mode.
         """
         check_loss(self.loss)
+        for name, value, choices in (("lr_scaling", self.lr_scaling, LR_SCALINGS),
+                                     ("precision", self.precision, PRECISIONS),
+                                     ("compile", self.compile, COMPILE_MODES)):
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; expected one of "
+                                 f"{', '.join(choices)}")
         for name in ("epochs", "batch_size", "patch_limit", "steps_per_epoch", "valid_limit"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -173,7 +196,7 @@ class TrainConfig:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0 < self.holdout_fraction < 1:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
 
 
@@ -204,19 +227,40 @@ class TrainResult:
         return self.out / "last.pt"
 
 
-def learning_rate(config: TrainConfig, epoch: int, step: int, steps: int) -> float:
+def initial_learning_rate(config: TrainConfig, processes: int = 1) -> float:
+    """The first step's learning rate: ``lr`` scaled to the global batch.
+
+    Args:
+        config: the configuration (``lr``, ``lr_scaling``, ``batch_size``).
+        processes: training processes (each with ``batch_size`` patches per step).
+
+    Returns:
+        ``lr * sqrt(B / REFERENCE_BATCH)``, ``lr * B / REFERENCE_BATCH`` or ``lr``, for
+        ``lr_scaling`` ``sqrt``, ``linear`` or ``none``, with ``B = batch_size * processes``.
+    """
+    ratio = config.batch_size * processes / REFERENCE_BATCH
+    return config.lr * {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[
+        config.lr_scaling]
+
+
+def learning_rate(config: TrainConfig, epoch: int, step: int, steps: int,
+                  processes: int = 1) -> float:
     """The learning rate of one step (continuous exponential decay).
 
     Args:
-        config: the configuration (``lr``, ``lr_decay``, ``lr_decay_epochs``).
+        config: the configuration (``lr``, ``lr_scaling``, ``batch_size``, ``lr_decay``,
+            ``lr_decay_epochs``).
         epoch: the epoch, counted from 0.
         step: the step within the epoch, from 0.
         steps: steps in the epoch.
+        processes: training processes.
 
     Returns:
-        ``lr * lr_decay ** ((epoch + step / steps) / lr_decay_epochs)``.
+        ``lr0 * lr_decay ** ((epoch + step / steps) / lr_decay_epochs)``, ``lr0`` from
+        :func:`initial_learning_rate`.
     """
-    return config.lr * config.lr_decay ** ((epoch + step / steps) / config.lr_decay_epochs)
+    return (initial_learning_rate(config, processes)
+            * config.lr_decay ** ((epoch + step / steps) / config.lr_decay_epochs))
 
 
 def evenly_spaced(n: int, limit: int | None) -> np.ndarray:
@@ -267,18 +311,19 @@ def _datasets(config: TrainConfig) -> _Data:
     corpus = open_corpus(config.corpus, storage_options=config.storage_options)
     check_input_shape((corpus.patch_size,) * 3)
     train = PatchDataset(corpus, "train", augment=True, seed=config.seed,
-                         progress=config.progress)
+                         progress=config.progress, with_mask=False)
     if len(train) == 0:
         raise CorpusError(corpus.location, "no training patches (the train split is empty or "
                           "its masks select no patch)")
-    valid = PatchDataset(corpus, "valid", progress=config.progress)
+    valid = PatchDataset(corpus, "valid", progress=config.progress, with_mask=False)
     train_idx = np.arange(len(train))
     holdout = len(valid) == 0
     if holdout:
         train_idx, valid_idx = holdout_split(len(train), config.holdout_fraction)
         warnings.warn(f"{corpus.location}: no valid patches; validating on {len(valid_idx)} "
                       f"held-out train patch(es) instead", NoValidationWarning, stacklevel=3)
-        valid = Subset(PatchDataset(corpus, "train", progress=False), valid_idx.tolist())
+        valid = Subset(PatchDataset(corpus, "train", progress=False, with_mask=False),
+                       valid_idx.tolist())
     train_idx = train_idx[evenly_spaced(len(train_idx), config.patch_limit)]
     valid_sub = evenly_spaced(len(valid), config.valid_limit)
     return _Data(train=Subset(train, train_idx.tolist()),
@@ -382,6 +427,7 @@ class _Distributed:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         self.owned = False
 
     def start(self, device: torch.device) -> None:
@@ -401,81 +447,53 @@ class _Distributed:
         return tensor.tolist()
 
 
-def _autocast(config: TrainConfig, device: torch.device) -> torch.autocast | None:
-    if not config.amp:
-        return None
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype)
-
-
 @dataclass
 class _Loop:
     """What every step of a run uses.
 
     Attributes:
-        net: the network as trained (wrapped in DistributedDataParallel under torchrun).
-        optimizer: its Adam optimiser.
-        scaler: the gradient scaler (enabled for float16 on CUDA only).
+        step: the network, its optimiser and the step's settings.
         config: the run's settings.
-        device: where the network runs.
-        autocast: the mixed-precision context of the forward pass, or None.
         env: the torchrun processes.
     """
 
-    net: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
+    step: TrainStep
     config: TrainConfig
-    device: torch.device
-    autocast: torch.autocast | None
     env: _Distributed
-
-    def batch(self, half1: torch.Tensor, half2: torch.Tensor) -> torch.Tensor:
-        """The per-patch losses of a batch, moved to the device in the network's layout."""
-        move = {"device": self.device, "non_blocking": True,
-                "memory_format": memory_format(self.device)}
-        return patch_losses(self.config.loss, self.net, half1.to(**move), half2.to(**move),
-                            self.autocast)
 
 
 @torch.no_grad()
 def _validate(loop: _Loop, loader: DataLoader) -> float:
-    loop.net.eval()
+    loop.step.net.eval()
     total, count = 0.0, 0
-    for half1, half2, _ in loader:
-        losses = loop.batch(half1, half2)
+    for half1, half2 in loader:
+        losses = loop.step.losses(half1, half2)
         total += float(losses.double().sum())
         count += len(losses)
-    total, count = loop.env.sum([total, float(count)], loop.device)
+    total, count = loop.env.sum([total, float(count)], loop.step.device)
     return total / count
 
 
 def _train_epoch(loop: _Loop, loader: DataLoader, steps: int, epoch: int
                  ) -> tuple[float, float]:
     """One epoch of ``steps`` optimiser steps; returns (mean patch loss, last rate)."""
-    config, optimizer, scaler = loop.config, loop.optimizer, loop.scaler
-    loop.net.train()
-    total = torch.zeros((), dtype=torch.float64, device=loop.device)
+    config, device = loop.config, loop.step.device
+    loop.step.net.train()
+    total = torch.zeros((), dtype=torch.float64, device=device)
     count, lr = 0, config.lr
     bar = tqdm(islice(loader, steps), total=steps, desc=f"epoch {epoch + 1}/{config.epochs}",
                disable=not (config.progress and loop.env.rank == 0), leave=False)
-    for k, (half1, half2, _) in enumerate(bar):
-        lr = learning_rate(config, epoch, k, steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        losses = loop.batch(half1, half2)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(losses.mean()).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        total += losses.detach().double().sum()
+    for k, (half1, half2) in enumerate(bar):
+        lr = learning_rate(config, epoch, k, steps, loop.env.world)
+        losses = loop.step(half1, half2, lr)
+        total += losses.double().sum()
         count += len(losses)
         if k % 10 == 9:
             bar.set_postfix(loss=f"{float(total) / count:.4f}")
-    total, count = loop.env.sum([float(total), float(count)], loop.device)
+    total, count = loop.env.sum([float(total), float(count)], device)
     if not math.isfinite(total):
         raise FloatingPointError(f"the training loss became {total / count} in epoch "
-                                 f"{epoch + 1}; lower --lr (or leave out --amp)")
+                                 f"{epoch + 1}; lower --lr (or use --precision float32)")
     return total / count, lr
 
 
@@ -504,28 +522,43 @@ def train(config: TrainConfig) -> TrainResult:
                               "with --resume or choose another output folder")
     env = _Distributed()
     device = _pick_device(config, env.local_rank)
+    options = step_options(device, precision=config.precision, compile=config.compile,
+                           workers=config.workers, local_processes=env.local_world)
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn_benchmark = torch.backends.cudnn.benchmark
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = options.cudnn_benchmark
     env.start(device)
     try:
-        return _run(config, out, env, device)
+        return _run(config, out, env, device, options)
     finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         env.stop()
 
 
-def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device) -> TrainResult:
+def _loader(dataset, config: TrainConfig, options: StepOptions, sampler=None) -> DataLoader:
+    """Batches of ``dataset`` read by the options' workers (two batches ahead each)."""
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
+                      num_workers=options.workers, pin_memory=options.pin_memory,
+                      prefetch_factor=2 if options.workers else None)
+
+
+def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device,
+         options: StepOptions) -> TrainResult:
     saved = None
     if config.resume:
         saved = load_checkpoint(out / "last.pt")
         _check_resumable(config, saved["training"]["config"], out / "last.pt")
     data = _datasets(config)
     torch.manual_seed(config.seed)
-    model = CrefUNet().to(device, memory_format=memory_format(device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
+    model = CrefUNet()
+    step_runner = TrainStep(model, config.loss, options, device,
+                            lr=initial_learning_rate(config, env.world),
+                            distributed=env.world > 1)
+    optimizer, scaler = step_runner.optimizer, step_runner.scaler
     history, best, start_epoch, step = [], {"epoch": 0, "valid_loss": math.inf}, 0, 0
     if saved is not None:
         training = saved["training"]
@@ -536,27 +569,22 @@ def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device
         start_epoch, step = training["epoch"], training["step"]
         _set_rng_states(training["rng"])
         log.info("resuming %s after epoch %d (step %d)", out, start_epoch, step)
-    net = model
-    if env.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = DistributedSampler(data.train, num_replicas=env.world, rank=env.rank,
                                  shuffle=True, seed=config.seed)
-    loader = DataLoader(data.train, batch_size=config.batch_size, sampler=sampler,
-                        num_workers=config.workers, pin_memory=device.type == "cuda")
+    loader = _loader(data.train, config, options, sampler)
     valid_part = Subset(data.valid, list(range(env.rank, len(data.valid), env.world)))
-    valid_loader = DataLoader(valid_part, batch_size=config.batch_size,
-                              num_workers=config.workers, pin_memory=device.type == "cuda")
+    valid_loader = _loader(valid_part, config, options)
     steps = len(loader) if config.steps_per_epoch is None else min(config.steps_per_epoch,
                                                                    len(loader))
-    loop = _Loop(net=net, optimizer=optimizer, scaler=scaler, config=config, device=device,
-                 autocast=_autocast(config, device), env=env)
+    loop = _Loop(step=step_runner, config=config, env=env)
     is_main = env.rank == 0
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        log.info("training on %d patches (%d steps of %d per epoch), validating on %d%s",
-                 len(data.train), steps, config.batch_size, len(data.valid),
-                 " held-out train patches" if data.holdout else "")
+        log.info("training on %d patches (%d steps of %d per epoch), validating on %d%s; "
+                 "%s, %d loader workers, compile %s", len(data.train), steps,
+                 config.batch_size, len(data.valid),
+                 " held-out train patches" if data.holdout else "", options.precision,
+                 options.workers, options.compile)
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
@@ -572,7 +600,7 @@ def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device
             best = {"epoch": epoch + 1, "valid_loss": valid_loss}
         if is_main:
             payload = _checkpoint(model, optimizer, scaler, config, history, best, epoch + 1,
-                                  step, data.corpus_version)
+                                  step, data.corpus_version, options.precision)
             save_payload(payload, out / f"epoch-{epoch + 1:04d}.pt")
             save_payload(payload, out / "last.pt")
             if improved:
@@ -585,11 +613,11 @@ def _run(config: TrainConfig, out: Path, env: _Distributed, device: torch.device
 
 
 def _checkpoint(model, optimizer, scaler, config, history, best, epoch, step,
-                corpus_version) -> dict:
+                corpus_version, precision) -> dict:
     record = _config_record(config)
     payload = weights_payload(model, {
         "source": "cref-bench train", "corpus": config.corpus, "corpus_version": corpus_version,
-        "loss": config.loss, "epoch": epoch, "step": step,
+        "loss": config.loss, "epoch": epoch, "step": step, "precision": precision,
         "valid_loss": history[-1]["valid_loss"], "config": record})
     payload["training"] = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                            "epoch": epoch, "step": step, "config": record,

@@ -7,7 +7,10 @@ Metrics that cannot be computed are shown as "n/a" with the reason. --json write
 scalars and notes (standard JSON: a missing value is null); --curves writes every curve
 as a long CSV table. Maps on another grid than the first half-map, maps with one value
 everywhere (all zero, say) or with NaN, and masks outside [0, 1] or without a voxel inside
-are refused before anything is computed; so are output paths that cannot be written.
+are refused before anything is computed; so are output paths that cannot be written. The
+same map given as both halves is warned about. A value that is a bound is shown with its
+sign, as in the results tables: "< 3.000" where the FSC never falls below its threshold up
+to Nyquist (3 Å), so the true resolution is finer.
 
 Example:
     cref-bench metrics half1.mrc half2.mrc --denoised denoised.mrc --mask mask.mrc
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 HELP = "compute every metric for one half-map pair and its denoised map(s)"
 
@@ -41,27 +45,39 @@ def add_args(parser) -> None:
 
 
 def format_report(report) -> str:
-    """The report as an aligned text table: one row per metric, one column per masking."""
+    """The report as an aligned text table: one row per metric (with its unit), one column
+    per masking; a value that is a bound shows its sign (``< 3.000``: the FSC never crosses
+    up to Nyquist, so the true value is finer), as the results tables do; below it, why each
+    value is missing or a bound."""
+    from cref_bench.metrics.facts import metric_label
+    from cref_bench.results.format import significant
+
     maskings = list(report.scalars)
     names = list(dict.fromkeys(k for m in maskings for k in report.scalars[m]))
-    width = max(len(n) for n in names)
+    labels = {name: metric_label(name) for name in names}
+    width = max(len("metric"), *(len(label) for label in labels.values()))
     lines = [f"{'metric':<{width}}  " + "  ".join(f"{m:>10}" for m in maskings)]
-    reasons = {}
+    missing, bounded = {}, {}
     for name in names:
         cells = []
         for m in maskings:
             value = report.scalars[m].get(name)
+            bound = report.bounds.get(m, {}).get(name, "")
+            why = report.notes.get(m, {}).get(name, "")
             if value is None:
-                reasons.setdefault(report.notes[m].get(name, ""), []).append(f"{name} ({m})")
+                missing.setdefault(why, []).append(f"{name} ({m})")
                 cells.append(f"{'n/a':>10}")
             else:
-                cells.append(f"{value:>10.4g}")
-        lines.append(f"{name:<{width}}  " + "  ".join(cells))
-    if reasons:
-        lines.append("")
-        lines.append("n/a:")
-        for reason, which in reasons.items():
-            lines.append(f"  {reason}: {', '.join(which)}")
+                if bound:
+                    bounded.setdefault(f"{bound} {why}", []).append(f"{name} ({m})")
+                text = significant(value, 4)
+                cells.append(f"{f'{bound} {text}' if bound else text:>10}")
+        lines.append(f"{labels[name]:<{width}}  " + "  ".join(cells))
+    for title, reasons in (("bounds (< x: the true value is lower; > x: higher)", bounded),
+                           ("n/a", missing)):
+        if reasons:
+            lines += ["", f"{title}:"]
+            lines += [f"  {reason}: {', '.join(which)}" for reason, which in reasons.items()]
     return "\n".join(lines)
 
 
@@ -102,6 +118,8 @@ def json_ready(value):
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
+    import numpy as np
+
     from cref_bench.atomic import write_text
     from cref_bench.maps.io import read_map
     from cref_bench.metrics.scores import evaluate
@@ -118,6 +136,10 @@ def main(args) -> int:
             "denoised_half2": load(args.denoised_half2), "mask": load(args.mask),
             "truth": load(args.truth), "reference": load(args.reference)}
     check_inputs(maps)
+    if np.array_equal(maps["half1"].data, maps["half2"].data):
+        warnings.warn(f"{args.half1} and {args.half2} hold the same map: their FSC is 1 on "
+                      "every shell, so C_ref is 1 everywhere and the scores say nothing; give "
+                      "the two independently refined half-maps", stacklevel=1)
     report = evaluate(maps.pop("half1"), maps.pop("half2"), maps.pop("denoised"), **maps,
                       model=args.model, model_resolution=args.model_resolution)
     print(format_report(report))

@@ -17,11 +17,15 @@ made the run goes on with a warning and the provenance records sandbox: none. An
 fails -- the method raised, returned a map
 off the grid, non-finite or constant, changed its inputs, timed out, went over memory or
 crashed -- is listed in failures.csv with the kind of failure, the others are scored, and
-the exit status is 1. A rerun skips the entries already finished for the same method,
+the exit status is 1; `cref-bench failures RESULTS_DIR` prints each one's traceback (also
+in logs/<entry>.log). A rerun skips the entries already finished for the same method,
 version, parameters (those of --param and the method's own), all of the method's code,
-corpus content, cref-bench version and scoring code; failed entries are tried again only
-with --retry-failed. Each denoised output is kept in outputs/ (compressed float32; turn off
-with --no-keep-outputs) so that `cref-bench check --recompute` can re-score the records. A
+corpus content, cref-bench version and scoring code, and says how many it reused and
+computed, and why; failed entries are tried again only with --retry-failed. A folder that
+holds the results of other parameters is not replaced: the default folder gives way to
+results/<method>-<parameters>, and a folder given with --out is refused (--replace replaces
+them). Each denoised output is kept in outputs/ (compressed float32; turn off with
+--no-keep-outputs) so that `cref-bench check --recompute` can re-score the records. A
 summary table (mean ± std, median, n per metric) is printed at the end.
 
 Examples:
@@ -135,6 +139,11 @@ def add_args(parser) -> None:
                              "`cref-bench check --recompute` cannot re-score)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="evaluate again the entries that failed in an earlier run")
+    parser.add_argument("--replace", action="store_true",
+                        help="replace the results of another setting (other parameters) in "
+                             "the results folder (default: a folder given with --out that "
+                             "holds another setting is refused, and the default folder "
+                             "gives way to results/<method>-<parameters>)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -146,13 +155,14 @@ def main(args) -> int:
     check_output_folder(args.out or "results", "--out")
     result = run_method(args.method, args.corpus, settings(args),
                         command_line=getattr(args, "command_line", None))
-    print(result.summary_text)
+    print("\n".join([*result.messages, result.summary_text]))
     print(f"results: {result.out}")
     if result.exit_status:
         kinds = ", ".join(f"{n} {kind}" for kind, n in
                           result.provenance["failures_by_kind"].items())
         print(f"{result.counts['failed']} entries failed ({kinds}); see "
-              f"{result.out / 'failures.csv'}")
+              f"{result.out / 'failures.csv'}, or their tracebacks with: cref-bench failures "
+              f"{result.out}")
     return result.exit_status
 
 
@@ -170,5 +180,6 @@ def settings(args):
                        progress=not args.no_progress, seed=args.seed,
                        isolation=args.isolation, timeout=args.timeout or None,
                        memory_limit=parse_memory(args.memory_limit),
-                       retry_failed=args.retry_failed, trust_method=args.trust_method,
-                       network=args.allow_network, keep_outputs=not args.no_keep_outputs)
+                       retry_failed=args.retry_failed, replace=args.replace,
+                       trust_method=args.trust_method, network=args.allow_network,
+                       keep_outputs=not args.no_keep_outputs)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -119,12 +120,20 @@ def class_roots(cls: type) -> tuple[Path, ...]:
     return () if root is None else (root,)
 
 
+DATA_MARKERS = ("zarr.json", "provenance.json")
+"""A folder holding one of these files is a corpus store or a results folder, not code: a
+code digest leaves it out (a method file may sit beside its results)."""
+
+
 def _files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*")
-                  if p.is_file() and not SKIPPED_PARTS.intersection(p.relative_to(root).parts)
-                  and p.suffix not in (".pyc", ".pyo"))
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_PARTS and not any(
+            os.path.exists(os.path.join(folder, d, m)) for m in DATA_MARKERS))
+        found += [Path(folder) / f for f in files if not f.endswith((".pyc", ".pyo"))]
+    return sorted(found)
 
 
 def code_digest(roots: tuple[Path, ...] | list[Path]) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 
 from cref_bench.errors import CrefBenchError, MethodError
 from cref_bench.maps.volume import Volume
+from cref_bench.methods.parameters import check_params
 from cref_bench.methods.registry import ENTRY_POINT_GROUP, available_methods, resolve
 
 __all__ = ["ENTRY_POINT_GROUP", "Denoised", "Method", "SingleMapMethod", "available_methods",
@@ -117,12 +118,14 @@ def load_method(spec: str, **params) -> Method:
 
     Raises:
         MethodError: no method of that name is registered (the message lists those that
-            are), the module or file does not resolve, the target refuses the
-            parameters (its ``TypeError`` or ``ValueError``, chained), or it did not produce
-            a :class:`Method`. The target's own errors of the project's family (a missing
-            weights file, say) pass through as they are.
+            are), the module or file does not resolve, a parameter it does not take or of a
+            type it does not take (:func:`cref_bench.methods.parameters.check_params`), the
+            target refuses the parameters (its ``TypeError`` or ``ValueError``, chained),
+            or it did not produce a :class:`Method`. The target's own errors of the
+            project's family (a missing weights file, say) pass through as they are.
     """
     target = resolve(spec)
+    params = check_params(spec, target, params)
     try:
         method = target(**params)
     except CrefBenchError:

@@ -23,6 +23,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import linecache
 import re
 import sys
 from importlib.metadata import entry_points
@@ -212,3 +213,36 @@ def load_file(spec: str, location: str):
         return module
     cloudpickle.register_pickle_by_value(module)
     return module
+
+
+_DYNAMIC_FRAME = re.compile(r'^(\s*)File "<dynamic-code>", line (\d+), in (.*)$')
+
+
+def name_file_frames(trace: str, spec: str | None) -> str:
+    """A traceback of a method given as ``path/to/file.py:Attribute`` with its frames in that
+    file named: code that travelled by value to another process (a dask worker, the method's
+    own process) carries the name ``<dynamic-code>`` instead of its file; each such frame gets
+    the file's path and its source line back (line numbers travel unchanged).
+
+    Args:
+        trace: the formatted traceback.
+        spec: the method spec of the run (other specs leave the text as it is).
+
+    Returns:
+        The traceback.
+    """
+    if not spec or not is_file_spec(spec) or "<dynamic-code>" not in trace:
+        return trace
+    path = str(Path(spec.rpartition(":")[0]).expanduser().resolve())
+    out = []
+    for line in trace.splitlines():
+        match = _DYNAMIC_FRAME.match(line)
+        if match is None:
+            out.append(line)
+            continue
+        indent, number, where = match.groups()
+        out.append(f'{indent}File "{path}", line {number}, in {where}')
+        source = linecache.getline(path, int(number)).strip()
+        if source:
+            out.append(f"{indent}  {source}")
+    return "\n".join(out) + ("\n" if trace.endswith("\n") else "")

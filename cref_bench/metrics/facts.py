@@ -108,3 +108,17 @@ def metric_facts(name: str) -> MetricFacts:
     except KeyError:
         raise InputError(f"no metric named {name!r}; known metrics: "
                          f"{', '.join(METRICS)}") from None
+
+
+def metric_label(name: str) -> str:
+    """A metric's name with its unit, as table headers show it: ``res_half_0143 (Å)``,
+    ``cref_rmse`` (no unit), ``truth_rmse (map units)``; an unknown name as it is.
+
+    Args:
+        name: the metric's name.
+
+    Returns:
+        The label.
+    """
+    facts = METRICS.get(name)
+    return f"{name} ({facts.unit})" if facts is not None and facts.unit else name

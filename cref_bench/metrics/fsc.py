@@ -46,6 +46,31 @@ class Crossing:
     limit: float | None = None
 
 
+ROUNDING = 1e-6
+"""Relative difference below which two resolutions are the same one: the maps are float32
+(machine epsilon 1.2e-7), so curves of maps equal up to rounding cross a threshold at
+resolutions that differ by about that much (1e-8 Å at 3 Å), never by a physical amount."""
+
+
+def resolution_change(after, before):
+    """``after - before`` of resolutions (Å), exactly 0 where they agree within float
+    rounding (:data:`ROUNDING`, relative), so that a map unchanged up to rounding shows no
+    change.
+
+    Args:
+        after: a resolution or an array of them.
+        before: the same shape.
+
+    Returns:
+        The difference (a float for numbers, an array for arrays; NaN stays NaN).
+    """
+    after, before = np.asarray(after, np.float64), np.asarray(before, np.float64)
+    difference = after - before
+    scale = ROUNDING * np.maximum(np.abs(after), np.abs(before))
+    change = np.where(np.abs(difference) <= scale, 0.0, difference)
+    return float(change) if change.ndim == 0 else change
+
+
 def resolution_at(frequency: np.ndarray, values: np.ndarray, threshold: float) -> Crossing:
     """The resolution at which a curve first falls below ``threshold``.
 

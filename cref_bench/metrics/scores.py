@@ -48,7 +48,7 @@ import pandas as pd
 from cref_bench.errors import InputError
 from cref_bench.maps.volume import Volume
 from cref_bench.metrics.facts import MASKINGS
-from cref_bench.metrics.fsc import Crossing, FSCCurve, Spectra
+from cref_bench.metrics.fsc import Crossing, FSCCurve, Spectra, resolution_change
 
 THRESHOLDS = (0.143, 0.5)
 
@@ -228,7 +228,7 @@ def _change(rec: _Recorder, after: Crossing, before: Crossing) -> None:
     if before.resolution is None:
         rec.value("fsc05_change", None, f"half-map FSC {before.note}")
     elif after.resolution is not None:
-        rec.value("fsc05_change", after.resolution - before.resolution)
+        rec.value("fsc05_change", resolution_change(after.resolution, before.resolution))
     else:
         rec.value("fsc05_change", after.limit - before.resolution,
                   f"FSC(D2, M1) {after.note}", after.bound)

@@ -13,10 +13,13 @@ Layout of ``<out>/`` (the schema other tools, such as the leaderboard, read)::
                            coarser/higher); ``bound`` is empty for a missing value
     curves.csv             method, entry, masking, curve, shell, frequency, value
     failures.csv           method, method_version, params, entry, split, kind, error_type,
-                           message: every entry that failed, ``kind`` saying whose fault
-                           (see cref_bench.run.contract.FAILURE_KINDS)
+                           message, traceback: every entry that failed, ``kind`` saying
+                           whose fault (see cref_bench.run.contract.FAILURE_KINDS), the
+                           traceback ending in the method's own file and line
+    logs/<entry>.log       per failed entry: what failed and the traceback
+                           (``cref-bench failures`` prints them)
     provenance.json        see cref_bench.run.runner
-    logs/                  the method process's output (see cref_bench.run.isolation)
+    logs/method-*.log      the method process's output (see cref_bench.run.isolation)
     maps/<entry>_denoised.mrc   with --save-maps
     outputs/<entry>.zarr   the method's checked output (kept unless --no-keep-outputs; see
                            cref_bench.results.outputs), for cref-bench check --recompute
@@ -62,7 +65,7 @@ ID_COLUMNS = ("method", "method_version", "params", "entry", "split", "box", "ma
 NOTE_COLUMNS = ("method", "params", "entry", "masking", "metric", "reason", "bound")
 CURVE_COLUMNS = ("method", "entry", "masking", "curve", "shell", "frequency", "value")
 FAILURE_COLUMNS = ("method", "method_version", "params", "entry", "split", "kind",
-                   "error_type", "message")
+                   "error_type", "message", "traceback")
 TABLE_COLUMNS = {"scalars": ID_COLUMNS, "notes": NOTE_COLUMNS, "curves": CURVE_COLUMNS,
                  "failures": FAILURE_COLUMNS}
 """The tables of a results folder (``<name>.csv``) and their fixed columns."""
@@ -73,7 +76,7 @@ KEY_FIELDS = ("method", "method_version", "params", "code_digest", "corpus_hash"
               "cref_bench_version", "scoring_digest")
 """The fields of a record that must match for a rerun to reuse it."""
 
-OPTIONAL_COLUMNS = ("box",)
+OPTIONAL_COLUMNS = ("box", "traceback")
 """Fixed columns that folders of older runs lack (read as empty)."""
 
 SUMMARY_COLUMNS = ("masking", "metric", "mean", "std", "median", "n", "bounded", "failed")
@@ -254,6 +257,89 @@ class ResultsFolder:
         """Write ``provenance.json`` atomically."""
         atomic.write_text(self.path / "provenance.json", json.dumps(record, indent=2))
 
+    def log_path(self, entry_id: str) -> Path:
+        """The log of one failed entry: ``logs/<entry>.log`` (what failed, the traceback)."""
+        return self.path / "logs" / f"{entry_id}.log"
+
+    def write_failure_log(self, record: dict) -> Path:
+        """Write the log of a failed entry's record: its kind, message and traceback.
+
+        Args:
+            record: a ``failed`` record.
+
+        Returns:
+            The log's path.
+        """
+        path = self.log_path(record["entry"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = (f"entry {record['entry']}: {record.get('kind')} "
+                f"({record.get('error_type')}): {record.get('message')}\n\n"
+                f"{record.get('traceback') or '(no traceback)'}\n")
+        return atomic.write_text(path, text)
+
+    def failures(self) -> list[dict]:
+        """The failed entries, in the order of ``failures.csv``.
+
+        Returns:
+            Per failed entry: ``entry``, ``kind``, ``error_type``, ``message``,
+            ``traceback`` (from ``failures.csv``, else from the entry's record; ``""``
+            where neither has one) and ``log`` (the path of the entry's log, or None).
+
+        Raises:
+            ResultsError: ``failures.csv`` is missing, unreadable or lacks a column.
+        """
+        rows = []
+        for row in self.table("failures").to_dict("records"):
+            trace = row.get("traceback")
+            if not isinstance(trace, str) or not trace:
+                trace = (self.record(row["entry"]) or {}).get("traceback") or ""
+            log = self.log_path(row["entry"])
+            rows.append({"entry": row["entry"], "kind": row["kind"],
+                         "error_type": row["error_type"], "message": row["message"],
+                         "traceback": trace, "log": log if log.is_file() else None})
+        return rows
+
+    def held_setting(self) -> dict | None:
+        """The method setting whose results the folder holds: ``method``, ``params`` (all
+        of them, as in the resume key) and ``given`` (those the run was given, as
+        ``--param``; None where unknown), from ``provenance.json``, else from an entry
+        record (a run stopped before its end); None where the folder holds no results."""
+        try:
+            provenance = self.provenance()
+            method = provenance["method"]
+            given = (provenance.get("settings") or {}).get("params")
+            return {"method": method["name"], "params": method["params"],
+                    "given": given if isinstance(given, dict) else None}
+        except (ResultsError, KeyError, TypeError):
+            pass
+        for path in sorted((self.path / "entries").glob("*.json"))[:20]:
+            record = self.record(path.stem)
+            if record is not None and "method" in record:
+                return {"method": record["method"], "params": record.get("params", {}),
+                        "given": None}
+        return None
+
+
+def setting_folder(base: str | os.PathLike, params: dict) -> Path:
+    """The folder of one setting of a method beside its default one: ``results/lowpass`` with
+    ``{"threshold": 0.5}`` gives ``results/lowpass-threshold=0.5`` (parameters sorted;
+    characters other than letters, digits and ``._=,+-`` become ``_``).
+
+    Args:
+        base: the method's default folder.
+        params: the setting's parameters.
+
+    Returns:
+        The folder (``base`` itself without parameters).
+    """
+    base = Path(base)
+    if not params:
+        return base
+    words = ",".join(f"{k}={json.dumps(v, sort_keys=True, separators=(',', ':'))}"
+                     .replace('"', "") for k, v in sorted(params.items()))
+    slug = "".join(c if c.isalnum() or c in "._=,+-" else "_" for c in words)[:120]
+    return base.with_name(f"{base.name}-{slug}")
+
 
 def params_text(params: dict) -> str:
     """Parameters as the canonical JSON text of the tables' ``params`` column.
@@ -402,20 +488,22 @@ def format_summary(summary: pd.DataFrame, title: str = "") -> str:
     Returns:
         The text, one line per (masking, metric).
     """
+    from cref_bench.metrics.facts import metric_label
     from cref_bench.results.format import significant
 
     lines = [title] if title else []
     if summary.empty:
         lines.append("no entry was evaluated")
         return "\n".join(lines)
-    width = max(len("metric"), *(len(m) for m in summary["metric"]))
+    labels = {m: metric_label(m) for m in summary["metric"]}
+    width = max(len("metric"), *(len(label) for label in labels.values()))
     lines.append(f"{'masking':<9} {'metric':<{width}} {'mean ± std':>23} {'median':>10} "
                  f"{'n':>5} {'failed':>6}")
     for row in summary.itertuples(index=False):
         spread = significant(row.mean, 4)
         if math.isfinite(row.std):
             spread += f" ± {significant(row.std, 2)}"
-        lines.append(f"{row.masking:<9} {row.metric:<{width}} {spread:>23} "
+        lines.append(f"{row.masking:<9} {labels[row.metric]:<{width}} {spread:>23} "
                      f"{significant(row.median, 4):>10} {row.n:>5d} "
                      f"{row.failed:>6d}")
     return "\n".join(lines)

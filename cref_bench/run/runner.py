@@ -26,7 +26,10 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
   scored) and the run carries on; the tables are always written. :attr:`RunResult.exit_status`
   is 0 when every entry succeeded, 1 when some failed.
 * **Resume.** Each finished entry is written at once to ``entries/<entry>.json`` (by the
-  driver, atomically). A rerun reuses an entry's record when the resume key matches: the
+  driver, atomically; a failed one's traceback also to ``logs/<entry>.log``). A folder that
+  holds another setting's results (other values of the given parameters) is never replaced
+  silently: see :func:`_folder_of`. A rerun reuses an entry's record when the resume key
+  matches: the
   method's name, version and parameters (those given to the run merged with the method's
   own :meth:`~cref_bench.methods.protocol.Method.params`), a digest of all of the method's
   code (:mod:`cref_bench.methods.code`), the corpus content hash, cref-bench's version and a
@@ -58,6 +61,7 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -76,11 +80,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cref_bench.corpus.reader import Corpus, open_corpus
-from cref_bench.errors import InputError
+from cref_bench.errors import InputError, MethodError
 from cref_bench.maps.io import write_map
 from cref_bench.maps.volume import Volume
 from cref_bench.methods.code import code_roots
 from cref_bench.methods.protocol import Method
+from cref_bench.methods.registry import name_file_frames
 from cref_bench.results import folder as results
 from cref_bench.results import provenance
 from cref_bench.results.folder import ResultsFolder
@@ -108,6 +113,8 @@ class RunResult:
         provenance: the content of ``provenance.json``.
         counts: ``entries`` (selected), ``evaluated`` (this run), ``resumed`` (reused,
             ok or failed), ``failed`` (of all selected entries).
+        messages: what to tell the user of the run: the folder chosen where the default one
+            held another setting, and how many entries were reused and computed (and why).
     """
 
     out: Path
@@ -119,6 +126,7 @@ class RunResult:
     summary_text: str
     provenance: dict
     counts: dict = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
 
     @property
     def exit_status(self) -> int:
@@ -354,6 +362,54 @@ def _lost(entry_id: str, exc: BaseException) -> dict:
             "worker": None}
 
 
+@functools.lru_cache(maxsize=4)
+def _landed(shipped: bytes) -> Method:
+    """A method shipped by :func:`_on_dask`, unpickled once per worker process."""
+    import cloudpickle
+
+    return cloudpickle.loads(shipped)
+
+
+def _landing_fault(shipped: bytes) -> str | None:
+    """Why a shipped method cannot be unpickled on this worker (None: it can)."""
+    try:
+        _landed(shipped)
+    except Exception as exc:  # reported to the driver, which refuses the run
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _evaluate_shipped(shipped: bytes | str, run: _Run, entry_id: str, params: dict) -> dict:
+    """:func:`evaluate_entry` of a shipped method, or of a spec its box builds (a parallel
+    run's task)."""
+    method = shipped if isinstance(shipped, str) else _landed(shipped)
+    return evaluate_entry(method, run, entry_id, params)
+
+
+def _ship(method: Method, client) -> bytes:
+    """The method pickled for the workers, checked to unpickle on every one of them.
+
+    cloudpickle sends a method loaded from a file (``path/file.py:Class``, registered to
+    travel by value) with its code; dask's own pickling would send it by reference, which a
+    worker cannot import. Each worker unpickles it once before any entry is given out.
+
+    Raises:
+        MethodError: a worker cannot unpickle the method (a package its code imports is not
+            installed there, say); the message names the worker and the error.
+    """
+    import cloudpickle
+
+    shipped = cloudpickle.dumps(method)
+    faults = {address: fault for address, fault in
+              client.run(_landing_fault, shipped, on_error="return").items() if fault}
+    if faults:
+        address, fault = next(iter(faults.items()))
+        raise MethodError(method.name, f"cannot be loaded on dask worker {address} "
+                          f"({fault}){' and others' if len(faults) > 1 else ''}; install "
+                          "what it imports on the workers, or run it with --workers 1")
+    return shipped
+
+
 def _on_dask(subject_: Subject, todo: list[str], run: _Run) -> Iterator[dict]:
     """Evaluate ``todo`` on a dask cluster, one entry in flight per worker thread (so that a
     worker's death is charged to the entry it was running, and the method travels with each
@@ -369,11 +425,12 @@ def _on_dask(subject_: Subject, todo: list[str], run: _Run) -> Iterator[dict]:
             client.register_plugin(MethodProcesses(run.limits, run.logs, run.box),
                                    name=run.token)
         method = subject_.source if run.isolation == "process" else subject_.instance
+        shipped = method if isinstance(method, str) else _ship(method, client)
         slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()) or 1
         flight: dict = {}
 
         def submit(entry_id: str):
-            future = client.submit(evaluate_entry, method, run, entry_id, subject_.params,
+            future = client.submit(_evaluate_shipped, shipped, run, entry_id, subject_.params,
                                    pure=False, key=f"cref-bench-{entry_id}-{run.token}")
             flight[future] = entry_id
             return future
@@ -431,6 +488,10 @@ def _record_all(stream: Iterable[dict], folder: ResultsFolder, header: dict,
             record = {**header, "split": split_of[outcome["entry"]], **outcome,
                       "finished_at": provenance.now_utc()}
             folder.write_record(record)
+            if record["status"] == "ok":
+                folder.log_path(record["entry"]).unlink(missing_ok=True)
+            else:
+                folder.write_failure_log(record)
             fresh.append(record)
             failed += record["status"] != "ok"
             bar.set_postfix(failed=failed, refresh=False)
@@ -547,8 +608,8 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
     try:
         subject_ = _subject(method, settings, corpus, limits, opened)
         name = subject_.facts["name"]
-        folder = ResultsFolder(settings.out if settings.out is not None
-                               else Path("results") / name)
+        key = _method_key(subject_, corpus)
+        folder, messages = _folder_of(name, key, settings)
         isolation = placement(subject_, settings.isolation)
         process = _method_process(subject_, settings, corpus, folder, limits, opened,
                                   isolation)
@@ -560,8 +621,7 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
                                         ).hexdigest()[:10],
                    maps_dir=folder.create(settings.save_maps),
                    folder=folder if settings.keep_outputs else None)
-        key = _method_key(subject_, corpus)
-        records, fresh = _evaluate(subject_, process, run, ids, folder, key)
+        records, fresh, reasons = _evaluate(subject_, process, run, ids, folder, key)
     finally:
         for each in opened:
             each.close()
@@ -569,6 +629,7 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
     tables = results.assemble_tables([records[i] for i in ids])
     counts = {"entries": len(ids), "evaluated": len(fresh), "resumed": len(ids) - len(fresh),
               "failed": len(tables["failures"])}
+    messages.append(_reuse_note(counts, reasons))
     summary = results.summarise(tables["scalars"], counts["failed"], notes=tables["notes"])
     title = (f"{name} {subject_.facts['version']} on {corpus.location} [{settings.split}]: "
              f"{len(ids) - counts['failed']} of {len(ids)} entries ok")
@@ -595,7 +656,8 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
     folder.write_provenance(record_of_run)
     return RunResult(out=folder.path, summary=summary,
                      summary_text=results.format_summary(summary, title),
-                     provenance=record_of_run, counts=counts, **tables)
+                     provenance=record_of_run, counts=counts, messages=messages,
+                     **tables)
 
 
 def _subject(method: str | Method, settings: RunSettings, corpus: Corpus, limits: Limits,
@@ -637,15 +699,93 @@ def _method_process(subject_: Subject, settings: RunSettings, corpus: Corpus,
                                 _named_by(subject_)))
     opened.append(process)
     return process
+def _setting_text(method: str, params: dict) -> str:
+    return f"{method} {results.params_text(params)}"
+
+
+def _folder_of(name: str, key: dict, settings: RunSettings
+               ) -> tuple[ResultsFolder, list[str]]:
+    """The run's results folder, and what to say of it: ``settings.out``, or by default
+    ``results/<method>``. Where that folder holds the results of another setting -- another
+    method, or other values of the parameters either run was given (``--param``; those
+    both runs record) -- the
+    default one gives way to ``results/<method>-<parameters>`` and a folder given is refused,
+    unless ``settings.replace``. A change of the method's own parameters alone (a recipe's
+    text, say) is not another setting: its entries are recomputed in place.
+
+    Raises:
+        InputError: the folder holds another setting's results (and may not replace them).
+    """
+    default = Path("results") / name
+    folder = ResultsFolder(settings.out if settings.out is not None else default)
+    held = folder.held_setting()
+    if held is None:
+        return folder, []
+    chosen = sorted(k for k in {*(held["given"] or {}), *settings.params}
+                    if k in held["params"] and k in key["params"])
+    ours = {k: key["params"][k] for k in chosen}
+    theirs = {k: held["params"][k] for k in chosen}
+    if (held["method"], theirs) == (key["method"], ours):
+        return folder, []
+    other = _setting_text(held["method"], theirs)
+    if settings.replace:
+        return folder, [f"{folder.path}: replacing the results of {other}"]
+    if settings.out is not None:
+        raise InputError(folder.path, f"holds the results of {other}, not of "
+                         f"{_setting_text(key['method'], ours)}; give another --out, or "
+                         "--replace to replace them")
+    beside = ResultsFolder(results.setting_folder(default, ours))
+    held = beside.held_setting()
+    if held is not None and (held["method"], {k: held["params"].get(k) for k in chosen}) \
+            != (key["method"], ours):
+        taken = _setting_text(held["method"], held["params"])
+        raise InputError(beside.path, f"holds the results of {taken}; give --out")
+    return beside, [f"{default} holds the results of {other}: this setting's go to "
+                    f"{beside.path}"]
+
+
+_CHANGES = (("method", "another method"), ("params", "other parameters"),
+            ("method_version", "another version of the method"),
+            ("code_digest", "the method's code changed"), ("corpus_hash", "the corpus changed"),
+            ("cref_bench_version", "another cref-bench version"),
+            ("scoring_digest", "the scoring code changed"))
+
+
+def _recompute_reason(record: dict | None, key: dict) -> str:
+    """Why an entry is evaluated although the folder may hold a record of it."""
+    if record is None:
+        return "new"
+    for name, words in _CHANGES:
+        if record.get(name) != key[name]:
+            return words
+    return "failed before, tried again (--retry-failed)"
+
+
+def _reuse_note(counts: dict, reasons: dict[str, int]) -> str:
+    """``12 entries: 9 reused from an earlier run, 3 computed (2 new, 1 ...)``."""
+    text = (f"{counts['entries']} entries: {counts['resumed']} reused from an earlier run, "
+            f"{counts['evaluated']} computed")
+    if reasons:
+        text += " (" + ", ".join(f"{n} {why}" for why, n in reasons.items()) + ")"
+    return text
+
+
 def _evaluate(subject_: Subject, process: MethodProcess | None, run: _Run, ids: list[str],
-              folder: ResultsFolder, key: dict) -> tuple[dict[str, dict], list[dict]]:
+              folder: ResultsFolder, key: dict
+              ) -> tuple[dict[str, dict], list[dict], dict[str, int]]:
     """The record of every entry of ``ids``: the stored one where it can be reused (see
-    :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once.
-    Returns every record by entry id, and the records made now."""
+    :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once
+    (a failure's traceback with the frames of a method file named,
+    :func:`~cref_bench.methods.registry.name_file_frames`). Returns every record by entry
+    id, the records made now, and how many entries were computed for each reason."""
     settings = run.settings
     records = {i: folder.record(i) for i in ids}
     todo = [i for i in ids if not results.is_reusable(records[i], key,
                                                       retry_failed=settings.retry_failed)]
+    reasons: dict[str, int] = {}
+    for entry_id in todo:
+        why = _recompute_reason(records[entry_id], key)
+        reasons[why] = reasons.get(why, 0) + 1
     if settings.scheduler is None and (settings.workers == 1 or len(todo) <= 1):
         if run.isolation == "process" and process is None:  # a parallel run with one to do
             process = MethodProcess(subject_.source, run.limits,
@@ -659,12 +799,15 @@ def _evaluate(subject_: Subject, process: MethodProcess | None, run: _Run, ids: 
         fresh = _record_stream(_on_dask(subject_, todo, run), folder, key, ids, todo, run,
                                subject_)
     records.update((rec["entry"], rec) for rec in fresh)
-    return records, fresh
+    return records, fresh, reasons
 
 
 def _record_stream(stream, folder: ResultsFolder, key: dict, ids: list[str], todo: list[str],
                    run: _Run, subject_: Subject) -> list[dict]:
     """Write the records of ``stream`` (the entries of ``todo``) as they come; returns them."""
+    spec = subject_.source if isinstance(subject_.source, str) else None
+    stream = ({**o, "traceback": name_file_frames(o["traceback"], spec)}
+              if o.get("traceback") else o for o in stream)
     header = {"schema": results.RECORD_SCHEMA, **key}
     name = subject_.facts["name"]
     desc = name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")

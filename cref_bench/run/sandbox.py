@@ -13,8 +13,9 @@ unprivileged user namespaces; :func:`support` says whether it can):
   read-only at their own paths, its inputs read-only at :data:`INPUTS`, a fresh ``/proc``
   and ``/dev``, and one writable scratch folder (:data:`SCRATCH`, ``/tmp``, also ``$HOME``),
   a tmpfs of :attr:`BoxSpec.scratch_bytes` at most. Nothing else: not the
-  corpus store, the results folder or the user's home. :func:`start_box` refuses a
-  read-only path that would show a path of :attr:`BoxSpec.forbidden`;
+  corpus store, the results folder or the user's home. A path of :attr:`BoxSpec.forbidden`
+  inside a read-only folder is covered by an empty tmpfs; :func:`start_box` refuses a
+  read-only path inside a forbidden one;
 * a memory limit covering every process in it: a memory cgroup (v2, or v1) where this
   process may make one (:attr:`Box.memory_cgroup`), else the caller samples the resident
   memory of the box's process tree (:meth:`Box.rss`), which holds every process of the box
@@ -298,17 +299,19 @@ def _gpu_binds() -> list[str]:
 
 
 def _read_only_binds(spec: BoxSpec, system: list[Path]) -> list[str]:
-    """``--ro-bind`` arguments of the box's own read-only paths (outermost only), after the
-    check that none shows a forbidden path.
+    """``--ro-bind`` arguments of the box's own read-only paths (outermost only); a forbidden
+    path inside one of them is covered by an empty tmpfs (where it exists), so the box sees
+    the folder but not it.
 
     Raises:
-        SandboxError: a path to bind is, holds or lies in a forbidden path.
+        SandboxError: a path to bind is or lies in a forbidden path, or a system folder holds
+            one.
     """
     wanted = sorted({Path(p).resolve() for p in (*python_paths(), *spec.read_only)})
     forbidden = [Path(p).resolve() for p in spec.forbidden]
     for path in [*system, *wanted]:
         for bad in forbidden:
-            if _is_within(path, bad) or _is_within(bad, path):
+            if _is_within(path, bad) or (path in system and _is_within(bad, path)):
                 raise SandboxError(str(path), f"the method's box would see {bad} through "
                                    "it; move the method's code and files out of the folder "
                                    "holding the corpus or the results")
@@ -319,6 +322,9 @@ def _read_only_binds(spec: BoxSpec, system: list[Path]) -> list[str]:
     args = []
     for path in outermost:
         args += ["--ro-bind", str(path), str(path)]
+    for bad in forbidden:
+        if bad.is_dir() and any(_is_within(bad, o) for o in outermost):
+            args += ["--tmpfs", str(bad), "--remount-ro", str(bad)]
     return args
 
 

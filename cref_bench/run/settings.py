@@ -57,6 +57,10 @@ class RunSettings:
         network: let the method's box share the machine's network (recorded).
         keep_outputs: keep each denoised output in ``outputs/`` (compressed float32), so
             that ``cref-bench check --recompute`` can re-score the records.
+        replace: let the run replace the results of another setting (other method or
+            parameters) in ``out``; without it a run into a folder given as ``out`` that
+            holds another setting is refused, and one into the default folder goes to
+            ``results/<method>-<parameters>`` instead.
 
     Raises:
         InputError: a value out of range (named in the message).
@@ -78,6 +82,7 @@ class RunSettings:
     trust_method: bool = False
     network: bool = False
     keep_outputs: bool = True
+    replace: bool = False
 
     def __post_init__(self):
         if self.out is not None:

@@ -9,9 +9,8 @@ file, corrupt gzip, half-maps or mask on different grids, non-finite voxels, hea
 odds with the XML, box over --max-box, ...). Runs one task per entry on a local dask
 cluster (--workers) or on an existing one (--scheduler). A build killed at any moment and
 run again redoes only the unfinished entries; entries that failed for a transient reason
-(network) are tried again.
+(network; exit status 1) are tried again by the next run.
 
-Entries that failed for a transient reason (exit status 1) are tried again by the next run.
 --dry-run lists, filters and reports the counts (and the sizes stated by headers found
 locally) without downloading anything. A preset that lists no entries, or far fewer than
 it expects, is warned about on standard error.

@@ -10,8 +10,14 @@ from two disjoint sets of simulated particles (CTF, noise, preferred views, flex
 domains), the truth, a mask, a higher-resolution reference map and the model. Entry k takes
 the presets in turn (rigid-2.5A, rigid-3.5A, flexible-4.5A, preferred-4.5A,
 flexible-preferred-7A, low-8A: 2.5-8 Å, boxes 96-256), or the one --preset names; --set
-changes a setting of every entry (e.g. --set particles=2000 --set box=64). A 128³ entry
-takes about 30 CPU seconds, a 256³ one a few minutes.
+changes a setting of every entry (e.g. --set particles=2000 --set box=64). --specimen
+simulates your own structure: a map (its box and voxel size; rigid) or an atomic model
+(PDB/mmCIF; give --set box and --set voxel_size). The half-maps are regularised as RELION's
+refinement regularises them (from the FSC of the unregularised halves; --set
+regulariser=oracle|none for the others) and solvent-flattened outside the reconstruction
+sphere. Settings in RELION's terms: noise_sigma (white noise per pixel, in the units of the
+specimen's projection, as relion_project's white-noise option; else snr), particles (per half),
+voltage_kv, cs_mm, amplitude_contrast, defocus_um, envelope_b.
 
 Either kind is deterministic: the same command writes bit-identical maps (from --seed and
 the entry number). Running it again on the same store completes what is missing (an
@@ -22,8 +28,12 @@ Examples:
     cref-bench synth --out demo.zarr --entries 12
     cref-bench synth --out phantoms.zarr --entries 500 --seed 3 --workers 4 --box-range 96 192
     cref-bench synth --kind reconstruction --out sim.zarr --entries 30
-    cref-bench synth --kind reconstruction --preset flexible-4.5A --set particles=5000 \
+    cref-bench synth --kind reconstruction --preset flexible-4.5A --set particles=5000 \\
         --out flexible.zarr --entries 10
+    cref-bench synth --kind reconstruction --specimen emd_1234.map --set noise_sigma=3 \
+        --out mine.zarr --entries 6
+    cref-bench synth --kind reconstruction --specimen 3j5p.cif --set box=128 \
+        --set voxel_size=1.2 --out model.zarr --entries 6
 """
 
 from __future__ import annotations
@@ -64,6 +74,10 @@ def add_args(parser) -> None:
                         dest="overrides", help="reconstructions: a simulation setting of every "
                                                "entry (repeatable; VALUE read as JSON if it "
                                                "parses)")
+    parser.add_argument("--specimen", default=None, metavar="FILE",
+                        help="reconstructions: your own specimen, a map (MRC/CCP4: its box "
+                             "and voxel size are used; rigid) or an atomic model (PDB/mmCIF, "
+                             "with --set box=N --set voxel_size=A)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -100,8 +114,9 @@ def main(args) -> int:
 
     check_output_folder(args.out, "--out")
     if args.kind == "phantom":
-        if args.preset is not None or args.overrides:
-            raise InputError("--preset and --set apply to --kind reconstruction only")
+        if args.preset is not None or args.overrides or args.specimen is not None:
+            raise InputError("--preset, --set and --specimen apply to --kind reconstruction "
+                             "only")
         from dataset_builder.synthetic import phantom_id, write_phantom_corpus
 
         ids = [phantom_id(k) for k in range(max(args.entries, 0))]
@@ -118,13 +133,20 @@ def main(args) -> int:
         if given:
             raise InputError(f"{', '.join(given)}: phantom options (--kind phantom); set a "
                              f"reconstruction's box with --set box=N")
-        from dataset_builder.simulation.corpus import ID_PREFIX, write_reconstruction_corpus
+        from dataset_builder.simulation.corpus import (
+            ID_PREFIX,
+            specimen_overrides,
+            write_reconstruction_corpus,
+        )
 
+        overrides = _overrides(args.overrides)
+        if args.specimen is not None:
+            overrides = specimen_overrides(args.specimen, overrides)
         ids = [f"{ID_PREFIX}-{k + 1:04d}" for k in range(max(args.entries, 0))]
         before = _complete(str(args.out), ids)
         location = write_reconstruction_corpus(
             args.out, args.entries, seed=args.seed, preset=args.preset,
-            overrides=_overrides(args.overrides), workers=args.workers,
+            overrides=overrides, workers=args.workers,
             progress=not args.no_progress)
     after = _complete(location, ids)
     attrs = Store(location).attrs

@@ -240,3 +240,40 @@ def insert_tiles(selected, bounds, order_p, order_m, core, domain, numerator, we
                 at = r * half_row + x0
                 weight_flat[at] += w0 * c2
                 weight_flat[at + u1] += w1 * c2
+
+
+@numba.njit(nogil=True, cache=True)
+def shell_sums(shells, values, bins):
+    """``Σ values`` per shell index (float64 ``(bins,)``), as ``np.bincount`` without its
+    copies; ``shells`` int16, ``values`` float32 of the same shape (C-contiguous)."""
+    out = np.zeros(bins, np.float64)
+    flat_shells, flat_values = shells.ravel(), values.ravel()
+    for i in range(flat_shells.shape[0]):
+        out[flat_shells[i]] += flat_values[i]
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def divide_weights(numerator, weight, whiten, lam, map_shell, floor, pad_shell, out):
+    """``out = numerator · φ / max(weight + λ[map shell], floor[radius])`` voxel by voxel
+    (0 where that is 0); ``φ = whiten``, or 1 when ``whiten`` is empty. ``numerator`` and
+    ``out`` are complex grids viewed as float32 ``(..., 2)``; the others C-contiguous of the
+    weight's shape but ``lam`` and ``floor`` (per shell)."""
+    num, w, ms, ps, o = (numerator.ravel(), weight.ravel(), map_shell.ravel(),
+                         pad_shell.ravel(), out.ravel())
+    white = whiten.ravel()
+    use_white = white.shape[0] == w.shape[0]
+    for i in range(w.shape[0]):
+        d = w[i] + lam[ms[i]]
+        f = floor[ps[i]]
+        if d < f:
+            d = f
+        if d > 0:
+            factor = np.float32(1.0) / d
+            if use_white:
+                factor *= white[i]
+            o[2 * i] = num[2 * i] * factor
+            o[2 * i + 1] = num[2 * i + 1] * factor
+        else:
+            o[2 * i] = 0
+            o[2 * i + 1] = 0

@@ -49,6 +49,8 @@ PATCH_SIZE = 96
 RECIPE_ATTRIBUTE = "simulation"
 """The store's root attribute holding the corpus recipe."""
 ID_PREFIX = "SIM"
+OPTIONAL_NUMBERS = ("noise_sigma",)
+"""Settings that are a number or null."""
 
 
 def _setting_fields() -> dict[str, object]:
@@ -60,9 +62,15 @@ def _coerce(name: str, value, default):
     def bad(need: str):
         return InputError(f"simulation setting {name}={value!r}: {need}")
 
-    if default is None:
-        if value is not None and not isinstance(value, str):
-            raise bad("it must be text (or null)")
+    if name in OPTIONAL_NUMBERS:
+        if value is None:
+            return None
+        default = 0.0
+    elif default is None or isinstance(default, str):
+        if value is None and default is None:
+            return None
+        if not isinstance(value, str):
+            raise bad("it must be text" + (" (or null)" if default is None else ""))
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -120,6 +128,61 @@ def corpus_settings(preset: str | None = None,
         return [settings.with_(**changes) for settings in chosen]
     except ValueError as error:
         raise InputError(str(error)) from error
+
+
+MODEL_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz",
+                  ".mmcif.gz")
+"""File names that ``--specimen`` reads as an atomic model (anything else: a map)."""
+
+
+def specimen_overrides(path: str | Path, overrides: dict | None = None) -> dict:
+    """The settings a user's own specimen sets, added to ``overrides``.
+
+    A map (MRC/CCP4) becomes ``specimen``, its edge ``box`` and its voxel size ``voxel_size``
+    (given ones must agree), and the flexible domains are switched off (a map is rigid). An
+    atomic model (PDB or mmCIF, by its name) becomes ``model``; ``box`` and ``voxel_size``
+    must then be given.
+
+    Args:
+        path: the map or model file.
+        overrides: the other ``--set`` overrides.
+
+    Returns:
+        The overrides with the specimen's.
+
+    Raises:
+        InputError: a missing file, a map that is not cubic, or settings that disagree.
+    """
+    from cref_bench.maps.io import MapError, read_header
+
+    out = dict(overrides or {})
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--specimen {path}: no such file")
+    location = str(path.resolve())
+    if path.name.lower().endswith(MODEL_SUFFIXES):
+        missing = [name for name in ("box", "voxel_size") if name not in out]
+        if missing:
+            raise InputError(f"--specimen {path}: an atomic model; give the box with "
+                             f"{' and '.join(f'--set {m}=...' for m in missing)}")
+        out["model"] = location
+        return out
+    try:
+        header = read_header(path)
+    except MapError as error:
+        raise InputError(f"--specimen {path}: {error}") from error
+    shape, size = tuple(header.shape), tuple(float(v) for v in header.voxel_size)
+    if len(set(shape)) != 1 or not np.allclose(size, size[0], rtol=1e-4):
+        raise InputError(f"--specimen {path}: a {shape[::-1]} map of {size[::-1]} Å voxels "
+                         f"(x, y, z); a specimen map must be cubic with cubic voxels")
+    for name, value in (("box", shape[0]), ("voxel_size", size[0])):
+        given = out.get(name)
+        if given is not None and not np.isclose(float(given), value, rtol=1e-3):
+            raise InputError(f"--specimen {path}: the map has {name} {value:g}, --set gives "
+                             f"{given}; leave {name} to the map")
+        out[name] = value
+    out.update(specimen=location, flexible_fraction=0.0, flexible_selection=None)
+    return out
 
 
 def entry_job(seed: int, index: int, cycle: list[SimulationSettings]
@@ -197,7 +260,8 @@ def _write_one(location: str, entry_id: str, settings: SimulationSettings, seed:
         entry = simulate_entry(settings, seed)
         store.write_entry(location, entry_id, half1=entry.half1, half2=entry.half2,
                           mask=entry.mask, truth=entry.truth, reference=entry.reference,
-                          models={"model": entry.model}, metadata={**entry.metadata, **extra})
+                          models={"model": entry.model} if entry.model is not None else None,
+                          metadata={**entry.metadata, **extra})
         return None
     except Exception as error:  # recorded per entry; the build carries on
         store.record_rejection(location, entry_id, error,
@@ -272,4 +336,5 @@ def _report(entry_id: str, error: str | None) -> None:
         logger.warning("%s failed (recorded in the manifest): %s", entry_id, error)
 
 
-__all__ = ["PRESET_CYCLE", "corpus_settings", "entry_job", "write_reconstruction_corpus"]
+__all__ = ["MODEL_SUFFIXES", "PRESET_CYCLE", "corpus_settings", "entry_job",
+           "specimen_overrides", "write_reconstruction_corpus"]

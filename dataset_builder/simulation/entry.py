@@ -16,7 +16,10 @@ the same maps bit for bit, whatever the number of threads):
    SNR) (:mod:`.ssnr`), so the reference has, voxel by voxel, the expected value and noise
    power of a reconstruction from ``reference_factor · particles`` particles at the halves'
    SNR (same specimen, views, defocus and domain motion) at the cost of one half-map.
-3. Each set is reconstructed by direct Fourier inversion with the Wiener-type regulariser.
+3. Each set is reconstructed by direct Fourier inversion (:mod:`.reconstruction`): the two
+   halves first without regulariser, their FSC (solvent-flattened, per shell), then each
+   set with the settings' regulariser (``fsc``: the SSNR from that FSC, as RELION's
+   refinement; the reference with ``reference_factor`` times it) and solvent-flattened.
 4. The mask: :func:`dataset_builder.synthetic.soft_mask` of the truth (the phantoms' mask).
 """
 
@@ -51,13 +54,21 @@ from dataset_builder.simulation.particles import (
     children,
     standard_normals,
 )
-from dataset_builder.simulation.reconstruction import FourierReconstructor
+from dataset_builder.simulation.reconstruction import (
+    SOLVENT_EDGE,
+    FourierReconstructor,
+    Unregularised,
+    shell_fsc,
+    solvent_fraction,
+)
 from dataset_builder.simulation.settings import SimulationSettings
 from dataset_builder.simulation.specimen import (
     density,
+    map_particle_radius,
     oversampled_transform,
     particle_radius,
     place_model,
+    read_specimen_map,
 )
 from dataset_builder.simulation.ssnr import (
     implied_fsc,
@@ -67,7 +78,7 @@ from dataset_builder.simulation.ssnr import (
 )
 from dataset_builder.synthetic import soft_mask
 
-SIMULATION_VERSION = 2
+SIMULATION_VERSION = 3
 """Version of the simulation recipe; stored with every entry."""
 PAD = 2
 """Oversampling of the specimen's transforms and of the reconstruction grids."""
@@ -90,9 +101,10 @@ class Specimen:
         domain_atoms: atoms in the flexible domain (0 if rigid).
         radius: the particle's radius, Å.
         noise: ``σ²``, noise power per image Fourier coefficient.
+        snr: the particle SNR this noise gives (:func:`.ssnr.noise_power`; inf: no noise).
     """
 
-    structure: gemmi.Structure
+    structure: gemmi.Structure | None
     model_name: str
     truth: Volume
     spectrum: np.ndarray
@@ -104,6 +116,7 @@ class Specimen:
     domain_atoms: int
     radius: float
     noise: float
+    snr: float
 
     @property
     def pivot(self) -> np.ndarray:
@@ -145,39 +158,58 @@ def build_specimen(settings: SimulationSettings, seed: int) -> Specimen:
     """
     streams = _streams(seed)
     n, a = settings.box, settings.voxel_size
-    structure, origin, name = place_model(settings.model, n, a,
-                                          np.random.default_rng(streams["model"]))
-    like = Volume(np.zeros((n,) * 3, np.float32), a, origin, source=f"simulated entry {seed}")
     flexibility = settings.flexibility()
     pivot_index = (n // 2,) * 3
     domain_atoms = 0
     domain_density = None
-    if flexibility.active:
-        mask = select_domain(structure, flexibility, np.random.default_rng(streams["domain"]))
-        core_part, domain_part = split_structure(structure, mask)
-        pivot_xyz = pivot_of(domain_part, origin, a)
-        pivot_index = tuple(np.rint((pivot_xyz[::-1] - np.asarray(origin)) / a).astype(int))
-        core_density = density(core_part, like)
-        domain_density = density(domain_part, like)
-        truth_data = core_density + density(
-            ensemble_structure(domain_part, pivot_xyz, flexibility), like)
-        domain_atoms = int(mask.sum())
+    if settings.specimen is not None:
+        given = read_specimen_map(settings.specimen, n, a)
+        structure, name = None, str(settings.specimen)
+        truth = given.like(given.data, source=f"simulated entry {seed} truth")
+        core_density = truth.data
+        radius = map_particle_radius(truth)
     else:
-        core_density = truth_data = density(structure, like)
-    truth = like.like(truth_data, source=f"simulated entry {seed} truth")
+        structure, origin, name = place_model(settings.model, n, a,
+                                              np.random.default_rng(streams["model"]))
+        like = Volume(np.zeros((n,) * 3, np.float32), a, origin,
+                      source=f"simulated entry {seed}")
+        if flexibility.active:
+            mask = select_domain(structure, flexibility,
+                                 np.random.default_rng(streams["domain"]))
+            core_part, domain_part = split_structure(structure, mask)
+            pivot_xyz = pivot_of(domain_part, origin, a)
+            pivot_index = tuple(np.rint((pivot_xyz[::-1] - np.asarray(origin)) / a).astype(int))
+            core_density = density(core_part, like)
+            domain_density = density(domain_part, like)
+            truth_data = core_density + density(
+                ensemble_structure(domain_part, pivot_xyz, flexibility), like)
+            domain_atoms = int(mask.sum())
+        else:
+            core_density = truth_data = density(structure, like)
+        truth = like.like(truth_data, source=f"simulated entry {seed} truth")
+        radius = particle_radius(structure, like)
     spectrum = scipy.fft.rfftn(truth.data, workers=-1)
     shells = fourier_shells(truth.shape, truth.voxel_size)
     power = shell_power(spectrum, shells)
-    radius = particle_radius(structure, like)
-    noise = noise_power(settings.snr, power, ImagePoints.of(n, a), settings.microscope(),
-                        settings.defocus_range, radius)
+    points = ImagePoints.of(n, a)
+    unit = noise_power(1.0, power, points, settings.microscope(), settings.defocus_range,
+                       radius)
+    if settings.noise_sigma is not None:
+        # White noise of σ_px per pixel has power N² σ_px² per (unnormalised) coefficient.
+        noise = float((n * settings.noise_sigma) ** 2)
+        snr = unit / noise if noise > 0 else float("inf")
+    else:
+        noise = noise_power(settings.snr, power, points, settings.microscope(),
+                            settings.defocus_range, radius)
+        snr = float(settings.snr)
     return Specimen(structure, name, truth, spectrum, shells, power, core_density,
-                    domain_density, pivot_index, domain_atoms, radius, noise)
+                    domain_density, pivot_index, domain_atoms, radius, noise, snr)
 
 
 def implied_half_fsc(specimen: Specimen, settings: SimulationSettings,
                      shells: Shells | None = None, particles: int | None = None) -> np.ndarray:
-    """The half-map FSC the settings imply for this specimen (:func:`.ssnr.implied_fsc`).
+    """The half-map FSC the settings imply for this specimen (:func:`.ssnr.implied_fsc`),
+    with the noise the solvent flattening leaves (if on).
 
     Args:
         specimen: the specimen.
@@ -188,16 +220,19 @@ def implied_half_fsc(specimen: Specimen, settings: SimulationSettings,
     Returns:
         One value per shell.
     """
+    kept = solvent_fraction(settings.box) if settings.flatten_solvent else 1.0
+    regularised = settings.regulariser != "none"
     return implied_fsc(specimen.spectrum, shells or specimen.shells,
-                       settings.particles if particles is None else particles, specimen.noise,
-                       settings.microscope(), settings.defocus_range, settings.views(),
-                       settings.regulariser)
+                       settings.particles if particles is None else particles,
+                       specimen.noise * kept, settings.microscope(), settings.defocus_range,
+                       settings.views(), settings.tau2_fudge if regularised else np.inf,
+                       "fsc" if settings.regulariser == "fsc" else "oracle")
 
 
-def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_particles: int,
-                          stream: np.random.SeedSequence, progress: bool = False,
-                          label: str = "particles", snr_factor: float = 1.0) -> Volume:
-    """Simulate ``n_particles`` particles and reconstruct them (steps 2 and 3).
+def grid_particles(specimen: Specimen, settings: SimulationSettings, n_particles: int,
+                   stream: np.random.SeedSequence, progress: bool = False,
+                   label: str = "particles", snr_factor: float = 1.0) -> Unregularised:
+    """Simulate ``n_particles`` particles and reconstruct them without regulariser (step 2).
 
     Args:
         specimen: the specimen.
@@ -208,44 +243,130 @@ def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_pa
         progress: show a progress bar.
         label: the progress bar's label.
         snr_factor: the particles' SNR is ``snr_factor`` times the settings' (their noise
-            power ``specimen.noise / snr_factor``, also used by the regulariser).
+            power ``specimen.noise / snr_factor``).
 
     Returns:
-        The reconstruction on the truth's grid.
+        The unregularised map (:class:`.reconstruction.Unregularised`).
     """
-    n, a = settings.box, settings.voxel_size
-    points = ImagePoints.of(n, a)
+    points = ImagePoints.of(settings.box, settings.voxel_size)
     microscope = settings.microscope()
-    views = settings.views()
-    flexibility = settings.flexibility()
-    low, high = settings.defocus_range
-    reconstructor = FourierReconstructor(n, PAD)
-    sizes = [min(settings.batch_size, n_particles - k)
-             for k in range(0, n_particles, settings.batch_size)]
+    reconstructor = FourierReconstructor(settings.box, PAD)
     particle_noise = specimen.noise / snr_factor
     sigma = float(np.sqrt(particle_noise))
     core, domain = specimen.transforms
     bar = tqdm(total=n_particles, desc=label, unit="particle", disable=not progress)
     threads = numba.get_num_threads()
     with bar, ThreadPoolExecutor(threads) as executor:
-        for size, child in zip(sizes, children(stream, len(sizes))):
-            draws, noise_seed = children(child, 2)
-            rng = np.random.default_rng(draws)
-            rotations = views.sample(rng, size)
-            defocus = rng.uniform(low, high, size)
-            if specimen.domain_density is not None:
-                domain_rotations, shifts = flexibility.motions(rng, size)
-                shifts = specimen.pivot + shifts / a
-            else:
-                domain_rotations, shifts = np.zeros((size, 3, 3)), np.zeros((size, 3))
+        for batch, noise_seed in particle_batches(specimen, settings, n_particles, stream):
+            size = batch.rotations.shape[0]
             noise = standard_normals(noise_seed, (size * points.size, 2), executor) \
                 if sigma > 0 else None
-            add_particles(reconstructor, core, domain,
-                          Batch(rotations, defocus, domain_rotations, shifts), points,
-                          microscope, sigma, noise, executor, threads)
+            add_particles(reconstructor, core, domain, batch, points, microscope, sigma, noise,
+                          executor, threads)
             bar.update(size)
-    return reconstructor.reconstruct(specimen.truth, particle_noise, specimen.power,
-                                     settings.regulariser)
+    return reconstructor.unregularised(specimen.truth, particle_noise)
+
+
+def particle_batches(specimen: Specimen, settings: SimulationSettings, n_particles: int,
+                     stream: np.random.SeedSequence):
+    """The draws of a particle set, batch by batch: ``(Batch, noise seed)`` (orientations,
+    defocus and domain motions from child ``k`` of ``stream`` for batch ``k``)."""
+    views, flexibility = settings.views(), settings.flexibility()
+    low, high = settings.defocus_range
+    sizes = [min(settings.batch_size, n_particles - k)
+             for k in range(0, n_particles, settings.batch_size)]
+    for size, child in zip(sizes, children(stream, len(sizes))):
+        draws, noise_seed = children(child, 2)
+        rng = np.random.default_rng(draws)
+        rotations = views.sample(rng, size)
+        defocus = rng.uniform(low, high, size)
+        if specimen.domain_density is not None:
+            domain_rotations, shifts = flexibility.motions(rng, size)
+            shifts = specimen.pivot + shifts / settings.voxel_size
+        else:
+            domain_rotations, shifts = np.zeros((size, 3, 3)), np.zeros((size, 3))
+        yield Batch(rotations, defocus, domain_rotations, shifts), noise_seed
+
+
+def particle_parameters(specimen: Specimen, settings: SimulationSettings, n_particles: int,
+                        stream: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
+    """The orientations ``(n, 3, 3)`` and defoci ``(n,)`` (Å) of a particle set, as
+    :func:`grid_particles` draws them (e.g. to write them for RELION: :mod:`.relion`)."""
+    batches = [batch for batch, _ in particle_batches(specimen, settings, n_particles, stream)]
+    return (np.concatenate([b.rotations for b in batches]),
+            np.concatenate([b.defocus for b in batches]))
+
+
+def unregularised_fsc(first: Unregularised, second: Unregularised,
+                      flatten: bool = True) -> np.ndarray:
+    """FSC of two unregularised maps per rounded shell ``0 .. N/2``
+    (:func:`.reconstruction.shell_fsc`), each solvent-flattened first if asked (as the
+    unregularised half-maps RELION's refinement compares are)."""
+    spectra = [scipy.fft.rfftn(u.map(flatten=flatten).data, workers=-1) if flatten
+               else u.spectrum for u in (first, second)]
+    return shell_fsc(*spectra)
+
+
+def regularise(unregularised: Unregularised, specimen: Specimen, settings: SimulationSettings,
+               half_fsc: np.ndarray | None = None, ssnr_factor: float = 1.0) -> Volume:
+    """The map from an unregularised one, with the settings' regulariser and solvent
+    flattening (step 3).
+
+    Args:
+        unregularised: the map before its regulariser.
+        specimen: the specimen (its signal power for ``oracle``).
+        settings: the settings (``regulariser``, ``tau2_fudge``, ``flatten_solvent``).
+        half_fsc: ``fsc``: the FSC between the two unregularised half-maps per rounded shell
+            (:func:`unregularised_fsc`).
+        ssnr_factor: ``fsc``: this map's SSNR relative to a half-map's (a reference of
+            ``f`` times the particle SNR: ``f``).
+
+    Returns:
+        The map on the truth's grid.
+
+    Raises:
+        ValueError: ``fsc`` without ``half_fsc``.
+    """
+    lam = None
+    if unregularised.noise_power > 0 and settings.regulariser == "oracle":
+        lam = unregularised.oracle_lambda(specimen.power, settings.tau2_fudge)
+    elif unregularised.noise_power > 0 and settings.regulariser == "fsc":
+        if half_fsc is None:
+            raise ValueError("the fsc regulariser needs the FSC of the two unregularised "
+                             "half-maps")
+        lam = unregularised.fsc_lambda(half_fsc, settings.tau2_fudge, ssnr_factor)
+    return unregularised.map(lam, settings.flatten_solvent)
+
+
+def reconstruct_halves(specimen: Specimen, settings: SimulationSettings,
+                       streams: tuple[np.random.SeedSequence, np.random.SeedSequence],
+                       progress: bool = False) -> tuple[Volume, Volume, np.ndarray]:
+    """Two half-maps of ``settings.particles`` particles each, regularised as the settings
+    say (steps 2 and 3).
+
+    Returns:
+        ``(half1, half2, fsc)``: the maps and the FSC of their unregularised versions per
+        rounded shell (:func:`unregularised_fsc`).
+    """
+    first, second = (grid_particles(specimen, settings, settings.particles, stream, progress,
+                                    label=label)
+                     for stream, label in zip(streams, ("half1", "half2")))
+    half_fsc = unregularised_fsc(first, second, settings.flatten_solvent)
+    return (regularise(first, specimen, settings, half_fsc),
+            regularise(second, specimen, settings, half_fsc), half_fsc)
+
+
+def reconstruct_particles(specimen: Specimen, settings: SimulationSettings, n_particles: int,
+                          stream: np.random.SeedSequence, progress: bool = False,
+                          label: str = "particles", snr_factor: float = 1.0,
+                          half_fsc: np.ndarray | None = None) -> Volume:
+    """Simulate ``n_particles`` particles and reconstruct them (:func:`grid_particles`, then
+    :func:`regularise` with ``ssnr_factor = snr_factor · n_particles / settings.particles``).
+    The ``fsc`` regulariser needs ``half_fsc`` (:func:`reconstruct_halves` gives it)."""
+    unregularised = grid_particles(specimen, settings, n_particles, stream, progress, label,
+                                   snr_factor)
+    return regularise(unregularised, specimen, settings, half_fsc,
+                      snr_factor * n_particles / settings.particles)
 
 
 @dataclass(eq=False)
@@ -258,7 +379,8 @@ class SimulatedEntry:
         mask: soft mask of the truth, values in [0, 1].
         reference: reconstruction with the spectral SNR of ``reference_factor`` times more
             particles (module docstring, step 2).
-        model: the model, mmCIF text (rest conformation, box coordinates).
+        model: the model, mmCIF text (rest conformation, box coordinates), or None for a
+            map specimen.
         metadata: JSON-ready record of every parameter (see :func:`simulate_entry`).
         timings: ``{"wall": {step: s}, "cpu": {step: s}}``, wall-clock and process CPU
             seconds (all threads) of each step: ``specimen``, ``half1``, ``half2``,
@@ -270,7 +392,7 @@ class SimulatedEntry:
     truth: Volume
     mask: Volume
     reference: Volume
-    model: str
+    model: str | None
     metadata: dict
     timings: dict = field(default_factory=dict)
 
@@ -321,13 +443,25 @@ def simulate_entry(settings: SimulationSettings, seed: int, *,
     mask = soft_mask(specimen.truth)
     clock("specimen", start)
     streams = _streams(seed)
-    maps = {}
-    for name, factor in (("half1", 1.0), ("half2", 1.0),
-                         ("reference", settings.reference_factor)):
+    maps, unregularised = {}, {}
+    for name in ("half1", "half2"):
         start = (time.perf_counter(), time.process_time())
-        maps[name] = reconstruct_particles(specimen, settings, settings.particles, streams[name],
-                                           progress, label=name, snr_factor=factor)
+        unregularised[name] = grid_particles(specimen, settings, settings.particles,
+                                             streams[name], progress, label=name)
         clock(name, start)
+    start = (time.perf_counter(), time.process_time())
+    half_fsc = unregularised_fsc(unregularised["half1"], unregularised["half2"],
+                                 settings.flatten_solvent)
+    for name in ("half1", "half2"):
+        maps[name] = regularise(unregularised.pop(name), specimen, settings, half_fsc)
+    clock("regularise", start)
+    start = (time.perf_counter(), time.process_time())
+    maps["reference"] = reconstruct_particles(specimen, settings, settings.particles,
+                                              streams["reference"], progress,
+                                              label="reference",
+                                              snr_factor=settings.reference_factor,
+                                              half_fsc=half_fsc)
+    clock("reference", start)
     crossing = fsc(maps["half1"], maps["half2"]).resolution_at(0.143).resolution
     implied = implied_resolution(implied_half_fsc(specimen, settings), specimen.shells)
     n = settings.box
@@ -335,12 +469,15 @@ def simulate_entry(settings: SimulationSettings, seed: int, *,
     metadata = {
         "source": "simulated", "seed": int(seed), "simulation_version": SIMULATION_VERSION,
         "settings": settings.as_dict(), "model": specimen.model_name,
-        "atoms": int(specimen.structure[0].count_atom_sites()),
+        "atoms": None if specimen.structure is None
+        else int(specimen.structure[0].count_atom_sites()),
         "particle_radius": specimen.radius,
         "noise_sigma_pixel": float(np.sqrt(specimen.noise)) / n,
+        "particle_snr": None if np.isinf(specimen.snr) else float(specimen.snr),
         "particles_half": int(settings.particles),
         "particles_reference": int(settings.particles),
-        "reference_snr": None if np.isinf(settings.snr) else float(settings.reference_snr),
+        "reference_snr": None if np.isinf(specimen.snr)
+        else float(settings.reference_factor * specimen.snr),
         "reference_equivalent_particles": int(round(settings.reference_factor
                                                     * settings.particles)),
         "orientations": settings.views().as_dict(),
@@ -349,13 +486,19 @@ def simulate_entry(settings: SimulationSettings, seed: int, *,
                         "shift_sd": flexibility.shift_sd, "angle_sd": flexibility.angle_sd,
                         "selection": flexibility.selection or
                         ("automatic" if specimen.domain_atoms else None)},
+        "regulariser": {"kind": settings.regulariser, "tau2_fudge": settings.tau2_fudge,
+                        "fsc_unregularised_halves": [round(float(v), 6) for v in half_fsc]},
+        "solvent_flattening": {"radius_voxels": n / 2, "edge_voxels": SOLVENT_EDGE}
+        if settings.flatten_solvent else None,
         "implied_resolution": implied, "resolution": crossing,
         "versions": _versions(),
     }
-    model = specimen.structure.make_mmcif_document().as_string()
+    model = None if specimen.structure is None else \
+        specimen.structure.make_mmcif_document().as_string()
     return SimulatedEntry(maps["half1"], maps["half2"], specimen.truth, mask, maps["reference"],
                           model, metadata, timings)
 
 
-__all__ = ["SIMULATION_VERSION", "SimulatedEntry", "Specimen", "build_specimen",
-           "implied_half_fsc", "reconstruct_particles", "simulate_entry"]
+__all__ = ["SIMULATION_VERSION", "SimulatedEntry", "Specimen", "build_specimen", "grid_particles",
+           "implied_half_fsc", "particle_batches", "particle_parameters", "reconstruct_halves",
+           "reconstruct_particles", "regularise", "simulate_entry", "unregularised_fsc"]

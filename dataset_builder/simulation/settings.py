@@ -1,12 +1,19 @@
 """What a simulated entry is made of: :class:`SimulationSettings` and named :data:`PRESETS`.
 
-Every field has a documented default; :meth:`SimulationSettings.as_dict` is what an entry
-records. The presets span the EMDB range (boxes 96 to 256, resolutions about 2.5 to 8 Å), some with
-a preferred orientation, some with a flexible domain. Each name gives the FSC-0.143
-resolution the settings imply for procedural specimens of seeds 0 to 2
-(:func:`.entry.implied_half_fsc`, measured within about 15 %: 2.3-2.6, 3.6-4.1, 4.2-4.8,
-4.6-4.8, 7.3-7.5 and 8.3-8.6 Å); it varies with the specimen drawn from the seed, as real
-entries' resolutions do.
+Every field has a documented default;
+:meth:`SimulationSettings.as_dict` is what an entry records. The settings in RELION's terms:
+``noise_sigma`` is ``relion_project --white_noise`` (the standard deviation of white noise per
+pixel of each particle image, in the units of the specimen's projection: the sum of voxel
+values along the ray), ``particles`` the particles per half, ``voltage_kv``, ``cs_mm``,
+``amplitude_contrast`` (300 kV, 2.7 mm, 0.1 by default), ``defocus_um`` (uniform, no
+astigmatism) and ``envelope_b`` (``rlnCtfBfactor``: ``exp(−B s² / 4)``) are the optics and
+CTF a particle STAR file carries (:mod:`.relion` writes one); ``snr`` is the alternative to
+``noise_sigma``. The presets span the EMDB range (boxes 96 to 256, resolutions about 2.5 to
+8 Å), some with a preferred orientation, some with a flexible domain. Each name gives the
+FSC-0.143 resolution the settings imply (:func:`.entry.implied_half_fsc`, with the ``fsc``
+regulariser and solvent flattening; for the procedural specimen of seed 0: 2.5, 3.4, 4.2,
+4.2, 6.8 and 7.9 Å); it varies with the specimen drawn from the seed, as real entries'
+resolutions do.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from dataset_builder.simulation.flexibility import Flexibility
 from dataset_builder.simulation.orientations import ViewDistribution
 
 MIN_BOX, MAX_BOX = 32, 512
+REGULARISERS = ("fsc", "oracle", "none")
+"""The regulariser settings (see :class:`SimulationSettings`)."""
 
 
 @dataclass(frozen=True)
@@ -29,13 +38,20 @@ class SimulationSettings:
 
     Attributes:
         model: an atomic model file (PDB/mmCIF); None draws a procedural model from the seed.
+        specimen: a map file (MRC/CCP4) to use as the truth instead of a model: cubic, its
+            edge ``box`` and its voxel size ``voxel_size`` (rigid only).
         box: edge of the cubic box, voxels (even, 32 to 512).
         voxel_size: Å per voxel (and per image pixel).
-        particles: particles per half-map.
+        particles: particles per half-map (each half is reconstructed from its own).
         reference_factor: the reference map has the spectral SNR of this many times
             ``particles`` particles: it is reconstructed from ``particles`` further particles
             (independent of the halves) whose SNR is ``reference_factor · snr``.
-        snr: particle SNR (see :mod:`.ssnr`; ``inf``: no noise).
+        snr: particle SNR (see :mod:`.ssnr`; ``inf``: no noise); used when ``noise_sigma``
+            is None.
+        noise_sigma: standard deviation of the white Gaussian noise added to every pixel of
+            each particle image, in the units of the specimen's projection (the sum of the
+            map's voxel values along the ray, as ``relion_project`` projects;
+            ``relion_project --white_noise``); None: set from ``snr``. 0: no noise.
         defocus_um: defocus range, µm, drawn uniformly per particle (underfocus positive).
         ctf: apply the CTF (False: CTF = 1).
         envelope_b: B-factor of the CTF envelope, Å².
@@ -46,17 +62,27 @@ class SimulationSettings:
         flexible_selection: a gemmi selection naming the flexible domain instead.
         flex_shift: σ of the domain's translation, Å per axis.
         flex_angle: σ of the domain's rotation, degrees per axis.
-        regulariser: ``T`` of the Wiener-type regulariser (larger: weaker).
+        regulariser: how each map is regularised (:mod:`.reconstruction`): ``fsc`` (default;
+            as RELION's refinement: ``SSNR = FSC / (1 − FSC)`` per shell from the FSC of the
+            two unregularised half-maps, the FSC clipped to [0.045, 0.999] as RELION's is),
+            ``oracle`` (the true signal power per shell) or ``none``.
+        tau2_fudge: ``T``, the regulariser's fudge (RELION's ``--tau2_fudge``; larger:
+            weaker; 1: Wiener).
+        flatten_solvent: flatten the solvent outside the reconstruction sphere (radius
+            ``box/2``, 3-voxel raised-cosine edge, outside set to its mean), as
+            ``relion_reconstruct`` does.
         batch_size: particles simulated and gridded together (bounds memory; part of what
             determines the random draws, so it is recorded).
     """
 
     model: str | None = None
+    specimen: str | None = None
     box: int = 128
     voxel_size: float = 1.2
     particles: int = 10_000
     reference_factor: float = 4.0
     snr: float = 0.05
+    noise_sigma: float | None = None
     defocus_um: tuple[float, float] = (0.8, 2.5)
     ctf: bool = True
     envelope_b: float = 60.0
@@ -69,7 +95,9 @@ class SimulationSettings:
     flexible_selection: str | None = None
     flex_shift: float = 0.0
     flex_angle: float = 0.0
-    regulariser: float = 1.0
+    regulariser: str = "fsc"
+    tau2_fudge: float = 1.0
+    flatten_solvent: bool = True
     batch_size: int = 256
     name: str = field(default="custom", compare=False)
 
@@ -91,12 +119,25 @@ class SimulationSettings:
         low, high = self.defocus_um
         if not 0 < low <= high:
             fail("defocus_um", self.defocus_um, "it must be (low, high) with 0 < low <= high")
-        if not (np.isfinite(self.regulariser) and self.regulariser > 0):
-            fail("regulariser", self.regulariser, "it must be positive")
+        if self.noise_sigma is not None and not (np.isfinite(self.noise_sigma)
+                                                 and self.noise_sigma >= 0):
+            fail("noise_sigma", self.noise_sigma, "it must be a number >= 0 (or null)")
+        if self.regulariser not in REGULARISERS:
+            fail("regulariser", self.regulariser, f"it must be one of {', '.join(REGULARISERS)}")
+        if not (np.isfinite(self.tau2_fudge) and self.tau2_fudge > 0):
+            fail("tau2_fudge", self.tau2_fudge, "it must be positive")
         if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
             fail("batch_size", self.batch_size, "it must be a positive integer")
         if self.model is not None and not Path(self.model).is_file():
             fail("model", self.model, "no such model file")
+        if self.specimen is not None:
+            if self.model is not None:
+                fail("specimen", self.specimen, "give a map (specimen) or a model, not both")
+            if not Path(self.specimen).is_file():
+                fail("specimen", self.specimen, "no such map file")
+            if self.flexible_fraction > 0 or self.flexible_selection is not None:
+                fail("specimen", self.specimen, "a map specimen is rigid: a flexible domain "
+                     "needs an atomic model")
         try:
             self.microscope()
             self.views()
@@ -160,4 +201,4 @@ PRESETS: dict[str, SimulationSettings] = {s.name: s for s in (
 """Named settings spanning the EMDB range (see the module docstring)."""
 
 
-__all__ = ["PRESETS", "SimulationSettings"]
+__all__ = ["PRESETS", "REGULARISERS", "SimulationSettings"]

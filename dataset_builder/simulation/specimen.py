@@ -81,6 +81,55 @@ def place_model(model: str | Path | gemmi.Structure | None, box: int, voxel_size
     return structure, tuple((centre - edge / 2)[::-1].tolist()), name
 
 
+def read_specimen_map(path: str | Path, box: int, voxel_size: float) -> Volume:
+    """A map specimen (the truth as given), checked against the settings' box.
+
+    Args:
+        path: an MRC/CCP4 map, cubic with an even edge.
+        box: the settings' box edge (must equal the map's).
+        voxel_size: the settings' voxel size, Å (must equal the map's within 0.1 %).
+
+    Returns:
+        The map; its centre voxel ``N/2`` is the particle's centre.
+
+    Raises:
+        ValueError: the map is not cubic, or its edge or voxel size differ from the settings.
+        cref_bench.maps.io.MapError: the file cannot be read as a map.
+    """
+    from cref_bench.maps.io import read_map
+
+    volume = read_map(path)
+    shape, size = volume.shape, volume.voxel_size
+    if len(set(shape)) != 1 or len(set(np.round(size, 4))) != 1:
+        raise ValueError(f"specimen {path}: a {shape[::-1]} map of {size[::-1]} Å voxels "
+                         f"(x, y, z); a specimen must be cubic with cubic voxels")
+    if shape[0] != box or not np.isclose(size[0], voxel_size, rtol=1e-3):
+        raise ValueError(f"specimen {path}: a {shape[0]}³ map of {size[0]:.4g} Å voxels, "
+                         f"but the settings ask for {box}³ of {voxel_size:.4g} Å (leave box "
+                         f"and voxel_size to the map)")
+    return volume.like(np.ascontiguousarray(volume.data, np.float32))
+
+
+MAP_RADIUS_LEVEL = 0.05
+"""A map specimen's particle reaches the farthest voxel whose smoothed density exceeds this
+fraction of its maximum."""
+
+
+def map_particle_radius(volume: Volume) -> float:
+    """Å from the box centre to the farthest voxel of a map specimen above
+    :data:`MAP_RADIUS_LEVEL` of the maximum (after a 1-voxel Gaussian), at least
+    :data:`MIN_PARTICLE_RADIUS`."""
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(volume.data.astype(np.float32), 1.0)
+    inside = np.argwhere(smooth > MAP_RADIUS_LEVEL * smooth.max())
+    if inside.size == 0:
+        raise ValueError(f"specimen {volume.source}: no positive density")
+    centre = np.asarray(volume.shape) // 2
+    reach = float(np.sqrt(((inside - centre) ** 2).sum(axis=1)).max()) * volume.voxel_size[0]
+    return max(reach, MIN_PARTICLE_RADIUS)
+
+
 def particle_radius(structure: gemmi.Structure, like: Volume) -> float:
     """Å from the box centre to the farthest atom."""
     xyz = np.array([cra.atom.pos.tolist() for cra in structure[0].all()]).reshape(-1, 3)
@@ -136,5 +185,5 @@ def uncentre(big: np.ndarray, n: int, pad: int) -> np.ndarray:
     return box.astype(np.float32, copy=False)
 
 
-__all__ = ["density", "gridding_correction", "oversampled_transform", "particle_radius",
-           "place_model", "uncentre"]
+__all__ = ["density", "gridding_correction", "map_particle_radius", "oversampled_transform",
+           "particle_radius", "place_model", "read_specimen_map", "uncentre"]

@@ -36,7 +36,7 @@ from dataset_builder.phantom_noise import shell_sums
 from dataset_builder.simulation.ctf import Microscope
 from dataset_builder.simulation.orientations import ViewDistribution
 from dataset_builder.simulation.particles import ImagePoints
-from dataset_builder.simulation.reconstruction import power_at_radius
+from dataset_builder.simulation.reconstruction import fsc_to_ssnr, power_at_radius
 
 
 def shell_power(spectrum: np.ndarray, shells: Shells) -> np.ndarray:
@@ -88,7 +88,8 @@ def noise_power(snr: float, power: np.ndarray, points: ImagePoints,
 
 def implied_fsc(spectrum: np.ndarray, shells: Shells, n_particles: int, noise: float,
                 microscope: Microscope | None, defocus_range: tuple[float, float],
-                views: ViewDistribution, fudge: float = 1.0) -> np.ndarray:
+                views: ViewDistribution, fudge: float = 1.0,
+                regulariser: str = "oracle") -> np.ndarray:
     """The expected FSC between two half-maps of ``n_particles`` each (module docstring).
 
     Args:
@@ -100,7 +101,11 @@ def implied_fsc(spectrum: np.ndarray, shells: Shells, n_particles: int, noise: f
         microscope: the optics, or None for no CTF.
         defocus_range: Å.
         views: the orientation distribution.
-        fudge: the regulariser's ``T``.
+        fudge: the regulariser's ``T`` (inf: no regulariser).
+        regulariser: ``oracle`` (``λ = σ² / (T S)``) or ``fsc`` (``λ = W̄ / (T · SSNR)`` per
+            shell, the SSNR the unregularised halves' FSC gives: ``Σ |F|² / Σ σ² / W``, the
+            FSC clipped as :func:`.reconstruction.fsc_to_ssnr` clips it; the same for uniform
+            views).
 
     Returns:
         One value per shell (1 without noise).
@@ -118,8 +123,16 @@ def implied_fsc(spectrum: np.ndarray, shells: Shells, n_particles: int, noise: f
     weight = n_particles * h / (2.0 * radius) * mean_ctf2(s2, microscope, defocus_range)
     full = fourier_shells(shells.shape, shells.voxel_size)
     signal = np.abs(spectrum) ** 2
-    mean_power = power_at_radius(radius, shell_power(spectrum, full))
-    a = weight / (weight + noise / (fudge * np.maximum(mean_power, 1e-30)))
+    if regulariser == "fsc":
+        counts = np.maximum(full.counts, 1)
+        signal_sum = shell_sums(signal, full)
+        noise_sum = shell_sums(noise / np.maximum(weight, 1e-30), full)
+        unregularised = signal_sum / np.maximum(signal_sum + noise_sum, 1e-300)
+        lam = shell_sums(weight, full) / counts / (fudge * fsc_to_ssnr(unregularised))
+        a = weight / (weight + power_at_radius(radius, lam))
+    else:
+        mean_power = power_at_radius(radius, shell_power(spectrum, full))
+        a = weight / (weight + noise / (fudge * np.maximum(mean_power, 1e-30)))
     cross = shell_sums(a**2 * signal, shells)
     total = shell_sums(a**2 * (signal + noise / np.maximum(weight, 1e-30)), shells)
     return np.divide(cross, total, out=np.zeros(shells.n), where=total > 0)

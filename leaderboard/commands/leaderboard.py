@@ -7,8 +7,9 @@ rows, labelled by the parameters that differ (lowpass (threshold=0.5)). Methods 
 on the entries every one of them scored (the entries dropped are listed) and ranked by the
 primary metric; each cell is mean ± std (median). A value that is a bound (an FSC that never
 falls below its threshold up to Nyquist) is shown as one ("< 2.40") and ranks as at least as
-good as its value; the best mean is bolded only among rows with a value on every compared
-entry. A method with failures shows how many entries failed, by kind; one that failed every
+good as its value; the best mean of each metric is bolded only among the rows with the most
+values of it ([n=k]: only k entries had a value; such a mean is never bolded over a row with
+more). A method with failures shows how many entries failed, by kind; one that failed every
 entry is listed last. The table goes to standard output or --out; --figures writes the
 distribution of the primary metric and the mean FSC_FD² against C_ref² curves (PNG, PDF and
 the data as CSV). Only results fit to publish (as cref-bench check says) are ranked; the

@@ -15,6 +15,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from cref_bench.metrics.fsc import resolution_change
 from leaderboard.figures import distribution
 from leaderboard.figures.common import (
     COLUMN_WIDTH,
@@ -51,7 +52,7 @@ def data(ctx: Context) -> pd.DataFrame:
                           "before": rows[BEFORE], "after": rows[AFTER],
                           "before_bound": bounds.loc[rows.index, BEFORE],
                           "after_bound": bounds.loc[rows.index, AFTER]})
-    frame["change"] = frame["after"] - frame["before"]
+    frame["change"] = resolution_change(frame["after"], frame["before"])
     frame["value"] = frame["change"]
     frame["bound"] = np.where(frame["before_bound"] != "", frame["before_bound"],
                               frame["after_bound"])

@@ -27,7 +27,7 @@ from leaderboard.figures.common import (
 )
 from leaderboard.figures.reference_fsc import draw_means, mean_curves
 
-NAME = "fig5_variance_ratios"
+NAME = "fig7_variance_ratios"
 TITLE = "var(S)/var(N) and var(S)/var(B) against resolution (paper Fig. 7)"
 HALF_MAPS = "half-maps"
 """The label of the curve common to every method (var(S)/var(N) of the half-maps)."""
@@ -64,6 +64,27 @@ def data(ctx: Context) -> pd.DataFrame:
     return frame[["quantity", *[c for c in frame.columns if c != "quantity"]]]
 
 
+def left_out_note(ctx: Context, frame: pd.DataFrame) -> str:
+    """A sentence naming the ranked methods missing from the var(S)/var(B) panel and why:
+    without denoised half-maps (a method that denoises the two halves together, as LAFTER
+    does) var(B) is not computed; the unfiltered reference has no bias."""
+    drawn = set(frame.loc[frame["quantity"] == "var(S)/var(B)", "label"])
+    reference = set(ctx.table.loc[ctx.table["reference"], "label"])
+    with_curves = set(ctx.curves("sbr").dropna(subset=["value"])["label"])
+    missing = [label for label in ctx.ranked if label not in drawn | reference]
+    without = [label for label in missing if label not in with_curves]
+    other = [label for label in missing if label in with_curves]
+    text = ""
+    if without:
+        text += (f" Not in the right panel: {', '.join(without)} (no denoised half-maps: the "
+                 "method denoises the two halves together, and var(B) needs each denoised "
+                 "alone).")
+    if other:
+        text += (f" Not in the right panel: {', '.join(other)} (too few entries with a "
+                 "positive var(B) at any frequency).")
+    return text
+
+
 @styled
 def make(ctx: Context, out_dir: str | os.PathLike) -> Drawn | Absent:
     """Draw and save the figure (or say why it cannot be drawn)."""
@@ -86,5 +107,6 @@ def make(ctx: Context, out_dir: str | os.PathLike) -> Drawn | Absent:
                f"over the {ctx.entries_note()}, on a common axis of spatial frequency; "
                "shaded: interquartile range across entries; "
                "drawn where at least half of the entries reach that frequency; shells where a "
-               "variance is not positive are left out." + ctx.failed_note())
+               "variance is not positive are left out." + left_out_note(ctx, frame)
+               + ctx.failed_note())
     return Drawn(NAME, TITLE, caption, save_figure(figure, out_dir, NAME, frame))
