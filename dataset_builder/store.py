@@ -620,6 +620,7 @@ def _scan_entry(entry_id: str, maps: dict[str, Volume], model_bytes: dict[str, b
     origins = done.pop(PATCHES_ARRAY)
     checksums = {name: digest for name, (digest, _) in done.items()}
     stats = {name: summary for name, (_, summary) in done.items()}
+    checksums[PATCHES_ARRAY] = hashlib.sha256(origins.astype("<i4").tobytes()).hexdigest()
     for name, raw in model_bytes.items():
         checksums[f"{MODELS_GROUP}/{name}"] = hashlib.sha256(raw).hexdigest()
     return checksums, stats, origins

@@ -228,6 +228,8 @@ def provenance_view(results: ResultSet, checks: dict) -> TableView:
         check = checks.get(label)
         verdict = ("n/a" if check is None else "fit" if check.fit else
                    "NOT fit: " + ", ".join(dict.fromkeys(f.topic for f in check.findings)))
+        if check is not None and check.marks:
+            verdict += "; marked: " + ", ".join(m.partition(":")[0] for m in check.marks)
         cpu = ", ".join(str(x) for x in (hardware.get("cpu_model"),
                                          f"{hardware.get('cpu_cores')} cores",
                                          _bytes(hardware.get("memory_bytes")))
@@ -240,7 +242,9 @@ def provenance_view(results: ResultSet, checks: dict) -> TableView:
             f"{dataset.get('location')} [{dataset.get('split')}]",
             str(dataset.get("content_hash") or "n/a")[:12],
             f"{counts.get('entries', 'n/a')} ({counts.get('failed', 0)} failed)",
-            f"{execution.get('isolation')}, timeout {execution.get('timeout_s')} s, memory "
+            f"{execution.get('isolation')}, sandbox {execution.get('sandbox')}"
+            f"{', trusted' if execution.get('trusted') else ''}, timeout "
+            f"{execution.get('timeout_s')} s, memory "
             f"{_bytes(execution.get('memory_limit_bytes'))}",
             cpu + (f"; GPUs: {', '.join(map(str, gpus))}" if gpus else ""),
             f"{p.get('started_at')}, {_fmt(p.get('wall_seconds'), 3)} s",

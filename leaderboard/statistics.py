@@ -56,7 +56,8 @@ def paired_values(results: ResultSet, table: pd.DataFrame, metric: str | None = 
         metric: the metric (default: the table's primary one).
 
     Returns:
-        An entries × labels frame (NaN where a setting has no value), columns in rank order.
+        An entries × labels frame (NaN where a setting has no value), columns in rank order;
+        an entry a setting failed holds the unprocessed input's value, as in the table.
     """
     a = table.attrs
     metric = metric or a["primary"]
@@ -67,7 +68,12 @@ def paired_values(results: ResultSet, table: pd.DataFrame, metric: str | None = 
     if metric not in part.columns:  # no folder holds a value of it (every entry failed)
         return pd.DataFrame(np.nan, index=pd.Index(a["entries"], name="entry"), columns=labels)
     wide = part.pivot(index="entry", columns="label", values=metric)
-    return wide.reindex(index=a["entries"], columns=labels)
+    wide = wide.reindex(index=a["entries"], columns=labels)
+    for label, entries in a.get("failed_as_input", {}).items():
+        for entry in entries:
+            if label in wide.columns and entry in wide.index:
+                wide.loc[entry, label] = wide.loc[entry, a["input_label"]]
+    return wide
 
 
 def entries_needed(settings: int, alpha: float = ALPHA) -> int:

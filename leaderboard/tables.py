@@ -9,7 +9,10 @@ not apply to, given both halves, are listed apart, unranked), else C_ref RMSE; w
 truth-based primary, each truth-free score shown carries its Kendall τ with it (between the
 methods within each entry, the mean over the compared entries) in the note, and adversarial
 probes (``probe-...``) are marked (and never win a tie: a probe that hands back its base's
-full map, with only its halves gamed, ranks just below it). The table is honest about what it holds:
+full map, with only its halves gamed, ranks just below it). A failure never helps: an entry
+a ranked setting failed counts, for it, as the unprocessed input (the reference setting,
+``noisy``, on that entry) and is shown as failed, so it is not dropped for every setting. The
+table is honest about what it holds:
 
 * a setting with failures shows how many entries failed, by kind; one that failed every entry
   (or has no row of the masking) is listed last with its failures, never dropped;
@@ -135,6 +138,32 @@ def _common_entries(part: pd.DataFrame, ranked: list[str], primary: str):
     return sorted(common), reasons
 
 
+def _failed_as_input(part: pd.DataFrame, results: ResultSet, ranked: list[str],
+                     reference: str) -> tuple[pd.DataFrame, dict[str, list[str]], str | None]:
+    """``part`` with, for every ranked setting, the reference's rows (the unprocessed input)
+    in place of each entry the setting failed; those entries by label; and the reference
+    setting's label. Without a reference setting that scored the entry, the entry stays
+    without a row."""
+    refs = [label for label in ranked if results.settings[label].method == reference]
+    if not refs or results.failures.empty:
+        return part, {}, None
+    source = part[part["label"] == refs[0]]
+    added, as_input = [], {}
+    for label in ranked:
+        if label in refs:
+            continue
+        failed = set(results.failures.loc[results.failures["label"] == label, "entry"])
+        failed -= set(part.loc[part["label"] == label, "entry"])
+        rows = source[source["entry"].isin(failed)].copy()
+        if rows.empty:
+            continue
+        setting = results.settings[label]
+        rows["label"], rows["method"] = label, setting.method
+        added.append(rows)
+        as_input[label] = sorted(set(rows["entry"]))
+    return (pd.concat([part, *added]) if added else part), as_input, refs[0]
+
+
 def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRICS,
                       masking: str = "masked", primary: str | None = None,
                       reference: str = "noisy") -> pd.DataFrame:
@@ -153,7 +182,8 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
         One row per setting, best first, then the settings without a result of this masking:
         ``rank`` (``<NA>`` for those), ``label``, ``method``, ``version``, ``params``, ``n``
         (entries compared), ``scored`` (entries scored in this masking), ``failed`` (entries
-        failed), ``failed_kinds`` (text), ``attempted``, ``reference`` (bool), and per metric
+        failed), ``failed_kinds`` (text), ``attempted``, ``as_input`` (compared entries it
+        failed, counted as the unprocessed input), ``reference`` (bool), and per metric
         ``<metric>_mean``, ``<metric>_std`` (``ddof=1``; NaN below two values),
         ``<metric>_median``, ``<metric>_n`` (entries with a value), ``<metric>_bounded``
         (how many of them are bounds) and ``<metric>_bound`` (``"<"``, ``">"``, ``"<>"`` for
@@ -161,9 +191,10 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
         ``missing_metrics``, ``entries`` (the compared entries), ``n_entries``,
         ``dropped_entries`` (``{entry: reason}``), ``n_dropped``, ``reference``,
         ``unranked`` (labels listed last: no result of the masking, or ``no_primary``, no
-        value of the primary on any entry), ``failures`` (failed entries in all) and ``tau``
-        (``{metric: mean within-entry Kendall τ with the primary}`` for every truth-free
-        score kept, when the primary is truth-based; else empty).
+        value of the primary on any entry), ``failed_as_input`` (``{label: entries}``),
+        ``input_label`` (the setting whose values they take), ``failures`` (failed entries in
+        all) and ``tau`` (``{metric: mean within-entry Kendall τ with the primary}`` for every
+        truth-free score kept, when the primary is truth-based; else empty).
 
     Raises:
         InputError: unknown masking or metric, no entry scored by every ranked setting, or
@@ -185,6 +216,8 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
     no_primary = [label for label in results.labels
                   if label not in ranked and (part["label"] == label).any()]
     unranked = [label for label in results.labels if label not in ranked]
+    scored_here = part
+    part, as_input, input_label = _failed_as_input(part, results, ranked, reference)
     common, dropped = ([], {}) if not ranked else _common_entries(part, ranked, primary)
     if ranked and not common:
         raise InputError(f"no entry was scored with a {primary} value by every method "
@@ -199,7 +232,7 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
     for label in results.labels:
         setting = results.settings[label]
         group = paired[paired["label"] == label]
-        scored = int(part.loc[part["label"] == label, "entry"].nunique())
+        scored = int(scored_here.loc[scored_here["label"] == label, "entry"].nunique())
         row = {"rank": pd.NA, "label": label, "method": setting.method,
                "version": setting.version, "params": setting.params,
                "n": int(group["entry"].nunique()), "scored": scored,
@@ -207,6 +240,7 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
                "failed_kinds": kinds_text(failures[label]),
                "attempted": int(everything.loc[everything["label"] == label, "entry"].nunique())
                + sum(failures[label].values()),
+               "as_input": len(set(as_input.get(label, ())) & set(common)),
                "reference": setting.method == reference}
         for metric in kept:
             values = group[metric]
@@ -222,6 +256,7 @@ def leaderboard_table(results: ResultSet, metrics: Iterable[str] = DEFAULT_METRI
                         "dropped_entries": dropped, "n_dropped": len(dropped),
                         "reference": reference, "unranked": unranked,
                         "no_primary": no_primary,
+                        "failed_as_input": as_input, "input_label": input_label,
                         "failures": int(table["failed"].sum()),
                         "tau": _taus(paired, primary, kept)})
     return table
@@ -411,8 +446,13 @@ def describe(table: pd.DataFrame) -> str:
         for row in failed.to_dict("records"):
             scope = ("every entry" if row["scored"] == 0 and pd.isna(row["rank"])
                      else f"{row['failed']} of {row['attempted']} entries")
+            if row.get("as_input"):
+                scope += f", {row['as_input']} of them scored as the input"
             items.append(f"{row['label']} failed {scope} ({row['failed_kinds']})")
         text += " Failures: " + "; ".join(items) + "."
+        if a.get("failed_as_input"):
+            text += (f" A failed entry counts as the unprocessed input ({a['reference']}) on "
+                     "that entry for ranking.")
     absent = [label for label in a["unranked"] if label not in a.get("no_primary", [])]
     if absent:
         text += f" Listed last, unranked (no {a['masking']} result): {', '.join(absent)}."

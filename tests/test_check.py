@@ -245,9 +245,14 @@ def test_the_leaderboard_lists_results_that_are_not_fit(complete, corpus, tmp_pa
     argv = ["leaderboard", str(complete), str(noisy), "--corpus", corpus]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert out.endswith("Not fit to publish (cref-bench check FOLDER says why):\n\n"
-                        f"- noisy ({noisy}): tables\n")
-    assert cli.main(argv[:-2]) == 0  # without the corpus: no folder is of a published corpus
+    assert "Not fit to publish (cref-bench check FOLDER says why):\n\n" \
+           f"- noisy ({noisy}): tables\n" in out
+    assert "| noisy" not in out and "| smooth-test" in out  # only the fit folder is ranked
+    assert cli.main(argv + ["--include-unfit"]) == 0
+    assert "| noisy" in capsys.readouterr().out  # asked for explicitly: ranked, still listed
+    assert cli.main(argv[:-2]) == 2  # without the corpus: no folder is of a published corpus
+    assert f"{complete}: NOT fit to publish" in capsys.readouterr().err
+    assert cli.main(argv[:-2] + ["--include-unfit"]) == 0
     listed = capsys.readouterr().out.split("says why):")[1]
     assert f"- smooth-test ({complete}): corpus" in listed and "- noisy" in listed
     assert cli.main(argv + ["--format", "html"]) == 0

@@ -347,27 +347,26 @@ def test_the_runner_records_failures_with_the_programs_lines_and_keeps_its_outpu
 
 
 def test_a_hanging_program_and_its_children_are_killed_by_the_timeout(corpus_path, tmp_path):
-    pids = tmp_path / "pids"
+    """The program's child is found by its own command line (a unique sleep): the program
+    runs in the method's box, which writes nowhere this test could read."""
+    seconds = f"{300 + time.time_ns() % 10**6 / 10**6:.6f}"
     out = tmp_path / "results"
     start = time.monotonic()
     result = run_method("external", corpus_path, out=out, limit=1, progress=False, timeout=3,
-                        params={"command": "sleep 300 & echo $! {workdir} >> {pidfile}; wait",
-                                "output": "never.mrc", "program": "sleep",
-                                "pidfile": str(pids)})
+                        params={"command": f"sleep {seconds} & wait", "output": "never.mrc",
+                                "program": "sleep"})
     assert time.monotonic() - start < 60
     assert list(result.failures["kind"]) == ["timeout"]
-    pid, workdir = pids.read_text().split()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        try:
-            if psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE:
-                break
-        except psutil.NoSuchProcess:
+        alive = [p for p in psutil.process_iter(["cmdline", "status"])
+                 if p.info["cmdline"] == ["sleep", seconds]
+                 and p.info["status"] != psutil.STATUS_ZOMBIE]
+        if not alive:
             break
         time.sleep(0.1)
     else:
-        pytest.fail(f"the program's child {pid} survived the timeout")
-    assert not Path(workdir).exists()  # its private folder went with the method process
+        pytest.fail(f"the program's child (sleep {seconds}) survived the timeout")
 
 
 def test_the_memory_limit_reaches_the_program(corpus_path, tmp_path):

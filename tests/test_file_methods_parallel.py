@@ -52,7 +52,8 @@ def test_a_file_method_is_shipped_to_the_workers(corpus_path, tmp_path):
 
 def test_a_method_the_workers_cannot_load_is_refused_before_any_work(corpus_path, tmp_path):
     """It imports a module that cannot be imported on the workers (as one not installed
-    there: it refuses to load in any process started by another)."""
+    there: it refuses to load in any process started by another). Trusted, the method is
+    shipped to the workers by value (in its box, each worker's box builds it from its file)."""
     (tmp_path / "only_here").mkdir()
     (tmp_path / "only_here" / "helper_only_here.py").write_text(
         "import multiprocessing\n"
@@ -62,7 +63,8 @@ def test_a_method_the_workers_cannot_load_is_refused_before_any_work(corpus_path
     extra = ("sys.path.insert(0, str(Path(__file__).parent / 'only_here'))\n"
              "import helper_only_here")
     done = _run(tmp_path, corpus_path,
-                SOURCE.format(extra=extra, body="assert helper_only_here.WIDTH"))
+                SOURCE.format(extra=extra, body="assert helper_only_here.WIDTH"),
+                "--trust-method")
     assert done.returncode == 2, done.stdout + done.stderr
     # one line of ours (a loaded machine may add dask's own warnings about slow workers)
     [line] = [x for x in done.stderr.splitlines() if x.startswith("cref-bench:")]

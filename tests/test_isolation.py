@@ -230,7 +230,7 @@ def test_limits_hold_while_the_parent_is_busy_elsewhere(method, limits, kind, ha
     mask = halves[0].like(np.ones(halves[0].shape))
     with MethodProcess(method, limits) as process:
         process.submit(*halves, mask)
-        child = process._proc
+        child = process._box.process
         deadline = time.monotonic() + 30
         while child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)  # busy elsewhere: nobody waits for the child here

@@ -284,25 +284,56 @@ def test_a_method_failing_every_entry_is_listed_last(tmp_path, capsys):
     assert "| – | crashy | 0 | 4 (timeout 3, crashed 1) | failed |" in text
     assert "Failures: crashy failed every entry (timeout 3, crashed 1)." in text
     # the exit status says so too, and the table is written all the same
-    assert main(["leaderboard", *BY_CREF, *map(str, folders), str(crashy)]) == 1
+    assert main(["leaderboard", *BY_CREF, *map(str, folders), str(crashy),
+                 "--include-unfit"]) == 1
     captured = capsys.readouterr()
     assert "| – | crashy |" in captured.out and "4 failed entries" in captured.err
 
 
+def _fail(folder, method, entry, kind="memory"):
+    scalars = pd.read_csv(folder / "scalars.csv")
+    scalars[scalars["entry"] != entry].to_csv(folder / "scalars.csv", index=False)
+    failures = pd.read_csv(folder / "failures.csv")
+    failures.loc[len(failures)] = [method, "1", "{}", entry, "test", kind, "MethodFailure", "x",
+                                   "Traceback ..."]
+    failures.to_csv(folder / "failures.csv", index=False)
+
+
 def test_failures_are_counted_beside_the_scores(tmp_path):
-    """wiener failed e03 (memory): its row says 1 failed, and e03 is dropped for everyone."""
+    """wiener failed e03 (memory): its row says 1 failed, e03 counts as the noisy input for
+    it, and no entry is dropped for the others."""
     folders = _honest(tmp_path)
-    scalars = pd.read_csv(folders[1] / "scalars.csv")
-    scalars[scalars["entry"] != "e03"].to_csv(folders[1] / "scalars.csv", index=False)
-    failures = pd.read_csv(folders[1] / "failures.csv")
-    failures.loc[0] = ["wiener", "1", "{}", "e03", "test", "memory", "MethodFailure", "over",
-                       "Traceback ..."]
-    failures.to_csv(folders[1] / "failures.csv", index=False)
+    _fail(folders[1], "wiener", "e03")
     table = leaderboard_table(load(folders), metrics=["cref_rmse"], primary="cref_rmse")
     row = table.set_index("label").loc["wiener"]
-    assert row["failed"] == 1 and row["failed_kinds"] == "memory 1" and row["n"] == 3
-    assert table.attrs["dropped_entries"] == {"e03": "not scored by wiener"}
-    assert "wiener failed 1 of 4 entries (memory 1)" in to_markdown(table)
+    assert row["failed"] == 1 and row["failed_kinds"] == "memory 1" and row["n"] == 4
+    assert row["scored"] == 3 and row["as_input"] == 1
+    assert row["cref_rmse_mean"] == pytest.approx(np.mean([0.30, 0.35, 0.32, 0.65]))
+    assert table.attrs["dropped_entries"] == {} and table.attrs["n_entries"] == 4
+    text = to_markdown(table)
+    assert "wiener failed 1 of 4 entries, 1 of them scored as the input (memory 1)" in text
+    assert "counts as the unprocessed input (noisy)" in text
+
+
+def test_failing_the_hardest_entry_on_purpose_does_not_help(tmp_path):
+    """mine beats wiener on three entries but is awful on e03, and ranks second; failing e03
+    on purpose would rank it first if e03 were dropped for everyone (0.29 < 0.323), but e03
+    counts as the noisy input (0.65) for mine: still second (0.38 > 0.325)."""
+    folders = _honest(tmp_path)
+    scalars = pd.read_csv(folders[2] / "scalars.csv")
+    scalars["cref_rmse"] = [0.28, 0.30, 0.29, 0.90]  # mine: better on three, awful on e03
+    scalars.to_csv(folders[2] / "scalars.csv", index=False)
+    honest = leaderboard_table(load(folders), metrics=["cref_rmse"], primary="cref_rmse")
+    assert honest["label"].tolist()[:2] == ["wiener", "mine"]
+    _fail(folders[2], "mine", "e03", kind="error")
+    cheat = leaderboard_table(load(folders), metrics=["cref_rmse"], primary="cref_rmse")
+    assert cheat["label"].tolist()[:2] == ["wiener", "mine"]  # dropping e03 would flip them
+    mine = cheat.set_index("label").loc["mine"]
+    assert mine["cref_rmse_mean"] == pytest.approx(np.mean([0.28, 0.30, 0.29, 0.65]))
+    assert mine["failed"] == 1 and cheat.attrs["n_entries"] == 4
+    from leaderboard.statistics import paired_values
+
+    assert paired_values(load(folders), cheat).loc["e03", "mine"] == pytest.approx(0.65)
 
 
 def test_a_mean_over_fewer_entries_is_never_bolded(tmp_path):
@@ -422,7 +453,8 @@ def test_figures_are_written(evaluated, tmp_path):
 def test_cli_end_to_end(evaluated, tmp_path, capsys):
     out = tmp_path / "table.tex"
     figures = tmp_path / "figures"
-    status = main(["leaderboard", *BY_CREF, *map(str, evaluated), "--format", "latex",
+    status = main(["leaderboard", *BY_CREF, *map(str, evaluated), "--include-unfit",
+                   "--format", "latex",
                    "--out", str(out),
                    "--figures", str(figures), "--masking", "unmasked"])
     assert status == 0
@@ -433,7 +465,7 @@ def test_cli_end_to_end(evaluated, tmp_path, capsys):
     assert len(list(figures.glob("*.csv"))) == 2
     capsys.readouterr()
     assert main(["leaderboard", *BY_CREF, *map(str, evaluated), "--metrics",
-                 "cref_rmse,truth_corr"]) == 0
+                 "cref_rmse,truth_corr", "--include-unfit"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("| Rank | Method | n | failed | cref_rmse ↓ | truth_corr ↑ |")
 
@@ -442,13 +474,15 @@ def test_cli_reports_refusals(evaluated, tmp_path, capsys):
     scalars = pd.read_csv(evaluated[0] / "scalars.csv").drop(
         columns=["method", "method_version", "params", "split", "box"])
     other = write_folder(tmp_path / "other", "other", scalars, content_hash="different")
-    assert main(["leaderboard", *BY_CREF, str(evaluated[0]), str(other)]) == 2
+    assert main(["leaderboard", *BY_CREF, str(evaluated[0]), str(other),
+                 "--include-unfit"]) == 2
     assert "different corpus content" in capsys.readouterr().err
     assert main(["leaderboard", *BY_CREF, str(evaluated[0]), str(other), "--allow-mixed-corpora",
+                 "--include-unfit",
                  "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith(
-        "rank,label,method,version,params,n,scored,failed,failed_kinds,attempted,reference,"
-        "cref_rmse_mean")
+        "rank,label,method,version,params,n,scored,failed,failed_kinds,attempted,as_input,"
+        "reference,cref_rmse_mean")
 
 
 def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
@@ -477,7 +511,7 @@ def test_runner_results_of_the_classic_baselines(tmp_path, capsys):
     table = leaderboard_table(load(folders), primary="truth_corr")
     assert table.attrs["n_entries"] == 3 and table["method"].iloc[-1] == "noisy"
     assert {"lowpass (threshold=0.143)", "lowpass (threshold=0.5)"} <= set(table["label"])
-    assert main(["leaderboard", *BY_CREF, *folders]) == 0
+    assert main(["leaderboard", *BY_CREF, *folders, "--include-unfit"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("\n| ") == 6 and "noisy (reference)" in printed
     assert "| lowpass (threshold=0.5) |" in printed

@@ -20,8 +20,9 @@ import pytest
 
 from cref_bench import cli
 from cref_bench.maps.volume import Volume
+from cref_bench.methods.code import class_roots, code_digest
 from cref_bench.methods.protocol import Denoised, Method, SingleMapMethod
-from cref_bench.run.runner import code_digest, run_method
+from cref_bench.run.runner import run_method
 from tests.runner_corpus import TEST_IDS
 
 
@@ -125,7 +126,7 @@ def test_the_scores_of_an_in_place_filter_cannot_differ_from_a_copying_one(corpu
 def test_a_method_that_overwrites_the_halves_is_caught_not_ranked(corpus_path, tmp_path,
                                                                   isolation):
     run = _run("tests.test_referee:AverageIntoHalves", corpus_path, tmp_path / isolation,
-               isolation=isolation, limit=2)
+               isolation=isolation, limit=2, trust_method=isolation == "in-process")
     assert run.exit_status == 1 and run.scalars.empty and len(run.failures) == 2
     kinds = set(run.failures["kind"])
     # in process the digest catches it; in its own process the inputs cannot even be made
@@ -170,10 +171,16 @@ def test_an_edited_method_source_recomputes(corpus_path, tmp_path, monkeypatch):
     assert again.provenance["method"]["code_digest"] != digest
 
 
-def test_code_digest_is_of_the_defining_file():
-    import hashlib
+def test_code_digest_is_of_the_whole_package_of_the_defining_module(tmp_path):
+    import shutil
 
-    assert code_digest(Blur()) == hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    assert class_roots(Blur) == (Path(__file__).resolve().parent,)
+    copy = tmp_path / "tests"
+    shutil.copytree(Path(__file__).parent, copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    assert code_digest([copy]) == code_digest(class_roots(Blur))
+    (copy / "helpers_fields.py").write_text("# a helper module the method may import\n")
+    assert code_digest([copy]) != code_digest(class_roots(Blur))
 
 
 @pytest.mark.parametrize("how, words", [
@@ -234,7 +241,7 @@ def test_misbehaving_methods_on_two_dask_workers(corpus_path, tmp_path, how):
 @pytest.mark.slow
 def test_a_worker_killed_in_process_is_recorded_not_retried(corpus_path, tmp_path):
     run = _misbehaving_run(corpus_path, tmp_path / "w", "kill", workers=2,
-                           isolation="in-process")
+                           isolation="in-process", trust_method=True)
     assert set(run.failures["kind"]) == {"crashed"}
     assert run.failures["message"].str.contains("worker").all()
 

@@ -260,7 +260,7 @@ def test_breakdown_by_resolution_and_box(ctx):
 def test_report_without_references_or_models_says_what_is_absent(tmp_path, capsys):
     folders = _folders(tmp_path / "results", failures=[("e02", "timeout")])
     out = tmp_path / "report"
-    status = main(["report", *map(str, folders), "--out", str(out)])
+    status = main(["report", *map(str, folders), "--out", str(out), "--include-unfit"])
     assert status == 1  # the results hold a failure: the report is written, the status says so
     captured = capsys.readouterr()
     printed = captured.out

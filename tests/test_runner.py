@@ -241,7 +241,7 @@ def test_provenance_fields(corpus_path, tmp_path):
         "split": "test", "out": str(out), "workers": 1, "scheduler": None, "limit": None,
         "save_maps": False, "params": {"sigma": 0.8}, "progress": False, "seed": 3,
         "isolation": "auto", "timeout": 3600.0, "memory_limit": "auto", "retry_failed": False,
-        "replace": False}
+        "trust_method": False, "network": False, "keep_outputs": True, "replace": False}
     assert prov["wall_seconds"] > 0
     assert prov["started_at"] <= prov["finished_at"]
     assert prov["peak_memory"]["driver_rss_bytes"] > 10 * 2 ** 20
@@ -267,7 +267,7 @@ def test_failing_entry_is_recorded_and_retried_when_asked(corpus_path, tmp_path,
     out = tmp_path / "f"
     bad = TEST_IDS[2]
     Path(files["control"]).write_text(json.dumps({"fail_on": [bad]}))
-    run = run_method(SPEC, corpus_path, out=out, params=files, progress=False)
+    run = run_method(SPEC, corpus_path, out=out, params=files, progress=False, trust_method=True)
     assert run.exit_status == 1
     assert run.counts["failed"] == 1
     params = results.params_text({"sigma": 1.0, **files})
@@ -282,11 +282,11 @@ def test_failing_entry_is_recorded_and_retried_when_asked(corpus_path, tmp_path,
     assert run.summary["failed"].eq(1).all() and "4 of 5 entries ok" in run.summary_text
 
     Path(files["control"]).write_text("{}")  # the fault is gone, but failures are kept...
-    kept = run_method(SPEC, corpus_path, out=out, params=files, progress=False)
+    kept = run_method(SPEC, corpus_path, out=out, params=files, progress=False, trust_method=True)
     assert kept.exit_status == 1 and kept.counts["evaluated"] == 0
     assert kept.failures["entry"].tolist() == [bad]
     # ... until asked: then only the failed entry reruns
-    again = run_method(SPEC, corpus_path, out=out, params=files, progress=False,
+    again = run_method(SPEC, corpus_path, out=out, params=files, progress=False, trust_method=True,
                        retry_failed=True)
     assert again.exit_status == 0 and again.failures.empty
     assert again.counts == {"entries": 5, "evaluated": 1, "resumed": 4, "failed": 0}
@@ -299,13 +299,13 @@ def test_resume_after_interrupt_evaluates_each_entry_once(corpus_path, tmp_path,
     Path(files["control"]).write_text(json.dumps({"stop_after": 2}))
     with pytest.raises(KeyboardInterrupt):  # in process, the method's interrupt is the user's
         run_method(SPEC, corpus_path, out=out, params=files, progress=False,
-                   isolation="in-process")
+                   isolation="in-process", trust_method=True)
     assert len(_logged(files["log"])) == 2
     assert len(list((out / "entries").glob("*.json"))) == 2
     assert not (out / "scalars.csv").exists()
 
     Path(files["control"]).write_text("{}")
-    run = run_method(SPEC, corpus_path, out=out, params=files, progress=False)
+    run = run_method(SPEC, corpus_path, out=out, params=files, progress=False, trust_method=True)
     assert run.counts == {"entries": 5, "evaluated": 3, "resumed": 2, "failed": 0}
     logged = _logged(files["log"])
     assert sorted(logged) == sorted(TEST_IDS)  # every entry exactly once across both runs
@@ -314,16 +314,19 @@ def test_resume_after_interrupt_evaluates_each_entry_once(corpus_path, tmp_path,
 
 def test_version_or_params_change_recomputes(corpus_path, tmp_path, files):
     out = tmp_path / "v"
-    run_method(SPEC, corpus_path, out=out, params=files, progress=False, limit=3)
+    run_method(SPEC, corpus_path, out=out, params=files, progress=False, limit=3,
+               trust_method=True)
     assert len(_logged(files["log"])) == 3
-    same = run_method(SPEC, corpus_path, out=out, params=files, progress=False, limit=3)
+    same = run_method(SPEC, corpus_path, out=out, params=files, progress=False, limit=3,
+               trust_method=True)
     assert same.counts["evaluated"] == 0 and len(_logged(files["log"])) == 3
     newer = run_method(SPEC, corpus_path, out=out, params={**files, "version": "2"},
-                       progress=False, limit=3)
+                       progress=False, limit=3, trust_method=True)
     assert newer.counts == {"entries": 3, "evaluated": 3, "resumed": 0, "failed": 0}
     assert (newer.scalars["method_version"] == "2").all()
     other = run_method(SPEC, corpus_path, out=out, params={**files, "version": "2", "sigma": 2.0},
-                       progress=False, limit=3, replace=True)  # another setting: replace
+                       progress=False, limit=3, trust_method=True,
+                       replace=True)  # another setting: replace
     assert other.counts["evaluated"] == 3
     assert len(_logged(files["log"])) == 9
 
@@ -336,11 +339,13 @@ def test_corpus_change_recomputes(corpus_path, tmp_path, files):
     copy = tmp_path / "copy.zarr"
     shutil.copytree(corpus_path, copy)
     out = tmp_path / "c"
-    run_method(SPEC, copy, out=out, params=files, progress=False, limit=2)
+    run_method(SPEC, copy, out=out, params=files, progress=False, limit=2,
+               trust_method=True)
     extra = ids_of_split("test", 6)[-1]
     write_entry(str(copy), extra, **phantom_maps(np.random.default_rng(1), 32, True))
     finalize(str(copy))
-    run = run_method(SPEC, copy, out=out, params=files, progress=False, limit=2)
+    run = run_method(SPEC, copy, out=out, params=files, progress=False, limit=2,
+                     trust_method=True)
     assert run.counts["resumed"] == 0 and run.counts["evaluated"] == 2
 
 
@@ -402,7 +407,8 @@ def test_cli_run(corpus_path, tmp_path, capsys, files):
     Path(files["control"]).write_text(json.dumps({"fail_on": [TEST_IDS[0]]}))
     status = cli.main(["run", "--method", SPEC, "--corpus", corpus_path, "--out", str(out),
                        "--limit", "3", "--param", "sigma=1.5", "--param", f"log={files['log']}",
-                       "--param", f"control={files['control']}", "--no-progress"])
+                       "--param", f"control={files['control']}", "--no-progress",
+                       "--trust-method"])
     assert status == 1
     printed = capsys.readouterr().out
     assert "cref_rmse" in printed and "2 of 3 entries ok" in printed
@@ -452,7 +458,8 @@ def test_resume_after_the_process_is_killed(corpus_path, tmp_path, files):
     Path(files["control"]).write_text(json.dumps({"hang_after": 2}))
     command = [sys.executable, "-m", "cref_bench.cli", "run", "--method", SPEC, "--corpus",
                corpus_path, "--out", str(out), "--no-progress",
-               "--param", f"log={files['log']}", "--param", f"control={files['control']}"]
+               "--param", f"log={files['log']}", "--param", f"control={files['control']}",
+               "--trust-method"]
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
@@ -470,6 +477,6 @@ def test_resume_after_the_process_is_killed(corpus_path, tmp_path, files):
     assert len(_logged(files["log"])) == 2 and not (out / "scalars.csv").exists()
 
     Path(files["control"]).write_text("{}")
-    run = run_method(SPEC, corpus_path, out=out, params=files, progress=False)
+    run = run_method(SPEC, corpus_path, out=out, params=files, progress=False, trust_method=True)
     assert run.counts == {"entries": 5, "evaluated": 3, "resumed": 2, "failed": 0}
     assert sorted(_logged(files["log"])) == sorted(TEST_IDS)

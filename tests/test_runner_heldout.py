@@ -27,21 +27,27 @@ def _digest(data: np.ndarray) -> str:
 
 
 class Spy(SingleMapMethod):
-    """Blurs the map it is given and records a digest of it (one JSON line per call, in
-    ``record``); refuses to be handed both halves at once."""
+    """Blurs the map it is given and records a digest of it: one JSON line per call, in the
+    file ``record``, or (``record`` empty: in its box, which cannot write the referee's files)
+    on its standard output, which the runner keeps in ``logs/``; refuses to be handed both
+    halves at once."""
 
     name = "spy-test"
     version = "1"
 
-    def __init__(self, record: str):
+    def __init__(self, record: str = ""):
         self.record = record
 
     def params(self) -> dict:
         return {"record": self.record}
 
     def denoise_map(self, volume, mask=None):
-        with open(self.record, "a") as stream:
-            stream.write(json.dumps({"digest": _digest(volume.data)}) + "\n")
+        line = json.dumps({"digest": _digest(volume.data)})
+        if self.record:
+            with open(self.record, "a") as stream:
+                stream.write(line + "\n")
+        else:
+            print(f"SPY {line}", flush=True)
         return volume.like(ndimage.gaussian_filter(volume.data, 1.0))
 
     def denoise(self, half1, half2, mask=None):
@@ -55,9 +61,15 @@ def _calls(record: Path) -> list[str]:
 @pytest.mark.parametrize("isolation", ["in-process", "process"])
 def test_each_call_gets_one_map_and_the_halves_are_held_out(corpus_path, tmp_path, isolation):
     record = tmp_path / "calls.jsonl"
-    run = run_method(SPY, corpus_path, out=tmp_path / "res", params={"record": str(record)},
-                     isolation=isolation, limit=2, progress=False)
+    boxed = isolation == "process"
+    run = run_method(SPY, corpus_path, out=tmp_path / "res",
+                     params={"record": "" if boxed else str(record)},
+                     isolation=isolation, limit=2, progress=False, trust_method=not boxed)
     assert run.exit_status == 0, run.failures
+    if boxed:  # the calls as the box printed them
+        printed = "".join(p.read_text() for p in (tmp_path / "res" / "logs").glob("method-*"))
+        record.write_text("".join(line[4:] + "\n" for line in printed.splitlines()
+                                  if line.startswith("SPY ")))
     corpus = open_corpus(corpus_path)
     expected = []
     for entry_id in run.scalars["entry"].unique():

@@ -163,6 +163,7 @@ def test_attributes_checksums_and_statistics(tmp_path):
     assert entry.model("6xyz") == "data_6xyz\n#\n"
     expected_sha = {n: sha256_of(v.data) for n, v in maps.items()}
     expected_sha["models/6xyz"] = hashlib.sha256(b"data_6xyz\n#\n").hexdigest()
+    expected_sha["patches"] = hashlib.sha256(entry.patches.astype("<i4").tobytes()).hexdigest()
     assert meta["array_sha256"] == expected_sha
     inside = maps["mask"].data > 0.5
     for name in ("half1", "half2", "truth"):
@@ -556,7 +557,9 @@ def test_memory_url_store_round_trip():
         assert np.array_equal(got.data, vol.data)
         assert got.voxel_size == VOXEL and got.origin == ORIGIN
     assert list(corpus.manifest["status"]) == ["ok", "rejected"]
-    assert entry.metadata["array_sha256"] == {n: sha256_of(v.data) for n, v in maps.items()}
+    assert entry.metadata["array_sha256"] == {
+        **{n: sha256_of(v.data) for n, v in maps.items()},
+        "patches": hashlib.sha256(entry.patches.astype("<i4").tobytes()).hexdigest()}
     patches = PatchDataset(corpus, "all", progress=False)
     assert len(patches) == len(entry.patches) > 0
     assert patches[0][2].shape == (1, PATCH, PATCH, PATCH)

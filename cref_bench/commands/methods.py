@@ -4,7 +4,9 @@ Shows each method of the entry-point group cref_bench.methods: its name (what
 `cref-bench run --method NAME` takes), version, whether it needs a GPU, target
 (package.module:Attribute) and parameters with their defaults (pass them to `cref-bench run`
 as --param KEY=VALUE). Each method is imported, not built: method modules import their heavy
-libraries (torch, numba) only when a method is built, so the list is quick. A method that
+libraries (torch, numba) only when a method is built, so the list is quick. cref-bench's own
+methods are imported here; any other is imported in a box (a sandbox of its own, as
+`cref-bench run` does), never in this process. A method that
 cannot run here (its module or a package it needs is missing, or it says why itself, as a
 missing optional dependency) is listed as unavailable with the reason.
 
@@ -58,8 +60,26 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
-    from cref_bench.methods.catalog import describe
+    from cref_bench.methods.catalog import describe, describe_in_box
 
-    rows = [describe(name, target) for name, target in sorted(available_methods().items())]
+    methods = dict(sorted(available_methods().items()))
+    own = {name: target for name, target in methods.items() if _is_own(target)}
+    boxed = dict(zip((n for n in methods if n not in own),
+                     describe_in_box({n: t for n, t in methods.items() if n not in own})))
+    rows = [describe(name, target) if name in own else boxed[name]
+            for name, target in methods.items()]
     print(json.dumps(rows, indent=2) if args.json else format_methods(rows))
     return 0
+
+
+def _is_own(target: str) -> bool:
+    """Whether a registered target is one of cref-bench's own methods (imported here)."""
+    from cref_bench.errors import MethodError
+    from cref_bench.methods.code import module_root
+    from cref_bench.run.trust import is_own
+
+    try:
+        root = module_root(target.partition(":")[0])
+    except MethodError:
+        return False
+    return root is not None and is_own((root,))

@@ -6,19 +6,27 @@ results folder (default results/<method>) gets scalars.csv, notes.csv, curves.cs
 failures.csv, provenance.json and, per entry, entries/<entry>.json; with --save-maps also
 maps/<entry>_denoised.mrc; the method's own output goes to logs/.
 
-The method runs in a child process of its own (the classic filters, known safe, run in
-process unless --isolation process), on read-only inputs, with --timeout seconds and
---memory-limit bytes per entry. An entry that fails -- the method raised, returned a map
+The method runs in its box (a sandbox of its own made with bubblewrap: read-only inputs
+labelled by entry, one scratch folder, no store, no results folder, no network unless
+--allow-network, every process it starts killed with it), with --timeout seconds and
+--memory-limit bytes per entry; a method that is not part of cref-bench is built there and
+never imported by this process. cref-bench's own classic filters run in this process (unless
+--isolation process), and so does any method given --trust-method (recorded in the
+provenance and marked by check, the leaderboard and the report). Where no sandbox can be
+made the run goes on with a warning and the provenance records sandbox: none. An entry that
+fails -- the method raised, returned a map
 off the grid, non-finite or constant, changed its inputs, timed out, went over memory or
 crashed -- is listed in failures.csv with the kind of failure, the others are scored, and
 the exit status is 1; `cref-bench failures RESULTS_DIR` prints each one's traceback (also
 in logs/<entry>.log). A rerun skips the entries already finished for the same method,
-version, parameters (those of --param and the method's own), method source code and corpus
-content, and says how many it reused and computed, and why; failed entries are tried again
-only with --retry-failed. A folder that holds the results of other parameters is not
-replaced: the default folder gives way to results/<method>-<parameters>, and a folder given
-with --out is refused (--replace replaces them). A summary table (mean ± std, median, n per
-metric) is printed at the end.
+version, parameters (those of --param and the method's own), all of the method's code,
+corpus content, cref-bench version and scoring code, and says how many it reused and
+computed, and why; failed entries are tried again only with --retry-failed. A folder that
+holds the results of other parameters is not replaced: the default folder gives way to
+results/<method>-<parameters>, and a folder given with --out is refused (--replace replaces
+them). Each denoised output is kept in outputs/ (compressed float32; turn off with
+--no-keep-outputs) so that `cref-bench check --recompute` can re-score the records. A
+summary table (mean ± std, median, n per metric) is printed at the end.
 
 Examples:
     cref-bench run --method lowpass --corpus corpus.zarr
@@ -117,9 +125,18 @@ def add_args(parser) -> None:
                              "e.g. 8G (default auto: 80%% of the machine's memory shared by "
                              "the workers; none: no limit)")
     parser.add_argument("--isolation", default="auto", choices=ISOLATION,
-                        help="run the method in a child process of its own (process), in "
-                             "this process (in-process: no limits), or in process only when "
-                             "the method is known safe there (auto, default)")
+                        help="run the method in its box (process), in this process "
+                             "(in-process: no limits; cref-bench's own methods, or with "
+                             "--trust-method), or in process only for cref-bench's own "
+                             "methods known safe there (auto, default)")
+    parser.add_argument("--trust-method", action="store_true",
+                        help="let a method that is not part of cref-bench be imported and "
+                             "run in this process (recorded, and marked by check)")
+    parser.add_argument("--allow-network", action="store_true",
+                        help="let the method's box use the network (recorded)")
+    parser.add_argument("--no-keep-outputs", action="store_true",
+                        help="do not keep the denoised outputs (for large corpora; then "
+                             "`cref-bench check --recompute` cannot re-score)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="evaluate again the entries that failed in an earlier run")
     parser.add_argument("--replace", action="store_true",
@@ -163,4 +180,6 @@ def settings(args):
                        progress=not args.no_progress, seed=args.seed,
                        isolation=args.isolation, timeout=args.timeout or None,
                        memory_limit=parse_memory(args.memory_limit),
-                       retry_failed=args.retry_failed, replace=args.replace)
+                       retry_failed=args.retry_failed, replace=args.replace,
+                       trust_method=args.trust_method, network=args.allow_network,
+                       keep_outputs=not args.no_keep_outputs)

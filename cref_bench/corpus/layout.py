@@ -28,7 +28,9 @@ On-disk layout (zarr v3; the location is a local path or any fsspec URL)::
 Entry attributes: ``id``, ``complete``, ``format_version``, ``split``,
 ``split_rule_version``, ``shape``, ``voxel_size`` and ``origin`` (Å, (z, y, x)), ``maps``
 (names of the stored maps), ``array_sha256`` (sha256 of each map's float32 little-endian
-C-order bytes and of each model's bytes, key ``models/<name>``), ``stats`` (per map except
+C-order bytes, of the patch index's int32 little-endian bytes, key ``patches``, and of each
+model's bytes, key ``models/<name>``; the reader checks every array it reads against it),
+``stats`` (per map except
 the mask: ``box`` / ``inside`` / ``outside`` each ``{count, mean, std, min, max}``, inside
 meaning ``mask > 0.5``, population std; the ``box`` mean/std are the standardisation
 statistics of the patch dataset; for the mask: ``inside_voxels``, ``inside_fraction``,

@@ -24,9 +24,11 @@ Typical use::
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -79,9 +81,10 @@ class Entry:
             statistics, patch index parameters, split, and the builder's own metadata).
     """
 
-    def __init__(self, group: zarr.Group, location: str):
+    def __init__(self, group: zarr.Group, location: str, verify: bool = True):
         self._group = group
         self._location = location
+        self._verify = verify
         self.metadata: dict = group.attrs.asdict()
         self.id: str = self.metadata["id"]
         self._maps: dict[str, Volume | None] = {}
@@ -156,10 +159,73 @@ class Entry:
         if role not in self._maps:
             self._maps[role] = None
             if role in self.metadata["maps"]:
+                data = self._verified(role, self.array(role)[...])
                 self._maps[role] = Volume(
-                    self.array(role)[...], self.voxel_size, self.origin,
+                    data, self.voxel_size, self.origin,
                     source=f"{self._location}/{ENTRIES_GROUP}/{self.id}/{role}")
         return self._maps[role]
+
+    def maps(self, roles: tuple[str, ...] = MAP_ROLE_NAMES) -> dict[str, Volume | None]:
+        """Several maps at once (as :meth:`map` reads them), each map's digest computed in a
+        thread while the next map is read (hashlib releases the GIL), so that the check
+        costs little more than the reads.
+
+        Args:
+            roles: the map roles wanted (default: all).
+
+        Returns:
+            ``{role: map, or None where the entry stores none}``.
+
+        Raises:
+            CorpusError: an unknown role, or a map that differs from its recorded digest.
+        """
+        wanted = [r for r in roles if r not in self._maps and r in self.metadata["maps"]]
+        if not self._verify or len(wanted) < 2:
+            return {role: self.map(role) for role in roles}
+        read: dict[str, np.ndarray] = {}
+        with ThreadPoolExecutor(1, thread_name_prefix="cref-bench-digest") as pool:
+            hashing = {}
+            for role in wanted:
+                data = self.array(role)[...]
+                read[role] = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
+                view = memoryview(read[role].reshape(-1)).cast("B")
+                hashing[role] = pool.submit(lambda v: hashlib.sha256(v).hexdigest(), view)
+            for role, digest in hashing.items():
+                self._compare(role, digest.result(), self._recorded(role))
+        for role, data in read.items():
+            self._maps[role] = Volume(data, self.voxel_size, self.origin,
+                                      source=f"{self._location}/{ENTRIES_GROUP}/{self.id}/{role}")
+        return {role: self.map(role) for role in roles}
+
+    def _recorded(self, name: str) -> str:
+        recorded = self.metadata.get("array_sha256", {}).get(name)
+        if recorded is None:
+            raise CorpusError(self._location, f"entry {self.id}: no digest of array {name!r} "
+                              "is recorded; the store cannot be verified (rebuild it)")
+        return recorded
+
+    def _compare(self, name: str, found: str, recorded: str) -> None:
+        if found != recorded:
+            raise CorpusError(self._location, f"entry {self.id}: array {name!r} was changed "
+                              f"after the store was written (its sha256 is {found[:16]}..., "
+                              f"the store recorded {recorded[:16]}...); the store is refused: "
+                              "restore or rebuild it")
+
+    def _verified(self, name: str, data: np.ndarray) -> np.ndarray:
+        """``data``, read from the array ``name``, once its sha256 is found to be the one
+        recorded when the store was written (unless the corpus was opened with
+        ``verify=False``).
+
+        Raises:
+            CorpusError: no digest is recorded for the array, or the data differs from it.
+        """
+        if not self._verify:
+            return data
+        recorded = self._recorded(name)
+        data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
+        self._compare(name, hashlib.sha256(memoryview(data.reshape(-1)).cast("B")).hexdigest(),
+                      recorded)
+        return data
 
     @property
     def half1(self) -> Volume:
@@ -190,7 +256,8 @@ class Entry:
     @property
     def patches(self) -> np.ndarray:
         """The patch index: ``(K, 3)`` int64 patch origins (voxels, ``(z, y, x)``)."""
-        return np.asarray(self.array(PATCHES_ARRAY)[...], dtype=np.int64).reshape(-1, 3)
+        stored = self._verified(PATCHES_ARRAY, self.array(PATCHES_ARRAY)[...])
+        return np.asarray(stored, dtype=np.int64).reshape(-1, 3)
 
     def standardisation(self, name: str) -> tuple[float, float]:
         """The whole-box ``(mean, std)`` of a map, as stored at write time.
@@ -224,8 +291,9 @@ class Entry:
         if name not in self.model_names:
             raise CorpusError(self._location, f"entry {self.id} has no model {name!r} "
                               f"(it has {self.model_names or 'none'})")
-        raw = self._group[f"{MODELS_GROUP}/{name}"][...]
-        return np.asarray(raw, dtype=np.uint8).tobytes().decode("utf-8")
+        key = f"{MODELS_GROUP}/{name}"
+        raw = self._verified(key, np.asarray(self._group[key][...], dtype=np.uint8))
+        return raw.tobytes().decode("utf-8")
 
 
 class Corpus:
@@ -238,10 +306,12 @@ class Corpus:
         attrs: the store's root attributes.
     """
 
-    def __init__(self, root: zarr.Group, location: str, storage_options: dict | None):
+    def __init__(self, root: zarr.Group, location: str, storage_options: dict | None,
+                 verify: bool = True):
         self._root = root
         self.location = location
         self.storage_options = storage_options
+        self.verify = verify
         self.attrs: dict = root.attrs.asdict()
         self._entries = list_complete_entries(root)
 
@@ -323,7 +393,7 @@ class Corpus:
         if group is None:
             raise CorpusError(self.location, f"no complete entry {entry_id!r} in the corpus "
                               f"({len(self._entries)} entries)")
-        return Entry(group, self.location)
+        return Entry(group, self.location, self.verify)
 
     def entries(self, split: str = "all") -> Iterator[Entry]:
         """The entries of a split, in :meth:`ids` order.
@@ -360,7 +430,7 @@ def _reopen(location: str, storage_options: dict | None) -> Corpus:
 
 
 def open_corpus(path: str | os.PathLike, *, storage_options: dict | None = None,
-                warn_stale: bool = True) -> Corpus:
+                warn_stale: bool = True, verify: bool = True) -> Corpus:
     """Open a corpus store for reading.
 
     Args:
@@ -368,9 +438,12 @@ def open_corpus(path: str | os.PathLike, *, storage_options: dict | None = None,
         storage_options: passed to fsspec for URLs (credentials, endpoints, ...).
         warn_stale: warn (:class:`StaleCorpusWarning`) when the store was never finalised or
             its entries changed since.
+        verify: check every array read (maps, patch index, models) against the sha256 the
+            store recorded when it was written, refusing a changed one
+            (:class:`~cref_bench.errors.CorpusError` naming the entry and the array).
 
     Returns:
-        The :class:`Corpus`.
+        The :class:`Corpus` (opened read-only).
 
     Raises:
         CorpusError: nothing at ``path``, not a cref-bench store, or a format / split-rule
@@ -378,7 +451,7 @@ def open_corpus(path: str | os.PathLike, *, storage_options: dict | None = None,
     """
     location = normalise_location(path)
     root = open_store_root(location, "r", storage_options)
-    corpus = Corpus(root, location, storage_options)
+    corpus = Corpus(root, location, storage_options, verify)
     if warn_stale:
         if corpus.content_hash is None:
             warnings.warn(f"{location}: the store was never finalised (no content hash)",
@@ -387,3 +460,41 @@ def open_corpus(path: str | os.PathLike, *, storage_options: dict | None = None,
             warnings.warn(f"{location}: entries changed since the store was finalised; its "
                           f"recorded content hash is stale", StaleCorpusWarning, stacklevel=2)
     return corpus
+
+
+def verify_store(corpus: Corpus) -> list[str]:
+    """Every way a store differs from what was recorded when it was written.
+
+    Reads every array of every complete entry (maps, patch index, models) and compares it
+    with its recorded sha256, and compares the entries' attributes with the content hash
+    recorded by ``finalize``.
+
+    Args:
+        corpus: the opened corpus.
+
+    Returns:
+        One message per fault (the entry and the array, or the stale content hash); empty
+        when the store is as written.
+    """
+    faults = []
+    if corpus.content_hash is None:
+        faults.append(f"{corpus.location}: the store was never finalised (no content hash)")
+    elif corpus.current_hash() != corpus.content_hash:
+        faults.append(f"{corpus.location}: the entries' attributes differ from the content "
+                      f"hash recorded by finalize ({corpus.content_hash[:12]})")
+    for entry_id in corpus.ids("all"):
+        entry = Entry(corpus._entries[entry_id], corpus.location, verify=True)
+        names = [*entry.metadata["maps"], PATCHES_ARRAY,
+                 *(f"{MODELS_GROUP}/{m}" for m in entry.model_names)]
+        for name in names:
+            try:
+                if name in MAP_ROLE_NAMES:
+                    entry.map(name)
+                elif name == PATCHES_ARRAY:
+                    entry.patches  # noqa: B018 (read to verify)
+                else:
+                    entry.model(name.partition("/")[2])
+            except CorpusError as exc:
+                faults.append(str(exc))
+        del entry
+    return faults

@@ -65,4 +65,88 @@ def _parameters(target) -> str:
     return ", ".join(words)
 
 
-__all__ = ["describe"]
+BOX_SCRIPT = """
+import json, os, sys
+from cref_bench.methods.catalog import describe
+out = os.fdopen(int(sys.argv[1]), "w")
+sys.stdout = sys.stderr  # what the methods print on import must not reach the answer
+methods = json.loads(sys.argv[2])
+out.write(json.dumps([describe(n, t) for n, t in methods]))
+"""
+
+MAX_ANSWER_BYTES = 2**20
+"""The most a box describing methods may answer."""
+
+ROW_TYPES = {"version": (str, type(None)), "needs_gpu": (bool, type(None)),
+             "parameters": (str, type(None)), "error": (str, type(None))}
+"""The types of the fields of :func:`describe` that a box's answer must have."""
+
+
+def _checked_row(row, name: str, target: str) -> dict:
+    """A row sent by a box, checked: the fields and types of :func:`describe`, for the method
+    asked about (else an ``unavailable`` row that says so)."""
+    if not (isinstance(row, dict) and row.get("name") == name and row.get("target") == target
+            and row.get("status") in ("ok", "unavailable")
+            and all(isinstance(row.get(k), t) for k, t in ROW_TYPES.items())):
+        return {"name": name, "target": target, "version": None, "needs_gpu": None,
+                "parameters": None, "status": "unavailable",
+                "error": "its description in a box came back in a form not understood"}
+    return {key: row[key] for key in ("name", "target", *ROW_TYPES, "status")}
+
+
+def describe_in_box(methods: dict[str, str]) -> list[dict]:
+    """:func:`describe` of every method, run in one box (:mod:`cref_bench.run.sandbox`) so that
+    this process imports none of them; the answer is JSON, checked here.
+
+    Args:
+        methods: ``{name: "package.module:Attribute"}``.
+
+    Returns:
+        One row per method, in the order given (see :func:`describe`).
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from cref_bench.methods.code import module_root
+    from cref_bench.run import sandbox
+
+    roots = []
+    for target in methods.values():
+        try:
+            root = module_root(target.partition(":")[0])
+        except Exception:  # not locatable here: the box says why it cannot be imported
+            root = None
+        if root is not None:
+            roots.append(root)
+    asked = list(methods.items())
+    if not asked:
+        return []
+    here = Path(__file__).resolve().parents[1]
+    path = os.pathsep.join(dict.fromkeys(
+        [*(p for p in sys.path if p and os.path.isdir(p)), *(str(r.parent) for r in roots)]))
+    read, write = os.pipe()
+    with tempfile.TemporaryDirectory(prefix="cref-bench-methods-") as inputs:
+        spec = sandbox.BoxSpec(inputs=Path(inputs), read_only=(here, *roots),
+                               env=(("PYTHONPATH", path),))
+        box = sandbox.start_box(spec, [sys.executable, "-c", BOX_SCRIPT, str(write),
+                                       json.dumps(asked)],
+                                name=f"cref-bench-methods-{os.getpid()}", pass_fds=(write,),
+                                stdout=subprocess.DEVNULL)
+        os.close(write)
+        with os.fdopen(read, "rb") as answer:
+            raw = answer.read(MAX_ANSWER_BYTES + 1)
+        box.close()
+    try:
+        answered = json.loads(raw) if len(raw) <= MAX_ANSWER_BYTES else None
+    except ValueError:
+        answered = None
+    if not isinstance(answered, list) or len(answered) != len(asked):
+        answered = [None] * len(asked)
+    return [_checked_row(row, name, target) for (name, target), row in zip(asked, answered)]
+
+
+__all__ = ["describe", "describe_in_box"]

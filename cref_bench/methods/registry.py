@@ -124,11 +124,23 @@ def resolve(spec: str):
         return _attribute(spec, module, attr)
     found = [ep for ep in registered(ENTRY_POINT_GROUP) if ep.name == spec]
     if not found:
-        known = ", ".join(sorted(available_methods())) or "none"
-        schemes = "".join(f", {s}:NAME" for s in sorted(available_schemes()))
-        raise MethodError(f"no method named {spec!r}; registered methods: {known}; or give "
-                          f"one as package.module:Attribute, path/to/file.py:Attribute{schemes}")
+        raise unknown_method(spec)
     return found[0].load()
+
+
+def unknown_method(spec: str) -> MethodError:
+    """The error for a name that no method is registered under (listing those that are).
+
+    Args:
+        spec: the name given.
+
+    Returns:
+        The :class:`~cref_bench.errors.MethodError` to raise.
+    """
+    known = ", ".join(sorted(available_methods())) or "none"
+    schemes = "".join(f", {s}:NAME" for s in sorted(available_schemes()))
+    return MethodError(f"no method named {spec!r}; registered methods: {known}; or give one "
+                       f"as package.module:Attribute, path/to/file.py:Attribute{schemes}")
 
 
 def _path_hint(module_name: str, attr: str) -> str:

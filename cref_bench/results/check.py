@@ -48,7 +48,9 @@ REQUIRED_PROVENANCE = {
     ("method", "name"): str, ("method", "version"): str, ("method", "params"): dict,
     ("method", "spec"): str, ("method", "code_digest"): str,
     ("execution", "isolation"): str, ("execution", "timeout_s"): None,
-    ("execution", "memory_limit_bytes"): None,
+    ("execution", "memory_limit_bytes"): None, ("execution", "sandbox"): str,
+    ("execution", "trusted"): None, ("execution", "network"): None,
+    ("scoring", "cref_bench_version"): str, ("scoring", "scoring_digest"): str,
     ("dataset", "content_hash"): str, ("dataset", "split"): str, ("dataset", "entries"): int,
     ("packages",): dict, ("hardware",): dict, ("counts", "failed"): int,
 }
@@ -62,9 +64,14 @@ NON_EMPTY = {("packages",), ("hardware",), ("method", "name"), ("method", "versi
 ISOLATIONS = ("process", "in-process")
 """The values of ``execution.isolation``."""
 
+SANDBOXES = ("bwrap", "none")
+"""The values of ``execution.sandbox``."""
+
 RECORD_KEY_SOURCES = {"method": ("method", "name"), "method_version": ("method", "version"),
                       "params": ("method", "params"), "corpus_hash": ("dataset", "content_hash"),
-                      "code_digest": ("method", "code_digest")}
+                      "code_digest": ("method", "code_digest"),
+                      "cref_bench_version": ("scoring", "cref_bench_version"),
+                      "scoring_digest": ("scoring", "scoring_digest")}
 """Where the provenance holds each field of an entry record's resume key."""
 
 TABLE_KEYS = {"scalars": ("entry", "masking"), "notes": ("entry", "masking", "metric"),
@@ -80,7 +87,9 @@ class Finding:
     """One reason a results folder is not fit to publish.
 
     Attributes:
-        topic: ``corpus``, ``entries``, ``failures``, ``provenance`` or ``tables``.
+        topic: ``corpus``, ``entries``, ``failures``, ``provenance``, ``tables`` or
+            ``recompute`` (a record that differs from its re-score, see
+            :func:`cref_bench.run.scoring.recompute`).
         message: what is wrong, in words.
     """
 
@@ -98,11 +107,15 @@ class CheckReport:
         facts: what was checked: ``method``, ``version``, ``params``, ``corpus_hash``,
             ``corpus`` (the published corpus's name, or None), ``split``, ``entries``
             (scored or failed), ``failed``.
+        marks: what a reader must know of how the numbers were made, fit or not: the
+            method ran without a sandbox, in the referee's process by the user's trust, or
+            with the network.
     """
 
     folder: Path
     findings: list[Finding] = field(default_factory=list)
     facts: dict = field(default_factory=dict)
+    marks: list[str] = field(default_factory=list)
 
     @property
     def fit(self) -> bool:
@@ -119,11 +132,12 @@ class CheckReport:
         what = (f"{f.get('method')} {f.get('version')} on corpus "
                 f"{str(f.get('corpus_hash'))[:12]} [{f.get('split')}], "
                 f"{f.get('entries', 0)} entries")
+        marks = [f"  marked: {mark}" for mark in self.marks]
         if self.fit:
-            return f"{self.folder}: fit to publish ({what})"
+            return "\n".join([f"{self.folder}: fit to publish ({what})", *marks])
         lines = [f"{self.folder}: NOT fit to publish ({what}):"]
         lines += [f"  {x.topic}: {x.message}" for x in self.findings]
-        return "\n".join(lines)
+        return "\n".join(lines + marks)
 
 
 def _listed(items) -> str:
@@ -287,6 +301,25 @@ def _check_provenance(case: _Case, report: CheckReport) -> None:
     packages = provenance.get("packages")
     if isinstance(packages, dict) and packages and not packages.get("cref-bench"):
         report.add("provenance", "packages lacks the cref-bench version")
+    _mark_execution(provenance.get("execution", {}), report)
+
+
+def _mark_execution(execution: dict, report: CheckReport) -> None:
+    """The marks of how the method ran (no sandbox, trusted, network), and a sandbox value
+    that is not one."""
+    sandbox = execution.get("sandbox")
+    if isinstance(sandbox, str) and sandbox not in SANDBOXES:
+        report.add("provenance", f"execution.sandbox {sandbox!r} is not one of "
+                                 f"{', '.join(SANDBOXES)}")
+    if execution.get("trusted"):
+        report.marks.append("trusted: the method ran in the referee's own process because "
+                            "the user trusted it (--trust-method); nothing kept it from "
+                            "changing its scores")
+    elif sandbox == "none" and execution.get("isolation") == "process":
+        report.marks.append("sandbox: none: the method's process ran without a sandbox (it "
+                            "could read the store and write the results)")
+    if execution.get("network"):
+        report.marks.append("network: the method's box shared the machine's network")
 
 
 def _check_corpus(case: _Case, report: CheckReport) -> None:

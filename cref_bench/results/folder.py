@@ -21,6 +21,8 @@ Layout of ``<out>/`` (the schema other tools, such as the leaderboard, read)::
     provenance.json        see cref_bench.run.runner
     logs/method-*.log      the method process's output (see cref_bench.run.isolation)
     maps/<entry>_denoised.mrc   with --save-maps
+    outputs/<entry>.zarr   the method's checked output (kept unless --no-keep-outputs; see
+                           cref_bench.results.outputs), for cref-bench check --recompute
 
 ``params`` is the method's parameters as canonical JSON (sorted keys, no spaces), so that
 results of several settings of one method can share a leaderboard. ``box`` is the entry's
@@ -28,7 +30,9 @@ grid, ``NZxNYxNX`` voxels (for breakdowns by box size).
 
 An entry record is a JSON object: ``schema`` (:data:`RECORD_SCHEMA`), ``entry``,
 ``split``, ``box`` (for ``ok``), the resume key (:data:`KEY_FIELDS`: ``method``,
-``method_version``, ``params`` (an object), ``code_digest``, ``corpus_hash``), ``status``
+``method_version``, ``params`` (an object), ``code_digest`` (of all of the method's code),
+``corpus_hash``, ``cref_bench_version``, ``scoring_digest`` (of the scoring code)),
+``outputs`` (for ``ok`` where outputs are kept: the sha256 of each kept map), ``status``
 (``"ok"`` or ``"failed"``), for ``ok`` the ``scalars``, ``notes`` and ``bounds``
 (``{masking: {metric: ...}}``, as in :class:`cref_bench.metrics.scores.MetricReport`) and
 ``curves`` (column lists), for ``failed`` ``kind``, ``error_type``, ``message`` and
@@ -68,7 +72,8 @@ TABLE_COLUMNS = {"scalars": ID_COLUMNS, "notes": NOTE_COLUMNS, "curves": CURVE_C
 NUMBER_COLUMNS = ("shell", "frequency", "value")
 """The fixed columns that hold numbers (the others hold text); metric columns are numbers."""
 
-KEY_FIELDS = ("method", "method_version", "params", "code_digest", "corpus_hash")
+KEY_FIELDS = ("method", "method_version", "params", "code_digest", "corpus_hash",
+              "cref_bench_version", "scoring_digest")
 """The fields of a record that must match for a rerun to reuse it."""
 
 OPTIONAL_COLUMNS = ("box", "traceback")
@@ -233,6 +238,20 @@ class ResultsFolder:
         if not isinstance(value, dict):
             raise ResultsError(path, "is not a JSON object")
         return value
+
+    def keep_outputs(self, entry_id: str, denoised) -> dict[str, str]:
+        """Keep a method's checked output for one entry (``outputs/<entry>.zarr``; see
+        :mod:`cref_bench.results.outputs`); returns the sha256 of each kept map."""
+        from cref_bench.results.outputs import write_outputs
+
+        return write_outputs(self.path, entry_id, denoised)
+
+    def kept_outputs(self, entry_id: str, expected: dict[str, str]):
+        """The kept output of one entry, checked against its record's digests (see
+        :func:`cref_bench.results.outputs.read_outputs`)."""
+        from cref_bench.results.outputs import read_outputs
+
+        return read_outputs(self.path, entry_id, expected)
 
     def write_provenance(self, record: dict) -> None:
         """Write ``provenance.json`` atomically."""

@@ -137,11 +137,24 @@ class MethodFacts:
 @dataclass(frozen=True)
 class ExecutionFacts:
     """How the method ran, as resolved from the run's settings: ``provenance.json``'s
-    ``execution``."""
+    ``execution``.
+
+    Attributes:
+        isolation: ``process`` (its box) or ``in-process`` (the referee's own process).
+        timeout_s, memory_limit_bytes: the per-entry limits.
+        sandbox: ``bwrap`` (an operating-system sandbox, :mod:`cref_bench.run.sandbox`) or
+            ``none`` (no sandbox could be made, or the method ran in process).
+        trusted: the method ran in the referee's process because the user trusted it
+            (``--trust-method``), not because it is one of cref-bench's own.
+        network: the method's box shared the machine's network (``--allow-network``).
+    """
 
     isolation: str
     timeout_s: float | None
     memory_limit_bytes: int | None
+    sandbox: str
+    trusted: bool
+    network: bool
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,8 @@ class RunProvenance:
 
     Attributes:
         dataset, method, execution: see their types.
+        scoring: ``cref_bench_version`` and ``scoring_digest`` (the scoring code's, see
+            :func:`cref_bench.run.scoring.scoring_facts`).
         settings: the run's :class:`~cref_bench.run.settings.RunSettings`, as given.
         counts: ``entries``, ``evaluated``, ``resumed``, ``failed``.
         failures_by_kind: failed entries per failure kind.
@@ -163,6 +178,7 @@ class RunProvenance:
     method: MethodFacts
     settings: dict
     execution: ExecutionFacts
+    scoring: dict
     counts: dict
     failures_by_kind: dict
     started_at: str

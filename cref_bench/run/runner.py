@@ -13,57 +13,65 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
   (FSC-0.5 change, variance analysis) are computed. A pair method is called once with both
   halves; its held-out scores are not applicable, and its half-map metrics are computed
   where it returns denoised halves (else not applicable, with the method's note).
-* **The referee.** The runner never trusts a method. It reads each entry itself and scores
-  against its own copy; the method gets read-only inputs whose digests are compared after
-  the call, and its output must be a :class:`~cref_bench.methods.protocol.Denoised` of finite,
-  non-constant maps on the input grid (:mod:`cref_bench.run.contract`). By default a method runs
-  in a child process of its own (:mod:`cref_bench.run.isolation`) under a per-entry time and
-  memory limit; only methods that declare ``safe_in_process`` (the classic filters) run in
-  this process, where the limits cannot be enforced. ``isolation="process"`` forces a child
-  process for those too.
+* **The referee.** The runner never trusts a method. It reads each entry itself (every array
+  checked against the store's digests) and scores against its own copy; the method gets
+  read-only inputs labelled ``<entry>/<map>`` (never a path of the store), and its output
+  must be a :class:`~cref_bench.methods.protocol.Denoised` of finite, non-constant maps on the
+  input grid (:mod:`cref_bench.run.contract`). A method runs in its box
+  (:mod:`cref_bench.run.isolation`, :mod:`cref_bench.run.sandbox`: its own namespaces, no
+  store, no results folder, no network, every descendant killed with it) under a per-entry
+  time and memory limit, and a method that is not cref-bench's own is built there and never
+  imported here (:mod:`cref_bench.run.trust`). Only cref-bench's own methods that declare
+  ``safe_in_process`` (the classic filters) run in this process, and any method the user
+  trusts (``trust_method``, recorded); ``isolation="process"`` boxes those too.
 * **Failures in plain sight.** An entry whose loading, denoising or scoring fails is recorded
   in ``failures.csv`` with its kind (the method raised, broke the output contract, changed
   its inputs, timed out, went over memory or crashed; or the entry could not be read or
   scored) and the run carries on; the tables are always written. :attr:`RunResult.exit_status`
   is 0 when every entry succeeded, 1 when some failed.
 * **Resume.** Each finished entry is written at once to ``entries/<entry>.json`` (by the
-  driver, atomically; a failed one's traceback also to ``logs/<entry>.log``). A rerun
-  reuses an entry's record when the resume key matches: the method's name, version and
-  parameters (those given to the run merged with the method's own
-  :meth:`~cref_bench.methods.protocol.Method.params`), a digest of the source file that
-  defines the method's class, and the corpus content hash. A failed entry is not tried
-  again unless ``retry_failed``: a method that hung or crashed on it would do so again. A
-  folder that holds another setting's results (other values of the given parameters) is
-  never replaced silently: see :func:`_folder_of`.
+  driver, atomically; a failed one's traceback also to ``logs/<entry>.log``). A folder that
+  holds another setting's results (other values of the given parameters) is never replaced
+  silently: see :func:`_folder_of`. A rerun reuses an entry's record when the resume key
+  matches: the
+  method's name, version and parameters (those given to the run merged with the method's
+  own :meth:`~cref_bench.methods.protocol.Method.params`), a digest of all of the method's
+  code (:mod:`cref_bench.methods.code`), the corpus content hash, cref-bench's version and a
+  digest of its scoring code (:mod:`cref_bench.run.scoring`). A failed entry is not tried
+  again unless ``retry_failed``: a method that hung or crashed on it would do so again.
+* **Re-scoring.** With ``keep_outputs`` (the default) each checked output is kept in
+  ``outputs/`` (compressed float32; its digests in the record), so that ``cref-bench check
+  --recompute`` can re-score every record.
 * **Parallelism.** ``workers=1`` and no scheduler (or at most one entry to do): in this
   process. Otherwise dask: a ``LocalCluster(n_workers=min(workers, entries to do),
   threads_per_worker=1, dashboard_address=None)``, or the existing cluster at
   ``scheduler``. One entry per worker thread is in flight at a time; the method travels
-  with each task, pickled by value (a method given as a file included), and is checked to
-  load on every worker before any entry is given out; workers read their entry from the
-  corpus location themselves (maps are never shipped) and keep one method process each. A
-  worker that dies is not retried with its entry (the scheduler's ``allowed-failures`` is 0
-  on a local cluster): the entry is recorded as crashed. With ``save_maps`` the workers
+  with each task; workers read their entry from the corpus location themselves (maps are
+  never shipped) and keep one method process each. A worker that dies is not retried with
+  its entry (the scheduler's ``allowed-failures`` is 0 on a local cluster): the entry is
+  recorded as crashed. With ``save_maps`` the workers
   write ``maps/`` themselves, so on a remote cluster the results folder must be reachable at
   the same path from the workers (so must ``logs/``).
 * **Reproducibility.** Before each entry the numpy, ``random`` and torch generators (of the
   process the method runs in) are seeded from ``(seed, entry id)``, so results do not depend
   on scheduling. ``provenance.json`` records the dataset (location, format version, content
   hash, split, entry count), the method (name, version, parameters, code digest, needs_gpu),
-  the execution (workers, isolation, limits), package versions, hardware, the seed,
+  the execution (isolation, sandbox, trust, network, limits), the scoring code (version and
+  digest), the settings, package versions, hardware, the seed,
   start/end times and wall time, peak memory (of this process and of each worker process)
   and the command line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
-import inspect
 import itertools
 import json
 import os
 import random
+import re
 import sys
 import time
 import traceback
@@ -78,17 +86,20 @@ from tqdm.auto import tqdm
 from cref_bench.corpus.reader import Corpus, open_corpus
 from cref_bench.errors import InputError, MethodError
 from cref_bench.maps.io import write_map
-from cref_bench.methods.protocol import Method, load_method
+from cref_bench.maps.volume import Volume
+from cref_bench.methods.code import code_roots
+from cref_bench.methods.protocol import Method
 from cref_bench.methods.registry import name_file_frames
-from cref_bench.metrics.scores import DenoisedMaps, evaluate
 from cref_bench.results import folder as results
 from cref_bench.results import provenance
 from cref_bench.results.folder import ResultsFolder
-from cref_bench.run import single_map
+from cref_bench.run import sandbox, single_map
 from cref_bench.run.cluster import dask_client
 from cref_bench.run.contract import MethodFailure, call_method
-from cref_bench.run.isolation import Limits, MethodProcess
+from cref_bench.run.isolation import BoxSettings, Limits, MethodProcess
+from cref_bench.run.scoring import read_entry, score_entry, scoring_facts
 from cref_bench.run.settings import RunSettings
+from cref_bench.run.trust import Subject, placement, subject
 
 DEFAULT_MEMORY_FRACTION = 0.8
 """Share of the machine's memory the method processes of a local run may use together."""
@@ -148,20 +159,6 @@ def _seed_everything(value: int) -> None:
         sys.modules["torch"].manual_seed(value)
 
 
-def first_model(entry):
-    """The entry's first fitted model as a ``gemmi.Structure``, or None when it has none.
-
-    Args:
-        entry: a :class:`cref_bench.corpus.reader.Entry`.
-    """
-    if not entry.model_names:
-        return None
-    import gemmi
-
-    block = gemmi.cif.read_string(entry.model(entry.model_names[0])).sole_block()
-    return gemmi.make_structure_from_block(block)
-
-
 @dataclass(frozen=True)
 class _Run:
     """One run as its entries' evaluations see it; sent to every worker.
@@ -171,18 +168,26 @@ class _Run:
         corpus: the corpus (pickled as its location).
         isolation: ``"process"`` or ``"in-process"``, resolved for the method.
         limits: the method process's limits, resolved.
+        box: what the method's box may see besides its code and inputs.
         token: the run's unique name (its dask keys and worker plugin).
         logs: the folder of the method's logs.
         maps_dir: where denoised maps are saved, or None.
+        folder: the results folder (kept outputs are written there), or None to keep none.
+        single_map: the method is single-map: the runner makes its held-out calls.
+        not_held_out: why a pair method's scores are not held out.
     """
 
     settings: RunSettings
     corpus: Corpus
     isolation: str
     limits: Limits
+    box: BoxSettings
     token: str
     logs: Path
     maps_dir: Path | None
+    folder: ResultsFolder | None
+    single_map: bool = False
+    not_held_out: str = ""
 
 
 def _failed(kind: str, exc: BaseException, detail: str = "") -> dict:
@@ -192,48 +197,42 @@ def _failed(kind: str, exc: BaseException, detail: str = "") -> dict:
             "traceback": trace}
 
 
-def _read(entry) -> dict:
-    """Everything of an entry that a run uses: its maps (``None`` where absent) and model."""
-    return {"half1": entry.half1, "half2": entry.half2, "mask": entry.mask,
-            "truth": entry.truth, "reference": entry.reference, "model": first_model(entry)}
+def _labelled(volume: Volume | None, entry_id: str, name: str) -> Volume | None:
+    """An input as a method sees it in this process: its source a label, not a path."""
+    if volume is None:
+        return None
+    return Volume(volume.data, volume.voxel_size, volume.origin, f"{entry_id}/{name}")
 
 
-def _denoise(method: Method, entry_id: str, maps: dict, run: _Run,
+def _denoise(method: Method | None, entry_id: str, maps: dict, run: _Run,
              process: MethodProcess | None):
     """Denoise one entry: ``(Denoised, heldout_note)``, the note empty where the halves were
     held out (a single-map method, each half in a call of its own)."""
     seed = entry_seed(run.settings.seed, entry_id)
-    inputs = maps["half1"], maps["half2"], maps["mask"]
-    if single_map.is_single_map(method):
-        call = (single_map.in_process_caller(method, _seed_everything) if process is None
-                else single_map.process_caller(process, entry_id))
-        return single_map.denoise_apart(call, *inputs, seed), ""
     if process is not None:
-        return process.denoise(*inputs, seed=seed, label=entry_id), single_map.not_held_out(method)
+        inputs = maps["half1"], maps["half2"], maps["mask"]
+        if run.single_map:
+            call = single_map.process_caller(process, entry_id)
+            return single_map.denoise_apart(call, *inputs, seed), ""
+        return process.denoise(*inputs, seed=seed, label=entry_id), run.not_held_out
+    inputs = tuple(_labelled(maps[n], entry_id, n) for n in ("half1", "half2", "mask"))
+    if run.single_map:
+        call = single_map.in_process_caller(method, _seed_everything)
+        return single_map.denoise_apart(call, *inputs, seed), ""
     _seed_everything(seed)
-    return call_method(method, *inputs), single_map.not_held_out(method)
+    return call_method(method, *inputs), run.not_held_out
 
 
-def _boxed(method: Method) -> Method:
-    """What the method's process runs: a single-map method as :class:`.single_map.OneMap`."""
-    return single_map.OneMap(method) if single_map.is_single_map(method) else method
+def _score(entry_id: str, maps: dict, denoised, heldout_note: str, run: _Run) -> dict:
+    if run.maps_dir is not None:
+        write_map(run.maps_dir / f"{entry_id}_denoised.mrc", denoised.full)
+    outcome = score_entry(maps, denoised, heldout_note)
+    if run.folder is not None:
+        outcome["outputs"] = run.folder.keep_outputs(entry_id, denoised)
+    return outcome
 
 
-def _score(entry_id: str, maps: dict, denoised, heldout_note: str,
-           maps_dir: Path | None) -> dict:
-    if maps_dir is not None:
-        write_map(maps_dir / f"{entry_id}_denoised.mrc", denoised.full)
-    held = {} if heldout_note else {"heldout1": denoised.half1, "heldout2": denoised.half2}
-    made = DenoisedMaps(denoised.full, half1=denoised.half1, half2=denoised.half2,
-                        note=denoised.note, heldout_note=heldout_note, **held)
-    report = evaluate(maps["half1"], maps["half2"], made, mask=maps["mask"], model=maps["model"],
-                      truth=maps["truth"], reference=maps["reference"])
-    return {"status": "ok", "box": "x".join(map(str, maps["half1"].shape)),
-            "scalars": report.scalars, "notes": report.notes,
-            "bounds": report.bounds, "curves": results.curves_to_columns(report.curves)}
-
-
-def evaluate_entry(method: Method, run: _Run, entry_id: str) -> dict:
+def evaluate_entry(method: Method | str, run: _Run, entry_id: str, params: dict) -> dict:
     """Denoise and score one corpus entry: a parallel run's task (runs on a dask worker, with
     the worker's method process where the method runs in its own).
 
@@ -243,9 +242,11 @@ def evaluate_entry(method: Method, run: _Run, entry_id: str) -> dict:
     or saving the map failed). ``KeyboardInterrupt`` and ``SystemExit`` propagate.
 
     Args:
-        method: the method.
+        method: the method in this process (it runs here), or the spec or instance its box
+            builds on the worker.
         run: the run (its corpus is read on the worker).
         entry_id: the entry.
+        params: the parameters of a spec.
 
     Returns:
         A partial entry record: ``entry``, ``status`` and either ``box``, ``scalars``,
@@ -254,18 +255,18 @@ def evaluate_entry(method: Method, run: _Run, entry_id: str) -> dict:
     """
     start = time.perf_counter()
     try:
-        maps = _read(run.corpus.entry(entry_id))
+        maps = read_entry(run.corpus.entry(entry_id))
     except Exception as exc:  # an entry's failure is recorded, never fatal to the run
         maps = exc
     process = None
     if run.isolation == "process":
         from cref_bench.run.workers import method_process
 
-        process = method_process(run.token, _boxed(method))
+        process = method_process(run.token, method, params)
     return _evaluate_read(method, entry_id, start, maps, run, process)
 
 
-def _evaluate_read(method: Method, entry_id: str, start: float, maps: dict | Exception,
+def _evaluate_read(method: Method | None, entry_id: str, start: float, maps: dict | Exception,
                    run: _Run, process: MethodProcess | None = None) -> dict:
     """:func:`evaluate_entry` once the entry is read (``maps``, or why it could not be)."""
     if isinstance(maps, Exception):
@@ -287,7 +288,7 @@ def _read_ahead(corpus: Corpus, todo: list[str]) -> Iterator[tuple]:
     def read(entry_id: str) -> tuple:
         began = time.perf_counter()
         try:
-            maps = _read(corpus.entry(entry_id))
+            maps = read_entry(corpus.entry(entry_id))
         except Exception as exc:  # an entry's failure is recorded, never fatal to the run
             maps = exc
         return entry_id, time.perf_counter() - began, maps
@@ -305,7 +306,7 @@ def _read_ahead(corpus: Corpus, todo: list[str]) -> Iterator[tuple]:
 
 def _score_safely(entry_id: str, maps: dict, denoised, heldout_note: str, run: _Run) -> dict:
     try:
-        return _score(entry_id, maps, denoised, heldout_note, run.maps_dir)
+        return _score(entry_id, maps, denoised, heldout_note, run)
     except Exception as exc:  # recorded as the entry's failure
         return _failed("metrics", exc)
 
@@ -317,8 +318,8 @@ def _finished(entry_id: str, start: float, outcome: dict) -> dict:
             "worker": worker}
 
 
-def _hand_over(method: Method, process: MethodProcess, entry_id: str, start: float,
-               maps: dict | Exception, run: _Run):
+def _hand_over(process: MethodProcess, entry_id: str, start: float, maps: dict | Exception,
+               run: _Run):
     """Hand a read entry to the method's process (a single-map method's three calls are made
     from a thread); returns ``(state, None)``, state ending in what to ``collect`` from and
     the held-out note, or ``(None, record)`` where the entry failed already (unreadable, or
@@ -327,18 +328,17 @@ def _hand_over(method: Method, process: MethodProcess, entry_id: str, start: flo
         return None, _finished(entry_id, start, _failed("load", maps))
     inputs = maps["half1"], maps["half2"], maps["mask"]
     seed = entry_seed(run.settings.seed, entry_id)
-    if single_map.is_single_map(method):
+    if run.single_map:
         call = single_map.process_caller(process, entry_id)
         return (entry_id, start, maps, single_map.Apart(call, *inputs, seed), ""), None
     try:
         process.submit(*inputs, seed=seed, label=entry_id)
     except MethodFailure as exc:
         return None, _finished(entry_id, start, _failed(exc.kind, exc, exc.detail))
-    return (entry_id, start, maps, process, single_map.not_held_out(method)), None
+    return (entry_id, start, maps, process, run.not_held_out), None
 
 
-def _pipelined(method: Method, process: MethodProcess, todo: list[str],
-               run: _Run) -> Iterator[dict]:
+def _pipelined(process: MethodProcess, todo: list[str], run: _Run) -> Iterator[dict]:
     """Evaluate ``todo`` in this process with the method in its own: the method's process
     denoises entry k + 1 while this one scores entry k and reads entry k + 2, so that a run
     takes about the largest of the three times, not their sum."""
@@ -354,7 +354,7 @@ def _pipelined(method: Method, process: MethodProcess, todo: list[str],
                 outcome = _failed(exc.kind, exc, exc.detail)
         following = None
         if read is not None:
-            following, failed = _hand_over(method, process, *read, run)
+            following, failed = _hand_over(process, *read, run)
             if failed is not None:
                 yield failed
         if handed is not None:
@@ -365,14 +365,13 @@ def _pipelined(method: Method, process: MethodProcess, todo: list[str],
         handed = following
 
 
-def _in_process(method: Method, todo: list[str], run: _Run) -> Iterator[dict]:
-    if run.isolation != "process":
+def _in_process(subject_: Subject, process: MethodProcess | None, todo: list[str],
+                run: _Run) -> Iterator[dict]:
+    if process is None:
         for entry_id, start, maps in _read_ahead(run.corpus, todo):
-            yield _evaluate_read(method, entry_id, start, maps, run)
+            yield _evaluate_read(subject_.instance, entry_id, start, maps, run)
         return
-    log = run.logs / f"method-{provenance.process_identity()['pid']}.log"
-    with MethodProcess(_boxed(method), run.limits, log=log) as process:
-        yield from _pipelined(method, process, todo, run)
+    yield from _pipelined(process, todo, run)
 
 
 def _lost(entry_id: str, exc: BaseException) -> dict:
@@ -402,9 +401,11 @@ def _landing_fault(shipped: bytes) -> str | None:
     return None
 
 
-def _evaluate_shipped(shipped: bytes, run: _Run, entry_id: str) -> dict:
-    """:func:`evaluate_entry` of a shipped method (a parallel run's task)."""
-    return evaluate_entry(_landed(shipped), run, entry_id)
+def _evaluate_shipped(shipped: bytes | str, run: _Run, entry_id: str, params: dict) -> dict:
+    """:func:`evaluate_entry` of a shipped method, or of a spec its box builds (a parallel
+    run's task)."""
+    method = shipped if isinstance(shipped, str) else _landed(shipped)
+    return evaluate_entry(method, run, entry_id, params)
 
 
 def _ship(method: Method, client) -> bytes:
@@ -431,27 +432,28 @@ def _ship(method: Method, client) -> bytes:
     return shipped
 
 
-def _on_dask(method: Method, todo: list[str], run: _Run) -> Iterator[dict]:
+def _on_dask(subject_: Subject, todo: list[str], run: _Run) -> Iterator[dict]:
     """Evaluate ``todo`` on a dask cluster, one entry in flight per worker thread (so that a
     worker's death is charged to the entry it was running, and the method travels with each
-    task rather than living on workers that may die); the method is shipped by value and
-    checked on every worker first (:func:`_ship`)."""
+    task rather than living on workers that may die)."""
     from dask.distributed import as_completed
 
     waiting = iter(todo)
     with dask_client(min(run.settings.workers, len(todo)), run.settings.scheduler,
                      allowed_failures=0) as client:
-        shipped = _ship(method, client)
         if run.isolation == "process":
             from cref_bench.run.workers import MethodProcesses
 
-            client.register_plugin(MethodProcesses(run.limits, run.logs), name=run.token)
+            client.register_plugin(MethodProcesses(run.limits, run.logs, run.box),
+                                   name=run.token)
+        method = subject_.source if run.isolation == "process" else subject_.instance
+        shipped = method if isinstance(method, str) else _ship(method, client)
         slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()) or 1
         flight: dict = {}
 
         def submit(entry_id: str):
-            future = client.submit(_evaluate_shipped, shipped, run, entry_id, pure=False,
-                                   key=f"cref-bench-{entry_id}-{run.token}")
+            future = client.submit(_evaluate_shipped, shipped, run, entry_id, subject_.params,
+                                   pure=False, key=f"cref-bench-{entry_id}-{run.token}")
             flight[future] = entry_id
             return future
 
@@ -472,35 +474,18 @@ def _on_dask(method: Method, todo: list[str], run: _Run) -> Iterator[dict]:
                 client.unregister_worker_plugin(run.token)
 
 
-def _params(method: Method, given: dict | None) -> dict:
+def _params(subject_: Subject) -> dict:
     """The parameters of the resume key: those given, overridden by the method's own."""
-    merged = {**(given or {}), **method.params()}
+    merged = {**subject_.params, **subject_.facts["params"]}
     return json.loads(json.dumps(merged, sort_keys=True, default=str))
 
 
-def code_digest(method: Method) -> str | None:
-    """The SHA-256 of the source file that defines the method's class (of the class's source
-    where the file cannot be read), or None where Python holds no source for it.
-
-    Args:
-        method: the method.
-
-    Returns:
-        A hex digest, or None.
-    """
-    cls = type(method)
-    try:
-        path = inspect.getsourcefile(cls)
-        data = Path(path).read_bytes() if path else inspect.getsource(cls).encode()
-    except (OSError, TypeError):
-        return None
-    return hashlib.sha256(data).hexdigest()
-
-
-def _method_key(method: Method, params: dict, corpus: Corpus) -> dict:
-    return {"method": method.name, "method_version": str(method.version), "params": params,
-            "code_digest": code_digest(method),
-            "corpus_hash": corpus.content_hash or corpus.current_hash()}
+def _method_key(subject_: Subject, corpus: Corpus) -> dict:
+    """The run's resume key (:data:`cref_bench.results.folder.KEY_FIELDS`)."""
+    facts = subject_.facts
+    return {"method": facts["name"], "method_version": facts["version"],
+            "params": _params(subject_), "code_digest": subject_.code_digest,
+            "corpus_hash": corpus.content_hash or corpus.current_hash(), **scoring_facts()}
 
 
 def _peak_memory(records: Iterable[dict]) -> dict:
@@ -514,17 +499,6 @@ def _peak_memory(records: Iterable[dict]) -> dict:
     driver = provenance.peak_rss_bytes()
     return {"driver_rss_bytes": driver, "workers_rss_bytes": workers,
             "max_rss_bytes": max([driver, *workers.values()])}
-
-
-def _build(method: str | Method, params: dict | None) -> Method:
-    if isinstance(method, str):
-        return load_method(method, **(params or {}))
-    if params:
-        raise MethodError(method.name, "params can only be given with a method given by name")
-    if not isinstance(method, Method):
-        raise MethodError(repr(method), "expected a method name or a "
-                          "cref_bench.methods.protocol.Method")
-    return method
 
 
 def _record_all(stream: Iterable[dict], folder: ResultsFolder, header: dict,
@@ -547,11 +521,58 @@ def _record_all(stream: Iterable[dict], folder: ResultsFolder, header: dict,
     return fresh
 
 
-def _isolation(method: Method, settings: RunSettings) -> str:
-    """The isolation a run uses: ``"process"`` or ``"in-process"``."""
-    if settings.isolation == "auto":
-        return "in-process" if getattr(method, "safe_in_process", False) else "process"
-    return settings.isolation
+def _box_settings(settings: RunSettings, corpus: Corpus, folder: ResultsFolder,
+                  named: dict) -> BoxSettings:
+    """What the method's box may see: read-only, the files that ``named`` names (see
+    :func:`_files_named`); never the store or the results folder (``folder``)."""
+    forbidden = [folder.path.resolve()]
+    if "://" not in corpus.location:
+        forbidden.append(Path(corpus.location).resolve())
+    paths = {Path(p).resolve() for text in _strings(named) for p in _path_words(text)}
+    return BoxSettings(forbidden=tuple(forbidden), read_only=tuple(sorted(paths)),
+                       network=settings.network)
+
+
+def _files_named(source: str | Method, params: dict, own: dict) -> dict:
+    """What names the files a method's box may see: its spec (a recipe file, say), the
+    parameters the user gave, and ``own``: the method's own ``params()`` where this process
+    built it (a box's report is not trusted for that)."""
+    return {"spec": source if isinstance(source, str) else "", "given": params, "own": own}
+
+
+def _named_by(subject_: Subject) -> dict:
+    """:func:`_files_named` of a resolved method."""
+    own = subject_.facts["params"] if subject_.instance is not None else {}
+    return _files_named(subject_.source, subject_.params, own)
+
+
+PATH_WORD = re.compile(r"(?:(?<=^)|(?<=[\s\"'=:,(\[]))(/[^\s\"'{}(),;]+|[^\s\"'{}(),;/=:]+"
+                       r"(?:/[^\s\"'{}(),;]+)+|[\w.-]+\.\w+)")
+"""A word of a parameter's text that may name a file: an absolute or relative path, or a
+file name with an extension."""
+
+
+def _path_words(text: str) -> list[str]:
+    """The words of ``text`` that name files or folders that exist (not the working folder
+    itself)."""
+    found = []
+    for word in PATH_WORD.findall(text):
+        if word not in (".", "..") and os.path.exists(word):
+            found.append(word)
+    return found
+
+
+def _strings(value) -> Iterator[str]:
+    """Every string in a JSON-like value (keys too)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
 
 
 def _limits(settings: RunSettings) -> Limits:
@@ -569,8 +590,10 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
     """Evaluate a method on every entry of a corpus split and write the results folder.
 
     Args:
-        method: a registered method name or ``package.module:Attribute`` (built with
-            ``load_method(method, **settings.params)``), or a :class:`Method` instance.
+        method: a registered method name, ``package.module:Attribute`` or
+            ``path/file.py:Attribute`` (built with ``settings.params``: in its box, or here
+            for cref-bench's own methods and with ``trust_method``), or a :class:`Method`
+            instance (sent to its box unless it may run here).
         corpus: the corpus location (path or fsspec URL) or an opened :class:`Corpus`
             (open it with :func:`~cref_bench.corpus.reader.open_corpus` to give fsspec
             options).
@@ -584,48 +607,69 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
         A :class:`RunResult`.
 
     Raises:
-        MethodError: the method cannot be built (see
-            :func:`cref_bench.methods.protocol.load_method`), or ``params`` given with a method
-            instance.
-        InputError: a bad setting, or nothing to evaluate (an empty split).
+        MethodError: the method cannot be located or built (in its box or here), or
+            ``params`` given with a method instance.
+        InputError: a bad setting, ``in-process`` for a method neither cref-bench's own nor
+            trusted, or nothing to evaluate (an empty split).
+        SandboxError: the method's box would see the store or the results folder.
         CorpusError: the corpus cannot be opened.
         OSError: the results folder cannot be written.
     """
     started_at, start = provenance.now_utc(), time.perf_counter()
     settings = RunSettings.of(settings, **changes)
-    spec = method if isinstance(method, str) else None
-    method = _build(method, settings.params)
+    if isinstance(method, str):
+        code_roots(method)  # an unknown method is named before the corpus is opened
     if not isinstance(corpus, Corpus):
         corpus = open_corpus(corpus)
     ids = corpus.ids(settings.split)[:settings.limit]
     if not ids:
         raise InputError(corpus.location, f"the {settings.split!r} split holds no entries; "
                          "nothing to evaluate (choose another --split)")
-    key = _method_key(method, _params(method, settings.params), corpus)
-    folder, messages = _folder_of(method, key, settings)
     limits = _limits(settings)
-    run = _Run(settings=settings, corpus=corpus, isolation=_isolation(method, settings),
-               limits=limits, logs=(folder.path / "logs").resolve(),
-               token=hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()).hexdigest()[:10],
-               maps_dir=folder.create(settings.save_maps))
-    records, fresh, reasons = _evaluate(method, run, ids, folder, key, spec)
+    opened: list[MethodProcess] = []
+    try:
+        subject_ = _subject(method, settings, corpus, limits, opened)
+        name = subject_.facts["name"]
+        key = _method_key(subject_, corpus)
+        folder, messages = _folder_of(name, key, settings)
+        isolation = placement(subject_, settings.isolation)
+        process = _method_process(subject_, settings, corpus, folder, limits, opened,
+                                  isolation)
+        run = _Run(settings=settings, corpus=corpus, isolation=isolation, limits=limits,
+                   box=_box_settings(settings, corpus, folder,
+                                     _named_by(subject_)),
+                   logs=(folder.path / "logs").resolve(),
+                   token=hashlib.sha256(f"{time.time_ns()}/{os.getpid()}".encode()
+                                        ).hexdigest()[:10],
+                   maps_dir=folder.create(settings.save_maps),
+                   folder=folder if settings.keep_outputs else None,
+                   single_map=bool(subject_.facts.get("single_map")),
+                   not_held_out=single_map.not_held_out(name))
+        records, fresh, reasons = _evaluate(subject_, process, run, ids, folder, key)
+    finally:
+        for each in opened:
+            each.close()
 
     tables = results.assemble_tables([records[i] for i in ids])
     counts = {"entries": len(ids), "evaluated": len(fresh), "resumed": len(ids) - len(fresh),
               "failed": len(tables["failures"])}
     messages.append(_reuse_note(counts, reasons))
     summary = results.summarise(tables["scalars"], counts["failed"], notes=tables["notes"])
-    title = (f"{method.name} {method.version} on {corpus.location} [{settings.split}]: "
+    title = (f"{name} {subject_.facts['version']} on {corpus.location} [{settings.split}]: "
              f"{len(ids) - counts['failed']} of {len(ids)} entries ok")
     record_of_run = provenance.RunProvenance(
         dataset=provenance.DatasetFacts(
             location=corpus.location, format_version=corpus.format_version,
             content_hash=corpus.content_hash, version=corpus.version, split=settings.split,
             entries=len(ids), limit=settings.limit),
-        method=_method_facts(method, key, spec),
+        method=_method_facts(subject_, key),
         settings=settings.as_record(),
-        execution=provenance.ExecutionFacts(isolation=run.isolation, timeout_s=limits.timeout,
-                                            memory_limit_bytes=limits.memory),
+        execution=provenance.ExecutionFacts(
+            isolation=run.isolation, timeout_s=limits.timeout,
+            memory_limit_bytes=limits.memory, sandbox=_sandbox(run, process),
+            trusted=subject_.trusted and run.isolation == "in-process",
+            network=settings.network and run.isolation == "process"),
+        scoring=scoring_facts(),
         counts=counts,
         failures_by_kind=tables["failures"]["kind"].value_counts().to_dict(),
         started_at=started_at, finished_at=provenance.now_utc(),
@@ -640,11 +684,50 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
                      **tables)
 
 
+def _subject(method: str | Method, settings: RunSettings, corpus: Corpus, limits: Limits,
+             opened: list) -> Subject:
+    """The run's method; a method known only by spec is built in a box (kept in ``opened``
+    for the run) that reports its facts."""
+
+    def describe() -> dict:
+        out = ResultsFolder(settings.out if settings.out is not None else Path("results"))
+        named = _files_named(method, settings.params, {})
+        process = MethodProcess(method, limits, params=settings.params,
+                                settings=_box_settings(settings, corpus, out, named))
+        opened.append(process)
+        return process.facts
+
+    return subject(method, settings.params, settings.trust_method, describe)
+
+
+def _method_process(subject_: Subject, settings: RunSettings, corpus: Corpus,
+                    folder: ResultsFolder, limits: Limits, opened: list,
+                    isolation: str) -> MethodProcess | None:
+    """The method's box of a single-process run (the one that described the method, its log
+    moved into the results folder), or None where the method runs here or on dask."""
+    parallel = settings.scheduler is not None or settings.workers > 1
+    if isolation != "process" or parallel:
+        for process in opened:  # the box that described the method is not needed
+            process.close()
+        return None
+    log = (folder.path / "logs").resolve() / f"method-{os.getpid()}.log"
+    if opened:
+        process = opened[0]
+        process.move_log(log)
+        return process
+    process = MethodProcess(subject_.source, limits, log=log,
+                            params=subject_.params if isinstance(subject_.source, str)
+                            else None,
+                            settings=_box_settings(
+                                settings, corpus, folder,
+                                _named_by(subject_)))
+    opened.append(process)
+    return process
 def _setting_text(method: str, params: dict) -> str:
     return f"{method} {results.params_text(params)}"
 
 
-def _folder_of(method: Method, key: dict, settings: RunSettings
+def _folder_of(name: str, key: dict, settings: RunSettings
                ) -> tuple[ResultsFolder, list[str]]:
     """The run's results folder, and what to say of it: ``settings.out``, or by default
     ``results/<method>``. Where that folder holds the results of another setting -- another
@@ -657,7 +740,7 @@ def _folder_of(method: Method, key: dict, settings: RunSettings
     Raises:
         InputError: the folder holds another setting's results (and may not replace them).
     """
-    default = Path("results") / method.name
+    default = Path("results") / name
     folder = ResultsFolder(settings.out if settings.out is not None else default)
     held = folder.held_setting()
     if held is None:
@@ -687,7 +770,9 @@ def _folder_of(method: Method, key: dict, settings: RunSettings
 
 _CHANGES = (("method", "another method"), ("params", "other parameters"),
             ("method_version", "another version of the method"),
-            ("code_digest", "the method's code changed"), ("corpus_hash", "the corpus changed"))
+            ("code_digest", "the method's code changed"), ("corpus_hash", "the corpus changed"),
+            ("cref_bench_version", "another cref-bench version"),
+            ("scoring_digest", "the scoring code changed"))
 
 
 def _recompute_reason(record: dict | None, key: dict) -> str:
@@ -709,8 +794,8 @@ def _reuse_note(counts: dict, reasons: dict[str, int]) -> str:
     return text
 
 
-def _evaluate(method: Method, run: _Run, ids: list[str], folder: ResultsFolder,
-              key: dict, spec: str | None
+def _evaluate(subject_: Subject, process: MethodProcess | None, run: _Run, ids: list[str],
+              folder: ResultsFolder, key: dict
               ) -> tuple[dict[str, dict], list[dict], dict[str, int]]:
     """The record of every entry of ``ids``: the stored one where it can be reused (see
     :func:`cref_bench.results.folder.is_reusable`), else evaluated now and written at once
@@ -726,22 +811,48 @@ def _evaluate(method: Method, run: _Run, ids: list[str], folder: ResultsFolder,
         why = _recompute_reason(records[entry_id], key)
         reasons[why] = reasons.get(why, 0) + 1
     if settings.scheduler is None and (settings.workers == 1 or len(todo) <= 1):
-        stream = _in_process(method, todo, run)
+        if run.isolation == "process" and process is None:  # a parallel run with one to do
+            process = MethodProcess(subject_.source, run.limits,
+                                    log=run.logs / f"method-{os.getpid()}.log",
+                                    params=subject_.params if isinstance(subject_.source, str)
+                                    else None, settings=run.box)
+        with process if process is not None else contextlib.nullcontext():
+            stream = _in_process(subject_, process, todo, run)
+            fresh = _record_stream(stream, folder, key, ids, todo, run, subject_)
     else:
-        stream = _on_dask(method, todo, run)
-    stream = ({**o, "traceback": name_file_frames(o["traceback"], spec)}
-              if o.get("traceback") else o for o in stream)
-    header = {"schema": results.RECORD_SCHEMA, **key}
-    desc = method.name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")
-    fresh = _record_all(stream, folder, header, {i: run.corpus.entry(i).split for i in todo},
-                        len(todo), desc, settings.progress)
+        fresh = _record_stream(_on_dask(subject_, todo, run), folder, key, ids, todo, run,
+                               subject_)
     records.update((rec["entry"], rec) for rec in fresh)
     return records, fresh, reasons
 
 
-def _method_facts(method: Method, key: dict, spec: str | None) -> provenance.MethodFacts:
+def _record_stream(stream, folder: ResultsFolder, key: dict, ids: list[str], todo: list[str],
+                   run: _Run, subject_: Subject) -> list[dict]:
+    """Write the records of ``stream`` (the entries of ``todo``) as they come; returns them."""
+    spec = subject_.source if isinstance(subject_.source, str) else None
+    stream = ({**o, "traceback": name_file_frames(o["traceback"], spec)}
+              if o.get("traceback") else o for o in stream)
+    header = {"schema": results.RECORD_SCHEMA, **key}
+    name = subject_.facts["name"]
+    desc = name + (f" ({len(ids) - len(todo)} resumed)" if len(todo) < len(ids) else "")
+    return _record_all(stream, folder, header, {i: run.corpus.entry(i).split for i in todo},
+                       len(todo), desc, run.settings.progress)
+
+
+def _sandbox(run: _Run, process: MethodProcess | None) -> str:
+    """``bwrap`` where the method ran in boxes of bubblewrap, else ``none``."""
+    if run.isolation != "process":
+        return "none"
+    if process is not None and process.sandbox is not None:
+        return process.sandbox
+    return "bwrap" if sandbox.support().bwrap else "none"
+
+
+def _method_facts(subject_: Subject, key: dict) -> provenance.MethodFacts:
     """The provenance's description of the method."""
+    facts = subject_.facts
     return provenance.MethodFacts(
-        name=method.name, version=str(method.version), params=key["params"],
-        code_digest=key["code_digest"], needs_gpu=bool(method.needs_gpu), spec=spec,
-        cls=f"{type(method).__module__}:{type(method).__qualname__}")
+        name=facts["name"], version=facts["version"], params=key["params"],
+        code_digest=key["code_digest"], needs_gpu=facts["needs_gpu"],
+        spec=subject_.source if isinstance(subject_.source, str) else None,
+        cls=facts["class"])

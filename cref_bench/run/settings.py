@@ -17,8 +17,10 @@ from pathlib import Path
 from cref_bench.errors import InputError
 
 ISOLATION = ("auto", "process", "in-process")
-"""Where the runner runs a method: ``auto`` (in its own process only when the method declares
-itself ``safe_in_process``), ``process`` (always a child process) or ``in-process``."""
+"""Where the runner runs a method: ``auto`` (in this process for cref-bench's own methods that
+declare ``safe_in_process``, and for any method with ``trust_method``; else in its box),
+``process`` (always in its box) or ``in-process`` (cref-bench's own methods, or any with
+``trust_method``)."""
 
 SPLITS = ("test", "test-50", "valid", "train", "all")
 """The splits a run can evaluate (see :mod:`cref_bench.corpus.splits`)."""
@@ -48,6 +50,13 @@ class RunSettings:
         memory_limit: bytes of resident memory a method's process may use (None: no limit;
             ``"auto"``: a share of the machine's memory divided among the workers).
         retry_failed: evaluate again the entries that failed in an earlier run.
+        trust_method: let a method that is not part of cref-bench run in this process
+            (``isolation`` ``auto`` or ``in-process``); recorded in the provenance and
+            marked by ``cref-bench check``, the leaderboard and the report. Without it such
+            a method runs only in its box and is never imported here.
+        network: let the method's box share the machine's network (recorded).
+        keep_outputs: keep each denoised output in ``outputs/`` (compressed float32), so
+            that ``cref-bench check --recompute`` can re-score the records.
         replace: let the run replace the results of another setting (other method or
             parameters) in ``out``; without it a run into a folder given as ``out`` that
             holds another setting is refused, and one into the default folder goes to
@@ -70,6 +79,9 @@ class RunSettings:
     timeout: float | None = DEFAULT_TIMEOUT
     memory_limit: int | str | None = "auto"
     retry_failed: bool = False
+    trust_method: bool = False
+    network: bool = False
+    keep_outputs: bool = True
     replace: bool = False
 
     def __post_init__(self):

@@ -39,16 +39,16 @@ def is_single_map(method: Method) -> bool:
     return isinstance(method, SingleMapMethod)
 
 
-def not_held_out(method: Method) -> str:
+def not_held_out(name: str) -> str:
     """Why a method has no held-out scores (the note beside them).
 
     Args:
-        method: a method that is not single-map.
+        name: the name of a method that is not single-map.
 
     Returns:
         The note.
     """
-    return (f"not applicable: {method.name} denoises the two halves together (a pair method), "
+    return (f"not applicable: {name} denoises the two halves together (a pair method), "
             "so no denoised half was made without the other half")
 
 

@@ -14,27 +14,32 @@ from distributed import WorkerPlugin, get_worker
 
 from cref_bench.methods.protocol import Method
 from cref_bench.results import provenance
-from cref_bench.run.isolation import Limits, MethodProcess
+from cref_bench.run.isolation import BoxSettings, Limits, MethodProcess
 
 
 class MethodProcesses(WorkerPlugin):
-    """One worker's method process of one run (started on first use).
+    """One worker's method process (its box) of one run (started on first use).
 
     Args:
         limits: the per-entry limits of the method's process.
         logs: the folder of the method's logs (``method-<pid>.log`` per worker).
+        box: what the method's box may see besides its code and inputs.
     """
 
-    def __init__(self, limits: Limits, logs: Path):
+    def __init__(self, limits: Limits, logs: Path, box: BoxSettings):
         self.limits = limits
         self.logs = logs
+        self.box = box
         self.process: MethodProcess | None = None
 
-    def get(self, method: Method) -> MethodProcess:
-        """This worker's method process (started with ``method`` on first use)."""
+    def get(self, method: str | Method, params: dict) -> MethodProcess:
+        """This worker's method process (its box builds ``method`` on first use: a spec with
+        ``params``, or an instance)."""
         if self.process is None:
             log = self.logs / f"method-{provenance.process_identity()['pid']}.log"
-            self.process = MethodProcess(method, self.limits, log=log)
+            self.process = MethodProcess(method, self.limits, log=log,
+                                         params=params if isinstance(method, str) else None,
+                                         settings=self.box)
         return self.process
 
     def teardown(self, worker) -> None:
@@ -44,11 +49,12 @@ class MethodProcesses(WorkerPlugin):
             self.process = None
 
 
-def method_process(token: str, method: Method) -> MethodProcess:
+def method_process(token: str, method: str | Method, params: dict) -> MethodProcess:
     """The method's process of run ``token`` on the worker running this task.
 
     Args:
         token: the run's token (the name its plugin was registered under).
-        method: the method (used to start the process on first use).
+        method: the method's spec or instance (its box is started with it on first use).
+        params: the parameters of a spec.
     """
-    return get_worker().plugins[token].get(method)
+    return get_worker().plugins[token].get(method, params)

@@ -12,8 +12,11 @@ values of it ([n=k]: only k entries had a value; such a mean is never bolded ove
 more). A method with failures shows how many entries failed, by kind; one that failed every
 entry is listed last. The table goes to standard output or --out; --figures writes the
 distribution of the primary metric and the mean FSC_FD² against C_ref² curves (PNG, PDF and
-the data as CSV). Results that are not fit to publish (as cref-bench check says) are listed
-under the table; --corpus or --expect-hash names the corpus they must be of. The exit status
+the data as CSV). Only results fit to publish (as cref-bench check says) are ranked; the
+others are listed under the table with the reasons (--include-unfit ranks them too, still
+listed); --corpus or --expect-hash names the corpus they must be of. Results made without a
+sandbox, or with the method trusted to run in process (`cref-bench run --trust-method`), are
+marked under the table. The exit status
 is 1 when the results hold failed entries (the table is written all the same); cref-bench
 report writes the full report.
 
@@ -66,32 +69,71 @@ def add_corpus_args(parser) -> None:
                              "folder (see cref-bench check)")
     parser.add_argument("--expect-hash", metavar="HASH",
                         help="the corpus content hash the results must have, for the check")
+    parser.add_argument("--include-unfit", action="store_true",
+                        help="rank also the results that are not fit to publish (they are "
+                             "listed all the same)")
+
+
+def fit_folders(args, reports) -> list[str]:
+    """The results folders to rank: those fit to publish, or all with ``--include-unfit``.
+
+    Args:
+        args: the parsed arguments (``results``, ``include_unfit``).
+        reports: the :class:`cref_bench.results.check.CheckReport` of each folder, in order.
+
+    Returns:
+        The folders.
+
+    Raises:
+        InputError: no folder is fit (the reasons are printed to standard error first).
+    """
+    from cref_bench.errors import InputError
+
+    if args.include_unfit:
+        return list(args.results)
+    fit = [folder for folder, report in zip(args.results, reports) if report.fit]
+    if not fit:
+        for report in reports:
+            print(report.format(), file=sys.stderr)
+        raise InputError("results", "no results folder is fit to publish (the reasons are "
+                         "above; see cref-bench check); --include-unfit ranks them anyway")
+    return fit
 
 
 def unfit_note(reports, fmt: str) -> str:
-    """The note listing results folders that are not fit to publish, in a table format.
+    """The note listing results folders that are not fit to publish, and those marked (no
+    sandbox, trusted, network), in a table format.
 
     Args:
         reports: :class:`cref_bench.results.check.CheckReport` of every folder.
         fmt: ``md``, ``latex`` or ``html`` (``csv`` has no place for a note: empty).
 
     Returns:
-        The note (empty when every folder is fit).
+        The note (empty when every folder is fit and unmarked).
     """
     import html
 
     unfit = [r for r in reports if not r.fit]
-    if not unfit or fmt == "csv":
+    marked = [r for r in reports if r.marks]
+    if not (unfit or marked) or fmt == "csv":
         return ""
-    head = "Not fit to publish (cref-bench check FOLDER says why):"
-    items = [f"{r.facts.get('method')} ({r.folder}): "
-             + ", ".join(dict.fromkeys(f.topic for f in r.findings)) for r in unfit]
+    parts = []
+    if unfit:
+        parts.append(("Not fit to publish (cref-bench check FOLDER says why):",
+                      [f"{r.facts.get('method')} ({r.folder}): "
+                       + ", ".join(dict.fromkeys(f.topic for f in r.findings)) for r in unfit]))
+    if marked:
+        parts.append(("Marked (how the method ran; see cref-bench check FOLDER):",
+                      [f"{r.facts.get('method')} ({r.folder}): " + "; ".join(r.marks)
+                       for r in marked]))
     if fmt == "md":
-        return "\n" + head + "\n\n" + "".join(f"- {i}\n" for i in items)
+        return "".join("\n" + head + "\n\n" + "".join(f"- {i}\n" for i in items)
+                       for head, items in parts)
     if fmt == "latex":
-        return "".join(f"% {line}\n" for line in [head, *items])
-    return (f'<div class="cref-bench-unfit"><p>{html.escape(head)}</p><ul>'
-            + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul></div>\n")
+        return "".join(f"% {line}\n" for head, items in parts for line in [head, *items])
+    return "".join(f'<div class="cref-bench-unfit"><p>{html.escape(head)}</p><ul>'
+                   + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul></div>\n"
+                   for head, items in parts)
 
 
 def main(args) -> int:
@@ -106,10 +148,10 @@ def main(args) -> int:
     check_output_folder(args.figures, "--figures")
     metrics = (DEFAULT_METRICS if args.metrics is None
                else [m.strip() for m in args.metrics.split(",") if m.strip()])
-    results = load(args.results, allow_mixed_corpora=args.allow_mixed_corpora)
+    reports = check_all(args)
+    results = load(fit_folders(args, reports), allow_mixed_corpora=args.allow_mixed_corpora)
     table = tables.leaderboard_table(results, metrics=metrics, masking=args.masking,
                                      primary=args.primary, reference=args.reference)
-    reports = _check_all(args)
     text = tables.RENDERERS[args.format](table) + unfit_note(reports, args.format)
     if args.out:
         write_text(args.out, text, make_parents=True)
@@ -155,7 +197,7 @@ def write_figures(results, table, out_dir) -> list:
     return paths + (curves.paths if isinstance(curves, Drawn) else [])
 
 
-def _check_all(args) -> list:
+def check_all(args) -> list:
     """The verdict of ``cref-bench check`` on every results folder of the leaderboard."""
     from cref_bench.results.check import check_results
 

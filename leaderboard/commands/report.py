@@ -9,8 +9,10 @@ Wilcoxon signed-rank tests with Holm's correction, the breakdown by resolution a
 every entry's values, the failures and the provenance, each as CSV, Markdown and LaTeX) and
 figures/ (PNG and PDF, with the data drawn as CSV beside each). Figures that the results
 cannot give (no reference map, no model, no denoised half-maps) are listed with the reason.
-The path of index.html is printed. The exit status is 1 when the results hold failed entries
-(the report is written all the same and lists them).
+Only results fit to publish (as cref-bench check says) go into the report; the others are
+named with the reasons (--include-unfit takes them too). The path of index.html is printed.
+The exit status is 1 when the results hold failed entries (the report is written all the
+same and lists them).
 
 Example:
     cref-bench report results/noisy results/wiener results/mine --out report
@@ -54,6 +56,7 @@ def main(args) -> int:
     """Run the command with the parsed ``args``; returns the exit status."""
     from cref_bench.metrics.facts import DEFAULT_METRICS
     from cref_bench.output_paths import check_output_folder
+    from leaderboard.commands.leaderboard import check_all, fit_folders
     from leaderboard.report import write_report
 
     check_output_folder(args.out, "--out")
@@ -64,9 +67,13 @@ def main(args) -> int:
         from cref_bench.corpus.reader import open_corpus
 
         corpus = open_corpus(args.corpus)
-    report = write_report(args.results, args.out, masking=args.masking, primary=args.primary,
-                          metrics=metrics, reference=args.reference, entries=args.entry,
-                          seed=args.seed, alpha=args.alpha,
+    reports = check_all(args)
+    for unfit in (r for r in reports if not r.fit):
+        print(("ranked all the same (--include-unfit): " if args.include_unfit else
+               "left out of the report: ") + unfit.format())
+    report = write_report(fit_folders(args, reports), args.out, masking=args.masking,
+                          primary=args.primary, metrics=metrics, reference=args.reference,
+                          entries=args.entry, seed=args.seed, alpha=args.alpha,
                           allow_mixed_corpora=args.allow_mixed_corpora, corpus=corpus,
                           expect_hash=args.expect_hash)
     failed = len(report.results.failures)
