@@ -29,16 +29,13 @@ edge (at least 8 shells before the crossing).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import gemmi
 import numpy as np
 import scipy.fft
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from cref_bench.corpus.layout import list_complete_entries
 from cref_bench.errors import CorpusError, InputError, ModelError
@@ -46,6 +43,7 @@ from cref_bench.maps.volume import Volume
 from cref_bench.metrics.model_map import model_map, read_model
 from cref_bench.metrics.shells import fourier_shells
 from dataset_builder import store
+from dataset_builder.corpus_writer import open_known_truth_store, write_entries
 from dataset_builder.phantom_models import build_model
 from dataset_builder.phantom_noise import calibrated_noise, designed_fsc, noise_power, shell_sums
 
@@ -313,11 +311,6 @@ def _write_one(location: str, entry_id: str, parameters: dict, extra: dict) -> s
         return f"{type(error).__name__}: {error}"
 
 
-def _report(entry_id: str, error: str | None) -> None:
-    if error is not None:
-        logger.warning("%s failed (recorded in the manifest): %s", entry_id, error)
-
-
 SETTINGS_ATTRIBUTE = "phantom_settings"
 """The root attribute recording the settings a phantom corpus is drawn with."""
 
@@ -369,12 +362,7 @@ def _describe(settings: dict, keys=None) -> str:
 def _open_corpus_store(out, seed: int, patch_size: int) -> store.Store:
     """The store at ``out``, created if absent; refuses anything else there."""
     source = f"synthetic phantoms v{PHANTOM_VERSION} (seed {seed})"
-    location = str(out) if "://" in str(out) else str(Path(out).resolve())
-    handle = store.open_store(location, mode="a", source=source, patch_size=patch_size)
-    if handle.attrs.get("source") != source:
-        raise CorpusError(location, f"a store of {handle.attrs.get('source')!r}, not of "
-                          f"{source!r}; choose another output")
-    return handle
+    return open_known_truth_store(out, source, patch_size)
 
 
 def write_phantom_corpus(out, entries: int, *, seed: int = 0, boxes=(64, 96),
@@ -421,20 +409,8 @@ def write_phantom_corpus(out, entries: int, *, seed: int = 0, boxes=(64, 96),
     handle = _open_corpus_store(out, seed, min(PATCH_SIZE, settings["boxes"][0]))
     _check_settings(handle, int(seed), settings)
     jobs = [job for job in jobs if not handle.is_complete(job[0])]
-    bar = tqdm(total=entries, initial=entries - len(jobs), desc="phantoms", unit="entry",
-               disable=not progress)
-    with bar:
-        if workers == 1:
-            for job in jobs:
-                _report(job[0], _write_one(handle.location, *job))
-                bar.update()
-        else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(_write_one, handle.location, *job): job[0] for job in jobs}
-                for future in as_completed(futures):
-                    _report(futures[future], future.result())
-                    bar.update()
-    handle.finalize()
+    write_entries(handle, jobs, _write_one, total=entries, desc="phantoms", workers=workers,
+                  progress=progress)
     return handle.location
 
 

@@ -45,7 +45,7 @@ class Smooth(SingleMapMethod):
         return {"sigma": self.sigma, "fail_on": self.fail_on}
 
     def denoise_map(self, volume, mask=None):
-        entry = volume.source.rstrip("/").split("/")[-2]  # the average's source names it too
+        entry = volume.source.split("/")[0].split()[0]  # "<entry> <call>/<map>", a label
         if entry in self.fail_on:
             raise RuntimeError(f"refusing entry {entry}")
         return volume.like(ndimage.gaussian_filter(volume.data, self.sigma))

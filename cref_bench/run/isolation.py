@@ -574,7 +574,7 @@ class MethodProcess:
         raise MethodFailure(self.label, kind, fault)
 
     def submit(self, half1: Volume, half2: Volume, mask: Volume | None, *, seed: int = 0,
-               label: str = "") -> None:
+               label: str = "", one_map: bool = False) -> None:
         """Hand one entry to the box and return at once; :meth:`collect` gets the result.
 
         One entry at a time: each ``submit`` is followed by one ``collect``. The time and
@@ -585,6 +585,9 @@ class MethodProcess:
                 ``source`` is ``label/half1`` and so on, never a path).
             seed: seeds the box's numpy, ``random`` and (when loaded) torch generators.
             label: the entry's label (its id), also written to the log before its output.
+            one_map: a held-out call of a single-map method: the box runs it as
+                :class:`~cref_bench.run.single_map.OneMap` (``half1`` and ``half2`` are the
+                one map it denoises).
 
         Raises:
             MethodError: the box could not build the method.
@@ -604,7 +607,8 @@ class MethodProcess:
                                   "source": f"{label}/{name}" if label else name}
         self._job = (folder, half1)
         _send_json(self._conn, {"folder": f"{self._inputs_in_box}/{folder.name}",
-                                "geometry": geometry, "seed": seed, "label": label})
+                                "geometry": geometry, "seed": seed, "label": label,
+                                "one_map": bool(one_map)})
         self._watch(self.limits.timeout)
 
     def collect(self) -> Denoised:
@@ -644,13 +648,14 @@ class MethodProcess:
         return check_output(self.label, denoised, half1)
 
     def denoise(self, half1: Volume, half2: Volume, mask: Volume | None, *, seed: int = 0,
-                label: str = "") -> Denoised:
+                label: str = "", one_map: bool = False) -> Denoised:
         """Denoise one entry in the box: :meth:`submit` then :meth:`collect`.
 
         Args:
             half1, half2, mask: the entry's maps (the box gets read-only copies).
             seed: seeds the box's numpy, ``random`` and (when loaded) torch generators.
             label: the entry's label (its id).
+            one_map: a held-out call (see :meth:`submit`).
 
         Returns:
             The checked :class:`~cref_bench.methods.protocol.Denoised`.
@@ -660,7 +665,7 @@ class MethodProcess:
             MethodFailure: the method raised, broke the contract, or ran over a limit or
                 died (a new box is started for the next entry).
         """
-        self.submit(half1, half2, mask, seed=seed, label=label)
+        self.submit(half1, half2, mask, seed=seed, label=label, one_map=one_map)
         return self.collect()
 
     def close(self) -> None:
@@ -727,8 +732,9 @@ def _run_job(method: Method, job: dict) -> tuple[dict, list[np.ndarray]]:
                       g["voxel_size"], g["origin"], g["source"])
             for n, g in job["geometry"].items()}
     _seed(job["seed"])
+    target = OneMap(method) if job.get("one_map") else method
     try:
-        denoised = call_method(method, maps["half1"], maps["half2"], maps.get("mask"))
+        denoised = call_method(target, maps["half1"], maps["half2"], maps.get("mask"))
     except MethodFailure as exc:
         cause = exc.__cause__
         trace = "".join(traceback.format_exception(cause)) if cause is not None else ""
@@ -754,8 +760,6 @@ def _build(conn: Connection, hello: dict) -> Method | None:
         else:
             method = load_method(hello["spec"], **hello["params"])
         facts = method_facts(method)
-        if facts["single_map"]:  # the runner hands it one map per call (held out)
-            method = OneMap(method)
     except Exception as exc:  # reported to the referee, which raises MethodError
         _send_json(conn, {"status": "unbuildable", "fault": str(exc)[:MAX_TEXT],
                           "traceback": "".join(traceback.format_exception(exc))[-MAX_TEXT:]})

@@ -136,15 +136,16 @@ def in_process_caller(method: SingleMapMethod, seed_everything: Callable[[int], 
 
 def process_caller(process, label: str) -> Caller:
     """The :data:`Caller` of a method in its own process (a
-    :class:`~cref_bench.run.isolation.MethodProcess` started with :class:`OneMap`): the map
-    goes to it alone, as both halves of its call.
+    :class:`~cref_bench.run.isolation.MethodProcess`, which runs :class:`OneMap` for these
+    calls): the map goes to it alone, as both halves of its call.
 
     Args:
         process: the method's process.
         label: the entry's id (the log names each call ``<label> <what>``).
     """
     def call(volume: Volume, mask: Volume | None, seed: int, what: str) -> Volume:
-        return process.denoise(volume, volume, mask, seed=seed, label=f"{label} {what}").full
+        return process.denoise(volume, volume, mask, seed=seed, label=f"{label} {what}",
+                               one_map=True).full
 
     return call
 

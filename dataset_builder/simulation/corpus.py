@@ -25,18 +25,16 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import fields
-from multiprocessing import get_context
 from pathlib import Path
 
 import numba
 import numpy as np
-from tqdm.auto import tqdm
 
 from cref_bench.corpus.layout import list_complete_entries
 from cref_bench.errors import CorpusError, InputError
 from dataset_builder import store
+from dataset_builder.corpus_writer import open_known_truth_store, write_entries
 from dataset_builder.simulation.entry import SIMULATION_VERSION, simulate_entry
 from dataset_builder.simulation.settings import PRESETS, SimulationSettings
 
@@ -228,13 +226,9 @@ def _differences(recorded: dict, wanted: dict) -> list[str]:
 
 def _open_corpus_store(out, recipe: dict, patch_size: int) -> store.Store:
     """The store at ``out``, created if absent, with this recipe; refuses anything else."""
-    source = f"simulated reconstructions v{SIMULATION_VERSION}"
-    location = str(out) if "://" in str(out) else str(Path(out).resolve())
-    handle = store.open_store(location, mode="a", source=source, patch_size=patch_size)
-    root = handle.root()
-    if root.attrs.get("source") != source:
-        raise CorpusError(location, f"a store of {root.attrs.get('source')!r}, not of "
-                          f"{source!r}; choose another output")
+    handle = open_known_truth_store(out, f"simulated reconstructions v{SIMULATION_VERSION}",
+                                    patch_size)
+    location, root = handle.location, handle.root()
     recorded = root.attrs.get(RECIPE_ATTRIBUTE)
     if recorded is None:
         if list_complete_entries(root):
@@ -311,29 +305,11 @@ def write_reconstruction_corpus(out, entries: int, *, seed: int = 0, preset: str
         if not handle.is_complete(entry_id):
             extra = {"preset": settings.name, "corpus_seed": int(seed), "corpus_index": k}
             jobs.append((entry_id, settings, entry_seed, extra))
-    bar = tqdm(total=entries, initial=entries - len(jobs), desc="reconstructions",
-               unit="entry", disable=not progress)
-    with bar:
-        if workers == 1:
-            for job in jobs:
-                _report(job[0], _write_one(handle.location, *job))
-                bar.update()
-        else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                                     initializer=_limit_threads, initargs=(threads,)) as pool:
-                futures = {pool.submit(_write_one, handle.location, *job): job[0]
-                           for job in jobs}
-                for future in as_completed(futures):
-                    _report(futures[future], future.result())
-                    bar.update()
-    handle.finalize()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    write_entries(handle, jobs, _write_one, total=entries, desc="reconstructions",
+                  workers=workers, progress=progress, initializer=_limit_threads,
+                  initargs=(threads,))
     return handle.location
-
-
-def _report(entry_id: str, error: str | None) -> None:
-    if error is not None:
-        logger.warning("%s failed (recorded in the manifest): %s", entry_id, error)
 
 
 __all__ = ["MODEL_SUFFIXES", "PRESET_CYCLE", "corpus_settings", "entry_job",
