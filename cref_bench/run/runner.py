@@ -101,6 +101,9 @@ from cref_bench.run.scoring import read_entry, score_entry, scoring_facts
 from cref_bench.run.settings import RunSettings
 from cref_bench.run.trust import Subject, placement, subject
 
+RESTART_SECONDS = 30.0
+"""How long a parallel run waits for a dead worker's replacement before the next entry."""
+
 DEFAULT_MEMORY_FRACTION = 0.8
 """Share of the machine's memory the method processes of a local run may use together."""
 
@@ -448,7 +451,7 @@ def _on_dask(subject_: Subject, todo: list[str], run: _Run) -> Iterator[dict]:
                                    name=run.token)
         method = subject_.source if run.isolation == "process" else subject_.instance
         shipped = method if isinstance(method, str) else _ship(method, client)
-        slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()) or 1
+        slots = _threads(client) or 1
         flight: dict = {}
 
         def submit(entry_id: str):
@@ -465,6 +468,7 @@ def _on_dask(subject_: Subject, todo: list[str], run: _Run) -> Iterator[dict]:
                     yield future.result()
                 except Exception as exc:  # the task, not the entry, was lost
                     yield _lost(entry_id, exc)
+                    _await_threads(client, slots)
                 future.release()
                 following = next(waiting, None)
                 if following is not None:
@@ -472,6 +476,19 @@ def _on_dask(subject_: Subject, todo: list[str], run: _Run) -> Iterator[dict]:
         finally:
             if run.isolation == "process":
                 client.unregister_worker_plugin(run.token)
+
+
+def _threads(client) -> int:
+    return sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+
+
+def _await_threads(client, threads: int) -> None:
+    """After a worker died, wait (up to :data:`RESTART_SECONDS`) for the cluster to have
+    ``threads`` worker threads again, so that the next entry is not queued behind a worker
+    that is about to die too (its death would be charged to that entry as well)."""
+    deadline = time.monotonic() + RESTART_SECONDS
+    while _threads(client) < threads and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _params(subject_: Subject) -> dict:
