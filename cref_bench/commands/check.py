@@ -34,6 +34,8 @@ HELP = "say whether a results folder is fit to publish (corpus, entries, provena
 
 def add_args(parser) -> None:
     """Add this command's arguments to ``parser``."""
+    from cref_bench.run.settings import SPLITS
+
     parser.add_argument("results", nargs="*", metavar="RESULTS_DIR",
                         help="results folder(s) of cref-bench run (none: verify the store "
                              "given with --corpus only)")
@@ -42,7 +44,7 @@ def add_args(parser) -> None:
                              "verified array by array")
     parser.add_argument("--expect-hash", metavar="HASH",
                         help="the corpus content hash the results must have")
-    parser.add_argument("--split", choices=("test", "test-50", "valid", "train", "all"),
+    parser.add_argument("--split", choices=SPLITS,
                         help="the split that must have been evaluated (default: the "
                              "published corpus's, else test)")
     parser.add_argument("--recompute", action="store_true",

@@ -598,13 +598,16 @@ class MethodProcess:
         self._ready()
         folder = Path(tempfile.mkdtemp(prefix="entry-", dir=self._inputs))
         inputs = {"half1": half1, "half2": half2, "mask": mask}
-        geometry = {}
+        geometry, written = {}, {}
         for name, volume in inputs.items():
-            if volume is not None:
+            if volume is None:
+                continue
+            if id(volume) not in written:  # a map given twice (a held-out call) travels once
                 np.save(folder / f"{name}.npy", volume.data, allow_pickle=False)
-                geometry[name] = {"voxel_size": list(volume.voxel_size),
-                                  "origin": list(volume.origin),
-                                  "source": f"{label}/{name}" if label else name}
+                written[id(volume)] = name
+            geometry[name] = {"voxel_size": list(volume.voxel_size),
+                              "origin": list(volume.origin), "file": written[id(volume)],
+                              "source": f"{label}/{name}" if label else name}
         self._job = (folder, half1)
         _send_json(self._conn, {"folder": f"{self._inputs_in_box}/{folder.name}",
                                 "geometry": geometry, "seed": seed, "label": label,
@@ -728,8 +731,9 @@ def _die_with_parent() -> None:
 
 def _run_job(method: Method, job: dict) -> tuple[dict, list[np.ndarray]]:
     folder = Path(job["folder"])
-    maps = {n: Volume(np.load(folder / f"{n}.npy", mmap_mode="r", allow_pickle=False),
-                      g["voxel_size"], g["origin"], g["source"])
+    files = {g["file"] for g in job["geometry"].values()}
+    arrays = {f: np.load(folder / f"{f}.npy", mmap_mode="r", allow_pickle=False) for f in files}
+    maps = {n: Volume(arrays[g["file"]], g["voxel_size"], g["origin"], g["source"])
             for n, g in job["geometry"].items()}
     _seed(job["seed"])
     target = OneMap(method) if job.get("one_map") else method

@@ -80,7 +80,7 @@ class OneMap(Method):
         Raises:
             InputError: ``half2`` is not the map ``half1`` (the runner's own fault).
         """
-        if half2 is not half1 and not np.array_equal(half1.data, half2.data):
+        if half2.data is not half1.data and not np.array_equal(half1.data, half2.data):
             raise InputError("a single-map call was given two different maps")
         return Denoised(full=self.method.denoise_map(half1, mask))
 
