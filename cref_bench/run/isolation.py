@@ -58,7 +58,7 @@ from cref_bench.methods.code import class_roots, code_roots
 from cref_bench.methods.protocol import Denoised, Method
 from cref_bench.run import sandbox
 from cref_bench.run.contract import METHOD_FAULTS, MethodFailure, call_method, check_output
-from cref_bench.run.single_map import OneMap
+from cref_bench.run.single_map import HeldOutBoxes, OneMap
 from cref_bench.run.trust import method_facts
 
 STARTUP_SECONDS = 300.0
@@ -684,6 +684,30 @@ class MethodProcess:
                 pass
             self._kill()
         shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def method_boxes(method: str | Method, limits: Limits, log: Path, *,
+                 params: dict | None = None, settings: BoxSettings | None = None,
+                 held_out: bool = False, first: MethodProcess | None = None
+                 ) -> MethodProcess | HeldOutBoxes:
+    """Where a run denoises: the method's box, or for a single-map method's held-out calls its
+    three boxes, one per kind of call (:class:`~cref_bench.run.single_map.HeldOutBoxes`).
+
+    Args:
+        method, limits, params, settings: as :class:`MethodProcess` takes them.
+        log: the (first) box's log file.
+        held_out: make the three boxes of the held-out calls.
+        first: a box already started for this method (it becomes the box, or the box of the
+            averages), its log moved to ``log``.
+    """
+    def make(_what: str = "", path: Path = log) -> MethodProcess:
+        return MethodProcess(method, limits, log=path, params=params, settings=settings)
+
+    if first is not None:
+        first.move_log(log)
+    if held_out:
+        return HeldOutBoxes(make, log, first)
+    return first if first is not None else make()
 
 
 def describe_method(spec: str, params: dict | None = None, *,

@@ -8,7 +8,8 @@ the model-map FSC where it has a fitted model) and writes a results folder (layo
 
 * **Methods.** A :class:`~cref_bench.methods.protocol.SingleMapMethod` is called three times
   per entry, by the runner, on one map per call: the average, ``M1`` alone and ``M2`` alone
-  (:mod:`cref_bench.run.single_map`; the time limit holds per call). Its halves are held
+  (:mod:`cref_bench.run.single_map`; the time limit holds per call), each kind of call in a
+  box of its own, so that no box that denoises ``M1`` ever sees ``M2``. Its halves are held
   out, so the held-out scores (:mod:`cref_bench.metrics.heldout`) and the half-map metrics
   (FSC-0.5 change, variance analysis) are computed. A pair method is called once with both
   halves; its held-out scores are not applicable, and its half-map metrics are computed
@@ -96,7 +97,7 @@ from cref_bench.results.folder import ResultsFolder
 from cref_bench.run import sandbox, single_map
 from cref_bench.run.cluster import dask_client
 from cref_bench.run.contract import MethodFailure, call_method
-from cref_bench.run.isolation import BoxSettings, Limits, MethodProcess
+from cref_bench.run.isolation import BoxSettings, Limits, MethodProcess, method_boxes
 from cref_bench.run.scoring import read_entry, score_entry, scoring_facts
 from cref_bench.run.settings import RunSettings
 from cref_bench.run.trust import Subject, placement, subject
@@ -106,6 +107,11 @@ RESTART_SECONDS = 30.0
 
 DEFAULT_MEMORY_FRACTION = 0.8
 """Share of the machine's memory the method processes of a local run may use together."""
+
+Boxes = MethodProcess | single_map.HeldOutBoxes
+"""Where a run's method denoises when it runs in a box: its box, or a single-map method's three
+(one per kind of held-out call)."""
+
 
 @dataclass
 class RunResult:
@@ -208,7 +214,7 @@ def _labelled(volume: Volume | None, entry_id: str, name: str) -> Volume | None:
 
 
 def _denoise(method: Method | None, entry_id: str, maps: dict, run: _Run,
-             process: MethodProcess | None):
+             process: Boxes | None):
     """Denoise one entry: ``(Denoised, heldout_note)``, the note empty where the halves were
     held out (a single-map method, each half in a call of its own)."""
     seed = entry_seed(run.settings.seed, entry_id)
@@ -265,12 +271,12 @@ def evaluate_entry(method: Method | str, run: _Run, entry_id: str, params: dict)
     if run.isolation == "process":
         from cref_bench.run.workers import method_process
 
-        process = method_process(run.token, method, params)
+        process = method_process(run.token, method, params, run.single_map)
     return _evaluate_read(method, entry_id, start, maps, run, process)
 
 
 def _evaluate_read(method: Method | None, entry_id: str, start: float, maps: dict | Exception,
-                   run: _Run, process: MethodProcess | None = None) -> dict:
+                   run: _Run, process: Boxes | None = None) -> dict:
     """:func:`evaluate_entry` once the entry is read (``maps``, or why it could not be)."""
     if isinstance(maps, Exception):
         return _finished(entry_id, start, _failed("load", maps))
@@ -321,7 +327,7 @@ def _finished(entry_id: str, start: float, outcome: dict) -> dict:
             "worker": worker}
 
 
-def _hand_over(process: MethodProcess, entry_id: str, start: float, maps: dict | Exception,
+def _hand_over(process: Boxes, entry_id: str, start: float, maps: dict | Exception,
                run: _Run):
     """Hand a read entry to the method's process (a single-map method's three calls are made
     from a thread); returns ``(state, None)``, state ending in what to ``collect`` from and
@@ -341,7 +347,7 @@ def _hand_over(process: MethodProcess, entry_id: str, start: float, maps: dict |
     return (entry_id, start, maps, process, run.not_held_out), None
 
 
-def _pipelined(process: MethodProcess, todo: list[str], run: _Run) -> Iterator[dict]:
+def _pipelined(process: Boxes, todo: list[str], run: _Run) -> Iterator[dict]:
     """Evaluate ``todo`` in this process with the method in its own: the method's process
     denoises entry k + 1 while this one scores entry k and reads entry k + 2, so that a run
     takes about the largest of the three times, not their sum."""
@@ -368,7 +374,7 @@ def _pipelined(process: MethodProcess, todo: list[str], run: _Run) -> Iterator[d
         handed = following
 
 
-def _in_process(subject_: Subject, process: MethodProcess | None, todo: list[str],
+def _in_process(subject_: Subject, process: Boxes | None, todo: list[str],
                 run: _Run) -> Iterator[dict]:
     if process is None:
         for entry_id, start, maps in _read_ahead(run.corpus, todo):
@@ -643,7 +649,7 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
         raise InputError(corpus.location, f"the {settings.split!r} split holds no entries; "
                          "nothing to evaluate (choose another --split)")
     limits = _limits(settings)
-    opened: list[MethodProcess] = []
+    opened: list[Boxes] = []
     try:
         subject_ = _subject(method, settings, corpus, limits, opened)
         name = subject_.facts["name"]
@@ -671,6 +677,10 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
     counts = {"entries": len(ids), "evaluated": len(fresh), "resumed": len(ids) - len(fresh),
               "failed": len(tables["failures"])}
     messages.append(_reuse_note(counts, reasons))
+    box_kind = _sandbox(run, process)
+    if run.single_map and run.isolation == "process" and (box_kind == "none" or
+                                                          settings.network):
+        messages.append(_shared_boxes_note(box_kind))
     summary = results.summarise(tables["scalars"], counts["failed"], notes=tables["notes"])
     title = (f"{name} {subject_.facts['version']} on {corpus.location} [{settings.split}]: "
              f"{len(ids) - counts['failed']} of {len(ids)} entries ok")
@@ -683,7 +693,7 @@ def run_method(method: str | Method, corpus: str | os.PathLike | Corpus,
         settings=settings.as_record(),
         execution=provenance.ExecutionFacts(
             isolation=run.isolation, timeout_s=limits.timeout,
-            memory_limit_bytes=limits.memory, sandbox=_sandbox(run, process),
+            memory_limit_bytes=limits.memory, sandbox=box_kind,
             trusted=subject_.trusted and run.isolation == "in-process",
             network=settings.network and run.isolation == "process"),
         scoring=scoring_facts(),
@@ -719,7 +729,7 @@ def _subject(method: str | Method, settings: RunSettings, corpus: Corpus, limits
 
 def _method_process(subject_: Subject, settings: RunSettings, corpus: Corpus,
                     folder: ResultsFolder, limits: Limits, opened: list,
-                    isolation: str) -> MethodProcess | None:
+                    isolation: str) -> Boxes | None:
     """The method's box of a single-process run (the one that described the method, its log
     moved into the results folder), or None where the method runs here or on dask."""
     parallel = settings.scheduler is not None or settings.workers > 1
@@ -728,18 +738,18 @@ def _method_process(subject_: Subject, settings: RunSettings, corpus: Corpus,
             process.close()
         return None
     log = (folder.path / "logs").resolve() / f"method-{os.getpid()}.log"
-    if opened:
-        process = opened[0]
-        process.move_log(log)
-        return process
-    process = MethodProcess(subject_.source, limits, log=log,
-                            params=subject_.params if isinstance(subject_.source, str)
-                            else None,
-                            settings=_box_settings(
-                                settings, corpus, folder,
-                                _named_by(subject_)))
-    opened.append(process)
-    return process
+    boxes = method_boxes(subject_.source, limits, log, params=_spec_params(subject_),
+                         settings=_box_settings(settings, corpus, folder, _named_by(subject_)),
+                         held_out=bool(subject_.facts.get("single_map")),
+                         first=opened.pop() if opened else None)
+    opened.append(boxes)
+    return boxes
+
+
+def _spec_params(subject_: Subject) -> dict | None:
+    """The parameters a box builds the method with: those of a spec (an instance has its own)."""
+    return subject_.params if isinstance(subject_.source, str) else None
+
 def _setting_text(method: str, params: dict) -> str:
     return f"{method} {results.params_text(params)}"
 
@@ -811,7 +821,7 @@ def _reuse_note(counts: dict, reasons: dict[str, int]) -> str:
     return text
 
 
-def _evaluate(subject_: Subject, process: MethodProcess | None, run: _Run, ids: list[str],
+def _evaluate(subject_: Subject, process: Boxes | None, run: _Run, ids: list[str],
               folder: ResultsFolder, key: dict
               ) -> tuple[dict[str, dict], list[dict], dict[str, int]]:
     """The record of every entry of ``ids``: the stored one where it can be reused (see
@@ -829,10 +839,10 @@ def _evaluate(subject_: Subject, process: MethodProcess | None, run: _Run, ids: 
         reasons[why] = reasons.get(why, 0) + 1
     if settings.scheduler is None and (settings.workers == 1 or len(todo) <= 1):
         if run.isolation == "process" and process is None:  # a parallel run with one to do
-            process = MethodProcess(subject_.source, run.limits,
-                                    log=run.logs / f"method-{os.getpid()}.log",
-                                    params=subject_.params if isinstance(subject_.source, str)
-                                    else None, settings=run.box)
+            process = method_boxes(subject_.source, run.limits,
+                                   run.logs / f"method-{os.getpid()}.log",
+                                   params=_spec_params(subject_), settings=run.box,
+                                   held_out=run.single_map)
         with process if process is not None else contextlib.nullcontext():
             stream = _in_process(subject_, process, todo, run)
             fresh = _record_stream(stream, folder, key, ids, todo, run, subject_)
@@ -856,13 +866,21 @@ def _record_stream(stream, folder: ResultsFolder, key: dict, ids: list[str], tod
                        len(todo), desc, run.settings.progress)
 
 
-def _sandbox(run: _Run, process: MethodProcess | None) -> str:
+def _sandbox(run: _Run, process: Boxes | None) -> str:
     """``bwrap`` where the method ran in boxes of bubblewrap, else ``none``."""
     if run.isolation != "process":
         return "none"
     if process is not None and process.sandbox is not None:
         return process.sandbox
     return "bwrap" if sandbox.support().bwrap else "none"
+
+
+def _shared_boxes_note(box_kind: str) -> str:
+    """The warning of a run whose held-out calls were made in boxes that could reach one
+    another (no sandbox, or the network allowed)."""
+    shared = "the file system (no sandbox here)" if box_kind == "none" else "the network"
+    return (f"warning: the boxes of the held-out calls shared {shared}, so a method could have "
+            "passed a map from one call to another; its held-out scores rest on its honesty")
 
 
 def _method_facts(subject_: Subject, key: dict) -> provenance.MethodFacts:

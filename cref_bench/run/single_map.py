@@ -1,20 +1,30 @@
 """The runner's held-out calls: a single-map method is handed one noisy map per call.
 
 A :class:`~cref_bench.methods.protocol.SingleMapMethod` is never given both halves. The
-runner calls it three times per entry, each call a box of its own kind (in this process or in
-the method's process): on the average ``M`` (the denoised full map), on ``M1`` alone
-(``D1``) and on ``M2`` alone (``D2``). ``D1`` never saw ``M2``, so ``M2`` is an independent
-noisy copy of the signal against which ``D1`` is scored (:mod:`cref_bench.metrics.heldout`),
-and the same holds the other way round. Only these calls count as held out: a method's own
-``denoise`` (which gets both halves, and may look at both) is not called at all.
+runner calls it three times per entry, one map per call: on the average ``M`` (the denoised
+full map), on ``M1`` alone (``D1``) and on ``M2`` alone (``D2``). ``D1`` never saw ``M2``, so
+``M2`` is an independent noisy copy of the signal against which ``D1`` is scored
+(:mod:`cref_bench.metrics.heldout`), and the same holds the other way round. Only these calls
+count as held out: a method's own ``denoise`` (which gets both halves, and may look at both)
+is not called at all.
+
+A method in its box keeps its memory and its scratch files from one call to the next, so one
+box making all three calls could keep ``M1`` and use it when given ``M2``. Each kind of call
+therefore has a box of its own (:class:`HeldOutBoxes`): one box is only ever given averages,
+one only first halves and one only second halves, of every entry; nothing from the ``M1``
+call of an entry reaches the box that denoises its ``M2`` or ``M`` (separate namespaces, memory
+and scratch; the boxes share no writable path and, unless the run allows the network, no
+network). Without a sandbox (``sandbox: none``) the three are still separate processes, but
+they share the file system.
 
 * :class:`OneMap` is what the box runs: the method's ``denoise_map`` of the one map it is
   given. The box's protocol carries a pair of maps; the runner passes the same map twice,
   and :class:`OneMap` refuses a pair that is not one map twice.
 * :func:`denoise_apart` makes the three calls through a caller of the runner's choosing:
-  :func:`in_process_caller` (this process) or :func:`process_caller` (the method's process,
-  which runs :class:`OneMap`); :class:`Apart` makes them in a thread, so that the runner can
-  score one entry while the method's process denoises the next.
+  :func:`in_process_caller` (this process: cref-bench's own or a trusted method) or
+  :func:`process_caller` (the method's three boxes, :class:`HeldOutBoxes`, which run
+  :class:`OneMap`); :class:`Apart` makes them in a thread, so that the runner can score one
+  entry while the boxes denoise the next.
 * :func:`not_held_out` is the note of a method whose scores cannot be held out (a pair method:
   LAFTER, a filter weighted by the halves' FSC, the probes).
 """
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +43,9 @@ from cref_bench.methods.protocol import Denoised, Method, SingleMapMethod, avera
 
 SEED_SPAN = 2 ** 32
 """Seeds are taken modulo this (the per-entry seeds are 32-bit)."""
+
+CALLS = ("average", "half1", "half2")
+"""The three held-out calls of an entry, each made in a box of its own (:class:`HeldOutBoxes`)."""
 
 
 def is_single_map(method: Method) -> bool:
@@ -108,9 +122,9 @@ def denoise_apart(call: Caller, half1: Volume, half2: Volume, mask: Volume | Non
         MethodFailure: as ``call`` raises it (the first failing call ends the entry).
         GeometryMismatch: the halves are not on one grid.
     """
-    full = call(average_halves(half1, half2), mask, seed % SEED_SPAN, "average")
-    d1 = call(half1, mask, (seed + 1) % SEED_SPAN, "half1")
-    d2 = call(half2, mask, (seed + 2) % SEED_SPAN, "half2")
+    maps = average_halves(half1, half2), half1, half2
+    full, d1, d2 = (call(volume, mask, (seed + k) % SEED_SPAN, what)
+                    for k, (volume, what) in enumerate(zip(maps, CALLS, strict=True)))
     return Denoised(full=full, half1=d1, half2=d2)
 
 
@@ -134,18 +148,77 @@ def in_process_caller(method: SingleMapMethod, seed_everything: Callable[[int], 
     return call
 
 
-def process_caller(process, label: str) -> Caller:
-    """The :data:`Caller` of a method in its own process (a
-    :class:`~cref_bench.run.isolation.MethodProcess`, which runs :class:`OneMap` for these
-    calls): the map goes to it alone, as both halves of its call.
+class HeldOutBoxes:
+    """A single-map method's three boxes (:class:`~cref_bench.run.isolation.MethodProcess`),
+    one per kind of held-out call (:data:`CALLS`): ``box("half1")`` is given the first halves
+    of every entry and nothing else, and so on.
 
     Args:
-        process: the method's process.
+        make: ``make(call, log)`` starts the method's box for one kind of call, its output
+            going to the file ``log``.
+        log: the first box's log file; the others write beside it (``method-7-half1.log``).
+        first: a box already started (the one that described the method, before it saw any
+            map), used for the averages.
+
+    Boxes start when first needed; :meth:`close` (or leaving a ``with`` block) stops all.
+    """
+
+    def __init__(self, make: Callable[[str, Path], object], log: Path, first=None):
+        self._make = make
+        self.log = Path(log)
+        self._boxes = {} if first is None else {CALLS[0]: first}
+
+    def log_of(self, what: str) -> Path:
+        """The log file of the box for calls of kind ``what``."""
+        if what == CALLS[0]:
+            return self.log
+        return self.log.with_name(f"{self.log.stem}-{what}{self.log.suffix}")
+
+    def box(self, what: str):
+        """The box that makes the calls of kind ``what`` (started here if need be)."""
+        if what not in self._boxes:
+            self._boxes[what] = self._make(what, self.log_of(what))
+        return self._boxes[what]
+
+    def start(self) -> None:
+        """Start the three boxes without waiting for them (their start overlaps the caller's
+        own work)."""
+        for what in CALLS:
+            self.box(what).start()
+
+    @property
+    def sandbox(self) -> str | None:
+        """``"bwrap"`` where every box started is one, ``"none"`` where any is not, None
+        before any started."""
+        kinds = {box.sandbox for box in self._boxes.values()} - {None}
+        if not kinds:
+            return None
+        return "none" if "none" in kinds else kinds.pop()
+
+    def close(self) -> None:
+        """Stop every box."""
+        for box in self._boxes.values():
+            box.close()
+
+    def __enter__(self) -> HeldOutBoxes:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def process_caller(boxes: HeldOutBoxes, label: str) -> Caller:
+    """The :data:`Caller` of a method in its boxes (:class:`HeldOutBoxes`; each runs
+    :class:`OneMap` for these calls): each map goes alone, as both halves of a call, to the
+    box of its kind.
+
+    Args:
+        boxes: the method's boxes.
         label: the entry's id (the log names each call ``<label> <what>``).
     """
     def call(volume: Volume, mask: Volume | None, seed: int, what: str) -> Volume:
-        return process.denoise(volume, volume, mask, seed=seed, label=f"{label} {what}",
-                               one_map=True).full
+        return boxes.box(what).denoise(volume, volume, mask, seed=seed,
+                                       label=f"{label} {what}", one_map=True).full
 
     return call
 
@@ -173,5 +246,5 @@ class Apart:
         return self._future.result()
 
 
-__all__ = ["Apart", "Caller", "OneMap", "denoise_apart", "in_process_caller", "is_single_map",
-           "not_held_out", "process_caller"]
+__all__ = ["CALLS", "Apart", "Caller", "HeldOutBoxes", "OneMap", "denoise_apart",
+           "in_process_caller", "is_single_map", "not_held_out", "process_caller"]

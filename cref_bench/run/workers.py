@@ -1,4 +1,5 @@
-"""What a run keeps on each dask worker: the method's process, started once per worker.
+"""What a run keeps on each dask worker: the method's box (a single-map method's three boxes,
+one per kind of held-out call), started once per worker.
 
 A parallel run registers one :class:`MethodProcesses` plugin under its token; each task asks
 the plugin of the worker it runs on for the method's process (:func:`method_process`), and
@@ -14,7 +15,8 @@ from distributed import WorkerPlugin, get_worker
 
 from cref_bench.methods.protocol import Method
 from cref_bench.results import provenance
-from cref_bench.run.isolation import BoxSettings, Limits, MethodProcess
+from cref_bench.run.isolation import BoxSettings, Limits, MethodProcess, method_boxes
+from cref_bench.run.single_map import HeldOutBoxes
 
 
 class MethodProcesses(WorkerPlugin):
@@ -30,16 +32,18 @@ class MethodProcesses(WorkerPlugin):
         self.limits = limits
         self.logs = logs
         self.box = box
-        self.process: MethodProcess | None = None
+        self.process: MethodProcess | HeldOutBoxes | None = None
 
-    def get(self, method: str | Method, params: dict) -> MethodProcess:
+    def get(self, method: str | Method, params: dict, held_out: bool = False
+            ) -> MethodProcess | HeldOutBoxes:
         """This worker's method process (its box builds ``method`` on first use: a spec with
-        ``params``, or an instance)."""
+        ``params``, or an instance), or with ``held_out`` the three boxes of a single-map
+        method's held-out calls."""
         if self.process is None:
             log = self.logs / f"method-{provenance.process_identity()['pid']}.log"
-            self.process = MethodProcess(method, self.limits, log=log,
-                                         params=params if isinstance(method, str) else None,
-                                         settings=self.box)
+            self.process = method_boxes(method, self.limits, log,
+                                        params=params if isinstance(method, str) else None,
+                                        settings=self.box, held_out=held_out)
         return self.process
 
     def teardown(self, worker) -> None:
@@ -49,12 +53,15 @@ class MethodProcesses(WorkerPlugin):
             self.process = None
 
 
-def method_process(token: str, method: str | Method, params: dict) -> MethodProcess:
+def method_process(token: str, method: str | Method, params: dict, held_out: bool = False
+                   ) -> MethodProcess | HeldOutBoxes:
     """The method's process of run ``token`` on the worker running this task.
 
     Args:
         token: the run's token (the name its plugin was registered under).
         method: the method's spec or instance (its box is started with it on first use).
         params: the parameters of a spec.
+        held_out: a single-map method: its three boxes (see
+            :class:`~cref_bench.run.single_map.HeldOutBoxes`).
     """
-    return get_worker().plugins[token].get(method, params)
+    return get_worker().plugins[token].get(method, params, held_out)
