@@ -514,6 +514,8 @@ class MethodProcess:
             elif memory is not None and (rss := box.rss()) > memory:
                 watch.verdict = ("memory", f"stopped at {rss / 2**30:.2f} GiB resident"
                                  f"{watch.during} (the limit is {memory / 2**30:.2f} GiB)")
+            elif box.oom_killed():
+                watch.verdict = self._oom_verdict(watch)
             else:
                 continue
             box.kill()
@@ -546,6 +548,8 @@ class MethodProcess:
         raw = self._receive(MAX_MESSAGE_BYTES + room)
         watch.stop.set()
         thread.join()
+        if watch.verdict is None and self._box.oom_killed():  # a process of it, a daemon say
+            watch.verdict = self._oom_verdict(watch)
         if watch.verdict is None and raw is not None:
             text, offset = split_message(raw)
             try:
@@ -561,13 +565,18 @@ class MethodProcess:
             code = 128 - code  # bwrap exits with 128 + the signal that ended its command
         self._box.kill()  # what may be left of it
         if watch.verdict is None and self._box.oom_killed():
-            limit = self.limits.memory / 2**30
-            watch.verdict = ("memory", f"a process of its box was killed at the memory "
-                             f"limit ({limit:.2f} GiB){watch.during}")
+            watch.verdict = self._oom_verdict(watch)
         tail = self._log_tail() if watch.verdict is None else ""
         self._forget()
         kind, fault = watch.verdict or ("crashed", _describe_exit(code) + watch.during + tail)
         raise MethodFailure(self.label, kind, fault)
+
+    def _oom_verdict(self, watch: _Watch) -> tuple[str, str]:
+        """The verdict on a box whose memory cgroup killed one of its processes (any of them:
+        the method's, or a daemon it left, whose death the method may outlive)."""
+        limit = self.limits.memory / 2**30
+        return ("memory", f"a process of its box was killed at the memory limit "
+                          f"({limit:.2f} GiB){watch.during}")
 
     def _fail(self, kind: str, fault: str):
         self._kill()

@@ -36,12 +36,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cref_bench.errors import InputError
 from cref_bench.run.process_tree import kill_tree
+
+CGROUP_REMOVE_SECONDS = 2.0
+"""How long a box's memory cgroup may take to empty once its processes are killed."""
 
 INPUTS = "/box/in"
 """Where the box sees its (read-only) inputs folder."""
@@ -249,11 +253,20 @@ class MemoryCgroup:
                 pass
 
     def remove(self) -> None:
-        """Remove the cgroup (its processes must be gone; a leftover is logged nowhere)."""
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass
+        """Remove the cgroup, waiting up to :data:`CGROUP_REMOVE_SECONDS` for its killed
+        processes to be gone (a cgroup that still holds one cannot be removed; a leftover is
+        logged nowhere)."""
+        deadline = time.monotonic() + CGROUP_REMOVE_SECONDS
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.01)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
