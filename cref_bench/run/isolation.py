@@ -360,6 +360,7 @@ class MethodProcess:
         self._kind: str | None = None
         self._job: tuple[Path, Volume] | None = None
         self._watching: tuple[_Watch, threading.Thread] | None = None
+        self._stopped = False
 
     def __enter__(self) -> MethodProcess:
         return self
@@ -479,6 +480,7 @@ class MethodProcess:
         if self._box is not None and self._box.memory_cgroup is not None:
             self._box.memory_cgroup.remove()
         self._conn = self._box = None
+        self._stopped = False
 
     def _log_tail(self) -> str:
         try:
@@ -680,16 +682,26 @@ class MethodProcess:
         self.submit(half1, half2, mask, seed=seed, label=label, one_map=one_map)
         return self.collect()
 
+    def stop(self) -> None:
+        """Tell the box to end once it is idle, without waiting; :meth:`close` then waits for
+        it (so that several boxes end together)."""
+        if self._box is not None and not self._stopped:
+            self._stopped = True
+            try:
+                _send_json(self._conn, None)
+            except OSError:
+                pass
+
     def close(self) -> None:
         """Stop the box (if running; everything in it dies) and remove the temporary files."""
         if self._watching is not None:
             self._watching[0].stop.set()
             self._watching[1].join()
         if self._box is not None:
+            self.stop()
             try:
-                _send_json(self._conn, None)
                 self._box.process.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 pass
             self._kill()
         shutil.rmtree(self._scratch, ignore_errors=True)

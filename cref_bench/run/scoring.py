@@ -4,7 +4,8 @@
 an ``ok`` entry record (:func:`cref_bench.metrics.scores.evaluate`, unmasked and masked).
 :func:`scoring_facts` names what the numbers depend on besides the method and the corpus:
 cref-bench's version and :func:`scoring_digest`, a digest of the scoring code (the metrics
-and map packages and this module); both are part of the runner's resume key, so that a
+and map packages, this module, and :mod:`cref_bench.run.single_map`, which decides what a
+held-out score is computed from); both are part of the runner's resume key, so that a
 change to the metric code recomputes instead of reusing old scores, and ``cref-bench check
 --recompute`` re-scores kept outputs with :func:`score_entry`.
 """
@@ -24,8 +25,9 @@ from cref_bench.results.folder import ResultsFolder, curves_to_columns
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
-SCORING_CODE = ("metrics", "maps", "run/scoring.py")
-"""The paths (in the ``cref_bench`` package) of the code that computes the scores."""
+SCORING_CODE = ("metrics", "maps", "run/scoring.py", "run/single_map.py")
+"""The paths (in the ``cref_bench`` package) of the code that computes the scores and makes
+the maps the held-out scores are computed from."""
 
 
 @functools.cache
