@@ -168,3 +168,14 @@ def test_denoise_apart_seeds_each_call_apart(corpus_path):
     out = denoise_apart(call, entry.half1, entry.half2, entry.mask, seed=2 ** 32 - 1)
     assert seen == [("average", 2 ** 32 - 1), ("half1", 0), ("half2", 1)]
     assert out.half1 is entry.half1 and out.half2 is entry.half2
+
+
+def test_boxes_that_share_the_network_are_warned_of(corpus_path, tmp_path):
+    shared = run_method("gaussian", corpus_path, out=tmp_path / "net", isolation="process",
+                        network=True, limit=1, progress=False)
+    apart = run_method("gaussian", corpus_path, out=tmp_path / "apart", isolation="process",
+                       limit=1, progress=False)
+    boxed = apart.provenance["execution"]["sandbox"] == "bwrap"
+    warned = [m for m in shared.messages if "held-out calls shared" in m]
+    assert len(warned) == 1 and ("the network" if boxed else "the file system") in warned[0]
+    assert any("held-out calls shared" in m for m in apart.messages) is not boxed
