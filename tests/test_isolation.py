@@ -249,3 +249,39 @@ def test_submit_then_collect_one_entry_at_a_time(halves):
             process.submit(*halves, None)
         average = (halves[0].data + halves[1].data) / 2
         np.testing.assert_allclose(process.collect().full.data, average * 0.5, rtol=1e-6)
+
+
+class Chatty(Method):
+    """Prints ``megabytes`` MiB to its standard output and as many to its standard error, then
+    doubles the map."""
+
+    name = "chatty"
+
+    def __init__(self, megabytes: int):
+        self.megabytes = megabytes
+
+    def denoise(self, half1, half2, mask=None):
+        import sys
+
+        line = "x" * 1023 + "\n"
+        for stream in (sys.stdout, sys.stderr):
+            for _ in range(self.megabytes * 1024):
+                stream.write(line)
+            stream.flush()
+        return Denoised(full=half1.like(half1.data * 2))
+
+
+def test_a_box_that_prints_without_end_fills_its_log_only_to_the_limit(halves, tmp_path,
+                                                                       monkeypatch):
+    from cref_bench.run import box_log
+
+    monkeypatch.setattr(box_log, "LOG_LIMIT_BYTES", 2**20)
+    log = tmp_path / "method.log"
+    with MethodProcess(Chatty(3), Limits(timeout=60), log=log) as process:
+        out = process.denoise(*halves, None)
+        np.testing.assert_array_equal(out.full.data, halves[0].data * 2)
+    text = log.read_bytes()
+    assert 2**20 <= len(text) < 2**20 + 1000
+    assert text.rstrip().endswith(b"a box's log keeps at most 1048576 bytes]")
+    dropped = int(text.rsplit(b"[cref-bench: ", 1)[1].split()[0])
+    assert dropped == 6 * 2**20 + len("== \n") - 2**20

@@ -26,8 +26,9 @@ store, no results, no network), and hands it one entry at a time.
 * A box whose method process dies fails the entry with kind ``crashed`` and the last lines
   of its output; a new box is started for the next entry.
 
-The box's standard output and error go to a log file (``log``). The environment variable
-:data:`SCRATCH_ENV` names the box's scratch folder.
+The box's standard output and error go to a log file (``log``), at most
+:data:`~cref_bench.run.box_log.LOG_LIMIT_BYTES` of them per box (:mod:`cref_bench.run.box_log`).
+The environment variable :data:`SCRATCH_ENV` names the box's scratch folder.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from cref_bench.maps.volume import Volume
 from cref_bench.methods.code import class_roots, code_roots
 from cref_bench.methods.protocol import Denoised, Method
 from cref_bench.run import sandbox
+from cref_bench.run.box_log import BoxLog
 from cref_bench.run.contract import METHOD_FAULTS, MethodFailure, call_method, check_output
 from cref_bench.run.single_map import HeldOutBoxes, OneMap
 from cref_bench.run.trust import method_facts
@@ -361,6 +363,7 @@ class MethodProcess:
         self._job: tuple[Path, Volume] | None = None
         self._watching: tuple[_Watch, threading.Thread] | None = None
         self._stopped = False
+        self._output: BoxLog | None = None
 
     def __enter__(self) -> MethodProcess:
         return self
@@ -404,17 +407,18 @@ class MethodProcess:
             env=tuple(env.items()))
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._boxes += 1
-        with open(self.log, "ab") as log:
-            try:
-                self._box = sandbox.start_box(
-                    spec, [sys.executable, "-c",
-                           "from cref_bench.run.isolation import child_main; child_main()",
-                           str(child.fileno())],
-                    name=f"cref-bench-{os.getpid()}-{id(self):x}-{self._boxes}",
-                    pass_fds=(child.fileno(),), stdout=log, stderr=log,
-                    plain_env=dict(os.environ, **env))
-            finally:
-                child.close()
+        self._output = BoxLog(self.log)
+        try:
+            self._box = sandbox.start_box(
+                spec, [sys.executable, "-c",
+                       "from cref_bench.run.isolation import child_main; child_main()",
+                       str(child.fileno())],
+                name=f"cref-bench-{os.getpid()}-{id(self):x}-{self._boxes}",
+                pass_fds=(child.fileno(),), stdout=self._output.write_fd,
+                stderr=self._output.write_fd, plain_env=dict(os.environ, **env))
+        finally:
+            child.close()
+            self._output.started()
         self._kind = self._box.sandbox
         self._conn = Connection(parent.detach())
         _send_json(self._conn, self._hello)
@@ -475,6 +479,9 @@ class MethodProcess:
         self._forget()
 
     def _forget(self) -> None:
+        if self._output is not None:  # the box is gone: its last output reaches the log
+            self._output.drained(EXIT_GRACE_SECONDS)
+            self._output = None
         if self._conn is not None:
             self._conn.close()
         if self._box is not None and self._box.memory_cgroup is not None:
@@ -483,6 +490,8 @@ class MethodProcess:
         self._stopped = False
 
     def _log_tail(self) -> str:
+        if self._output is not None:
+            self._output.drained(EXIT_GRACE_SECONDS)
         try:
             with open(self.log, "rb") as log:
                 lines = deque(log, maxlen=LOG_TAIL_LINES)
