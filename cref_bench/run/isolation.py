@@ -730,14 +730,14 @@ def method_boxes(method: str | Method, limits: Limits, log: Path, *,
         first: a box already started for this method (it becomes the box, or the box of the
             averages), its log moved to ``log``.
     """
-    def make(_what: str = "", path: Path = log) -> MethodProcess:
+    def make(path: Path) -> MethodProcess:
         return MethodProcess(method, limits, log=path, params=params, settings=settings)
 
     if first is not None:
         first.move_log(log)
     if held_out:
         return HeldOutBoxes(make, log, first)
-    return first if first is not None else make()
+    return first if first is not None else make(log)
 
 
 def describe_method(spec: str, params: dict | None = None, *,

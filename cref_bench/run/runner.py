@@ -750,6 +750,7 @@ def _spec_params(subject_: Subject) -> dict | None:
     """The parameters a box builds the method with: those of a spec (an instance has its own)."""
     return subject_.params if isinstance(subject_.source, str) else None
 
+
 def _setting_text(method: str, params: dict) -> str:
     return f"{method} {results.params_text(params)}"
 

@@ -123,8 +123,8 @@ def denoise_apart(call: Caller, half1: Volume, half2: Volume, mask: Volume | Non
         GeometryMismatch: the halves are not on one grid.
     """
     maps = average_halves(half1, half2), half1, half2
-    full, d1, d2 = (call(volume, mask, (seed + k) % SEED_SPAN, what)
-                    for k, (volume, what) in enumerate(zip(maps, CALLS, strict=True)))
+    full, d1, d2 = [call(volume, mask, (seed + k) % SEED_SPAN, what)
+                    for k, (volume, what) in enumerate(zip(maps, CALLS, strict=True))]
     return Denoised(full=full, half1=d1, half2=d2)
 
 
@@ -154,8 +154,8 @@ class HeldOutBoxes:
     of every entry and nothing else, and so on.
 
     Args:
-        make: ``make(call, log)`` starts the method's box for one kind of call, its output
-            going to the file ``log``.
+        make: ``make(log)`` starts one of the method's boxes, its output going to the file
+            ``log``.
         log: the first box's log file; the others write beside it (``method-7-half1.log``).
         first: a box already started (the one that described the method, before it saw any
             map), used for the averages.
@@ -163,7 +163,7 @@ class HeldOutBoxes:
     Boxes start when first needed; :meth:`close` (or leaving a ``with`` block) stops all.
     """
 
-    def __init__(self, make: Callable[[str, Path], object], log: Path, first=None):
+    def __init__(self, make: Callable[[Path], object], log: Path, first=None):
         self._make = make
         self.log = Path(log)
         self._boxes = {} if first is None else {CALLS[0]: first}
@@ -177,7 +177,7 @@ class HeldOutBoxes:
     def box(self, what: str):
         """The box that makes the calls of kind ``what`` (started here if need be)."""
         if what not in self._boxes:
-            self._boxes[what] = self._make(what, self.log_of(what))
+            self._boxes[what] = self._make(self.log_of(what))
         return self._boxes[what]
 
     def start(self) -> None:
